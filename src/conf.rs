@@ -1,0 +1,216 @@
+//! Configuration: the structures, the directive table and the directive
+//! handlers, in that order (the layout of nginx's own modules).
+//!
+//! Everything here also runs in the master, under `nginx -t` and under
+//! `nginx -s`, so it only checks and records; starting Python, threads or
+//! processes waits for `init_process` in the workers.
+
+use std::ffi::{c_char, c_void};
+use std::path::Path;
+use std::ptr::addr_of_mut;
+
+use nginx_sys::{
+    ngx_command_t, ngx_conf_check_num_bounds, ngx_conf_num_bounds_t, ngx_conf_set_msec_slot,
+    ngx_conf_set_num_slot, ngx_conf_t, ngx_int_t, ngx_msec_t, ngx_str_t, ngx_uint_t,
+    NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
+};
+use ngx::ngx_string;
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
+
+use crate::module::Module;
+use crate::nginx::conf::{args, conf_error, full_path, ConfResult, CONF_OK};
+use crate::python::apps::AppSpec;
+
+// ---- configuration structures ---------------------------------------------
+
+/// C's NGX_CONF_UNSET_MSEC, which bindgen cannot express.
+const UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
+
+/// `http {}` level: settings per worker process.
+pub struct MainConf {
+    /// `rust_wsgi_threads`, NGX_CONF_UNSET until set.
+    pub wsgi_threads: ngx_int_t,
+    /// Every app named by `rust_wsgi`, each once; locations refer to them by
+    /// index, so a file used in several locations is imported once.
+    pub apps: Vec<AppSpec>,
+}
+
+impl Default for MainConf {
+    fn default() -> Self {
+        MainConf { wsgi_threads: nginx_sys::NGX_CONF_UNSET as ngx_int_t, apps: Vec::new() }
+    }
+}
+
+impl MainConf {
+    /// Threads per nginx worker. The GIL lets one thread run Python at a
+    /// time, so threads only help while others wait (database, network,
+    /// sleep); eight covers that for typical apps without the memory and
+    /// GIL churn of mod_wsgi's fifteen.
+    pub const DEFAULT_WSGI_THREADS: ngx_int_t = 8;
+
+    pub fn wsgi_threads(&self) -> usize {
+        if self.wsgi_threads == nginx_sys::NGX_CONF_UNSET as ngx_int_t {
+            Self::DEFAULT_WSGI_THREADS as usize
+        } else {
+            self.wsgi_threads as usize
+        }
+    }
+
+    /// Whether this worker needs the module's runtime at all.
+    pub fn needs_runtime(&self) -> bool {
+        !self.apps.is_empty()
+    }
+
+    fn app_index(&mut self, spec: AppSpec) -> usize {
+        match self.apps.iter().position(|s| *s == spec) {
+            Some(i) => i,
+            None => {
+                self.apps.push(spec);
+                self.apps.len() - 1
+            }
+        }
+    }
+}
+
+/// `location {}` level (also `http {}` and `server {}` for inherited values).
+pub struct LocConf {
+    /// Index into [`MainConf::apps`] when `rust_wsgi` is set here.
+    pub wsgi_app: Option<usize>,
+    /// `rust_wsgi_read_timeout`.
+    pub wsgi_read_timeout: ngx_msec_t,
+}
+
+impl LocConf {
+    /// Like `uwsgi_read_timeout`: how long the app may stay silent.
+    pub const DEFAULT_READ_TIMEOUT: ngx_msec_t = 60_000;
+}
+
+impl Default for LocConf {
+    fn default() -> Self {
+        LocConf { wsgi_app: None, wsgi_read_timeout: UNSET_MSEC }
+    }
+}
+
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
+        // The app itself is not inherited: like fastcgi_pass, it belongs to
+        // the location that names it.
+        if self.wsgi_read_timeout == UNSET_MSEC {
+            self.wsgi_read_timeout = if prev.wsgi_read_timeout == UNSET_MSEC {
+                LocConf::DEFAULT_READ_TIMEOUT
+            } else {
+                prev.wsgi_read_timeout
+            };
+        }
+        Ok(())
+    }
+}
+
+// ---- directives ---------------------------------------------------------------
+
+static mut THREADS_BOUNDS: ngx_conf_num_bounds_t = ngx_conf_num_bounds_t {
+    post_handler: Some(ngx_conf_check_num_bounds),
+    low: 1,
+    high: 1024,
+};
+
+const fn directive(
+    name: ngx_str_t,
+    type_: u32,
+    set: unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char,
+    conf: usize,
+    offset: usize,
+    post: *mut c_void,
+) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: type_ as ngx_uint_t,
+        set: Some(set),
+        conf: conf as ngx_uint_t,
+        offset: offset as ngx_uint_t,
+        post,
+    }
+}
+
+pub static mut COMMANDS: [ngx_command_t; 4] = [
+    directive(
+        ngx_string!("rust_wsgi"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+        rust_wsgi,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+        std::ptr::null_mut(),
+    ),
+    directive(
+        ngx_string!("rust_wsgi_threads"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        ngx_conf_set_num_slot,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        std::mem::offset_of!(MainConf, wsgi_threads),
+        // nginx only reads the bounds through this pointer.
+        addr_of_mut!(THREADS_BOUNDS) as *mut c_void,
+    ),
+    directive(
+        ngx_string!("rust_wsgi_read_timeout"),
+        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+        ngx_conf_set_msec_slot,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        std::mem::offset_of!(LocConf, wsgi_read_timeout),
+        std::ptr::null_mut(),
+    ),
+    ngx_command_t::empty(),
+];
+
+// ---- directive handlers ---------------------------------------------------------
+
+/// `rust_wsgi /path/to/app.py[:callable];`
+unsafe extern "C" fn rust_wsgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes the configuration being parsed and this module's
+    // location conf (the command's `conf` offset).
+    let (cf_ref, lcf) = unsafe { (&*cf, &mut *(conf as *mut LocConf)) };
+    if lcf.wsgi_app.is_some() {
+        return conf_error(cf, "\"rust_wsgi\" is duplicate; a location serves one app");
+    }
+    let arg = args(cf_ref)[1].as_bytes();
+    let Ok(arg) = std::str::from_utf8(arg) else {
+        return conf_error(cf, "\"rust_wsgi\": the app path must be valid UTF-8");
+    };
+    let mut spec = match AppSpec::parse(arg) {
+        Ok(spec) => spec,
+        Err(problem) => {
+            return conf_error(
+                cf,
+                &format!("\"rust_wsgi {arg}\": {problem}; write rust_wsgi /path/to/app.py or /path/to/app.py:callable"),
+            )
+        }
+    };
+    spec.path = full_path(cf_ref, &spec.path);
+    if let Err(problem) = check_app_file(&spec.path) {
+        return conf_error(
+            cf,
+            &format!(
+                "\"rust_wsgi\": app file \"{}\" {problem}; give the path of the Python file that defines the WSGI callable",
+                spec.path.display()
+            ),
+        );
+    }
+    let Some(mcf) = Module::main_conf_mut(cf_ref) else {
+        return conf_error(cf, "\"rust_wsgi\": no http configuration");
+    };
+    lcf.wsgi_app = Some(mcf.app_index(spec));
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(cf_ref) else {
+        return conf_error(cf, "\"rust_wsgi\": no location configuration");
+    };
+    clcf.handler = Some(crate::wsgi::content_handler);
+    CONF_OK
+}
+
+fn check_app_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err("is not a regular file".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("does not exist".into()),
+        Err(e) => Err(format!("cannot be read ({e})")),
+    }
+}

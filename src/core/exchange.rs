@@ -1,0 +1,281 @@
+//! One request's channel from the thread that runs the app to the nginx
+//! thread.
+//!
+//! The app side holds a [`ResponseSink`]; it batches events and publishes
+//! them under one lock, and the first publish after the nginx thread last
+//! looked schedules the exchange on the [`Bridge`]. Body bytes count against
+//! a window until nginx has written them, so a slow client makes the app
+//! thread wait instead of buffering without limit. When nginx is done with
+//! the request (normal end, client abort, timeout) it abandons the exchange:
+//! further output is dropped and a waiting app thread is released.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use super::bridge::Bridge;
+use super::head::ResponseHead;
+use crate::nginx::log::Level;
+
+/// Body bytes an app may have in flight (queued or not yet written by
+/// nginx) before its thread waits. Large enough that ordinary responses
+/// never wait, small enough that a thousand slow clients stay cheap.
+pub const WINDOW: usize = 256 * 1024;
+
+/// What the app side tells the nginx side.
+#[derive(Debug)]
+pub enum Event {
+    Head(ResponseHead),
+    Body(Vec<u8>),
+    End,
+    /// The app failed. `status` is answered if the head was not sent yet;
+    /// otherwise the connection is closed, since a half-sent response
+    /// cannot be repaired.
+    Fail { status: u16, lines: Vec<String> },
+    Log(Level, String),
+}
+
+/// The request is over on the nginx side; nobody will read more output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Abandoned;
+
+pub struct Exchange {
+    id: u64,
+    bridge: Arc<Bridge>,
+    state: Mutex<State>,
+    credit: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    events: Vec<Event>,
+    /// Scheduled on the bridge and not yet taken by the nginx thread.
+    queued: bool,
+    abandoned: bool,
+    /// Body bytes published and not yet written by nginx.
+    unacked: usize,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Exchange {
+    pub fn new(bridge: Arc<Bridge>) -> Arc<Exchange> {
+        Arc::new(Exchange {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            bridge,
+            state: Mutex::default(),
+            credit: Condvar::new(),
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    // ---- nginx side ------------------------------------------------------
+
+    /// Takes everything published so far.
+    pub fn take_events(&self) -> Vec<Event> {
+        let mut state = self.lock();
+        state.queued = false;
+        std::mem::take(&mut state.events)
+    }
+
+    /// nginx finished writing `bytes` body bytes.
+    pub fn ack(&self, bytes: usize) {
+        let mut state = self.lock();
+        let was_full = state.unacked >= WINDOW;
+        state.unacked = state.unacked.saturating_sub(bytes);
+        if was_full && state.unacked < WINDOW {
+            self.credit.notify_all();
+        }
+    }
+
+    /// The request is over; drop further output and release the app thread.
+    pub fn abandon(&self) {
+        let mut state = self.lock();
+        state.abandoned = true;
+        state.events.clear();
+        self.credit.notify_all();
+    }
+
+    // ---- app side --------------------------------------------------------
+
+    fn publish(self: &Arc<Self>, batch: &mut Vec<Event>) -> Result<(), Abandoned> {
+        let bytes: usize = batch
+            .iter()
+            .map(|e| if let Event::Body(b) = e { b.len() } else { 0 })
+            .sum();
+        let wake = {
+            let mut state = self.lock();
+            if state.abandoned {
+                return Err(Abandoned);
+            }
+            state.unacked += bytes;
+            state.events.append(batch);
+            !std::mem::replace(&mut state.queued, true)
+        };
+        if wake {
+            self.bridge.ready(Arc::clone(self));
+        }
+        Ok(())
+    }
+
+    pub fn is_abandoned(&self) -> bool {
+        self.lock().abandoned
+    }
+
+    /// Writes a line to nginx's error log: in the request's context while
+    /// the request is alive, else in the worker's log. Any thread may call
+    /// this, for as long as it holds the exchange.
+    pub fn log(self: &Arc<Self>, level: Level, message: String) {
+        let mut batch = vec![Event::Log(level, message)];
+        if self.publish(&mut batch).is_err() {
+            if let Some(Event::Log(level, message)) = batch.pop() {
+                self.bridge.log(level, message);
+            }
+        }
+    }
+
+    fn over_window(&self) -> bool {
+        let state = self.lock();
+        state.unacked >= WINDOW && !state.abandoned
+    }
+
+    /// Blocks until the window has room (or the request is over). Python
+    /// callers release the GIL around this.
+    pub fn wait_for_window(&self) -> Result<(), Abandoned> {
+        let mut state = self.lock();
+        while state.unacked >= WINDOW && !state.abandoned {
+            state = self.credit.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        if state.abandoned {
+            Err(Abandoned)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The app side of an exchange. Every sink ends in exactly one of
+/// [`ResponseSink::finish`] or [`ResponseSink::fail`]; dropping it
+/// otherwise (a bug or a panic) answers 500.
+pub struct ResponseSink {
+    exchange: Arc<Exchange>,
+    batch: Vec<Event>,
+    head_sent: bool,
+    done: bool,
+}
+
+impl ResponseSink {
+    pub fn new(exchange: Arc<Exchange>) -> ResponseSink {
+        ResponseSink { exchange, batch: Vec::with_capacity(4), head_sent: false, done: false }
+    }
+
+    pub fn exchange(&self) -> &Arc<Exchange> {
+        &self.exchange
+    }
+
+    pub fn head_sent(&self) -> bool {
+        self.head_sent
+    }
+
+    pub fn is_abandoned(&self) -> bool {
+        self.exchange.is_abandoned()
+    }
+
+    /// Queues the head; it is published with the next [`flush`](Self::flush).
+    pub fn send_head(&mut self, head: ResponseHead) {
+        debug_assert!(!self.head_sent);
+        if !head.dropped().is_empty() {
+            let names = head.dropped().join(", ");
+            self.batch.push(Event::Log(
+                Level::Warn,
+                format!("rust_gateway: dropped hop-by-hop response header(s) from the app: {names}"),
+            ));
+        }
+        self.batch.push(Event::Head(head));
+        self.head_sent = true;
+    }
+
+    /// Queues a body chunk; the head must have been queued first.
+    pub fn send_body(&mut self, chunk: Vec<u8>) {
+        debug_assert!(self.head_sent);
+        if !chunk.is_empty() {
+            self.batch.push(Event::Body(chunk));
+        }
+    }
+
+    /// Publishes what is queued.
+    pub fn flush(&mut self) -> Result<(), Abandoned> {
+        if self.batch.is_empty() {
+            return if self.exchange.is_abandoned() { Err(Abandoned) } else { Ok(()) };
+        }
+        self.exchange.publish(&mut self.batch)
+    }
+
+    /// True when the app thread should wait for the client before producing
+    /// more (see [`Exchange::wait_for_window`]).
+    pub fn window_full(&self) -> bool {
+        self.exchange.over_window()
+    }
+
+    pub fn log(&self, level: Level, message: String) {
+        self.exchange.log(level, message);
+    }
+
+    /// Ends the response.
+    pub fn finish(mut self) -> Result<(), Abandoned> {
+        self.done = true;
+        if !self.head_sent {
+            self.batch.push(Event::Fail {
+                status: 500,
+                lines: vec!["rust_gateway: the app finished without a response head".into()],
+            });
+        } else {
+            self.batch.push(Event::End);
+        }
+        self.flush()
+    }
+
+    /// Ends an exchange nobody waits for any more (the client left) without
+    /// a word: there is nothing to report. If nginx is in fact still
+    /// waiting, it gets a 500 rather than hanging until its timeout.
+    pub fn cancel(mut self) {
+        if self.exchange.is_abandoned() {
+            self.done = true;
+        }
+    }
+
+    /// Fails the request, logging `lines` (a traceback) in its context.
+    pub fn fail(mut self, status: u16, lines: Vec<String>) {
+        self.done = true;
+        self.batch.push(Event::Fail { status, lines });
+        if self.flush().is_err() {
+            // Nobody is waiting for the response, but the error log still
+            // gets the traceback.
+            for event in self.batch.drain(..) {
+                if let Event::Fail { lines, .. } = event {
+                    for line in lines {
+                        self.exchange.bridge.log(Level::Error, line);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ResponseSink {
+    fn drop(&mut self) {
+        if !self.done {
+            self.batch.push(Event::Fail {
+                status: 500,
+                lines: vec!["rust_gateway: the request's worker stopped before it answered".into()],
+            });
+            let _ = self.flush();
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The shared engine every interface adapter uses.
+//!
+//! - [`capture`]: copies a request out of nginx into owned data.
+//! - [`meta`]: CGI-style meta-variables (SCRIPT_NAME, HTTP_*).
+//! - [`head`]: response status and headers, validated before they reach
+//!   nginx.
+//! - [`exchange`]: the per-request channel from a worker thread back to the
+//!   nginx thread, with a byte window for backpressure.
+//! - [`bridge`]: the eventfd that wakes the nginx event loop.
+//! - [`workers`]: threads owned by the module.
+//! - [`engine`]: the nginx-thread side: content handler, resuming requests,
+//!   streaming through the output filters, timeouts and client aborts.
+//! - [`runtime`]: the per-worker-process state that ties these together.
+
+pub mod bridge;
+pub mod capture;
+pub mod engine;
+pub mod exchange;
+pub mod head;
+pub mod meta;
+pub mod runtime;
+pub mod workers;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::nginx::log::{Level, Log};
+
+/// Runs `f`, turning a panic into a log line and `None`. Every function nginx
+/// calls goes through this: a panic must never unwind into C.
+pub fn catch_panic<R>(log: Log, what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(payload) => {
+            let reason = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            log.write(Level::Alert, &format!("rust_gateway: internal error in {what}: {reason}"));
+            None
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Threads the module owns.
+//!
+//! They start with every signal blocked, as nginx's own thread pool does:
+//! otherwise SIGHUP, SIGQUIT or SIGCHLD could be delivered to one of them,
+//! and nginx's main thread would keep sleeping in epoll_wait instead of
+//! reloading or exiting.
+
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+pub type Task = Box<dyn FnOnce() + Send + 'static>;
+
+/// Python wants deep C stacks (recursion, regex, parsers); match the 8 MiB
+/// main-thread default instead of Rust's 2 MiB.
+const STACK_SIZE: usize = 8 << 20;
+
+/// Spawns a thread with all signals blocked.
+pub fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
+    // SAFETY: sigfillset/pthread_sigmask only touch the sigset values we
+    // pass; the calling thread's mask is restored before returning.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let spawned = std::thread::Builder::new().name(name).stack_size(STACK_SIZE).spawn(body);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        spawned
+    }
+}
+
+/// A fixed-size pool of threads taking tasks from one queue.
+pub struct Workers {
+    tx: Option<Sender<Task>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    pub fn start(name: &str, count: usize) -> io::Result<Workers> {
+        let (tx, rx) = crossbeam_channel::unbounded::<Task>();
+        let mut threads = Vec::with_capacity(count);
+        for i in 0..count {
+            let rx = rx.clone();
+            threads.push(spawn(format!("{name}-{i}"), move || run(rx))?);
+        }
+        Ok(Workers { tx: Some(tx), threads })
+    }
+
+    /// Queues a task; gives it back if the pool is shutting down.
+    pub fn submit(&self, task: Task) -> Result<(), Task> {
+        match &self.tx {
+            Some(tx) => tx.send(task).map_err(|e| e.into_inner()),
+            None => Err(task),
+        }
+    }
+
+    /// Closes the queue and waits up to `grace` for the threads to finish
+    /// their current task. Threads stuck in app code past that are left to
+    /// die with the process; waiting longer would hold up nginx's shutdown.
+    pub fn shutdown(mut self, grace: Duration) -> usize {
+        self.tx = None;
+        wait_all(std::mem::take(&mut self.threads), grace)
+    }
+}
+
+/// Joins the threads that finish within `grace`; returns how many did not.
+pub fn wait_all(threads: Vec<JoinHandle<()>>, grace: Duration) -> usize {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && threads.iter().any(|t| !t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut stuck = 0;
+    for thread in threads {
+        if thread.is_finished() {
+            let _ = thread.join();
+        } else {
+            stuck += 1;
+        }
+    }
+    stuck
+}
+
+fn run(rx: Receiver<Task>) {
+    while let Ok(task) = rx.recv() {
+        // A panicking task has already answered its request through the
+        // sink's Drop; the thread itself keeps serving.
+        let _ = catch_unwind(AssertUnwindSafe(task));
+    }
+}

@@ -1,0 +1,108 @@
+//! The nginx module itself: `ngx_http_rust_gateway_module`.
+//!
+//! Process hooks: `init_process` starts the per-worker runtime (the eventfd
+//! bridge, Python, the thread pool) in worker processes and in
+//! single-process mode only; `exit_process` stops it. The master, `nginx -t`
+//! and `nginx -s` never start anything.
+
+use std::ffi::c_void;
+use std::ptr::addr_of;
+
+use nginx_sys::{
+    ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t, NGX_HTTP_MODULE, NGX_OK,
+};
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
+
+use crate::conf::{LocConf, MainConf};
+use crate::core::{catch_panic, runtime};
+use crate::nginx::log::{Level, Log};
+use crate::nginx::process;
+
+pub struct Module;
+
+impl HttpModule for Module {
+    fn module() -> &'static ngx_module_t {
+        module_ref()
+    }
+}
+
+// SAFETY: the main conf slot of this module holds a `MainConf`, created by
+// `create_main_conf` below.
+unsafe impl HttpModuleMainConf for Module {
+    type MainConf = MainConf;
+}
+
+// SAFETY: likewise for the location conf.
+unsafe impl HttpModuleLocationConf for Module {
+    type LocationConf = LocConf;
+}
+
+static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+    preconfiguration: None,
+    postconfiguration: None,
+    create_main_conf: Some(Module::create_main_conf),
+    init_main_conf: None,
+    create_srv_conf: None,
+    merge_srv_conf: None,
+    create_loc_conf: Some(Module::create_loc_conf),
+    merge_loc_conf: Some(Module::merge_loc_conf),
+};
+
+#[cfg_attr(not(test), used)]
+#[allow(non_upper_case_globals)]
+#[cfg_attr(not(feature = "export-modules"), no_mangle)]
+pub static mut ngx_http_rust_gateway_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of!(MODULE_CTX) as *mut c_void,
+    // Only the address is taken; nginx reads the table.
+    commands: addr_of!(crate::conf::COMMANDS) as *mut nginx_sys::ngx_command_t,
+    type_: NGX_HTTP_MODULE as _,
+    init_process: Some(init_process),
+    exit_process: Some(exit_process),
+    ..ngx_module_t::default()
+};
+
+/// The module static, for nginx APIs that want it (ctx slots, buffer tags).
+pub fn module_ref() -> &'static ngx_module_t {
+    // SAFETY: nginx writes the static's indexes while loading the module,
+    // before any request or hook runs; afterwards it is only read.
+    unsafe { &*addr_of!(ngx_http_rust_gateway_module) }
+}
+
+unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    let log = Log::cycle();
+    if !process::serves_requests() {
+        return NGX_OK as ngx_int_t;
+    }
+    // SAFETY: nginx passes the worker's cycle.
+    let Some(mcf) = Module::main_conf(unsafe { &*cycle }) else {
+        return NGX_OK as ngx_int_t;
+    };
+    catch_panic(log, "init_process", || {
+        if !mcf.needs_runtime() {
+            return;
+        }
+        // A failure here must not take the worker down (the master would
+        // respawn it in a loop): log it, and the affected locations answer
+        // 500 while the rest of nginx keeps serving.
+        if let Err(e) = runtime::start(log) {
+            log.write(Level::Error, &format!("rust_gateway: cannot start in this worker: {e}"));
+            return;
+        }
+        if !mcf.apps.is_empty() {
+            if let Err(e) = crate::wsgi::start(mcf) {
+                log.write(Level::Error, &format!("rust_wsgi: cannot start in this worker: {e}"));
+            }
+        }
+    });
+    NGX_OK as ngx_int_t
+}
+
+unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+    if !process::serves_requests() {
+        return;
+    }
+    catch_panic(Log::cycle(), "exit_process", || {
+        crate::wsgi::stop();
+        runtime::stop();
+    });
+}

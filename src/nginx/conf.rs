@@ -1,0 +1,49 @@
+//! Helpers for directive handlers: arguments, errors that name the fix, and
+//! paths resolved the way nginx resolves `root`.
+//!
+//! Directive handlers also run under `nginx -t` and `nginx -s`, in the
+//! master, so nothing here has side effects beyond the configuration.
+
+use std::ffi::c_char;
+use std::path::{Path, PathBuf};
+
+use nginx_sys::{ngx_conf_t, ngx_str_t, NGX_LOG_EMERG};
+
+/// What a directive handler returns to nginx.
+pub type ConfResult = *mut c_char;
+
+pub const CONF_OK: ConfResult = std::ptr::null_mut();
+
+/// Logs `message` at `emerg` and fails the configuration. nginx appends
+/// " in FILE:LINE", so the user sees where, and the message says what to do.
+pub fn conf_error(cf: *mut ngx_conf_t, message: &str) -> ConfResult {
+    ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", message);
+    ngx::core::NGX_CONF_ERROR as ConfResult
+}
+
+/// Logs a configuration warning without failing.
+pub fn conf_warn(cf: *mut ngx_conf_t, message: &str) {
+    ngx::ngx_conf_log_error!(nginx_sys::NGX_LOG_WARN, cf, "{}", message);
+}
+
+/// The directive's arguments, the directive's own name first.
+pub fn args(cf: &ngx_conf_t) -> &[ngx_str_t] {
+    // SAFETY: while a directive handler runs, `cf->args` is an array of
+    // `ngx_str_t` owned by the configuration parser.
+    unsafe { (*cf.args).as_slice() }
+}
+
+/// Resolves a relative path against nginx's prefix (`-p`), as nginx does for
+/// `root` and `alias`.
+pub fn full_path(cf: &ngx_conf_t, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    // SAFETY: `cf->cycle` is the cycle being configured; its prefix is set
+    // before any configuration is parsed.
+    let prefix = unsafe { (*cf.cycle).prefix.as_bytes() };
+    let prefix = Path::new(std::ffi::OsStr::new(
+        std::str::from_utf8(prefix).unwrap_or("/"),
+    ));
+    prefix.join(path)
+}

@@ -1,0 +1,184 @@
+//! Response bodies through nginx's output filters without copying.
+//!
+//! The app's bytes arrive as owned `Vec<u8>`s. Each becomes an `ngx_buf_t`
+//! that points into the vector, and the vector is kept here until nginx has
+//! written the buffer. That is the bookkeeping of nginx's non-buffered
+//! upstream path: after every `ngx_http_output_filter` call,
+//! `ngx_chain_update_chains` moves written buffers from `busy` to `free`, and
+//! the memory behind them can go. Counting what is still busy is what gives
+//! the app backpressure.
+
+use std::collections::VecDeque;
+use std::ptr;
+
+use nginx_sys::{
+    ngx_alloc_chain_link, ngx_buf_t, ngx_buf_tag_t, ngx_chain_t, ngx_chain_update_chains,
+    ngx_http_output_filter, ngx_int_t, ngx_pcalloc, ngx_pool_t,
+};
+
+use super::request::HttpRequest;
+
+pub struct OutputChain {
+    tag: ngx_buf_tag_t,
+    /// Buffers not yet given to nginx.
+    out: *mut ngx_chain_t,
+    out_tail: *mut ngx_chain_t,
+    /// Given to nginx and not yet written.
+    busy: *mut ngx_chain_t,
+    /// Spent links and buffers, reused for the next chunks.
+    free: *mut ngx_chain_t,
+    /// The memory behind every buffer in `out` and `busy`, in order.
+    held: VecDeque<Vec<u8>>,
+    held_bytes: usize,
+}
+
+/// What one [`OutputChain::send`] did.
+pub struct Sent {
+    pub rc: ngx_int_t,
+    /// Bytes nginx finished with during this call.
+    pub released: usize,
+}
+
+impl OutputChain {
+    /// `tag` marks our buffers (nginx modules use their module's address).
+    pub fn new(tag: ngx_buf_tag_t) -> OutputChain {
+        OutputChain {
+            tag,
+            out: ptr::null_mut(),
+            out_tail: ptr::null_mut(),
+            busy: ptr::null_mut(),
+            free: ptr::null_mut(),
+            held: VecDeque::new(),
+            held_bytes: 0,
+        }
+    }
+
+    /// Bytes handed to us and not yet written to the client.
+    pub fn pending_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// Queues a body chunk. Empty chunks are skipped.
+    pub fn push(&mut self, pool: *mut ngx_pool_t, data: Vec<u8>) -> Result<(), ()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let link = self.link(pool)?;
+        // SAFETY: `link` and its buffer are ours (fresh or from `free`); the
+        // buffer points into `data`, which `held` keeps alive and unmoved
+        // (a Vec's heap block does not move when the Vec itself is moved)
+        // until nginx has written it.
+        unsafe {
+            let b = &mut *(*link).buf;
+            let start = data.as_ptr() as *mut u8;
+            b.start = start;
+            b.pos = start;
+            b.last = start.add(data.len());
+            b.end = b.last;
+            b.set_memory(1);
+        }
+        self.held_bytes += data.len();
+        self.held.push_back(data);
+        self.append(link);
+        Ok(())
+    }
+
+    /// Queues the end of the response.
+    pub fn push_last(&mut self, pool: *mut ngx_pool_t) -> Result<(), ()> {
+        let link = self.link(pool)?;
+        // SAFETY: as in `push`; an empty buffer that only carries flags.
+        unsafe {
+            let b = &mut *(*link).buf;
+            b.set_last_buf(1);
+            b.set_last_in_chain(1);
+        }
+        self.append(link);
+        Ok(())
+    }
+
+    /// Passes queued buffers (or, with none, whatever nginx still holds) to
+    /// the output filters, then releases what was written.
+    pub fn send(&mut self, r: HttpRequest) -> Sent {
+        // SAFETY: the chain links and buffers are valid (see `push`), and the
+        // request is live. Every chunk carries on promptly: WSGI forbids
+        // holding back a block the app produced.
+        let rc = unsafe {
+            if let Some(tail) = self.out_tail.as_mut() {
+                let b = &mut *tail.buf;
+                if b.last_buf() == 0 {
+                    b.set_flush(1);
+                }
+            }
+            ngx_http_output_filter(r.as_ptr(), self.out)
+        };
+        // SAFETY: all three chains hold links made by `link` from this pool.
+        unsafe {
+            ngx_chain_update_chains(r.pool(), &mut self.free, &mut self.busy, &mut self.out, self.tag);
+        }
+        self.out_tail = ptr::null_mut();
+        Sent { rc, released: self.release() }
+    }
+
+    /// True while nginx has not finished writing some of our buffers.
+    pub fn busy(&self) -> bool {
+        !self.busy.is_null()
+    }
+
+    /// Drops the memory of every buffer nginx no longer references. Buffers
+    /// are written in order, so everything before the first busy buffer is
+    /// done.
+    fn release(&mut self) -> usize {
+        // SAFETY: `busy` links are ours; the first one that is not empty
+        // (update_chains stops there) still points at its held vector.
+        let first_busy = unsafe { self.busy.as_ref().map(|cl| (*cl.buf).start as *const u8) };
+        let mut released = 0;
+        while let Some(front) = self.held.front() {
+            if Some(front.as_ptr()) == first_busy {
+                break;
+            }
+            released += front.len();
+            self.held.pop_front();
+        }
+        self.held_bytes -= released;
+        released
+    }
+
+    fn append(&mut self, link: *mut ngx_chain_t) {
+        // SAFETY: `out_tail` is null or the last link of `out`, both ours.
+        unsafe {
+            match self.out_tail.as_mut() {
+                Some(tail) => tail.next = link,
+                None => self.out = link,
+            }
+        }
+        self.out_tail = link;
+    }
+
+    /// A clean link with a zeroed buffer tagged as ours.
+    fn link(&mut self, pool: *mut ngx_pool_t) -> Result<*mut ngx_chain_t, ()> {
+        // SAFETY: links in `free` came from this pool through update_chains;
+        // new ones come from the pool allocators, which return NULL on
+        // failure.
+        unsafe {
+            let link = if let Some(cl) = self.free.as_mut() {
+                self.free = cl.next;
+                cl as *mut ngx_chain_t
+            } else {
+                let cl = ngx_alloc_chain_link(pool);
+                if cl.is_null() {
+                    return Err(());
+                }
+                let b = ngx_pcalloc(pool, std::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
+                if b.is_null() {
+                    return Err(());
+                }
+                (*cl).buf = b;
+                cl
+            };
+            ptr::write_bytes((*link).buf, 0, 1);
+            (*(*link).buf).tag = self.tag;
+            (*link).next = ptr::null_mut();
+            Ok(link)
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! Safe access to the parts of `ngx_http_request_t` the engine uses.
+//!
+//! An [`HttpRequest`] is a copyable handle to a request that nginx owns. It
+//! is only ever used on the nginx thread, and only while the request is
+//! alive: the engine drops every handle when nginx runs the request's
+//! cleanup. Nothing obtained here crosses to another thread; the engine
+//! copies what it needs into owned data first.
+
+use std::ffi::c_void;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::ptr::{self, NonNull};
+
+use nginx_sys::{
+    ngx_chain_t, ngx_connection_local_sockaddr, ngx_connection_t, ngx_event_t,
+    ngx_http_cleanup_add, ngx_http_finalize_request, ngx_http_log_ctx_t,
+    ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_run_posted_requests,
+    ngx_http_send_header, ngx_http_test_reading, ngx_inet_get_port, ngx_int_t, ngx_list_push,
+    ngx_msec_t, ngx_pool_t, ngx_str_t, ngx_table_elt_t, NGX_OK,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
+
+use super::log::Log;
+
+/// A request handler as nginx stores it in `r->read_event_handler` and
+/// `r->write_event_handler`, and as the body reader's post handler.
+pub type RequestHandler = unsafe extern "C" fn(*mut ngx_http_request_t);
+
+/// One piece of a request body as nginx buffered it.
+pub enum BodyPart<'a> {
+    Memory(&'a [u8]),
+    /// A range of nginx's temp file (`client_body_temp_path`).
+    File { fd: BorrowedFd<'a>, start: u64, end: u64 },
+}
+
+#[derive(Clone, Copy)]
+pub struct HttpRequest(NonNull<ngx_http_request_t>);
+
+impl HttpRequest {
+    /// # Safety
+    /// `r` must be a live request, and the handle must not outlive it.
+    pub unsafe fn from_raw(r: *mut ngx_http_request_t) -> Option<HttpRequest> {
+        NonNull::new(r).map(HttpRequest)
+    }
+
+    pub fn as_ptr(self) -> *mut ngx_http_request_t {
+        self.0.as_ptr()
+    }
+
+    fn r(&self) -> &ngx_http_request_t {
+        // SAFETY: the handle is only used while nginx keeps the request alive.
+        unsafe { self.0.as_ref() }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn r_mut(&self) -> &mut ngx_http_request_t {
+        // SAFETY: as above; nginx is single-threaded and no other reference
+        // to the request is held across calls into this module.
+        unsafe { &mut *self.0.as_ptr() }
+    }
+
+    fn connection(&self) -> &mut ngx_connection_t {
+        // SAFETY: a live request always has a live connection.
+        unsafe { &mut *self.r().connection }
+    }
+
+    pub fn log(self) -> Log {
+        // SAFETY: the connection's log lives as long as the connection.
+        unsafe { Log::from_raw(self.connection().log) }.unwrap_or_else(Log::cycle)
+    }
+
+    pub fn pool(self) -> *mut ngx_pool_t {
+        self.r().pool
+    }
+
+    // ---- configuration ---------------------------------------------------
+
+    pub fn loc_conf<M: HttpModuleLocationConf>(self) -> Option<&'static M::LocationConf> {
+        M::location_conf(self.r())
+    }
+
+    pub fn main_conf<M: HttpModuleMainConf>(self) -> Option<&'static M::MainConf> {
+        M::main_conf(self.r())
+    }
+
+    /// The prefix a plain prefix location matched (`location /app/`), or
+    /// None for regex, exact, named and `if` locations.
+    pub fn location_prefix(self) -> Option<&'static [u8]> {
+        let clcf = NgxHttpCoreModule::location_conf(self.r())?;
+        let plain = clcf.regex.is_null()
+            && clcf.exact_match() == 0
+            && clcf.named() == 0
+            && clcf.noname() == 0;
+        plain.then(|| clcf.name.as_bytes())
+    }
+
+    // ---- the request line and headers -----------------------------------
+
+    pub fn method(&self) -> &[u8] {
+        self.r().method_name.as_bytes()
+    }
+
+    /// The request target exactly as the client sent it, query included.
+    pub fn unparsed_uri(&self) -> &[u8] {
+        self.r().unparsed_uri.as_bytes()
+    }
+
+    /// The path after nginx's percent-decoding and normalisation.
+    pub fn uri(&self) -> &[u8] {
+        self.r().uri.as_bytes()
+    }
+
+    /// The query string, undecoded.
+    pub fn args(&self) -> &[u8] {
+        self.r().args.as_bytes()
+    }
+
+    pub fn protocol(&self) -> &[u8] {
+        self.r().http_protocol.as_bytes()
+    }
+
+    pub fn headers_in(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        // SAFETY: headers_in.headers is an initialised ngx_list_t of
+        // ngx_table_elt_t for every request that reached a content handler.
+        unsafe { ngx::http::list_iterator(&self.r().headers_in.headers) }
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+    }
+
+    /// The host part of the Host header (or request line), lowercased and
+    /// validated by nginx; empty when the client sent none.
+    pub fn host(&self) -> &[u8] {
+        self.r().headers_in.server.as_bytes()
+    }
+
+    /// The first `server_name` of the server block that took the request.
+    pub fn server_name(&self) -> &[u8] {
+        NgxHttpCoreModule::server_conf(self.r())
+            .map(|cscf| cscf.server_name.as_bytes())
+            .unwrap_or_default()
+    }
+
+    pub fn client_addr(&self) -> &[u8] {
+        self.connection().addr_text.as_bytes()
+    }
+
+    pub fn client_port(&self) -> Option<u16> {
+        let c = self.connection();
+        // SAFETY: c->sockaddr is the peer address nginx got from accept().
+        let port = unsafe { ngx_inet_get_port(c.sockaddr) };
+        (port != 0).then_some(port)
+    }
+
+    pub fn server_port(&self) -> Option<u16> {
+        let c = self.connection();
+        // SAFETY: fills c->local_sockaddr when the listener was a wildcard;
+        // both calls only read the connection's own socket.
+        let port = unsafe {
+            if ngx_connection_local_sockaddr(c, ptr::null_mut(), 0) != NGX_OK as ngx_int_t {
+                return None;
+            }
+            ngx_inet_get_port(c.local_sockaddr)
+        };
+        (port != 0).then_some(port)
+    }
+
+    pub fn is_https(&self) -> bool {
+        #[cfg(any(ngx_feature = "ssl", ngx_feature = "compat"))]
+        {
+            !self.connection().ssl.is_null()
+        }
+        #[cfg(not(any(ngx_feature = "ssl", ngx_feature = "compat")))]
+        {
+            false
+        }
+    }
+
+    /// True when the client announced a body (Content-Length or chunked).
+    pub fn has_body(&self) -> bool {
+        let h = &self.r().headers_in;
+        h.content_length_n >= 0 || h.chunked() != 0
+    }
+
+    // ---- the request body -------------------------------------------------
+
+    /// Starts nginx's body reader. `done` runs once the whole body is
+    /// buffered (possibly before this returns). The return value is what the
+    /// content handler returns: an HTTP error, or `NGX_DONE`.
+    pub fn read_body(self, done: RequestHandler) -> ngx_int_t {
+        // SAFETY: called from the content handler of a live request.
+        let rc = unsafe { ngx_http_read_client_request_body(self.as_ptr(), Some(done)) };
+        if rc >= nginx_sys::NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+            return rc;
+        }
+        nginx_sys::NGX_DONE as ngx_int_t
+    }
+
+    /// The buffered body, in order. Valid once the body reader has finished.
+    pub fn body_parts(&self) -> Vec<BodyPart<'_>> {
+        let mut parts = Vec::new();
+        let rb = self.r().request_body;
+        if rb.is_null() {
+            return parts;
+        }
+        // SAFETY: after the body reader finished, rb->bufs is a chain of
+        // buffers that lives in the request pool; file buffers point at the
+        // request's temp file, which stays open until the request ends.
+        unsafe {
+            let mut cl: *mut ngx_chain_t = (*rb).bufs;
+            while let Some(link) = cl.as_ref() {
+                let b = &*link.buf;
+                if b.in_file() != 0 && !b.file.is_null() && b.file_last > b.file_pos {
+                    parts.push(BodyPart::File {
+                        fd: BorrowedFd::borrow_raw((*b.file).fd as RawFd),
+                        start: b.file_pos as u64,
+                        end: b.file_last as u64,
+                    });
+                } else if !b.pos.is_null() && b.last > b.pos {
+                    let len = b.last.offset_from(b.pos) as usize;
+                    parts.push(BodyPart::Memory(std::slice::from_raw_parts(b.pos, len)));
+                }
+                cl = link.next;
+            }
+        }
+        parts
+    }
+
+    // ---- the response head ----------------------------------------------
+
+    pub fn header_only(&self) -> bool {
+        self.r().header_only() != 0
+    }
+
+    /// Sets the status code and, when given, the exact status line
+    /// ("200 OK") so an app's own reason phrase reaches the client.
+    pub fn set_status(self, code: u16, line: Option<&[u8]>) -> Result<(), ()> {
+        let pool = self.pool();
+        let r = self.r_mut();
+        r.headers_out.status = code as usize;
+        if let Some(line) = line {
+            r.headers_out.status_line = pool_str(pool, line)?;
+        }
+        Ok(())
+    }
+
+    /// Adds one response header. The headers nginx itself generates from
+    /// fields of `headers_out` go into those fields instead of the generic
+    /// list, so the client never gets them twice (the same split the
+    /// upstream module makes).
+    pub fn add_response_header(self, name: &[u8], value: &[u8]) -> Result<(), ()> {
+        let pool = self.pool();
+        let out = &mut self.r_mut().headers_out;
+        if name.eq_ignore_ascii_case(b"content-type") {
+            let v = pool_str(pool, value)?;
+            out.content_type_len = v.len;
+            out.content_type = v;
+            out.content_type_lowcase = ptr::null_mut();
+            return Ok(());
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(value)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or(())?;
+            out.content_length_n = n;
+            return Ok(());
+        }
+        // SAFETY: headers_out.headers is an initialised list of
+        // ngx_table_elt_t in the request pool; the element is fully written
+        // (zeroed first, which also clears `next` on nginx >= 1.23) before
+        // nginx reads it.
+        let elt = unsafe {
+            let elt = ngx_list_push(&mut out.headers) as *mut ngx_table_elt_t;
+            if elt.is_null() {
+                return Err(());
+            }
+            ptr::write_bytes(elt, 0, 1);
+            (*elt).key = pool_str(pool, name)?;
+            (*elt).value = pool_str(pool, value)?;
+            let lower = pool_str(pool, &name.to_ascii_lowercase())?;
+            (*elt).lowcase_key = lower.data;
+            (*elt).hash = 1;
+            elt
+        };
+        if name.eq_ignore_ascii_case(b"server") {
+            out.server = elt;
+        } else if name.eq_ignore_ascii_case(b"date") {
+            out.date = elt;
+        }
+        Ok(())
+    }
+
+    /// Marks the response as streamed: no Content-Length unless the app set
+    /// one, so nginx chunks it on HTTP/1.1 or closes after it on HTTP/1.0.
+    pub fn clear_content_length(self) {
+        self.r_mut().headers_out.content_length_n = -1;
+    }
+
+    pub fn send_header(self) -> ngx_int_t {
+        // SAFETY: the request is live and its headers_out is filled in.
+        unsafe { ngx_http_send_header(self.as_ptr()) }
+    }
+
+    // ---- lifecycle ----------------------------------------------------------
+
+    /// Hands the request back to nginx with its final status. Must be called
+    /// exactly once per `NGX_DONE` the content handler returned; the handle
+    /// may be dangling afterwards.
+    pub fn finalize(self, rc: ngx_int_t) {
+        // SAFETY: the request is live; after this call it may be freed, and
+        // callers drop the handle.
+        unsafe { ngx_http_finalize_request(self.as_ptr(), rc) }
+    }
+
+    /// Runs `handler(data)` when nginx frees or terminates the request
+    /// (normal end, client abort, error), before the pool goes away.
+    pub fn add_cleanup(
+        self,
+        handler: unsafe extern "C" fn(*mut c_void),
+        data: *mut c_void,
+    ) -> Result<(), ()> {
+        // SAFETY: ngx_http_cleanup_add allocates from the request pool.
+        unsafe {
+            let cln = ngx_http_cleanup_add(self.as_ptr(), 0);
+            if cln.is_null() {
+                return Err(());
+            }
+            (*cln).handler = Some(handler);
+            (*cln).data = data;
+        }
+        Ok(())
+    }
+
+    /// While the app works, notice a client that goes away: nginx's
+    /// `ngx_http_test_reading` finalizes the request with 499 on EOF, which
+    /// runs the cleanups. `write` handles the connection's write events
+    /// (timeouts and draining output).
+    pub fn set_event_handlers(self, write: RequestHandler) {
+        let r = self.r_mut();
+        r.read_event_handler = Some(ngx_http_test_reading);
+        r.write_event_handler = Some(write);
+    }
+
+    /// The module context slot.
+    pub fn ctx<T>(self, module: &nginx_sys::ngx_module_t) -> Option<NonNull<T>> {
+        // SAFETY: r->ctx has one slot per HTTP module.
+        NonNull::new(unsafe { *self.r().ctx.add(module.ctx_index) }.cast())
+    }
+
+    pub fn set_ctx<T>(self, module: &nginx_sys::ngx_module_t, value: *mut T) {
+        // SAFETY: as above.
+        unsafe { *self.r().ctx.add(module.ctx_index) = value.cast() }
+    }
+
+    pub fn write_event(self) -> WriteEvent {
+        WriteEvent(self.connection().write, self)
+    }
+
+    /// The client connection failed or went away (a write error, a reset).
+    pub fn connection_failed(self) -> bool {
+        self.connection().error() != 0
+    }
+
+    /// True while nginx still holds output it could not write yet.
+    pub fn output_pending(self) -> bool {
+        self.r().buffered() != 0 || self.connection().buffered() != 0
+    }
+
+    /// Makes log lines written while handling this request carry its
+    /// "client: ..., request: ..." context, as nginx's own handlers do.
+    pub fn set_log_request(self) {
+        // SAFETY: for HTTP connections c->log->data is an ngx_http_log_ctx_t
+        // (set up in ngx_http_init_connection).
+        unsafe {
+            let log = self.connection().log;
+            let ctx = (*log).data as *mut ngx_http_log_ctx_t;
+            if !ctx.is_null() {
+                (*ctx).current_request = self.as_ptr();
+            }
+        }
+    }
+
+    /// Run from event handlers outside nginx's request handler, after the
+    /// request may have been finalized: nginx defers some work (subrequests,
+    /// termination) to posted requests.
+    pub fn posted_runner(self) -> PostedRunner {
+        PostedRunner(self.r().connection)
+    }
+
+    pub fn core_send_timeout(self) -> (ngx_msec_t, usize) {
+        NgxHttpCoreModule::location_conf(self.r())
+            .map(|clcf| (clcf.send_timeout, clcf.send_lowat))
+            .unwrap_or((60_000, 0))
+    }
+}
+
+/// Remembers a request's connection so posted requests can run after the
+/// request itself may be gone. Connections are recycled, never freed, and
+/// nginx checks `c->destroyed` first.
+pub struct PostedRunner(*mut ngx_connection_t);
+
+impl PostedRunner {
+    pub fn run(self) {
+        // SAFETY: see the type's comment; this is how nginx's own upstream
+        // event handlers end.
+        unsafe { ngx_http_run_posted_requests(self.0) }
+    }
+}
+
+/// The client connection's write event: its timer is the request's clock
+/// while the app works (read timeout) and while the client drains output
+/// (send timeout).
+pub struct WriteEvent(*mut ngx_event_t, HttpRequest);
+
+impl WriteEvent {
+    fn ev(&self) -> &mut ngx_event_t {
+        // SAFETY: the write event lives as long as the connection.
+        unsafe { &mut *self.0 }
+    }
+
+    pub fn timed_out(&self) -> bool {
+        self.ev().timedout() != 0
+    }
+
+    /// `limit_rate` is holding output back on its own timer.
+    pub fn delayed(&self) -> bool {
+        self.ev().delayed() != 0
+    }
+
+    pub fn set_timer(&self, ms: ngx_msec_t) {
+        // SAFETY: nginx thread; the timer is removed by nginx when the
+        // request is finalized or the connection closes.
+        unsafe { nginx_sys::ngx_add_timer(self.0, ms) }
+    }
+
+    pub fn mark_connection_timed_out(&self) {
+        // SAFETY: as above; this is what ngx_http_writer does on timeout.
+        unsafe { (*self.1.r().connection).set_timedout(1) }
+    }
+
+    /// Asks to be called again when the socket can take more output.
+    pub fn want_write(&self, lowat: usize) -> Result<(), ()> {
+        // SAFETY: as above.
+        let rc = unsafe { nginx_sys::ngx_handle_write_event(self.0, lowat) };
+        if rc == NGX_OK as ngx_int_t {
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+}
+
+/// Copies bytes into the pool as an `ngx_str_t`.
+pub fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<ngx_str_t, ()> {
+    if bytes.is_empty() {
+        return Ok(ngx_str_t { len: 0, data: ptr::null_mut() });
+    }
+    // SAFETY: ngx_pnalloc returns pool memory of the requested size or NULL.
+    unsafe {
+        let data = nginx_sys::ngx_pnalloc(pool, bytes.len()) as *mut u8;
+        if data.is_null() {
+            return Err(());
+        }
+        ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+        Ok(ngx_str_t { len: bytes.len(), data })
+    }
+}

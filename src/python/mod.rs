@@ -1,0 +1,10 @@
+//! The embedded CPython interpreter and the apps it runs.
+//!
+//! - [`interpreter`]: starts Python in a worker process, on a thread the
+//!   module owns, never on nginx's event-loop thread.
+//! - [`apps`]: what `rust_wsgi` names, and loading it once per worker.
+//! - [`errors`]: Python exceptions as log lines.
+
+pub mod apps;
+pub mod errors;
+pub mod interpreter;

@@ -1,0 +1,132 @@
+//! `wsgi.input` and `wsgi.errors`.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::core::capture::{Body, BodyReader};
+use crate::core::exchange::Exchange;
+use crate::nginx::log::Level;
+
+/// Reads larger than this release the GIL: they may hit nginx's temp file.
+const DETACH_ABOVE: u64 = 64 * 1024;
+
+/// The request body as a read-only binary file.
+#[pyclass(module = "rust_wsgi")]
+pub struct WsgiInput {
+    reader: BodyReader,
+}
+
+impl WsgiInput {
+    pub fn new(body: Body) -> WsgiInput {
+        WsgiInput { reader: body.reader() }
+    }
+}
+
+/// Python's convention: None or a negative size means "no limit".
+fn limit(size: Option<isize>) -> Option<usize> {
+    size.and_then(|s| usize::try_from(s).ok())
+}
+
+#[pymethods]
+impl WsgiInput {
+    #[pyo3(signature = (size = None))]
+    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let max = limit(size);
+        let reader = &mut self.reader;
+        let bytes = if max.map_or(reader.remaining(), |m| m as u64) > DETACH_ABOVE {
+            py.detach(|| reader.read(max))
+        } else {
+            reader.read(max)
+        };
+        Ok(PyBytes::new(py, &bytes.map_err(|e| PyOSError::new_err(e.to_string()))?))
+    }
+
+    #[pyo3(signature = (size = None))]
+    fn readline<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let line = self.reader.read_line(limit(size)).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(PyBytes::new(py, &line))
+    }
+
+    /// Lines until the end, or until `hint` bytes have been read.
+    #[pyo3(signature = (hint = None))]
+    fn readlines<'py>(&mut self, py: Python<'py>, hint: Option<isize>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let hint = limit(hint).filter(|&h| h > 0);
+        let mut lines = Vec::new();
+        let mut total = 0;
+        loop {
+            let line = self.readline(py, None)?;
+            if line.as_bytes().is_empty() {
+                break;
+            }
+            total += line.as_bytes().len();
+            lines.push(line);
+            if hint.is_some_and(|h| total >= h) {
+                break;
+            }
+        }
+        Ok(lines)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.readline(py, None)?;
+        Ok((!line.as_bytes().is_empty()).then_some(line))
+    }
+}
+
+/// A text stream whose lines go to nginx's error log, in the request's
+/// context while it lasts.
+#[pyclass(module = "rust_wsgi")]
+pub struct ErrorLog {
+    exchange: Arc<Exchange>,
+    level: Level,
+    partial: String,
+}
+
+impl ErrorLog {
+    pub fn new(exchange: Arc<Exchange>, level: Level) -> ErrorLog {
+        ErrorLog { exchange, level, partial: String::new() }
+    }
+
+    fn emit_lines(&mut self) {
+        while let Some(end) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=end).collect();
+            self.exchange.log(self.level, line.trim_end_matches(['\r', '\n']).to_owned());
+        }
+    }
+}
+
+#[pymethods]
+impl ErrorLog {
+    fn write(&mut self, text: &str) -> usize {
+        self.partial.push_str(text);
+        self.emit_lines();
+        text.chars().count()
+    }
+
+    fn writelines(&mut self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
+        for line in lines.try_iter()? {
+            self.write(&line?.extract::<String>()?);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.exchange.log(self.level, rest);
+        }
+    }
+}
+
+impl Drop for ErrorLog {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}

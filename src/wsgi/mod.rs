@@ -1,0 +1,108 @@
+//! `rust_wsgi`: WSGI apps (PEP 3333) in nginx's worker processes.
+//!
+//! Each nginx worker runs a pool of `rust_wsgi_threads` threads that call
+//! the apps; the engine in [`crate::core`] does everything on the nginx side.
+//!
+//! - [`types`]: the environ.
+//! - [`serving`]: calling the app and streaming its iterable.
+//! - [`io`]: `wsgi.input` and `wsgi.errors`.
+//! - [`callbacks`]: `start_response` and `write`.
+
+pub mod callbacks;
+pub mod io;
+pub mod serving;
+pub mod types;
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t};
+
+use crate::conf::{LocConf, MainConf};
+use crate::core::capture::{Body, RequestHead};
+use crate::core::engine::{self, Adapter, Refusal};
+use crate::core::exchange::ResponseSink;
+use crate::core::runtime;
+use crate::core::workers::Workers;
+use crate::module::Module;
+use crate::nginx::log::Level;
+use crate::nginx::request::HttpRequest;
+use crate::python::apps::App;
+use crate::python::interpreter::{self, Interpreter};
+
+/// The level `wsgi.errors` lines are logged at (mod_wsgi logs them as
+/// errors too).
+const ERRORS_LEVEL: Level = Level::Error;
+
+/// How long worker shutdown waits for threads still inside app code.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
+
+struct WsgiWorker {
+    interpreter: Interpreter,
+    threads: Workers,
+    apps: Vec<Arc<App>>,
+}
+
+thread_local! {
+    static WORKER: RefCell<Option<WsgiWorker>> = const { RefCell::new(None) };
+}
+
+pub struct Wsgi;
+
+impl Adapter for Wsgi {
+    const NAME: &'static str = "rust_wsgi";
+
+    fn read_timeout(r: HttpRequest) -> ngx_msec_t {
+        r.loc_conf::<Module>().map_or(LocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi_read_timeout)
+    }
+
+    fn dispatch(r: HttpRequest, head: RequestHead, body: Body, sink: ResponseSink) -> Result<(), Refusal> {
+        let refuse = |status, message: &str| Refusal { status, message: message.into() };
+        let index = r.loc_conf::<Module>().and_then(|c| c.wsgi_app).ok_or_else(|| refuse(500, "no app is configured here"))?;
+        let errors_level = ERRORS_LEVEL;
+        WORKER.with(|worker| {
+            let worker = worker.borrow();
+            let worker = worker
+                .as_ref()
+                .ok_or_else(|| refuse(500, "Python is not running in this worker (see the error logged at start-up)"))?;
+            let app = worker.apps.get(index).cloned().ok_or_else(|| refuse(500, "unknown app"))?;
+            let task = Box::new(move || serving::serve(app, head, body, sink, errors_level));
+            worker.threads.submit(task).map_err(|_| refuse(503, "the worker is shutting down"))
+        })
+    }
+}
+
+/// The content handler `rust_wsgi` installs.
+pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    engine::handle::<Wsgi>(r)
+}
+
+/// Starts Python and the thread pool in this worker, and imports every app.
+pub fn start(mcf: &MainConf) -> Result<(), String> {
+    let bridge = runtime::bridge().ok_or("the module's runtime did not start")?;
+    let on_error = {
+        let bridge = Arc::clone(&bridge);
+        move |message| bridge.log(Level::Error, message)
+    };
+    let interpreter = interpreter::start(on_error).map_err(|e| format!("cannot start the Python thread: {e}"))?;
+    let threads = Workers::start("rgw-wsgi", mcf.wsgi_threads())
+        .map_err(|e| format!("cannot start the rust_wsgi threads: {e}"))?;
+    let apps: Vec<Arc<App>> = mcf.apps.iter().cloned().map(|spec| Arc::new(App::new(spec))).collect();
+    for app in &apps {
+        let (app, bridge) = (Arc::clone(app), Arc::clone(&bridge));
+        let _ = threads.submit(Box::new(move || serving::preload(&app, &bridge)));
+    }
+    WORKER.with(|w| *w.borrow_mut() = Some(WsgiWorker { interpreter, threads, apps }));
+    Ok(())
+}
+
+/// Worker exit. nginx waited for running requests already (their timers
+/// keep a shutting-down worker alive); threads stuck in app code past the
+/// grace period are left to die with the process.
+pub fn stop() {
+    if let Some(worker) = WORKER.with(|w| w.borrow_mut().take()) {
+        worker.threads.shutdown(SHUTDOWN_GRACE);
+        worker.interpreter.stop(SHUTDOWN_GRACE);
+    }
+}

@@ -1,0 +1,127 @@
+//! Running a WSGI app for one request, on one of the module's threads.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use super::callbacks::{body_bytes, send_body, Delivery, StartResponse};
+use super::types::environ;
+use crate::core::bridge::Bridge;
+use crate::core::capture::{Body, RequestHead};
+use crate::core::exchange::ResponseSink;
+use crate::nginx::log::Level;
+use crate::python::apps::{App, LoadError};
+use crate::python::{errors, interpreter};
+
+/// Imports `app` at worker start so the first request does not pay for it,
+/// and so a broken app is reported at once.
+pub fn preload(app: &App, bridge: &Bridge) {
+    if !interpreter::wait_ready() {
+        return;
+    }
+    Python::attach(|py| {
+        if let Err(LoadError::Failed(lines)) = app.callable(py) {
+            lines.into_iter().for_each(|line| bridge.log(Level::Error, line));
+        }
+    });
+}
+
+pub fn serve(app: Arc<App>, head: RequestHead, body: Body, sink: ResponseSink, errors_level: Level) {
+    if sink.is_abandoned() {
+        // The client left while the request waited for a thread.
+        return sink.cancel();
+    }
+    if !interpreter::wait_ready() {
+        return sink.fail(500, vec!["rust_wsgi: Python failed to start in this worker (see the error logged at start-up)".into()]);
+    }
+    Python::attach(|py| run(py, &app, &head, body, sink, errors_level));
+}
+
+fn run(py: Python<'_>, app: &App, head: &RequestHead, body: Body, sink: ResponseSink, errors_level: Level) {
+    let callable = match app.callable(py) {
+        Ok(callable) => callable,
+        Err(LoadError::Failed(lines)) => return sink.fail(500, lines),
+        Err(LoadError::StillBroken) => {
+            return sink.fail(500, vec![format!(
+                "rust_wsgi: \"{}\" failed to load and has not changed since (its traceback was logged then)",
+                app.spec.path.display()
+            )])
+        }
+    };
+    let exchange = Arc::clone(sink.exchange());
+    let responder = match Py::new(py, StartResponse::new(sink)) {
+        Ok(responder) => responder,
+        // The sink went down with the value and answers 500 from its Drop.
+        Err(_) => return,
+    };
+    let failed = |header: String, err: &PyErr| responder.borrow_mut(py).fail(errors::report(py, header, err));
+
+    let env = match environ(py, head, body, &exchange, errors_level) {
+        Ok(env) => env,
+        Err(err) => return failed("rust_wsgi: cannot build the WSGI environ (traceback follows)".into(), &err),
+    };
+    let iterable = match callable.call1((env, responder.clone_ref(py))) {
+        Ok(iterable) => iterable,
+        Err(err) => return failed(format!("rust_wsgi: the app \"{}\" raised an exception (traceback follows)", app.spec.path.display()), &err),
+    };
+    let streamed = stream(py, &iterable, &responder);
+    // PEP 3333: close() is called whatever happened, exactly once.
+    let closed = match iterable.getattr_opt("close") {
+        Ok(Some(close)) => close.call0().map(drop),
+        Ok(None) => Ok(()),
+        Err(err) => Err(err),
+    };
+    match (streamed, closed) {
+        (Err(err), closed) => {
+            if let Err(close_err) = closed {
+                let lines = errors::report(py, "rust_wsgi: the iterable's close() raised too (traceback follows)".into(), &close_err);
+                lines.into_iter().for_each(|l| exchange.log(Level::Error, l));
+            }
+            failed(format!("rust_wsgi: the app \"{}\" failed while producing its response (traceback follows)", app.spec.path.display()), &err)
+        }
+        (Ok(Delivery::Abandoned), Err(err)) | (Ok(Delivery::Sent), Err(err)) => {
+            failed("rust_wsgi: the response iterable's close() raised an exception (traceback follows)".into(), &err)
+        }
+        (Ok(Delivery::Abandoned), Ok(())) => responder.borrow_mut(py).cancel(),
+        (Ok(Delivery::Sent), Ok(())) => {
+            let finished = responder.borrow_mut(py).finish();
+            if let Err(message) = finished {
+                responder.borrow_mut(py).fail(vec![format!("rust_wsgi: the app \"{}\": {message}", app.spec.path.display())]);
+            }
+        }
+    }
+}
+
+/// Sends the iterable's chunks. Lists and tuples (`return [body]`) are
+/// already complete, so they go out in one batch with a Content-Length;
+/// anything else is streamed chunk by chunk.
+fn stream(py: Python<'_>, iterable: &Bound<'_, PyAny>, responder: &Py<StartResponse>) -> PyResult<Delivery> {
+    let items = if let Ok(list) = iterable.cast::<PyList>() {
+        Some(list.iter().collect::<Vec<_>>())
+    } else {
+        iterable.cast::<PyTuple>().ok().map(|t| t.iter().collect::<Vec<_>>())
+    };
+    if let Some(items) = items {
+        let mut total = 0u64;
+        for item in &items {
+            total += body_bytes(item)?.as_bytes().len() as u64;
+        }
+        responder.bind(py).try_borrow_mut()?.set_known_length(total);
+        for item in &items {
+            let bytes = body_bytes(item)?.as_bytes();
+            if !bytes.is_empty() && send_body(py, responder, bytes, false)? == Delivery::Abandoned {
+                return Ok(Delivery::Abandoned);
+            }
+        }
+        return Ok(Delivery::Sent);
+    }
+    for item in iterable.try_iter()? {
+        let item = item?;
+        let bytes = body_bytes(&item)?.as_bytes();
+        if !bytes.is_empty() && send_body(py, responder, bytes, true)? == Delivery::Abandoned {
+            return Ok(Delivery::Abandoned);
+        }
+    }
+    Ok(Delivery::Sent)
+}
