@@ -118,7 +118,7 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
     req.add_cleanup(on_request_cleanup, ctx.as_ptr().cast()).map_err(|()| internal_error)?;
     LIVE.with(|live| live.borrow_mut().insert(exchange.id(), req));
     req.set_event_handlers(on_write_event);
-    req.write_event().set_timer(read_timeout);
+    req.write_event().restart_timer(read_timeout);
 
     A::dispatch(req, head, body, ResponseSink::new(exchange)).map_err(|refusal| {
         req.log().write(Level::Error, &format!("{}: {}", A::NAME, refusal.message));
@@ -325,7 +325,7 @@ impl RequestCtx {
             }
         }
         if progressed || !self.waiting_on_app {
-            wev.set_timer(self.read_timeout);
+            wev.restart_timer(self.read_timeout);
             self.waiting_on_app = true;
         }
         Next::Wait

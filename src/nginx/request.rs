@@ -425,10 +425,24 @@ impl WriteEvent {
         self.ev().delayed() != 0
     }
 
+    /// Arms the timer. nginx's own lazy rule applies: an armed timer whose
+    /// deadline would move by less than 300 ms is left alone.
     pub fn set_timer(&self, ms: ngx_msec_t) {
         // SAFETY: nginx thread; the timer is removed by nginx when the
         // request is finalized or the connection closes.
         unsafe { nginx_sys::ngx_add_timer(self.0, ms) }
+    }
+
+    /// Arms the timer to fire exactly `ms` from now, for timeouts shorter
+    /// than nginx's 300 ms laziness.
+    pub fn restart_timer(&self, ms: ngx_msec_t) {
+        // SAFETY: as above.
+        unsafe {
+            if self.ev().timer_set() != 0 {
+                nginx_sys::ngx_del_timer(self.0);
+            }
+            nginx_sys::ngx_add_timer(self.0, ms);
+        }
     }
 
     pub fn mark_connection_timed_out(&self) {

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds everything and runs every test: the Rust unit tests, then the
+# Test::Nginx-style suite in tests/t against the vendored nginx, then the
+# module built for Debian's own nginx 1.22, with the suite run against
+# /usr/sbin/nginx.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_packages perl
+ci/build.sh
+
+log "unit tests"
+cargo test --release --lib
+
+log "integration tests, $(target/nginx/sbin/nginx -v 2>&1)"
+prove -r tests/t
+
+ci/build-debian.sh
+log "integration tests, Debian's $(/usr/sbin/nginx -v 2>&1)"
+TEST_NGINX_BINARY=/usr/sbin/nginx \
+TEST_NGINX_MODULE="$ROOT/target/debian/modules/ngx_http_rust_gateway_module.so" \
+    prove -r tests/t
+
+log "all tests passed"

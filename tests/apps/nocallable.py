@@ -1,0 +1,3 @@
+def something_else(environ, start_response):
+    start_response("200 OK", [])
+    return [b""]

@@ -1,0 +1,383 @@
+# rust_wsgi serving WSGI apps: the environ, bodies both ways, errors.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::Gateway;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: hello world
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py;
+}
+--- request
+GET /
+--- error_code: 200
+--- response_body chomp
+Hello, world!
+--- no_error_log
+[error]
+
+
+=== TEST 2: the environ holds what PEP 3333 requires
+--- config
+location /app/ {
+    rust_wsgi $TEST_NGINX_APPS/environ.py;
+}
+--- perl
+my $r = http_request("GET /app/some/path?a=1&b=%20x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    . "X-Forwarded-For: 10.0.0.1\r\nAccept: text/plain\r\nAccept: text/html\r\n"
+    . "Cookie: a=1\r\nCookie: b=2\r\n\r\n");
+for my $re (
+  qr/"REQUEST_METHOD": "GET"/,
+  qr/"SCRIPT_NAME": "\/app"/,
+  qr/"PATH_INFO": "\/some\/path"/,
+  qr/"QUERY_STRING": "a=1&b=%20x"/,
+  qr/"REQUEST_URI": "\/app\/some\/path\?a=1&b=%20x"/,
+  qr/"SERVER_NAME": "localhost"/,
+  qr/"SERVER_PORT": "@{[server_port()]}"/,
+  qr/"SERVER_PROTOCOL": "HTTP\/1.1"/,
+  qr/"REMOTE_ADDR": "127.0.0.1"/,
+  qr/"REMOTE_PORT": "\d+"/,
+  qr/"HTTP_HOST": "localhost"/,
+  qr/"HTTP_X_FORWARDED_FOR": "10.0.0.1"/,
+  qr/"HTTP_ACCEPT": "text\/plain, text\/html"/,
+  qr/"HTTP_COOKIE": "a=1; b=2"/,
+  qr/"wsgi.version": \[1, 0\]/,
+  qr/"wsgi.url_scheme": "http"/,
+  qr/"wsgi.input": "<WsgiInput>"/,
+  qr/"wsgi.errors": "<ErrorLog>"/,
+  qr/"wsgi.multithread": true/,
+  qr/"wsgi.multiprocess": true/,
+  qr/"wsgi.run_once": false/,
+) {
+    like($r->{body}, $re, "environ has $re");
+}
+unlike($r->{body}, qr/"CONTENT_LENGTH"/, 'no CONTENT_LENGTH without a body');
+unlike($r->{body}, qr/"CONTENT_TYPE"/, 'no CONTENT_TYPE without the header');
+
+
+=== TEST 3: a POST body is echoed back, with CONTENT_LENGTH
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/echo.py;
+}
+--- request
+POST /?how=read
+hello, request body
+--- more_headers
+Content-Type: text/plain
+--- error_code: 200
+--- response_body chomp
+hello, request body
+--- response_headers
+X-Content-Length: 19
+
+
+=== TEST 4: wsgi.input read(n), line iteration and readlines
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/echo.py;
+}
+--- perl
+my $body = "line one\nline two\nlast";
+my $post = sub {
+    http_request("POST $_[0] HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        . "Content-Length: " . length($body) . "\r\n\r\n$body")->{body};
+};
+is($post->('/?how=chunks'), "line on|e\nline |two\nlas|t", 'read(7) until empty');
+is($post->('/?how=lines'), "[line one\n][line two\n][last]", 'iteration yields lines');
+is($post->('/?how=readlines'), "<line one\n><line two\n><last>", 'readlines');
+
+
+=== TEST 5: a body larger than client_body_buffer_size comes from nginx's temp file
+--- http_config
+client_body_buffer_size 8k;
+client_max_body_size 10m;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/echo.py;
+}
+--- perl
+my $body = join '', map { sprintf "%07d\n", $_ } 1 .. 100000;    # 800 kB
+my $r = http_request("POST /?how=read HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    . "Content-Length: " . length($body) . "\r\n\r\n$body");
+is($r->{status}, 200, 'status');
+is(length $r->{body}, length $body, 'length');
+ok($r->{body} eq $body, 'the app read the body intact');
+--- error_log
+a client request body is buffered to a temporary file
+
+
+=== TEST 6: a chunked request body gets a correct CONTENT_LENGTH
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/echo.py;
+}
+--- raw_request eval
+"POST /?how=read HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+. "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+--- error_code: 200
+--- response_body chomp
+hello world
+--- response_headers
+X-Content-Length: 11
+
+
+=== TEST 7: a generator streams its chunks (chunked on HTTP/1.1)
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/stream.py;
+}
+--- request
+GET /?n=4
+--- error_code: 200
+--- response_headers
+Transfer-Encoding: chunked
+X-Custom: yes
+!Content-Length
+--- response_body
+chunk 0
+chunk 1
+chunk 2
+chunk 3
+--- error_log
+stream.py: close() called
+
+
+=== TEST 8: a streamed response on HTTP/1.0 ends by closing the connection
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/stream.py;
+}
+--- request
+GET /?n=2 HTTP/1.0
+--- error_code: 200
+--- response_headers
+!Transfer-Encoding
+!Content-Length
+--- response_body
+chunk 0
+chunk 1
+
+
+=== TEST 9: HEAD sends no body but the same headers
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py;
+}
+--- request
+HEAD /
+--- error_code: 200
+--- response_headers
+Content-Length: 13
+--- response_body chomp
+
+
+=== TEST 10: the app's own status line and write() callable
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/misc.py;
+}
+--- perl
+my $r = http_get('/status');
+like($r->{raw}, qr{^HTTP/1.1 299 Custom Reason\r\n}, 'custom status line passes through');
+$r = http_get('/write');
+is($r->{body}, 'written and returned', 'write() output comes before the iterable');
+$r = http_get('/empty');
+is($r->{status}, 204, '204 with an empty body');
+
+
+=== TEST 11: an exception in the app answers 500 and logs the traceback
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/raises.py;
+}
+--- request
+GET /
+--- error_code: 500
+--- error_log eval
+[
+  qr/\[error\] .*rust_wsgi: the app ".*raises.py" raised an exception \(traceback follows\), client: 127.0.0.1/,
+  qr/\[error\] .*Traceback \(most recent call last\):/,
+  qr/\[error\] .*File ".*raises.py", line \d+, in application/,
+  qr/\[error\] .*ZeroDivisionError: deliberate failure in raises.py/,
+]
+
+
+=== TEST 12: an exception after the body started closes the connection and calls close()
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/raises.py;
+}
+--- perl
+my $r = http_get('/?iter');
+is($r->{status}, 200, 'the head was already sent');
+is($r->{body}, "first chunk\n", 'the first chunk arrived');
+ok(!$r->{chunked_complete}, 'no final chunk: the client can tell the response is broken');
+--- error_log eval
+[
+  qr/RuntimeError: boom in the middle of the body/,
+  qr/raises.py: close\(\) called/,
+]
+
+
+=== TEST 13: bad status, CR/LF in a header, str bodies and no start_response answer 500 and say why
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/raises.py;
+}
+--- perl
+for my $case (qw(status crlf str nostart)) {
+    my $r = http_get("/?$case");
+    is($r->{status}, 500, "$case: 500");
+    unlike($r->{raw}, qr/pwned/, "$case: nothing of the bad header reached the client");
+}
+--- error_log eval
+[
+  qr/ValueError: invalid status "2OO OK"/,
+  qr/ValueError: invalid value for header "X-Evil": contains CR or LF/,
+  qr/TypeError: the app produced a body chunk of type str; WSGI bodies must be bytes/,
+  qr/the app produced body data before calling start_response\(\)|finished without a response head/,
+]
+
+
+=== TEST 14: an app file with a syntax error: traceback at worker start, 500 for its location, the rest keeps working
+--- config
+location /broken {
+    rust_wsgi $TEST_NGINX_APPS/broken.py;
+}
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py;
+}
+--- perl
+is(http_get('/broken')->{status}, 500, 'the broken app answers 500');
+is(http_get('/broken')->{status}, 500, 'and keeps answering 500');
+is(http_get('/')->{body}, 'Hello, world!', 'other locations still work');
+my $log = error_log_text();
+my $count = () = $log =~ /SyntaxError/g;
+is($count, 1, 'the traceback is logged once, not per request');
+--- error_log eval
+[
+  qr/rust_wsgi: cannot load ".*broken.py" \(callable "application"\); traceback follows/,
+  qr/SyntaxError: /,
+  qr/has not changed since/,
+]
+
+
+=== TEST 15: fixing a broken app file fixes its location without a reload
+--- user_files
+>>> fixme.py
+def application(environ, start_response)
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_HTML_DIR/fixme.py;
+}
+--- perl
+is(http_get('/')->{status}, 500, 'broken at first');
+my $path = servroot() . '/html/fixme.py';
+open my $fh, '>', $path or die $!;
+print $fh "def application(environ, start_response):\n    start_response('200 OK', [])\n    return [b'fixed']\n";
+close $fh;
+utime undef, time + 5, $path;
+my $r = http_get('/');
+is($r->{status}, 200, 'fixed');
+is($r->{body}, 'fixed', 'new code');
+
+
+=== TEST 16: a file without the callable answers 500 with a clear message
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/nocallable.py;
+}
+--- request
+GET /
+--- error_code: 500
+--- error_log eval
+qr/AttributeError: module '_rust_wsgi.*' has no attribute 'application'/
+
+
+=== TEST 17: the same app file in several locations is imported once per worker
+--- config
+location /one/ {
+    rust_wsgi $TEST_NGINX_APPS/misc.py;
+}
+location /two/ {
+    rust_wsgi $TEST_NGINX_APPS/misc.py;
+}
+--- perl
+is(http_get('/one/loads')->{body}, '1', 'first location');
+is(http_get('/two/loads')->{body}, '1', 'second location shares the module');
+
+
+=== TEST 18: wsgi.errors writes lines to nginx's error log
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/misc.py;
+}
+--- request
+GET /errors
+--- response_body chomp
+logged
+--- error_log eval
+[
+  qr/\[error\] .*misc.py: first line, client: 127.0.0.1/,
+  qr/\[error\] .*misc.py: second line, client: 127.0.0.1/,
+]
+
+
+=== TEST 19: a large request header within large_client_header_buffers reaches the app
+--- http_config
+large_client_header_buffers 4 64k;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/misc.py;
+}
+--- request
+GET /header-size
+--- more_headers eval
+"X-Big: " . ("x" x 40000)
+--- error_code: 200
+--- response_body chomp
+40000
+
+
+=== TEST 20: a header beyond nginx's limits is refused by nginx; the worker lives on
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/misc.py;
+}
+--- perl
+my $r = http_request("GET /header-size HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Big: "
+    . ("x" x 100000) . "\r\n\r\n");
+like($r->{status}, qr/^(400|494)$/, 'nginx refuses the header');
+my @before = worker_pids();
+is(http_get('/loads')->{status}, 200, 'the next request is served');
+is_deeply([worker_pids()], \@before, 'by the same worker');
+
+
+=== TEST 21: a client that disconnects mid-response: the iterable's close() still runs
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/stream.py;
+}
+--- request
+GET /?n=50&delay=0.05
+--- abort_after: 0.3
+--- wait: 1
+--- error_log
+stream.py: close() called
+
+
+=== TEST 22: app code cannot replace nginx's signal handlers
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/misc.py;
+}
+--- request
+GET /signal
+--- response_body_like: ^refused: signal only works in main thread
