@@ -36,7 +36,6 @@ use super::runtime;
 use crate::module::module_ref;
 use crate::nginx::log::{Level, Log};
 use crate::nginx::output::OutputChain;
-use crate::nginx::pool::pool_box;
 use crate::nginx::request::HttpRequest;
 
 /// What an interface adapter (WSGI, CGI, ...) plugs into the engine.
@@ -65,7 +64,10 @@ thread_local! {
 }
 
 /// The content handler body for adapter `A`.
-pub fn handle<A: Adapter>(r: *mut ngx_http_request_t) -> ngx_int_t {
+///
+/// # Safety
+/// `r` must be the live request nginx passed to the content handler.
+pub unsafe fn handle<A: Adapter>(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls content handlers with a live request.
     let Some(req) = (unsafe { HttpRequest::from_raw(r) }) else {
         return NGX_ERROR as ngx_int_t;
@@ -113,9 +115,9 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
         finished: false,
         waiting_on_app: true,
     };
-    let ctx = pool_box(req.pool(), ctx).ok_or(internal_error)?;
+    let ctx = req.alloc(ctx).map_err(|_| internal_error)?;
     req.set_ctx(module_ref(), ctx.as_ptr());
-    req.add_cleanup(on_request_cleanup, ctx.as_ptr().cast()).map_err(|()| internal_error)?;
+    req.add_cleanup(on_request_cleanup, ctx.as_ptr().cast()).map_err(|_| internal_error)?;
     LIVE.with(|live| live.borrow_mut().insert(exchange.id(), req));
     req.set_event_handlers(on_write_event);
     req.write_event().restart_timer(read_timeout);
@@ -254,12 +256,12 @@ impl RequestCtx {
                     }
                 }
                 Event::Body(chunk) => {
-                    if !self.header_sent || self.out.push(req.pool(), chunk).is_err() {
+                    if !self.header_sent || self.out.push(req, chunk).is_err() {
                         return Next::Finalize(self.failure_rc(500));
                     }
                 }
                 Event::End => {
-                    if self.out.push_last(req.pool()).is_err() {
+                    if self.out.push_last(req).is_err() {
                         return Next::Finalize(self.failure_rc(500));
                     }
                     self.ended = true;
@@ -276,10 +278,11 @@ impl RequestCtx {
     }
 
     fn send_head(&mut self, req: HttpRequest, head: &ResponseHead) -> Next {
-        let applied = req.set_status(head.status(), head.status_line()).is_ok()
-            && head.headers().iter().all(|(n, v)| req.add_response_header(n, v).is_ok());
-        if !applied {
-            req.log().write(Level::Error, &format!("{}: cannot set the response headers", self.name));
+        let applied = req
+            .set_status(head.status(), head.status_line())
+            .and_then(|()| head.headers().iter().try_for_each(|(n, v)| req.add_response_header(n, v)));
+        if let Err(e) = applied {
+            req.log().write(Level::Error, &format!("{}: cannot set the response headers: {e}", self.name));
             return Next::Finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
         }
         if !head.has_header("content-length") {

@@ -11,3 +11,18 @@ pub mod output;
 pub mod pool;
 pub mod process;
 pub mod request;
+
+/// Why an nginx call failed, for the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NgxError(pub &'static str);
+
+impl std::fmt::Display for NgxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for NgxError {}
+
+/// The failure of every pool allocation.
+pub const NO_MEMORY: NgxError = NgxError("out of memory in an nginx pool");

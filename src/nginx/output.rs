@@ -13,10 +13,11 @@ use std::ptr;
 
 use nginx_sys::{
     ngx_alloc_chain_link, ngx_buf_t, ngx_buf_tag_t, ngx_chain_t, ngx_chain_update_chains,
-    ngx_http_output_filter, ngx_int_t, ngx_pcalloc, ngx_pool_t,
+    ngx_http_output_filter, ngx_int_t, ngx_pcalloc,
 };
 
 use super::request::HttpRequest;
+use super::{NgxError, NO_MEMORY};
 
 pub struct OutputChain {
     tag: ngx_buf_tag_t,
@@ -59,11 +60,11 @@ impl OutputChain {
     }
 
     /// Queues a body chunk. Empty chunks are skipped.
-    pub fn push(&mut self, pool: *mut ngx_pool_t, data: Vec<u8>) -> Result<(), ()> {
+    pub fn push(&mut self, r: HttpRequest, data: Vec<u8>) -> Result<(), NgxError> {
         if data.is_empty() {
             return Ok(());
         }
-        let link = self.link(pool)?;
+        let link = self.link(r)?;
         // SAFETY: `link` and its buffer are ours (fresh or from `free`); the
         // buffer points into `data`, which `held` keeps alive and unmoved
         // (a Vec's heap block does not move when the Vec itself is moved)
@@ -84,8 +85,8 @@ impl OutputChain {
     }
 
     /// Queues the end of the response.
-    pub fn push_last(&mut self, pool: *mut ngx_pool_t) -> Result<(), ()> {
-        let link = self.link(pool)?;
+    pub fn push_last(&mut self, r: HttpRequest) -> Result<(), NgxError> {
+        let link = self.link(r)?;
         // SAFETY: as in `push`; an empty buffer that only carries flags.
         unsafe {
             let b = &mut *(*link).buf;
@@ -155,10 +156,11 @@ impl OutputChain {
     }
 
     /// A clean link with a zeroed buffer tagged as ours.
-    fn link(&mut self, pool: *mut ngx_pool_t) -> Result<*mut ngx_chain_t, ()> {
-        // SAFETY: links in `free` came from this pool through update_chains;
-        // new ones come from the pool allocators, which return NULL on
-        // failure.
+    fn link(&mut self, r: HttpRequest) -> Result<*mut ngx_chain_t, NgxError> {
+        let pool = r.pool();
+        // SAFETY: links in `free` came from this request's pool through
+        // update_chains; new ones come from the pool allocators, which
+        // return NULL on failure.
         unsafe {
             let link = if let Some(cl) = self.free.as_mut() {
                 self.free = cl.next;
@@ -166,11 +168,11 @@ impl OutputChain {
             } else {
                 let cl = ngx_alloc_chain_link(pool);
                 if cl.is_null() {
-                    return Err(());
+                    return Err(NO_MEMORY);
                 }
                 let b = ngx_pcalloc(pool, std::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
                 if b.is_null() {
-                    return Err(());
+                    return Err(NO_MEMORY);
                 }
                 (*cl).buf = b;
                 cl

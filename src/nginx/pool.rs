@@ -7,7 +7,10 @@ use nginx_sys::{ngx_palloc, ngx_pool_cleanup_add, ngx_pool_t};
 
 /// Moves `value` into `pool`; its `Drop` runs when nginx destroys the pool.
 /// Returns None when the pool is out of memory (the value is dropped).
-pub fn pool_box<T>(pool: *mut ngx_pool_t, value: T) -> Option<NonNull<T>> {
+///
+/// # Safety
+/// `pool` must be a live nginx pool, used on the nginx thread.
+pub unsafe fn pool_box<T>(pool: *mut ngx_pool_t, value: T) -> Option<NonNull<T>> {
     // ngx_palloc aligns to the machine word.
     const { assert!(std::mem::align_of::<T>() <= std::mem::size_of::<usize>()) };
     // SAFETY: the memory comes from the pool with T's size and a suitable

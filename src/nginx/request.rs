@@ -20,6 +20,8 @@ use nginx_sys::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
 
 use super::log::Log;
+use super::pool::pool_box;
+use super::{NgxError, NO_MEMORY};
 
 /// A request handler as nginx stores it in `r->read_event_handler` and
 /// `r->write_event_handler`, and as the body reader's post handler.
@@ -58,6 +60,7 @@ impl HttpRequest {
         unsafe { &mut *self.0.as_ptr() }
     }
 
+    #[allow(clippy::mut_from_ref)]
     fn connection(&self) -> &mut ngx_connection_t {
         // SAFETY: a live request always has a live connection.
         unsafe { &mut *self.r().connection }
@@ -70,6 +73,13 @@ impl HttpRequest {
 
     pub fn pool(self) -> *mut ngx_pool_t {
         self.r().pool
+    }
+
+    /// Moves `value` into the request pool; it is dropped when nginx frees
+    /// the request.
+    pub fn alloc<T>(self, value: T) -> Result<NonNull<T>, NgxError> {
+        // SAFETY: a live request's pool is live.
+        unsafe { pool_box(self.pool(), value) }.ok_or(NO_MEMORY)
     }
 
     // ---- configuration ---------------------------------------------------
@@ -231,7 +241,7 @@ impl HttpRequest {
 
     /// Sets the status code and, when given, the exact status line
     /// ("200 OK") so an app's own reason phrase reaches the client.
-    pub fn set_status(self, code: u16, line: Option<&[u8]>) -> Result<(), ()> {
+    pub fn set_status(self, code: u16, line: Option<&[u8]>) -> Result<(), NgxError> {
         let pool = self.pool();
         let r = self.r_mut();
         r.headers_out.status = code as usize;
@@ -245,7 +255,7 @@ impl HttpRequest {
     /// fields of `headers_out` go into those fields instead of the generic
     /// list, so the client never gets them twice (the same split the
     /// upstream module makes).
-    pub fn add_response_header(self, name: &[u8], value: &[u8]) -> Result<(), ()> {
+    pub fn add_response_header(self, name: &[u8], value: &[u8]) -> Result<(), NgxError> {
         let pool = self.pool();
         let out = &mut self.r_mut().headers_out;
         if name.eq_ignore_ascii_case(b"content-type") {
@@ -259,7 +269,7 @@ impl HttpRequest {
             let n = std::str::from_utf8(value)
                 .ok()
                 .and_then(|s| s.trim().parse::<i64>().ok())
-                .ok_or(())?;
+                .ok_or(NgxError("Content-Length is not a number"))?;
             out.content_length_n = n;
             return Ok(());
         }
@@ -270,7 +280,7 @@ impl HttpRequest {
         let elt = unsafe {
             let elt = ngx_list_push(&mut out.headers) as *mut ngx_table_elt_t;
             if elt.is_null() {
-                return Err(());
+                return Err(NO_MEMORY);
             }
             ptr::write_bytes(elt, 0, 1);
             (*elt).key = pool_str(pool, name)?;
@@ -316,12 +326,12 @@ impl HttpRequest {
         self,
         handler: unsafe extern "C" fn(*mut c_void),
         data: *mut c_void,
-    ) -> Result<(), ()> {
+    ) -> Result<(), NgxError> {
         // SAFETY: ngx_http_cleanup_add allocates from the request pool.
         unsafe {
             let cln = ngx_http_cleanup_add(self.as_ptr(), 0);
             if cln.is_null() {
-                return Err(());
+                return Err(NO_MEMORY);
             }
             (*cln).handler = Some(handler);
             (*cln).data = data;
@@ -411,6 +421,7 @@ impl PostedRunner {
 pub struct WriteEvent(*mut ngx_event_t, HttpRequest);
 
 impl WriteEvent {
+    #[allow(clippy::mut_from_ref)]
     fn ev(&self) -> &mut ngx_event_t {
         // SAFETY: the write event lives as long as the connection.
         unsafe { &mut *self.0 }
@@ -451,19 +462,19 @@ impl WriteEvent {
     }
 
     /// Asks to be called again when the socket can take more output.
-    pub fn want_write(&self, lowat: usize) -> Result<(), ()> {
+    pub fn want_write(&self, lowat: usize) -> Result<(), NgxError> {
         // SAFETY: as above.
         let rc = unsafe { nginx_sys::ngx_handle_write_event(self.0, lowat) };
         if rc == NGX_OK as ngx_int_t {
             Ok(())
         } else {
-            Err(())
+            Err(NgxError("cannot wait for the client connection to become writable"))
         }
     }
 }
 
 /// Copies bytes into the pool as an `ngx_str_t`.
-pub fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<ngx_str_t, ()> {
+fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<ngx_str_t, NgxError> {
     if bytes.is_empty() {
         return Ok(ngx_str_t { len: 0, data: ptr::null_mut() });
     }
@@ -471,7 +482,7 @@ pub fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<ngx_str_t, ()> {
     unsafe {
         let data = nginx_sys::ngx_pnalloc(pool, bytes.len()) as *mut u8;
         if data.is_null() {
-            return Err(());
+            return Err(NO_MEMORY);
         }
         ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
         Ok(ngx_str_t { len: bytes.len(), data })

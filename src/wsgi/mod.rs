@@ -74,8 +74,12 @@ impl Adapter for Wsgi {
 }
 
 /// The content handler `rust_wsgi` installs.
+///
+/// # Safety
+/// Only nginx calls it, with a live request.
 pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    engine::handle::<Wsgi>(r)
+    // SAFETY: nginx calls content handlers with the live request.
+    unsafe { engine::handle::<Wsgi>(r) }
 }
 
 /// Starts Python and the thread pool in this worker, and imports every app.
