@@ -381,3 +381,29 @@ location / {
 --- request
 GET /signal
 --- response_body_like: ^refused: signal only works in main thread
+
+
+=== TEST 23: a client that stops reading holds the app back; other requests keep flowing
+--- http_config
+rust_wsgi_threads 2;
+--- config
+location /firehose {
+    rust_wsgi $TEST_NGINX_APPS/firehose.py;
+}
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py;
+}
+--- perl
+use Time::HiRes qw(sleep time);
+my $s = http_start("GET /firehose HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+sysread($s, my $first, 1024);
+like($first, qr{^HTTP/1.1 200}, 'the stream started');
+sleep 1.5;    # the client reads nothing; unchecked, the app would produce gigabytes
+my $t0 = time;
+is(http_get('/')->{body}, 'Hello, world!', 'another request is served meanwhile');
+cmp_ok(time - $t0, '<', 0.3, 'promptly: the waiting thread released the GIL');
+close $s;
+sleep 0.5;
+my ($produced) = error_log_text() =~ /firehose: produced (\d+) bytes/;
+ok(defined $produced, 'close() ran after the client left');
+cmp_ok($produced // 1e12, '<', 64 * 1024 * 1024, sprintf('the app produced only %.1f MiB', ($produced // 0) / 1048576));

@@ -90,3 +90,34 @@ chunk 1
 chunk 2
 chunk 3
 chunk 4
+
+
+=== TEST 5: nginx -s quit is not held up by an app stuck in a call whose client left
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/slow.py;
+}
+--- perl
+use Time::HiRes qw(sleep);
+my $s = http_start("GET /?s=30 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+sleep 0.3;
+close $s;
+sleep 0.3;
+kill 'QUIT', nginx_pid();
+ok(nginx_wait_exit(3), 'nginx exited within 3 s though the thread still sleeps');
+--- error_log
+client prematurely closed connection
+
+
+=== TEST 6: nginx -s stop ends a worker whose app is in the middle of a request
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/slow.py;
+}
+--- perl
+use Time::HiRes qw(sleep);
+my $s = http_start("GET /?s=30 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+sleep 0.3;
+kill 'TERM', nginx_pid();
+ok(nginx_wait_exit(3), 'nginx exited within 3 s');
+close $s;
