@@ -38,17 +38,25 @@ use crate::nginx::log::{Level, Log};
 use crate::nginx::output::OutputChain;
 use crate::nginx::request::HttpRequest;
 
-/// What an interface adapter (WSGI, CGI, ...) plugs into the engine.
+/// What an interface adapter (WSGI, CGI, ...) plugs into the engine. Both
+/// calls run on the nginx thread and must not block.
 pub trait Adapter {
     /// The directive, for log lines.
     const NAME: &'static str;
 
+    /// What [`Adapter::prepare`] picked to serve a request.
+    type Job;
+
     /// How long the app may stay silent before the client gets 504.
     fn read_timeout(r: HttpRequest) -> ngx_msec_t;
 
-    /// Hands the request to the app's threads. Runs on the nginx thread and
-    /// must not block. An `Err` is answered with that status (and logged).
-    fn dispatch(r: HttpRequest, head: RequestHead, body: Body, sink: ResponseSink) -> Result<(), Refusal>;
+    /// Checks that the request can be served here and picks what serves it,
+    /// before anything is captured. A refusal is logged and answered.
+    fn prepare(r: HttpRequest) -> Result<Self::Job, Refusal>;
+
+    /// Hands the captured request to the app. Every sink ends with an
+    /// answer: a sink dropped unanswered answers 500 itself.
+    fn dispatch(job: Self::Job, head: RequestHead, body: Body, sink: ResponseSink);
 }
 
 /// Why an adapter could not take a request.
@@ -97,6 +105,10 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
         );
         return Err(internal_error);
     };
+    let job = A::prepare(req).map_err(|refusal| {
+        req.log().write(Level::Error, &format!("{}: {}", A::NAME, refusal.message));
+        refusal.status as ngx_int_t
+    })?;
     let head = RequestHead::capture(&req);
     let body = Body::capture(&req).map_err(|e| {
         req.log().write(Level::Error, &format!("{}: cannot read the request body: {e}", A::NAME));
@@ -122,10 +134,8 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
     req.set_event_handlers(on_write_event);
     req.write_event().restart_timer(read_timeout);
 
-    A::dispatch(req, head, body, ResponseSink::new(exchange)).map_err(|refusal| {
-        req.log().write(Level::Error, &format!("{}: {}", A::NAME, refusal.message));
-        refusal.status as ngx_int_t
-    })
+    A::dispatch(job, head, body, ResponseSink::new(exchange));
+    Ok(())
 }
 
 /// Nginx thread: the exchange has news.

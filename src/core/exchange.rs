@@ -95,10 +95,11 @@ impl Exchange {
     }
 
     /// The request is over; drop further output and release the app thread.
+    /// Log lines already published stay, for the nginx thread to log.
     pub fn abandon(&self) {
         let mut state = self.lock();
         state.abandoned = true;
-        state.events.clear();
+        state.events.retain(|e| matches!(e, Event::Log(..) | Event::Fail { .. }));
         self.credit.notify_all();
     }
 

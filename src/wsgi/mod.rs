@@ -52,24 +52,33 @@ pub struct Wsgi;
 
 impl Adapter for Wsgi {
     const NAME: &'static str = "rust_wsgi";
+    type Job = Arc<App>;
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
         r.loc_conf::<Module>().map_or(LocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi_read_timeout)
     }
 
-    fn dispatch(r: HttpRequest, head: RequestHead, body: Body, sink: ResponseSink) -> Result<(), Refusal> {
-        let refuse = |status, message: &str| Refusal { status, message: message.into() };
-        let index = r.loc_conf::<Module>().and_then(|c| c.wsgi_app).ok_or_else(|| refuse(500, "no app is configured here"))?;
-        let errors_level = ERRORS_LEVEL;
+    fn prepare(r: HttpRequest) -> Result<Arc<App>, Refusal> {
+        let refuse = |message: &str| Refusal { status: 500, message: message.into() };
+        let index = r.loc_conf::<Module>().and_then(|c| c.wsgi_app).ok_or_else(|| refuse("no app is configured here"))?;
         WORKER.with(|worker| {
             let worker = worker.borrow();
             let worker = worker
                 .as_ref()
-                .ok_or_else(|| refuse(500, "Python is not running in this worker (see the error logged at start-up)"))?;
-            let app = worker.apps.get(index).cloned().ok_or_else(|| refuse(500, "unknown app"))?;
-            let task = Box::new(move || serving::serve(app, head, body, sink, errors_level));
-            worker.threads.submit(task).map_err(|_| refuse(503, "the worker is shutting down"))
+                .ok_or_else(|| refuse("Python is not running in this worker (see the error logged at start-up)"))?;
+            worker.apps.get(index).cloned().ok_or_else(|| refuse("unknown app"))
         })
+    }
+
+    fn dispatch(app: Arc<App>, head: RequestHead, body: Body, sink: ResponseSink) {
+        WORKER.with(|worker| {
+            if let Some(worker) = worker.borrow().as_ref() {
+                let task = Box::new(move || serving::serve(app, head, body, sink, ERRORS_LEVEL));
+                // A refused task (the pool is stopping) drops its sink,
+                // which answers 500.
+                let _ = worker.threads.submit(task);
+            }
+        });
     }
 }
 
