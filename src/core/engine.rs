@@ -186,12 +186,15 @@ unsafe extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
 
 /// nginx runs this when it frees or terminates the request.
 unsafe extern "C" fn on_request_cleanup(data: *mut c_void) {
-    // SAFETY: registered in `start` with the request's context, which lives
-    // in the request pool and is dropped only after request cleanups ran.
-    let ctx = unsafe { &mut *(data as *mut RequestCtx) };
-    ctx.finished = true;
-    ctx.exchange.abandon();
-    LIVE.with(|live| live.borrow_mut().remove(&ctx.exchange.id()));
+    catch_panic(Log::cycle(), "request cleanup", || {
+        // SAFETY: registered in `start` with the request's context, which
+        // lives in the request pool and is dropped only after request
+        // cleanups ran.
+        let ctx = unsafe { &mut *(data as *mut RequestCtx) };
+        ctx.finished = true;
+        ctx.exchange.abandon();
+        LIVE.with(|live| live.borrow_mut().remove(&ctx.exchange.id()));
+    });
 }
 
 enum Next {
@@ -207,6 +210,10 @@ fn conclude(req: HttpRequest, ctx: NonNull<RequestCtx>, next: Option<Next>) {
         // SAFETY: the context is live until the finalize call below, and
         // this borrow ends before it (the request cleanup borrows it again).
         let ctx = unsafe { &mut *ctx.as_ptr() };
+        if ctx.finished {
+            // Already finalized or terminated (a panic can get here late).
+            return;
+        }
         let rc = match next {
             Some(Next::Wait) => return,
             Some(Next::Finalize(rc)) => rc,
