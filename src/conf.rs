@@ -19,6 +19,7 @@ use ngx::ngx_string;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
 
 use crate::module::Module;
+use crate::nginx::log::Level;
 use crate::nginx::conf::{args, conf_error, full_path, ConfResult, CONF_OK};
 use crate::python::apps::AppSpec;
 
@@ -79,16 +80,21 @@ pub struct LocConf {
     pub wsgi_app: Option<usize>,
     /// `rust_wsgi_read_timeout`.
     pub wsgi_read_timeout: ngx_msec_t,
+    /// `rust_wsgi_errors_level`; None until set.
+    pub wsgi_errors_level: Option<Level>,
 }
 
 impl LocConf {
     /// Like `uwsgi_read_timeout`: how long the app may stay silent.
     pub const DEFAULT_READ_TIMEOUT: ngx_msec_t = 60_000;
+
+    /// mod_wsgi logs what apps write to wsgi.errors as errors too.
+    pub const DEFAULT_ERRORS_LEVEL: Level = Level::Error;
 }
 
 impl Default for LocConf {
     fn default() -> Self {
-        LocConf { wsgi_app: None, wsgi_read_timeout: UNSET_MSEC }
+        LocConf { wsgi_app: None, wsgi_read_timeout: UNSET_MSEC, wsgi_errors_level: None }
     }
 }
 
@@ -103,6 +109,10 @@ impl Merge for LocConf {
                 prev.wsgi_read_timeout
             };
         }
+        self.wsgi_errors_level = self
+            .wsgi_errors_level
+            .or(prev.wsgi_errors_level)
+            .or(Some(LocConf::DEFAULT_ERRORS_LEVEL));
         Ok(())
     }
 }
@@ -133,7 +143,7 @@ const fn directive(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 4] = [
+pub static mut COMMANDS: [ngx_command_t; 5] = [
     directive(
         ngx_string!("rust_wsgi"),
         NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
@@ -157,6 +167,14 @@ pub static mut COMMANDS: [ngx_command_t; 4] = [
         ngx_conf_set_msec_slot,
         NGX_HTTP_LOC_CONF_OFFSET,
         std::mem::offset_of!(LocConf, wsgi_read_timeout),
+        std::ptr::null_mut(),
+    ),
+    directive(
+        ngx_string!("rust_wsgi_errors_level"),
+        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+        rust_wsgi_errors_level,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
         std::ptr::null_mut(),
     ),
     ngx_command_t::empty(),
@@ -212,5 +230,31 @@ fn check_app_file(path: &Path) -> Result<(), String> {
         Ok(_) => Err("is not a regular file".into()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("does not exist".into()),
         Err(e) => Err(format!("cannot be read ({e})")),
+    }
+}
+
+/// `rust_wsgi_errors_level level;`
+unsafe extern "C" fn rust_wsgi_errors_level(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> ConfResult {
+    // SAFETY: as in `rust_wsgi`.
+    let (cf_ref, lcf) = unsafe { (&*cf, &mut *(conf as *mut LocConf)) };
+    if lcf.wsgi_errors_level.is_some() {
+        return conf_error(cf, "\"rust_wsgi_errors_level\" is duplicate");
+    }
+    let name = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
+    match Level::from_name(&name) {
+        Some(level) => {
+            lcf.wsgi_errors_level = Some(level);
+            CONF_OK
+        }
+        None => conf_error(
+            cf,
+            &format!(
+                "\"rust_wsgi_errors_level {name}\": unknown level; use one of debug, info, notice, warn, error, crit, alert, emerg"
+            ),
+        ),
     }
 }

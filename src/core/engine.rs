@@ -123,6 +123,7 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
         read_timeout,
         out: OutputChain::new(module_ref() as *const _ as *mut c_void),
         header_sent: false,
+        remaining: None,
         ended: false,
         finished: false,
         waiting_on_app: true,
@@ -243,6 +244,8 @@ struct RequestCtx {
     read_timeout: ngx_msec_t,
     out: OutputChain,
     header_sent: bool,
+    /// Body bytes still owed under the app's Content-Length, if it gave one.
+    remaining: Option<u64>,
     /// The last buffer went to the output filters.
     ended: bool,
     /// Finalized or terminated; ignore everything but log lines.
@@ -265,33 +268,100 @@ impl RequestCtx {
 
     fn apply(&mut self, req: HttpRequest, events: Vec<Event>) -> Next {
         for event in events {
-            match event {
-                Event::Log(level, message) => req.log().write(level, &message),
-                Event::Head(head) => {
-                    if let Next::Finalize(rc) = self.send_head(req, &head) {
-                        return Next::Finalize(rc);
-                    }
+            if self.ended {
+                // Past the end (or past the Content-Length): only log lines
+                // still matter.
+                if let Event::Log(level, message) = event {
+                    req.log().write(level, &message);
                 }
-                Event::Body(chunk) => {
-                    if !self.header_sent || self.out.push(req, chunk).is_err() {
-                        return Next::Finalize(self.failure_rc(500));
-                    }
+                continue;
+            }
+            let applied = match event {
+                Event::Log(level, message) => {
+                    req.log().write(level, &message);
+                    Ok(())
+                }
+                Event::Head(head) => match self.send_head(req, &head) {
+                    Next::Wait => Ok(()),
+                    finalize => return finalize,
+                },
+                Event::Body(_) | Event::File { .. } if !self.header_sent => Err(()),
+                Event::Body(mut chunk) => {
+                    let take = self.admit(req, chunk.len() as u64);
+                    chunk.truncate(take as usize);
+                    self.out.push(req, chunk).map_err(drop)
+                }
+                Event::File { file, start, end, name } => {
+                    let end = start + self.admit(req, end - start);
+                    self.out.push_file(req, file, start, end, &name).map_err(drop)
                 }
                 Event::End => {
-                    if self.out.push_last(req).is_err() {
-                        return Next::Finalize(self.failure_rc(500));
+                    if let Some(missing) = self.remaining.filter(|&m| m > 0) {
+                        req.log().write(
+                            Level::Error,
+                            &format!(
+                                "{}: the app's response ended {missing} bytes short of its Content-Length; closing the connection",
+                                self.name
+                            ),
+                        );
+                        return self.break_off(req);
                     }
-                    self.ended = true;
+                    self.end(req)
                 }
                 Event::Fail { status, lines } => {
                     for line in &lines {
                         req.log().write(Level::Error, line);
                     }
-                    return Next::Finalize(self.failure_rc(status));
+                    if self.header_sent {
+                        return self.break_off(req);
+                    }
+                    return Next::Finalize(status as ngx_int_t);
                 }
+            };
+            if applied.is_err() {
+                return Next::Finalize(self.failure_rc(500));
+            }
+            if self.remaining == Some(0) && !self.ended {
+                // The whole declared body is here; anything more the app
+                // sends is dropped by `admit`.
+                self.end(req).map_err(drop).ok();
             }
         }
         Next::Wait
+    }
+
+    /// Ends a response that cannot be completed: what the app already
+    /// produced goes to nginx, then the connection is closed, which is how
+    /// the client learns the response is incomplete.
+    fn break_off(&mut self, req: HttpRequest) -> Next {
+        let sent = self.out.send(req);
+        self.exchange.ack(sent.released);
+        Next::Finalize(NGX_ERROR as ngx_int_t)
+    }
+
+    /// Queues the last buffer.
+    fn end(&mut self, req: HttpRequest) -> Result<(), ()> {
+        self.ended = true;
+        self.out.push_last(req).map_err(drop)
+    }
+
+    /// How many of the next `len` body bytes may go to the client under the
+    /// app's Content-Length. Like nginx with an upstream that sends too
+    /// much: the excess is dropped and logged, and the connection is closed
+    /// after the response rather than reused.
+    fn admit(&mut self, req: HttpRequest, len: u64) -> u64 {
+        let Some(remaining) = self.remaining else { return len };
+        let take = len.min(remaining);
+        self.remaining = Some(remaining - take);
+        if take < len {
+            req.log().write(
+                Level::Error,
+                &format!("{}: the app sent more than its Content-Length; the excess is dropped and the connection closed", self.name),
+            );
+            req.disable_keepalive();
+            self.exchange.abandon();
+        }
+        take
     }
 
     fn send_head(&mut self, req: HttpRequest, head: &ResponseHead) -> Next {
@@ -302,8 +372,9 @@ impl RequestCtx {
             req.log().write(Level::Error, &format!("{}: cannot set the response headers: {e}", self.name));
             return Next::Finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
         }
-        if !head.has_header("content-length") {
-            req.clear_content_length();
+        match head.content_length() {
+            Some(length) => self.remaining = Some(length),
+            None => req.clear_content_length(),
         }
         let rc = req.send_header();
         self.header_sent = true;

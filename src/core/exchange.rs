@@ -9,6 +9,7 @@
 //! the request (normal end, client abort, timeout) it abandons the exchange:
 //! further output is dropped and a waiting app thread is released.
 
+use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -26,6 +27,9 @@ pub const WINDOW: usize = 256 * 1024;
 pub enum Event {
     Head(ResponseHead),
     Body(Vec<u8>),
+    /// Bytes `start..end` of an open file, for nginx to send from the file
+    /// itself. `name` is for log lines.
+    File { file: File, start: u64, end: u64, name: Vec<u8> },
     End,
     /// The app failed. `status` is answered if the head was not sent yet;
     /// otherwise the connection is closed, since a half-sent response
@@ -207,6 +211,16 @@ impl ResponseSink {
         debug_assert!(self.head_sent);
         if !chunk.is_empty() {
             self.batch.push(Event::Body(chunk));
+        }
+    }
+
+    /// Queues a range of an open file; the head must have been queued
+    /// first. File bytes do not count against the window: they are not in
+    /// memory.
+    pub fn send_file(&mut self, file: File, start: u64, end: u64, name: Vec<u8>) {
+        debug_assert!(self.head_sent);
+        if end > start {
+            self.batch.push(Event::File { file, start, end, name });
         }
     }
 

@@ -104,6 +104,14 @@ impl ResponseHead {
         &self.dropped
     }
 
+    /// The Content-Length the app declared (validated in `new`).
+    pub fn content_length(&self) -> Option<u64> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"content-length"))
+            .and_then(|(_, v)| parse_content_length(v))
+    }
+
     pub fn has_header(&self, name: &str) -> bool {
         self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
     }

@@ -1,19 +1,22 @@
 //! Response bodies through nginx's output filters without copying.
 //!
-//! The app's bytes arrive as owned `Vec<u8>`s. Each becomes an `ngx_buf_t`
-//! that points into the vector, and the vector is kept here until nginx has
-//! written the buffer. That is the bookkeeping of nginx's non-buffered
+//! The app's bytes arrive as owned `Vec<u8>`s, or as ranges of open files.
+//! Each becomes an `ngx_buf_t` that points into the vector (or at the file,
+//! so nginx can use sendfile), and the vector or file is kept here until
+//! nginx has written the buffer. That is the bookkeeping of nginx's non-buffered
 //! upstream path: after every `ngx_http_output_filter` call,
 //! `ngx_chain_update_chains` moves written buffers from `busy` to `free`, and
 //! the memory behind them can go. Counting what is still busy is what gives
 //! the app backpressure.
 
 use std::collections::VecDeque;
-use std::ptr;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::ptr::{self, NonNull};
 
 use nginx_sys::{
     ngx_alloc_chain_link, ngx_buf_t, ngx_buf_tag_t, ngx_chain_t, ngx_chain_update_chains,
-    ngx_http_output_filter, ngx_int_t, ngx_pcalloc,
+    ngx_file_t, ngx_http_output_filter, ngx_int_t, ngx_pcalloc,
 };
 
 use super::request::HttpRequest;
@@ -28,9 +31,17 @@ pub struct OutputChain {
     busy: *mut ngx_chain_t,
     /// Spent links and buffers, reused for the next chunks.
     free: *mut ngx_chain_t,
-    /// The memory behind every buffer in `out` and `busy`, in order.
-    held: VecDeque<Vec<u8>>,
+    /// What every buffer in `out` and `busy` points into, in order.
+    held: VecDeque<(NonNull<ngx_buf_t>, Held)>,
+    /// Memory bytes in `held`.
     held_bytes: usize,
+}
+
+/// What a buffer given to nginx points into.
+enum Held {
+    Memory(Vec<u8>),
+    /// Kept open until nginx has sent from it.
+    File(#[allow(dead_code)] File),
 }
 
 /// What one [`OutputChain::send`] did.
@@ -69,7 +80,7 @@ impl OutputChain {
         // buffer points into `data`, which `held` keeps alive and unmoved
         // (a Vec's heap block does not move when the Vec itself is moved)
         // until nginx has written it.
-        unsafe {
+        let buf = unsafe {
             let b = &mut *(*link).buf;
             let start = data.as_ptr() as *mut u8;
             b.start = start;
@@ -77,9 +88,40 @@ impl OutputChain {
             b.last = start.add(data.len());
             b.end = b.last;
             b.set_memory(1);
-        }
+            NonNull::from(b)
+        };
         self.held_bytes += data.len();
-        self.held.push_back(data);
+        self.held.push_back((buf, Held::Memory(data)));
+        self.append(link);
+        Ok(())
+    }
+
+    /// Queues bytes `start..end` of `file`; nginx sends them from the file
+    /// (with sendfile where it uses it). `name` is for nginx's log lines.
+    pub fn push_file(&mut self, r: HttpRequest, file: File, start: u64, end: u64, name: &[u8]) -> Result<(), NgxError> {
+        if end <= start {
+            return Ok(());
+        }
+        let link = self.link(r)?;
+        let name = r.pool_str(name)?;
+        // SAFETY: as in `push`; the ngx_file_t lives in the request pool and
+        // the descriptor stays open in `held` until nginx is done with it.
+        let buf = unsafe {
+            let f = ngx_pcalloc(r.pool(), std::mem::size_of::<ngx_file_t>()) as *mut ngx_file_t;
+            if f.is_null() {
+                return Err(NO_MEMORY);
+            }
+            (*f).fd = file.as_raw_fd();
+            (*f).name = name;
+            (*f).log = r.log().as_ptr();
+            let b = &mut *(*link).buf;
+            b.file = f;
+            b.file_pos = start as i64;
+            b.file_last = end as i64;
+            b.set_in_file(1);
+            NonNull::from(b)
+        };
+        self.held.push_back((buf, Held::File(file)));
         self.append(link);
         Ok(())
     }
@@ -125,20 +167,21 @@ impl OutputChain {
         !self.busy.is_null()
     }
 
-    /// Drops the memory of every buffer nginx no longer references. Buffers
-    /// are written in order, so everything before the first busy buffer is
-    /// done.
+    /// Drops what backs every buffer nginx no longer references, and
+    /// returns how many memory bytes that freed. Buffers are written in
+    /// order, so everything before the first busy buffer is done.
     fn release(&mut self) -> usize {
-        // SAFETY: `busy` links are ours; the first one that is not empty
-        // (update_chains stops there) still points at its held vector.
-        let first_busy = unsafe { self.busy.as_ref().map(|cl| (*cl.buf).start as *const u8) };
+        // SAFETY: `busy` links are ours; update_chains stops at the first
+        // one nginx has not finished, which is still in `held`.
+        let first_busy = unsafe { self.busy.as_ref().and_then(|cl| NonNull::new(cl.buf)) };
         let mut released = 0;
-        while let Some(front) = self.held.front() {
-            if Some(front.as_ptr()) == first_busy {
+        while let Some((buf, _)) = self.held.front() {
+            if Some(*buf) == first_busy {
                 break;
             }
-            released += front.len();
-            self.held.pop_front();
+            if let Some((_, Held::Memory(data))) = self.held.pop_front() {
+                released += data.len();
+            }
         }
         self.held_bytes -= released;
         released

@@ -75,6 +75,11 @@ impl HttpRequest {
         self.r().pool
     }
 
+    /// Copies bytes into the request pool.
+    pub fn pool_str(self, bytes: &[u8]) -> Result<ngx_str_t, NgxError> {
+        pool_str(self.pool(), bytes)
+    }
+
     /// Moves `value` into the request pool; it is dropped when nginx frees
     /// the request.
     pub fn alloc<T>(self, value: T) -> Result<NonNull<T>, NgxError> {
@@ -302,6 +307,12 @@ impl HttpRequest {
     /// one, so nginx chunks it on HTTP/1.1 or closes after it on HTTP/1.0.
     pub fn clear_content_length(self) {
         self.r_mut().headers_out.content_length_n = -1;
+    }
+
+    /// Closes the client connection after this response instead of keeping
+    /// it alive.
+    pub fn disable_keepalive(self) {
+        self.r_mut().set_keepalive(0);
     }
 
     pub fn send_header(self) -> ngx_int_t {

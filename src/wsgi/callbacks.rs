@@ -92,6 +92,21 @@ impl StartResponse {
         }
     }
 
+    /// The Content-Length the app declared, while the head is not sent.
+    pub fn pending_length(&self) -> Option<u64> {
+        self.pending.as_ref().and_then(ResponseHead::content_length)
+    }
+
+    /// Queues bytes `start..end` of an open file for nginx to send, with the
+    /// head if it is still pending, and publishes them.
+    pub fn send_file(&mut self, file: std::fs::File, start: u64, end: u64, name: Vec<u8>) -> PyResult<Delivery> {
+        self.ensure_head()?;
+        let sink = self.sink()?;
+        sink.send_file(file, start, end, name);
+        self.batched = 0;
+        Ok(if self.sink()?.flush().is_ok() { Delivery::Sent } else { Delivery::Abandoned })
+    }
+
     /// Ends the response after the iterable is exhausted.
     pub fn finish(&mut self) -> Result<(), String> {
         if let Err(e) = self.ensure_head() {

@@ -1,4 +1,4 @@
-//! `wsgi.input` and `wsgi.errors`.
+//! `wsgi.input`, `wsgi.errors` and `wsgi.file_wrapper`.
 
 use std::sync::Arc;
 
@@ -128,5 +128,40 @@ impl ErrorLog {
 impl Drop for ErrorLog {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+/// `wsgi.file_wrapper`: wraps a file-like object. When an app returns one
+/// around a real file, the serving loop lets nginx send the file itself;
+/// otherwise it is an ordinary iterable of blocks.
+#[pyclass(module = "rust_wsgi")]
+pub struct FileWrapper {
+    pub filelike: Py<PyAny>,
+    block_size: usize,
+}
+
+#[pymethods]
+impl FileWrapper {
+    #[new]
+    #[pyo3(signature = (filelike, block_size = 8192))]
+    fn new(filelike: Py<PyAny>, block_size: usize) -> FileWrapper {
+        FileWrapper { filelike, block_size: block_size.max(1) }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let block = self.filelike.bind(py).call_method1("read", (self.block_size,))?;
+        Ok(block.is_truthy()?.then_some(block))
+    }
+
+    /// PEP 3333: closing the wrapper closes the file.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(close) = self.filelike.bind(py).getattr_opt("close")? {
+            close.call0()?;
+        }
+        Ok(())
     }
 }

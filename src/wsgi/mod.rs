@@ -31,10 +31,6 @@ use crate::nginx::request::HttpRequest;
 use crate::python::apps::App;
 use crate::python::interpreter::{self, Interpreter};
 
-/// The level `wsgi.errors` lines are logged at (mod_wsgi logs them as
-/// errors too).
-const ERRORS_LEVEL: Level = Level::Error;
-
 /// How long worker shutdown waits for threads still inside app code.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
 
@@ -52,28 +48,32 @@ pub struct Wsgi;
 
 impl Adapter for Wsgi {
     const NAME: &'static str = "rust_wsgi";
-    type Job = Arc<App>;
+    /// The app, and the level for its `wsgi.errors` lines.
+    type Job = (Arc<App>, Level);
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
         r.loc_conf::<Module>().map_or(LocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi_read_timeout)
     }
 
-    fn prepare(r: HttpRequest) -> Result<Arc<App>, Refusal> {
+    fn prepare(r: HttpRequest) -> Result<Self::Job, Refusal> {
         let refuse = |message: &str| Refusal { status: 500, message: message.into() };
-        let index = r.loc_conf::<Module>().and_then(|c| c.wsgi_app).ok_or_else(|| refuse("no app is configured here"))?;
+        let lcf = r.loc_conf::<Module>().ok_or_else(|| refuse("no configuration"))?;
+        let index = lcf.wsgi_app.ok_or_else(|| refuse("no app is configured here"))?;
+        let errors_level = lcf.wsgi_errors_level.unwrap_or(LocConf::DEFAULT_ERRORS_LEVEL);
         WORKER.with(|worker| {
             let worker = worker.borrow();
             let worker = worker
                 .as_ref()
                 .ok_or_else(|| refuse("Python is not running in this worker (see the error logged at start-up)"))?;
-            worker.apps.get(index).cloned().ok_or_else(|| refuse("unknown app"))
+            let app = worker.apps.get(index).cloned().ok_or_else(|| refuse("unknown app"))?;
+            Ok((app, errors_level))
         })
     }
 
-    fn dispatch(app: Arc<App>, head: RequestHead, body: Body, sink: ResponseSink) {
+    fn dispatch((app, errors_level): Self::Job, head: RequestHead, body: Body, sink: ResponseSink) {
         WORKER.with(|worker| {
             if let Some(worker) = worker.borrow().as_ref() {
-                let task = Box::new(move || serving::serve(app, head, body, sink, ERRORS_LEVEL));
+                let task = Box::new(move || serving::serve(app, head, body, sink, errors_level));
                 // A refused task (the pool is stopping) drops its sink,
                 // which answers 500.
                 let _ = worker.threads.submit(task);

@@ -1,11 +1,15 @@
 //! Running a WSGI app for one request, on one of the module's threads.
 
+use std::fs::File;
+use std::io::Seek;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 use super::callbacks::{body_bytes, send_body, Delivery, StartResponse};
+use super::io::FileWrapper;
 use super::types::environ;
 use crate::core::bridge::Bridge;
 use crate::core::capture::{Body, RequestHead};
@@ -97,6 +101,11 @@ fn run(py: Python<'_>, app: &App, head: &RequestHead, body: Body, sink: Response
 /// already complete, so they go out in one batch with a Content-Length;
 /// anything else is streamed chunk by chunk.
 fn stream(py: Python<'_>, iterable: &Bound<'_, PyAny>, responder: &Py<StartResponse>) -> PyResult<Delivery> {
+    if let Ok(wrapper) = iterable.cast::<FileWrapper>() {
+        if let Some(delivery) = send_file(py, wrapper, responder)? {
+            return Ok(delivery);
+        }
+    }
     let items = if let Ok(list) = iterable.cast::<PyList>() {
         Some(list.iter().collect::<Vec<_>>())
     } else {
@@ -124,4 +133,46 @@ fn stream(py: Python<'_>, iterable: &Bound<'_, PyAny>, responder: &Py<StartRespo
         }
     }
     Ok(Delivery::Sent)
+}
+
+/// `wsgi.file_wrapper` around a real file: nginx sends it from the file
+/// (with sendfile where it uses it) instead of Python copying it through.
+/// Transmission starts at the file's current position (PEP 3333) and stops
+/// at the app's Content-Length, if it set one. Returns None when the object
+/// is not backed by a regular file, for the caller to iterate it instead.
+fn send_file(py: Python<'_>, wrapper: &Bound<'_, FileWrapper>, responder: &Py<StartResponse>) -> PyResult<Option<Delivery>> {
+    let filelike = wrapper.borrow().filelike.bind(py).clone();
+    let Ok(fd) = filelike.call_method0("fileno").and_then(|n| n.extract::<i32>()) else {
+        return Ok(None);
+    };
+    // SAFETY: the file object owns `fd` and keeps it open while we hold a
+    // reference to it; we only duplicate it.
+    let Ok(owned) = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() else {
+        return Ok(None);
+    };
+    let file = File::from(owned);
+    let size = match file.metadata() {
+        Ok(meta) if meta.is_file() => meta.len(),
+        _ => return Ok(None),
+    };
+    // tell() knows what a buffered reader has already consumed; the fd's
+    // own offset may be ahead of it.
+    let start = match filelike.call_method0("tell").and_then(|p| p.extract::<u64>()) {
+        Ok(position) => position,
+        Err(_) => (&file).stream_position().unwrap_or(0),
+    }
+    .min(size);
+    let mut responder = responder.bind(py).try_borrow_mut()?;
+    let end = match responder.pending_length() {
+        Some(length) => size.min(start + length),
+        None => {
+            responder.set_known_length(size - start);
+            size
+        }
+    };
+    let name = filelike
+        .getattr("name")
+        .and_then(|n| n.extract::<String>())
+        .unwrap_or_else(|_| "wsgi.file_wrapper".into());
+    responder.send_file(file, start, end, name.into_bytes()).map(Some)
 }

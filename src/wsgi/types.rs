@@ -5,7 +5,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use super::io::{ErrorLog, WsgiInput};
+use super::io::{ErrorLog, FileWrapper, WsgiInput};
 use crate::core::capture::{Body, RequestHead};
 use crate::core::exchange::Exchange;
 use crate::core::meta::{header, http_vars, split_script_name};
@@ -66,6 +66,7 @@ pub fn environ<'py>(
     env.set_item("wsgi.url_scheme", if head.https { "https" } else { "http" })?;
     env.set_item("wsgi.input", Py::new(py, WsgiInput::new(body))?)?;
     env.set_item("wsgi.errors", Py::new(py, ErrorLog::new(Arc::clone(exchange), errors_level))?)?;
+    env.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
     env.set_item("wsgi.multithread", true)?;
     env.set_item("wsgi.multiprocess", true)?;
     env.set_item("wsgi.run_once", false)?;

@@ -407,3 +407,112 @@ sleep 0.5;
 my ($produced) = error_log_text() =~ /firehose: produced (\d+) bytes/;
 ok(defined $produced, 'close() ran after the client left');
 cmp_ok($produced // 1e12, '<', 64 * 1024 * 1024, sprintf('the app produced only %.1f MiB', ($produced // 0) / 1048576));
+
+
+=== TEST 24: wsgi.file_wrapper around a real file: nginx sends the file, Python never reads it
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/files.py;
+}
+--- main_config
+env HTML_DIR=$TEST_NGINX_HTML_DIR;
+--- perl
+my $data = join '', map { chr(($_ * 7) % 256) } 0 .. 300_000;
+open my $fh, '>', servroot() . '/html/data.bin' or die $!;
+print $fh $data;
+close $fh;
+chmod 0644, servroot() . '/html/data.bin';
+my $r = http_get('/real');
+is($r->{status}, 200, 'status');
+ok($r->{body} eq $data, 'the whole file arrived intact');
+is($r->{headers}{'content-length'}[0], length $data, 'with its length');
+ok(!$r->{headers}{'transfer-encoding'}, 'not chunked');
+$r = http_get('/offset');
+ok($r->{body} eq substr($data, 10), 'transmission starts at the current position');
+$r = http_get('/limited');
+ok($r->{body} eq substr($data, 0, 100), "the app's Content-Length limits what is sent");
+$r = http_get('/bytesio');
+ok($r->{body} eq $data, 'a file-like without a file descriptor is iterated instead');
+--- no_error_log
+read through Python
+
+
+=== TEST 25: wsgi.file_wrapper with sendfile off goes through nginx's own buffers
+--- http_config
+sendfile off;
+--- main_config
+env HTML_DIR=$TEST_NGINX_HTML_DIR;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/files.py;
+}
+--- user_files
+>>> small.txt
+a small file served by nginx from a file buffer
+--- request
+GET /real?f=small.txt
+--- response_body
+a small file served by nginx from a file buffer
+
+
+=== TEST 26: an app that sends more than its Content-Length: truncated, logged, connection closed
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/length.py;
+}
+--- perl
+my $r = http_request("GET /over HTTP/1.1\r\nHost: localhost\r\n\r\nGET /exact HTTP/1.1\r\nHost: localhost\r\n\r\n");
+is($r->{status}, 200, 'status');
+is($r->{body}, '01234', 'exactly the declared bytes, and the connection closed after them');
+--- error_log
+the app sent more than its Content-Length; the excess is dropped and the connection closed
+
+
+=== TEST 27: an app that sends less than its Content-Length: nothing padded, connection closed, logged
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/length.py;
+}
+--- perl
+my $r = http_request("GET /under HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout => 5);
+is($r->{body}, '01234', 'only what the app sent');
+--- error_log
+the app's response ended 5 bytes short of its Content-Length; closing the connection
+
+
+=== TEST 28: a body that matches its Content-Length keeps the connection alive
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/length.py;
+}
+--- perl
+my $r = http_request("GET /exact HTTP/1.1\r\nHost: localhost\r\n\r\nGET /exact HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+my $count = () = $r->{raw} =~ m{HTTP/1.1 200}g;
+is($count, 2, 'both pipelined requests answered on one connection');
+--- no_error_log
+[error]
+
+
+=== TEST 29: rust_wsgi_errors_level sets the level of wsgi.errors lines
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/misc.py;
+    rust_wsgi_errors_level warn;
+}
+--- request
+GET /errors
+--- error_log eval
+qr/\[warn\] .*misc.py: first line, client: 127.0.0.1/
+--- no_error_log eval
+qr/\[error\] .*misc.py/
+
+
+=== TEST 30: an unknown errors level fails nginx -t
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/misc.py;
+    rust_wsgi_errors_level loud;
+}
+--- must_die
+--- error_log eval
+qr/"rust_wsgi_errors_level loud": unknown level; use one of debug, info, notice, warn, error, crit, alert, emerg in .*nginx.conf:\d+/
