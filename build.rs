@@ -41,6 +41,16 @@ fn main() {
         }
     }
 
+    // The Python this module embeds (PYO3_PYTHON): its version, to check
+    // virtualenvs at configuration time, and its executable, for
+    // sys.executable.
+    let python = pyo3_build_config::get();
+    println!("cargo::rustc-env=RGW_PYTHON_VERSION={}.{}", python.version.major, python.version.minor);
+    println!(
+        "cargo::rustc-env=RGW_PYTHON_EXECUTABLE={}",
+        python.executable.as_deref().unwrap_or("/usr/bin/python3")
+    );
+
     // ci/build.sh copies the matching nginx binary out of this directory.
     println!("cargo::rerun-if-env-changed=DEP_NGINX_BUILD_DIR");
     if let Ok(dir) = env::var("DEP_NGINX_BUILD_DIR") {

@@ -9,6 +9,8 @@ cd "$ROOT"
 
 ensure_packages perl
 ci/build.sh
+TEST_NGINX_VENV="$(ci/test-venv.sh)"
+export TEST_NGINX_VENV
 
 log "unit tests"
 cargo test --release --lib

@@ -12,7 +12,7 @@ use std::ptr::addr_of_mut;
 use nginx_sys::{
     ngx_command_t, ngx_conf_check_num_bounds, ngx_conf_num_bounds_t, ngx_conf_set_msec_slot,
     ngx_conf_set_num_slot, ngx_conf_t, ngx_int_t, ngx_msec_t, ngx_str_t, ngx_uint_t,
-    NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
     NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
 };
 use ngx::ngx_string;
@@ -22,6 +22,7 @@ use crate::module::Module;
 use crate::nginx::log::Level;
 use crate::nginx::conf::{args, conf_error, full_path, ConfResult, CONF_OK};
 use crate::python::apps::AppSpec;
+use crate::python::config::{Home, PythonSettings};
 
 // ---- configuration structures ---------------------------------------------
 
@@ -35,11 +36,17 @@ pub struct MainConf {
     /// Every app named by `rust_wsgi`, each once; locations refer to them by
     /// index, so a file used in several locations is imported once.
     pub apps: Vec<AppSpec>,
+    /// `rust_python_home`, `rust_python_path`, `rust_python_env`.
+    pub python: PythonSettings,
 }
 
 impl Default for MainConf {
     fn default() -> Self {
-        MainConf { wsgi_threads: nginx_sys::NGX_CONF_UNSET as ngx_int_t, apps: Vec::new() }
+        MainConf {
+            wsgi_threads: nginx_sys::NGX_CONF_UNSET as ngx_int_t,
+            apps: Vec::new(),
+            python: PythonSettings::default(),
+        }
     }
 }
 
@@ -143,7 +150,7 @@ const fn directive(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 5] = [
+pub static mut COMMANDS: [ngx_command_t; 8] = [
     directive(
         ngx_string!("rust_wsgi"),
         NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
@@ -174,6 +181,30 @@ pub static mut COMMANDS: [ngx_command_t; 5] = [
         NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
         rust_wsgi_errors_level,
         NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+        std::ptr::null_mut(),
+    ),
+    directive(
+        ngx_string!("rust_python_home"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        rust_python_home,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        0,
+        std::ptr::null_mut(),
+    ),
+    directive(
+        ngx_string!("rust_python_path"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        rust_python_path,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        0,
+        std::ptr::null_mut(),
+    ),
+    directive(
+        ngx_string!("rust_python_env"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2,
+        rust_python_env,
+        NGX_HTTP_MAIN_CONF_OFFSET,
         0,
         std::ptr::null_mut(),
     ),
@@ -257,4 +288,53 @@ unsafe extern "C" fn rust_wsgi_errors_level(
             ),
         ),
     }
+}
+
+/// `rust_python_home /path/to/venv;`
+unsafe extern "C" fn rust_python_home(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes the configuration being parsed and this module's
+    // main conf (the command's `conf` offset).
+    let (cf_ref, mcf) = unsafe { (&*cf, &mut *(conf as *mut MainConf)) };
+    if mcf.python.home.is_some() {
+        return conf_error(cf, "\"rust_python_home\" is duplicate");
+    }
+    let path = full_path(cf_ref, Path::new(&*String::from_utf8_lossy(args(cf_ref)[1].as_bytes())));
+    match Home::inspect(&path) {
+        Ok(home) => {
+            mcf.python.home = Some(home);
+            CONF_OK
+        }
+        Err(problem) => conf_error(cf, &format!("\"rust_python_home\": {problem}")),
+    }
+}
+
+/// `rust_python_path dir ...;`
+unsafe extern "C" fn rust_python_path(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_python_home`.
+    let (cf_ref, mcf) = unsafe { (&*cf, &mut *(conf as *mut MainConf)) };
+    for arg in &args(cf_ref)[1..] {
+        let dir = full_path(cf_ref, Path::new(&*String::from_utf8_lossy(arg.as_bytes())));
+        if !dir.is_dir() {
+            return conf_error(
+                cf,
+                &format!("\"rust_python_path\": \"{}\" is not a directory; give directories to put on sys.path", dir.display()),
+            );
+        }
+        mcf.python.path.push(dir);
+    }
+    CONF_OK
+}
+
+/// `rust_python_env NAME value;`
+unsafe extern "C" fn rust_python_env(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_python_home`.
+    let (cf_ref, mcf) = unsafe { (&*cf, &mut *(conf as *mut MainConf)) };
+    let name = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
+    let value = String::from_utf8_lossy(args(cf_ref)[2].as_bytes()).into_owned();
+    if name.is_empty() || name.contains('=') {
+        return conf_error(cf, &format!("\"rust_python_env\": \"{name}\" is not a valid environment variable name"));
+    }
+    mcf.python.env.retain(|(n, _)| *n != name);
+    mcf.python.env.push((name, value));
+    CONF_OK
 }

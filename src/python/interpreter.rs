@@ -1,6 +1,6 @@
 //! Starting CPython inside an nginx worker.
 //!
-//! A dedicated "keeper" thread calls `Py_InitializeEx(0)` (no Python signal
+//! A dedicated "keeper" thread initialises Python (without Python's signal
 //! handlers, so nginx keeps its own) and then stays parked. That makes it
 //! Python's main thread, and no app code ever runs on it: an app that calls
 //! `signal.signal()` gets a ValueError instead of replacing nginx's SIGHUP or
@@ -9,15 +9,26 @@
 //! This runs in `init_process`, so only in worker processes (or
 //! single-process mode): never in the master, under `nginx -t`, or before
 //! nginx forks.
+//!
+//! nginx clears the environment, so the locale is "C". Python runs in UTF-8
+//! mode (PEP 540, what CPython itself does in a C locale) instead of with an
+//! ASCII filesystem encoding, and without C-locale coercion, which would
+//! call setenv() in a process that already has threads.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::ffi::{CStr, CString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
+use super::config::{Home, PythonSettings, PYTHON_EXECUTABLE, PYTHON_VERSION};
 use crate::core::workers;
 
 const STARTING: u8 = 0;
@@ -34,11 +45,13 @@ pub struct Interpreter {
 
 /// Starts the keeper thread; Python becomes usable shortly after (see
 /// [`wait_ready`]). `on_error` receives a message if set-up fails.
-pub fn start(on_error: impl FnOnce(String) + Send + 'static) -> std::io::Result<Interpreter> {
+pub fn start(settings: PythonSettings, on_error: impl FnOnce(String) + Send + 'static) -> std::io::Result<Interpreter> {
     let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
     let keeper = workers::spawn("rgw-python".into(), move || {
-        Python::initialize();
-        let outcome = Python::attach(|py| setup(py).map_err(|e| e.to_string()));
+        // SAFETY: the first and only initialisation in this process, on
+        // the thread that will stay Python's main thread.
+        let outcome = unsafe { initialize(&settings) }
+            .and_then(|()| Python::attach(|py| setup(py, &settings).map_err(|e| e.to_string())));
         set_state(if outcome.is_ok() { READY } else { FAILED });
         if let Err(message) = outcome {
             on_error(format!("rust_wsgi: Python set-up failed: {message}"));
@@ -78,12 +91,80 @@ pub fn wait_ready() -> bool {
     state == READY
 }
 
-fn setup(py: Python<'_>) -> PyResult<()> {
+/// Py_PreInitialize + Py_InitializeFromConfig, then releases the GIL.
+unsafe fn initialize(settings: &PythonSettings) -> Result<(), String> {
+    // SAFETY (whole function): the config structs are initialised by the
+    // Init functions before use and cleared after; strings are copied by
+    // PyConfig_SetBytesString.
+    unsafe {
+        let mut pre: ffi::PyPreConfig = std::mem::zeroed();
+        ffi::PyPreConfig_InitPythonConfig(&mut pre);
+        pre.parse_argv = 0;
+        pre.utf8_mode = 1;
+        pre.coerce_c_locale = 0;
+        check("pre-initialisation", ffi::Py_PreInitialize(&pre))?;
+
+        let mut config: ffi::PyConfig = std::mem::zeroed();
+        ffi::PyConfig_InitPythonConfig(&mut config);
+        config.install_signal_handlers = 0;
+        config.parse_argv = 0;
+        config.configure_c_stdio = 0;
+        config.user_site_directory = 0;
+        let executable = match &settings.home {
+            Some(Home::Venv { executable, .. }) => executable.clone(),
+            Some(Home::Prefix { root }) => {
+                set_string(&mut config, std::ptr::addr_of_mut!(config.home), root)?;
+                root.join(format!("bin/python{PYTHON_VERSION}"))
+            }
+            None => PathBuf::from(PYTHON_EXECUTABLE),
+        };
+        // Python finds its prefix (and a virtualenv's pyvenv.cfg) from here.
+        set_string(&mut config, std::ptr::addr_of_mut!(config.program_name), &executable)?;
+        set_string(&mut config, std::ptr::addr_of_mut!(config.executable), &executable)?;
+        let status = ffi::Py_InitializeFromConfig(&config);
+        ffi::PyConfig_Clear(&mut config);
+        check("initialisation", status)?;
+        ffi::PyEval_SaveThread();
+    }
+    Ok(())
+}
+
+unsafe fn set_string(config: *mut ffi::PyConfig, field: *mut *mut libc::wchar_t, value: &Path) -> Result<(), String> {
+    let value = CString::new(value.as_os_str().as_bytes()).map_err(|_| "a path contains a NUL byte".to_string())?;
+    // SAFETY: `field` points into `config`; Python copies the string.
+    check("configuration", unsafe { ffi::PyConfig_SetBytesString(config, field, value.as_ptr()) })
+}
+
+fn check(stage: &str, status: ffi::PyStatus) -> Result<(), String> {
+    // SAFETY: PyStatus_Exception only reads the struct; err_msg is NULL or
+    // a static C string.
+    unsafe {
+        if ffi::PyStatus_Exception(status) == 0 {
+            return Ok(());
+        }
+        let message = if status.err_msg.is_null() {
+            "unknown error".into()
+        } else {
+            CStr::from_ptr(status.err_msg).to_string_lossy().into_owned()
+        };
+        Err(format!("Python {stage} failed: {message}"))
+    }
+}
+
+fn setup(py: Python<'_>, settings: &PythonSettings) -> PyResult<()> {
     let sys = py.import("sys")?;
     // Many libraries read sys.argv[0]; an embedded interpreter has none.
     sys.setattr("argv", PyList::new(py, ["nginx"])?)?;
     // Binds threading.main_thread() to this thread, not to whichever app
     // thread happens to import threading first.
     py.import("threading")?;
+    let sys_path = sys.getattr("path")?;
+    for (i, dir) in settings.path.iter().enumerate() {
+        sys_path.call_method1("insert", (i, dir.to_string_lossy()))?;
+    }
+    let environ = py.import("os")?.getattr("environ")?;
+    for (name, value) in &settings.env {
+        environ.set_item(name, value)?;
+    }
     Ok(())
 }

@@ -2,9 +2,11 @@
 //!
 //! - [`interpreter`]: starts Python in a worker process, on a thread the
 //!   module owns, never on nginx's event-loop thread.
+//! - [`config`]: interpreter settings (`rust_python_*`) and their checks.
 //! - [`apps`]: what `rust_wsgi` names, and loading it once per worker.
 //! - [`errors`]: Python exceptions as log lines.
 
 pub mod apps;
+pub mod config;
 pub mod errors;
 pub mod interpreter;

@@ -98,7 +98,8 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
         let bridge = Arc::clone(&bridge);
         move |message| bridge.log(Level::Error, message)
     };
-    let interpreter = interpreter::start(on_error).map_err(|e| format!("cannot start the Python thread: {e}"))?;
+    let interpreter =
+        interpreter::start(mcf.python.clone(), on_error).map_err(|e| format!("cannot start the Python thread: {e}"))?;
     let threads = Workers::start("rgw-wsgi", mcf.wsgi_threads())
         .map_err(|e| format!("cannot start the rust_wsgi threads: {e}"))?;
     let apps: Vec<Arc<App>> = mcf.apps.iter().cloned().map(|spec| Arc::new(App::new(spec))).collect();

@@ -27,13 +27,15 @@ package Test::Gateway;
 #   --- abort_after: 0.3     (close the connection after that many seconds)
 #   --- wait: 0.5            (pause before stopping nginx)
 #   --- timeout: 10          (client timeout, seconds)
+#   --- setup                (Perl run before nginx starts, to make files)
 #   --- perl                 (Perl run with nginx up; Test::More and the
 #                             helpers below are available)
 #
 # A section named "name eval" is evaluated as Perl first (for qr// or
 # computed strings); "name chomp" drops the final newline. In config text, $TEST_NGINX_SERVER_PORT,
-# $TEST_NGINX_HTML_DIR, $TEST_NGINX_SERVROOT and $TEST_NGINX_APPS (a copy
-# of the project's tests/apps) are replaced.
+# $TEST_NGINX_HTML_DIR, $TEST_NGINX_SERVROOT, $TEST_NGINX_APPS (a copy
+# of the project's tests/apps) and $TEST_NGINX_VENV (the test virtualenv
+# that ci/test-venv.sh makes) are replaced.
 #
 # Every block starts its own nginx in a fresh temporary prefix on a free
 # loopback port, and fails if error.log gets an [alert], [crit] or [emerg]
@@ -62,7 +64,7 @@ use Time::HiRes qw(sleep time);
 our @EXPORT = qw(
     run_tests http_get http_request http_start http_finish
     nginx_reload nginx_pid worker_pids server_port servroot error_log_text
-    nginx_command nginx_wait_exit
+    nginx_command nginx_wait_exit venv expand
 );
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../../..');
@@ -70,11 +72,13 @@ my $BINARY = $ENV{TEST_NGINX_BINARY} // "$ROOT/target/nginx/sbin/nginx";
 my $MODULE = $ENV{TEST_NGINX_MODULE}
     // "$ROOT/target/nginx/modules/ngx_http_rust_gateway_module.so";
 my $APPS = "$ROOT/tests/apps";
+my $VENV = $ENV{TEST_NGINX_VENV} // '/tmp/ngx-rust-gateway-test-venv';
 
 # State of the running block.
 my ($PORT, $SERVROOT, $NGINX_PID);
 
 sub server_port { $PORT }
+sub venv { $VENV }
 sub servroot { $SERVROOT }
 sub nginx_pid { $NGINX_PID }
 
@@ -109,6 +113,7 @@ sub parse_blocks {
 sub run_tests {
     BAIL_OUT("nginx binary $BINARY not found; run ci/build.sh") unless -x $BINARY;
     BAIL_OUT("module $MODULE not found; run ci/build.sh") unless -f $MODULE;
+    BAIL_OUT("test virtualenv $VENV not found; run ci/test-venv.sh") unless -x "$VENV/bin/python";
     for my $block (parse_blocks()) {
         subtest $block->{name} => sub { run_block($block) };
     }
@@ -126,6 +131,9 @@ sub run_block {
     write_user_files($block->{user_files}) if defined $block->{user_files};
     $PORT = free_port();
     write_file("$SERVROOT/conf/nginx.conf", nginx_conf($block));
+    if (defined $block->{setup}) {
+        run_perl($block, 'setup') or return;
+    }
 
     if (exists $block->{must_die}) {
         my ($code, $out) = nginx_command('-t');
@@ -137,7 +145,7 @@ sub run_block {
     start_nginx() or return;
     my $ok = eval {
         run_request($block) if defined $block->{request} || defined $block->{raw_request};
-        run_perl($block) if defined $block->{perl};
+        run_perl($block, 'perl') if defined $block->{perl};
         1;
     };
     fail("block died: $@") unless $ok;
@@ -211,10 +219,12 @@ sub run_request {
 }
 
 sub run_perl {
-    my ($block) = @_;
+    my ($block, $section) = @_;
+    my $code = $block->{$section};
     package main;
-    my $ok = eval "use Test::More; no strict; no warnings; $block->{perl}; 1";
-    Test::More::fail("perl section died: $@") unless $ok;
+    my $ok = eval "use Test::More; no strict; no warnings; $code; 1";
+    Test::More::fail("$section section died: $@") unless $ok;
+    return $ok;
 }
 
 # ---- nginx ---------------------------------------------------------------------
@@ -261,6 +271,7 @@ sub expand {
     $text =~ s/\$TEST_NGINX_HTML_DIR\b/$SERVROOT\/html/g;
     $text =~ s/\$TEST_NGINX_SERVROOT\b/$SERVROOT/g;
     $text =~ s/\$TEST_NGINX_APPS\b/$SERVROOT\/apps/g;
+    $text =~ s/\$TEST_NGINX_VENV\b/$VENV/g;
     return $text;
 }
 
