@@ -21,7 +21,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigEr
 use crate::module::Module;
 use crate::nginx::log::Level;
 use crate::nginx::conf::{args, conf_error, full_path, ConfResult, CONF_OK};
-use crate::python::apps::AppSpec;
+use crate::python::apps::{AppSpec, Reload};
 use crate::python::config::{Home, PythonSettings};
 
 // ---- configuration structures ---------------------------------------------
@@ -35,7 +35,7 @@ pub struct MainConf {
     pub wsgi_threads: ngx_int_t,
     /// Every app named by `rust_wsgi`, each once; locations refer to them by
     /// index, so a file used in several locations is imported once.
-    pub apps: Vec<AppSpec>,
+    pub apps: Vec<AppConf>,
     /// `rust_python_home`, `rust_python_path`, `rust_python_env`.
     pub python: PythonSettings,
 }
@@ -48,6 +48,13 @@ impl Default for MainConf {
             python: PythonSettings::default(),
         }
     }
+}
+
+/// An app and how it reloads, as the locations that serve it agree.
+pub struct AppConf {
+    pub spec: AppSpec,
+    /// Set when the first location serving the app is merged.
+    pub reload: Option<Reload>,
 }
 
 impl MainConf {
@@ -71,10 +78,10 @@ impl MainConf {
     }
 
     fn app_index(&mut self, spec: AppSpec) -> usize {
-        match self.apps.iter().position(|s| *s == spec) {
+        match self.apps.iter().position(|a| a.spec == spec) {
             Some(i) => i,
             None => {
-                self.apps.push(spec);
+                self.apps.push(AppConf { spec, reload: None });
                 self.apps.len() - 1
             }
         }
@@ -89,6 +96,8 @@ pub struct LocConf {
     pub wsgi_read_timeout: ngx_msec_t,
     /// `rust_wsgi_errors_level`; None until set.
     pub wsgi_errors_level: Option<Level>,
+    /// `rust_wsgi_reload`; None until set (then `script`).
+    pub wsgi_reload: Option<Reload>,
 }
 
 impl LocConf {
@@ -101,7 +110,7 @@ impl LocConf {
 
 impl Default for LocConf {
     fn default() -> Self {
-        LocConf { wsgi_app: None, wsgi_read_timeout: UNSET_MSEC, wsgi_errors_level: None }
+        LocConf { wsgi_app: None, wsgi_read_timeout: UNSET_MSEC, wsgi_errors_level: None, wsgi_reload: None }
     }
 }
 
@@ -120,7 +129,38 @@ impl Merge for LocConf {
             .wsgi_errors_level
             .or(prev.wsgi_errors_level)
             .or(Some(LocConf::DEFAULT_ERRORS_LEVEL));
+        if self.wsgi_reload.is_none() {
+            self.wsgi_reload = prev.wsgi_reload.clone();
+        }
         Ok(())
+    }
+}
+
+/// The module's `merge_loc_conf`: inherits values, then records the reload
+/// policy of the location's app. An app is imported once per worker, so
+/// every location that serves it must agree on how it reloads.
+pub unsafe extern "C" fn merge_loc_conf(cf: *mut ngx_conf_t, prev: *mut c_void, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes this module's location confs at two levels.
+    let (cf_ref, prev, lcf) = unsafe { (&*cf, &*(prev as *const LocConf), &mut *(conf as *mut LocConf)) };
+    if lcf.merge(prev).is_err() {
+        return ngx::core::NGX_CONF_ERROR as ConfResult;
+    }
+    let Some(index) = lcf.wsgi_app else { return CONF_OK };
+    let Some(mcf) = Module::main_conf_mut(cf_ref) else { return CONF_OK };
+    let reload = lcf.wsgi_reload.clone().unwrap_or(Reload::Script);
+    let app = &mut mcf.apps[index];
+    match &app.reload {
+        Some(agreed) if *agreed != reload => conf_error(
+            cf,
+            &format!(
+                "\"{}\" is served by locations with different rust_wsgi_reload settings; an app is imported once per worker, so give them the same one",
+                app.spec.path.display()
+            ),
+        ),
+        _ => {
+            app.reload = Some(reload);
+            CONF_OK
+        }
     }
 }
 
@@ -150,7 +190,7 @@ const fn directive(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 8] = [
+pub static mut COMMANDS: [ngx_command_t; 9] = [
     directive(
         ngx_string!("rust_wsgi"),
         NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
@@ -180,6 +220,14 @@ pub static mut COMMANDS: [ngx_command_t; 8] = [
         ngx_string!("rust_wsgi_errors_level"),
         NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
         rust_wsgi_errors_level,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+        std::ptr::null_mut(),
+    ),
+    directive(
+        ngx_string!("rust_wsgi_reload"),
+        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+        rust_wsgi_reload,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
         std::ptr::null_mut(),
@@ -288,6 +336,37 @@ unsafe extern "C" fn rust_wsgi_errors_level(
             ),
         ),
     }
+}
+
+/// `rust_wsgi_reload script | off | directory=path;`
+unsafe extern "C" fn rust_wsgi_reload(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_wsgi`.
+    let (cf_ref, lcf) = unsafe { (&*cf, &mut *(conf as *mut LocConf)) };
+    if lcf.wsgi_reload.is_some() {
+        return conf_error(cf, "\"rust_wsgi_reload\" is duplicate");
+    }
+    let arg = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
+    let reload = match arg.as_str() {
+        "off" => Reload::Off,
+        "script" => Reload::Script,
+        _ => match arg.strip_prefix("directory=") {
+            Some(dir) if !dir.is_empty() => {
+                let dir = full_path(cf_ref, Path::new(dir));
+                if !dir.is_dir() {
+                    return conf_error(cf, &format!("\"rust_wsgi_reload\": \"{}\" is not a directory", dir.display()));
+                }
+                Reload::Directory(dir)
+            }
+            _ => {
+                return conf_error(
+                    cf,
+                    &format!("\"rust_wsgi_reload {arg}\": use script, off or directory=/path/to/code"),
+                )
+            }
+        },
+    };
+    lcf.wsgi_reload = Some(reload);
+    CONF_OK
 }
 
 /// `rust_python_home /path/to/venv;`

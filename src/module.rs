@@ -45,7 +45,7 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     create_srv_conf: None,
     merge_srv_conf: None,
     create_loc_conf: Some(Module::create_loc_conf),
-    merge_loc_conf: Some(Module::merge_loc_conf),
+    merge_loc_conf: Some(crate::conf::merge_loc_conf),
 };
 
 #[cfg_attr(not(test), used)]
@@ -102,6 +102,7 @@ unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
         return;
     }
     catch_panic(Log::cycle(), "exit_process", || {
+        crate::core::watch::stop();
         crate::wsgi::stop();
         runtime::stop();
     });

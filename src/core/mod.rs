@@ -11,6 +11,7 @@
 //! - [`engine`]: the nginx-thread side: content handler, resuming requests,
 //!   streaming through the output filters, timeouts and client aborts.
 //! - [`runtime`]: the per-worker-process state that ties these together.
+//! - [`watch`]: source trees watched with inotify, to recycle the worker.
 
 pub mod bridge;
 pub mod capture;
@@ -19,6 +20,7 @@ pub mod exchange;
 pub mod head;
 pub mod meta;
 pub mod runtime;
+pub mod watch;
 pub mod workers;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -12,3 +12,24 @@ pub fn serves_requests() -> bool {
     let kind = unsafe { ngx_process } as u32;
     kind == NGX_PROCESS_WORKER || kind == NGX_PROCESS_SINGLE
 }
+
+/// Whether [`recycle_worker`] can work here: only a worker process has a
+/// master to replace it.
+pub fn recycle_possible() -> bool {
+    // SAFETY: as in `serves_requests`.
+    unsafe { ngx_process as u32 == NGX_PROCESS_WORKER }
+}
+
+/// Shuts this worker down gracefully, as SIGQUIT would: it stops
+/// accepting, finishes its requests and exits, and the master starts a
+/// fresh worker in its place. Only for worker processes: in single-process
+/// mode it would stop nginx.
+pub fn recycle_worker() -> bool {
+    if !recycle_possible() {
+        return false;
+    }
+    // SAFETY: `ngx_quit` is the flag nginx's own signal handler sets; the
+    // worker loop checks it after the current events, on this thread.
+    unsafe { nginx_sys::ngx_quit = 1 };
+    true
+}

@@ -1,4 +1,5 @@
-//! The apps `rust_wsgi` names, loaded once per worker.
+//! The apps `rust_wsgi` names, loaded once per worker and reloaded when
+//! their file changes.
 //!
 //! An app is a Python file and the name of a callable in it, like
 //! mod_wsgi's WSGIScriptAlias: the file is imported as a module with a
@@ -6,18 +7,22 @@
 //! its classes work across workers), and its directory goes first on
 //! sys.path so the app can import its neighbours.
 //!
-//! If the import fails, the traceback is logged once and the app's requests
-//! answer 500. A later request tries again only when the file has changed,
-//! so fixing the file fixes the location without restarting nginx.
+//! Loading is validated: a new version of the file replaces the running one
+//! only once it imported cleanly. If it fails, the traceback is logged once,
+//! and the old version keeps serving (or, if there is none yet, the app's
+//! requests answer 500) until the file changes again. Requests that already
+//! hold the old callable finish on it, so no request mixes two versions.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime};
 
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 
 use super::errors;
+use crate::nginx::log::Level;
 
 /// `rust_wsgi /path/app.py:callable` as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +75,22 @@ fn is_dotted_identifier(name: &str) -> bool {
         })
 }
 
+/// `rust_wsgi_reload`: what happens when the app's code changes on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// Never look.
+    Off,
+    /// Re-import the app's file when it changes.
+    Script,
+    /// Recycle the worker when a `.py` file under the directory changes
+    /// (handled by [`crate::python::watch`]).
+    Directory(PathBuf),
+}
+
+/// How often a changed script is looked for: one stat() per second per app,
+/// whatever the request rate.
+const CHECK_INTERVAL_MS: u64 = 1000;
+
 /// Why an app's callable is not available.
 pub enum LoadError {
     /// The import failed just now: a header line and the traceback.
@@ -78,53 +99,149 @@ pub enum LoadError {
     StillBroken,
 }
 
+struct Loaded {
+    callable: Py<PyAny>,
+    /// The file's mtime when this version was imported.
+    mtime: Option<SystemTime>,
+}
+
+/// Where an app reports what belongs to no request (reloads): the worker's
+/// error log.
+pub type Logger = Arc<dyn Fn(Level, String) + Send + Sync>;
+
 pub struct App {
     pub spec: AppSpec,
-    loaded: OnceLock<Py<PyAny>>,
-    /// Serialises loading; holds the file's mtime at the last failure.
+    reload: Reload,
+    log: Logger,
+    /// The version serving now. Only touched with the GIL held and never
+    /// across a call that releases it, so the lock is never contended.
+    current: Mutex<Option<Loaded>>,
+    /// Serialises imports; holds the file's mtime at the last failure.
     loading: Mutex<Option<Option<SystemTime>>>,
+    /// When the file was last stat()ed, in ms since `epoch` (the app was
+    /// created, which is when it is first imported).
+    checked_at: AtomicU64,
+    epoch: Instant,
 }
 
 impl App {
-    pub fn new(spec: AppSpec) -> App {
-        App { spec, loaded: OnceLock::new(), loading: Mutex::new(None) }
+    pub fn new(spec: AppSpec, reload: Reload, log: Logger) -> App {
+        App {
+            spec,
+            reload,
+            log,
+            current: Mutex::new(None),
+            loading: Mutex::new(None),
+            checked_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
     }
 
-    /// The app's callable, importing the file on first use.
+    fn current(&self) -> MutexGuard<'_, Option<Loaded>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The app's callable: imported on first use, and re-imported first if
+    /// the script changed (with `rust_wsgi_reload script`).
     pub fn callable<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyAny>, LoadError> {
-        if let Some(app) = self.loaded.get() {
-            return Ok(app.bind(py).clone());
+        let loaded = self.current().as_ref().map(|l| (l.callable.clone_ref(py), l.mtime));
+        match loaded {
+            Some((callable, mtime)) => {
+                if let Some(changed) = self.changed_since(mtime) {
+                    return Ok(self.reload(py, changed).unwrap_or_else(|| callable.into_bound(py)));
+                }
+                Ok(callable.into_bound(py))
+            }
+            None => self.load(py),
         }
+    }
+
+    /// With script reloading on, at most once per interval: the file's new
+    /// mtime if it differs from `loaded`.
+    fn changed_since(&self, loaded: Option<SystemTime>) -> Option<Option<SystemTime>> {
+        if self.reload != Reload::Script {
+            return None;
+        }
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let last = self.checked_at.load(Ordering::Relaxed);
+        if now < last + CHECK_INTERVAL_MS
+            || self.checked_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return None;
+        }
+        let mtime = modified(&self.spec.path);
+        (mtime != loaded).then_some(mtime)
+    }
+
+    /// First import; until it succeeds, every call tries again only once
+    /// the file has changed.
+    fn load<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyAny>, LoadError> {
         // Waits for the lock without the GIL: the thread holding it needs
         // the GIL to finish importing.
         let mut last_failure = self.loading.lock_py_attached(py).unwrap_or_else(PoisonError::into_inner);
-        if let Some(app) = self.loaded.get() {
-            return Ok(app.bind(py).clone());
+        if let Some(loaded) = self.current().as_ref() {
+            return Ok(loaded.callable.bind(py).clone());
         }
         let mtime = modified(&self.spec.path);
-        if let Some(failed_at) = *last_failure {
-            if failed_at == mtime {
-                return Err(LoadError::StillBroken);
-            }
+        if *last_failure == Some(mtime) {
+            return Err(LoadError::StillBroken);
         }
         match self.import(py) {
-            Ok(app) => {
-                let _ = self.loaded.set(app.clone().unbind());
+            Ok(callable) => {
                 *last_failure = None;
-                Ok(app)
+                *self.current() = Some(Loaded { callable: callable.clone().unbind(), mtime });
+                Ok(callable)
             }
             Err(err) => {
                 *last_failure = Some(mtime);
-                let header = format!(
-                    "rust_wsgi: cannot load \"{}\" (callable \"{}\"); traceback follows",
-                    self.spec.path.display(),
-                    self.spec.callable
-                );
-                Err(LoadError::Failed(errors::report(py, header, &err)))
+                Err(LoadError::Failed(self.report(py, "cannot load", &err)))
             }
         }
     }
 
+    /// Imports the changed file and swaps it in if it imported cleanly.
+    /// Returns the new callable, or None to keep serving the old one (a
+    /// failure is logged once per version of the file).
+    fn reload<'py>(&self, py: Python<'py>, mtime: Option<SystemTime>) -> Option<Bound<'py, PyAny>> {
+        let mut last_failure = self.loading.lock_py_attached(py).unwrap_or_else(PoisonError::into_inner);
+        if let Some(loaded) = self.current().as_ref() {
+            if loaded.mtime == mtime {
+                // Another thread reloaded it meanwhile.
+                return Some(loaded.callable.bind(py).clone());
+            }
+        }
+        if *last_failure == Some(mtime) {
+            return None;
+        }
+        match self.import(py) {
+            Ok(callable) => {
+                *last_failure = None;
+                *self.current() = Some(Loaded { callable: callable.clone().unbind(), mtime });
+                (self.log)(Level::Notice, format!("rust_wsgi: reloaded \"{}\" after it changed", self.spec.path.display()));
+                Some(callable)
+            }
+            Err(err) => {
+                *last_failure = Some(mtime);
+                for line in self.report(py, "cannot reload (the previous version keeps serving)", &err) {
+                    (self.log)(Level::Error, line);
+                }
+                None
+            }
+        }
+    }
+
+    fn report(&self, py: Python<'_>, what: &str, err: &PyErr) -> Vec<String> {
+        let header = format!(
+            "rust_wsgi: {what} \"{}\" (callable \"{}\"); traceback follows",
+            self.spec.path.display(),
+            self.spec.callable
+        );
+        errors::report(py, header, err)
+    }
+
+    /// Executes the file as a fresh module object and returns its callable.
+    /// sys.modules gets the new module only if it executed cleanly, so a
+    /// failed reload leaves the old one in place.
     fn import<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let path = self.spec.path.to_string_lossy().into_owned();
         let name = self.spec.module_name();
@@ -144,22 +261,31 @@ impl App {
         }
         let module = util.call_method1("module_from_spec", (&spec,))?;
         let modules = sys.getattr("modules")?;
+        let previous = modules.get_item(&name).ok();
+        // The module must be in sys.modules while it executes (dataclasses,
+        // pickle and relative lookups expect it).
         modules.set_item(&name, &module)?;
-        if let Err(err) = spec.getattr("loader")?.call_method1("exec_module", (&module,)) {
-            let _ = modules.del_item(&name);
-            return Err(err);
+        let executed = spec.getattr("loader")?.call_method1("exec_module", (&module,));
+        let callable = executed.and_then(|_| {
+            let mut target = module.clone();
+            for part in self.spec.callable.split('.') {
+                target = target.getattr(part)?;
+            }
+            if !target.is_callable() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "\"{}\" in {path} is not callable",
+                    self.spec.callable
+                )));
+            }
+            Ok(target)
+        });
+        if callable.is_err() {
+            match previous {
+                Some(old) => modules.set_item(&name, old)?,
+                None => modules.del_item(&name)?,
+            }
         }
-        let mut target = module;
-        for part in self.spec.callable.split('.') {
-            target = target.getattr(part)?;
-        }
-        if !target.is_callable() {
-            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "\"{}\" in {path} is not callable",
-                self.spec.callable
-            )));
-        }
-        Ok(target)
+        callable
     }
 }
 

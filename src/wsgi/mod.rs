@@ -14,6 +14,7 @@ pub mod serving;
 pub mod types;
 
 use std::cell::RefCell;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,12 +24,13 @@ use crate::conf::{LocConf, MainConf};
 use crate::core::capture::{Body, RequestHead};
 use crate::core::engine::{self, Adapter, Refusal};
 use crate::core::exchange::ResponseSink;
-use crate::core::runtime;
+use crate::core::{runtime, watch};
 use crate::core::workers::Workers;
 use crate::module::Module;
-use crate::nginx::log::Level;
+use crate::nginx::log::{Level, Log};
+use crate::nginx::process;
 use crate::nginx::request::HttpRequest;
-use crate::python::apps::App;
+use crate::python::apps::{App, Logger, Reload};
 use crate::python::interpreter::{self, Interpreter};
 
 /// How long worker shutdown waits for threads still inside app code.
@@ -102,7 +104,33 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
         interpreter::start(mcf.python.clone(), on_error).map_err(|e| format!("cannot start the Python thread: {e}"))?;
     let threads = Workers::start("rgw-wsgi", mcf.wsgi_threads())
         .map_err(|e| format!("cannot start the rust_wsgi threads: {e}"))?;
-    let apps: Vec<Arc<App>> = mcf.apps.iter().cloned().map(|spec| Arc::new(App::new(spec))).collect();
+    let logger: Logger = {
+        let bridge = Arc::clone(&bridge);
+        Arc::new(move |level, message| bridge.log(level, message))
+    };
+    let apps: Vec<Arc<App>> = mcf
+        .apps
+        .iter()
+        .map(|app| {
+            let reload = app.reload.clone().unwrap_or(Reload::Script);
+            Arc::new(App::new(app.spec.clone(), reload, Arc::clone(&logger)))
+        })
+        .collect();
+    let watched: Vec<PathBuf> = mcf
+        .apps
+        .iter()
+        .filter_map(|app| match &app.reload {
+            Some(Reload::Directory(dir)) => Some(dir.clone()),
+            _ => None,
+        })
+        .collect();
+    if !watched.is_empty() {
+        if !process::recycle_possible() {
+            bridge.log(Level::Warn, "rust_wsgi_reload directory=... needs master_process on; not watching".into());
+        } else if let Err(e) = watch::start(&watched, Log::cycle()) {
+            bridge.log(Level::Error, format!("rust_wsgi_reload: {e}"));
+        }
+    }
     for app in &apps {
         let (app, bridge) = (Arc::clone(app), Arc::clone(&bridge));
         let _ = threads.submit(Box::new(move || serving::preload(&app, &bridge)));

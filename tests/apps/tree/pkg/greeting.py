@@ -1,0 +1,1 @@
+TEXT = "tree v1"
