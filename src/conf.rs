@@ -139,6 +139,9 @@ impl Merge for LocConf {
 /// The module's `merge_loc_conf`: inherits values, then records the reload
 /// policy of the location's app. An app is imported once per worker, so
 /// every location that serves it must agree on how it reloads.
+///
+/// # Safety
+/// Only nginx calls it, with this module's location confs.
 pub unsafe extern "C" fn merge_loc_conf(cf: *mut ngx_conf_t, prev: *mut c_void, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx passes this module's location confs at two levels.
     let (cf_ref, prev, lcf) = unsafe { (&*cf, &*(prev as *const LocConf), &mut *(conf as *mut LocConf)) };
