@@ -1,0 +1,45 @@
+# Streaming and memory: backpressure keeps a worker's memory bounded.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::Gateway;
+
+sub vm_hwm {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/status" or return 0;
+    while (<$fh>) { return $1 if /^VmHWM:\s+(\d+) kB/ }
+    return 0;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: 1 GiB streamed in 64 KiB pieces to a slower client: all delivered, worker peak RSS grows < 64 MiB
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/firehose.py;
+}
+--- timeout: 120
+--- perl
+use Time::HiRes qw(sleep time);
+http_get('/?chunks=4');    # warm: Python and the app are loaded
+my ($worker) = worker_pids();
+my $before = main::vm_hwm($worker);
+my $s = http_start("GET /?chunks=16384 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+my ($total, $buf, $t0) = (0, '', time);
+while (1) {
+    my $n = sysread($s, $buf, 1 << 20);
+    last unless $n;
+    $total += $n;
+    sleep 0.005;    # about 200 MB/s: slower than the app produces
+}
+close $s;
+my $after = main::vm_hwm($worker);
+my $growth = ($after - $before) / 1024;
+cmp_ok($total, '>', 1 << 30, sprintf('1 GiB delivered in %.1f s', time - $t0));
+cmp_ok($growth, '<', 64, sprintf('peak RSS grew %.1f MiB (%.1f -> %.1f MiB)', $growth, $before / 1024, $after / 1024));
+--- wait: 0.5
+--- error_log
+firehose: produced 1073741824 bytes
