@@ -29,6 +29,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use super::config::{Home, PythonSettings, PYTHON_EXECUTABLE, PYTHON_VERSION};
+use super::stdio::LogStream;
+use crate::nginx::log::Level;
 use crate::core::workers;
 
 const STARTING: u8 = 0;
@@ -162,6 +164,9 @@ fn setup(py: Python<'_>, settings: &PythonSettings) -> PyResult<()> {
     for (i, dir) in settings.path.iter().enumerate() {
         sys_path.call_method1("insert", (i, dir.to_string_lossy()))?;
     }
+    // print() and logging to stderr become nginx log lines.
+    sys.setattr("stdout", Py::new(py, LogStream::for_threads(Level::Error))?)?;
+    sys.setattr("stderr", Py::new(py, LogStream::for_threads(Level::Error))?)?;
     let environ = py.import("os")?.getattr("environ")?;
     for (name, value) in &settings.env {
         environ.set_item(name, value)?;

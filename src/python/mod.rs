@@ -5,8 +5,11 @@
 //! - [`config`]: interpreter settings (`rust_python_*`) and their checks.
 //! - [`apps`]: what `rust_wsgi` names, and loading it once per worker.
 //! - [`errors`]: Python exceptions as log lines.
+//! - [`stdio`]: `wsgi.errors`, `sys.stdout` and `sys.stderr` into nginx's
+//!   error log.
 
 pub mod apps;
 pub mod config;
 pub mod errors;
 pub mod interpreter;
+pub mod stdio;

@@ -1,14 +1,11 @@
-//! `wsgi.input`, `wsgi.errors` and `wsgi.file_wrapper`.
-
-use std::sync::Arc;
+//! `wsgi.input` and `wsgi.file_wrapper` (`wsgi.errors` is a
+//! [`crate::python::stdio::LogStream`]).
 
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::core::capture::{Body, BodyReader};
-use crate::core::exchange::Exchange;
-use crate::nginx::log::Level;
 
 /// Reads larger than this release the GIL: they may hit nginx's temp file.
 const DETACH_ABOVE: u64 = 64 * 1024;
@@ -77,57 +74,6 @@ impl WsgiInput {
     fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let line = self.readline(py, None)?;
         Ok((!line.as_bytes().is_empty()).then_some(line))
-    }
-}
-
-/// A text stream whose lines go to nginx's error log, in the request's
-/// context while it lasts.
-#[pyclass(module = "rust_wsgi")]
-pub struct ErrorLog {
-    exchange: Arc<Exchange>,
-    level: Level,
-    partial: String,
-}
-
-impl ErrorLog {
-    pub fn new(exchange: Arc<Exchange>, level: Level) -> ErrorLog {
-        ErrorLog { exchange, level, partial: String::new() }
-    }
-
-    fn emit_lines(&mut self) {
-        while let Some(end) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=end).collect();
-            self.exchange.log(self.level, line.trim_end_matches(['\r', '\n']).to_owned());
-        }
-    }
-}
-
-#[pymethods]
-impl ErrorLog {
-    fn write(&mut self, text: &str) -> usize {
-        self.partial.push_str(text);
-        self.emit_lines();
-        text.chars().count()
-    }
-
-    fn writelines(&mut self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
-        for line in lines.try_iter()? {
-            self.write(&line?.extract::<String>()?);
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) {
-        if !self.partial.is_empty() {
-            let rest = std::mem::take(&mut self.partial);
-            self.exchange.log(self.level, rest);
-        }
-    }
-}
-
-impl Drop for ErrorLog {
-    fn drop(&mut self) {
-        self.flush();
     }
 }
 

@@ -32,6 +32,7 @@ use crate::nginx::process;
 use crate::nginx::request::HttpRequest;
 use crate::python::apps::{App, Logger, Reload};
 use crate::python::interpreter::{self, Interpreter};
+use crate::python::stdio;
 
 /// How long worker shutdown waits for threads still inside app code.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
@@ -108,6 +109,7 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
         let bridge = Arc::clone(&bridge);
         Arc::new(move |level, message| bridge.log(level, message))
     };
+    stdio::set_worker_log(Arc::clone(&logger));
     let apps: Vec<Arc<App>> = mcf
         .apps
         .iter()

@@ -16,7 +16,7 @@ use crate::core::capture::{Body, RequestHead};
 use crate::core::exchange::ResponseSink;
 use crate::nginx::log::Level;
 use crate::python::apps::{App, LoadError};
-use crate::python::{errors, interpreter};
+use crate::python::{errors, interpreter, stdio};
 
 /// Imports `app` at worker start so the first request does not pay for it,
 /// and so a broken app is reported at once.
@@ -54,6 +54,7 @@ fn run(py: Python<'_>, app: &App, head: &RequestHead, body: Body, sink: Response
         }
     };
     let exchange = Arc::clone(sink.exchange());
+    let _serving = stdio::serving(Arc::clone(&exchange));
     let responder = match Py::new(py, StartResponse::new(sink)) {
         Ok(responder) => responder,
         // The sink went down with the value and answers 500 from its Drop.

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use super::io::{ErrorLog, FileWrapper, WsgiInput};
+use super::io::{FileWrapper, WsgiInput};
 use crate::core::capture::{Body, RequestHead};
 use crate::core::exchange::Exchange;
 use crate::core::meta::{header, http_vars, split_script_name};
 use crate::nginx::log::Level;
+use crate::python::stdio::LogStream;
 
 pub const SERVER_SOFTWARE: &str = concat!("ngx-rust-gateway/", env!("CARGO_PKG_VERSION"));
 
@@ -65,7 +66,7 @@ pub fn environ<'py>(
     env.set_item("wsgi.version", (1, 0))?;
     env.set_item("wsgi.url_scheme", if head.https { "https" } else { "http" })?;
     env.set_item("wsgi.input", Py::new(py, WsgiInput::new(body))?)?;
-    env.set_item("wsgi.errors", Py::new(py, ErrorLog::new(Arc::clone(exchange), errors_level))?)?;
+    env.set_item("wsgi.errors", Py::new(py, LogStream::for_request(Arc::clone(exchange), errors_level))?)?;
     env.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
     env.set_item("wsgi.multithread", true)?;
     env.set_item("wsgi.multiprocess", true)?;

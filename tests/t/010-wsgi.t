@@ -50,7 +50,8 @@ for my $re (
   qr/"wsgi.version": \[1, 0\]/,
   qr/"wsgi.url_scheme": "http"/,
   qr/"wsgi.input": "<WsgiInput>"/,
-  qr/"wsgi.errors": "<ErrorLog>"/,
+  qr/"wsgi.errors": "<LogStream>"/,
+  qr/"wsgi.file_wrapper": "<type>"/,
   qr/"wsgi.multithread": true/,
   qr/"wsgi.multiprocess": true/,
   qr/"wsgi.run_once": false/,
@@ -516,3 +517,21 @@ location / {
 --- must_die
 --- error_log eval
 qr/"rust_wsgi_errors_level loud": unknown level; use one of debug, info, notice, warn, error, crit, alert, emerg in .*nginx.conf:\d+/
+
+
+=== TEST 31: print() and sys.stderr become nginx log lines, in the request's context while serving
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/printer.py;
+}
+--- request
+GET /
+--- response_body chomp
+printed
+--- error_log eval
+[
+  qr/\[error\] \d+#\d+: printer.py: printed at import$/m,
+  qr/\[error\] .*printer.py: printed while serving, client: 127.0.0.1, server: localhost, request: "GET \/ HTTP\/1.1"/,
+  qr/\[error\] .*printer.py: partial line to stderr, client: 127.0.0.1/,
+  qr/\[error\] .*printer.py: a logging warning, client: 127.0.0.1/,
+]
