@@ -22,10 +22,15 @@ use crate::nginx::log::Level;
 /// never wait, small enough that a thousand slow clients stay cheap.
 pub const WINDOW: usize = 256 * 1024;
 
-/// What the app side tells the nginx side.
+/// What a producer tells the nginx side of a request.
 #[derive(Debug)]
 pub enum Event {
     Head(ResponseHead),
+    /// The producer writes its own status line and headers into the body
+    /// (CGI non-parsed headers): no head from nginx.
+    RawHead,
+    /// Serve another URI of this server instead (a CGI local redirect).
+    Redirect { uri: Vec<u8>, args: Vec<u8> },
     Body(Vec<u8>),
     /// Bytes `start..end` of an open file, for nginx to send from the file
     /// itself. `name` is for log lines.

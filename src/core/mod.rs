@@ -8,8 +8,11 @@
 //!   nginx thread, with a byte window for backpressure.
 //! - [`bridge`]: the eventfd that wakes the nginx event loop.
 //! - [`workers`]: threads owned by the module.
-//! - [`engine`]: the nginx-thread side: content handler, resuming requests,
-//!   streaming through the output filters, timeouts and client aborts.
+//! - [`engine`]: the nginx-thread side of a request's life: content
+//!   handler, delivering a producer's events, timeouts and client aborts.
+//! - [`respond`]: building the response from those events and streaming it
+//!   through nginx's output filters.
+//! - [`threaded`]: producers on module threads (an exchange per request).
 //! - [`runtime`]: the per-worker-process state that ties these together.
 //! - [`watch`]: source trees watched with inotify, to recycle the worker.
 
@@ -19,7 +22,9 @@ pub mod engine;
 pub mod exchange;
 pub mod head;
 pub mod meta;
+pub mod respond;
 pub mod runtime;
+pub mod threaded;
 pub mod watch;
 pub mod workers;
 

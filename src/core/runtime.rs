@@ -11,7 +11,7 @@ use std::sync::Arc;
 use nginx_sys::ngx_event_t;
 
 use super::bridge::Bridge;
-use super::{catch_panic, engine};
+use super::{catch_panic, threaded};
 use crate::nginx::event::ReadWatch;
 use crate::nginx::log::Log;
 
@@ -64,7 +64,7 @@ unsafe extern "C" fn on_wakeup(_ev: *mut ngx_event_t) {
             log.write(level, &message);
         }
         for exchange in drained.ready {
-            engine::resume_exchange(&exchange);
+            threaded::resume(&exchange);
         }
     });
 }

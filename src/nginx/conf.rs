@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use nginx_sys::{ngx_conf_t, ngx_str_t, NGX_LOG_EMERG};
 
+use super::request::ComplexValue;
+
 /// What a directive handler returns to nginx.
 pub type ConfResult = *mut c_char;
 
@@ -46,4 +48,28 @@ pub fn full_path(cf: &ngx_conf_t, path: &Path) -> PathBuf {
         std::str::from_utf8(prefix).unwrap_or("/"),
     ));
     prefix.join(path)
+}
+
+/// Compiles `value` (which may contain nginx variables) for evaluation per
+/// request; the result lives in the configuration pool.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed (a directive handler's).
+pub unsafe fn compile_complex_value(cf: *mut ngx_conf_t, value: &ngx_str_t) -> Option<ComplexValue> {
+    // SAFETY: the structures are zeroed as nginx's own callers do, and
+    // allocated from the configuration pool, which outlives every request.
+    unsafe {
+        let cv = nginx_sys::ngx_pcalloc((*cf).pool, std::mem::size_of::<nginx_sys::ngx_http_complex_value_t>())
+            as *mut nginx_sys::ngx_http_complex_value_t;
+        let copy = nginx_sys::ngx_pcalloc((*cf).pool, std::mem::size_of::<ngx_str_t>()) as *mut ngx_str_t;
+        if cv.is_null() || copy.is_null() {
+            return None;
+        }
+        *copy = *value;
+        let mut ccv: nginx_sys::ngx_http_compile_complex_value_t = std::mem::zeroed();
+        ccv.cf = cf;
+        ccv.value = copy;
+        ccv.complex_value = cv;
+        (nginx_sys::ngx_http_compile_complex_value(&mut ccv) == nginx_sys::NGX_OK as isize).then_some(ComplexValue(cv))
+    }
 }

@@ -188,6 +188,72 @@ impl HttpRequest {
         }
     }
 
+    /// The user an nginx auth module (auth_basic) authenticated. Empty
+    /// unless one ran: nginx only parses the Authorization header when a
+    /// module asks for the user.
+    pub fn authenticated_user(&self) -> Option<&[u8]> {
+        let user = self.r().headers_in.user.as_bytes();
+        (!user.is_empty()).then_some(user)
+    }
+
+    /// The file path `root`/`alias` maps the URI to, and the length of its
+    /// root part (what `$document_root` is).
+    pub fn map_uri_to_path(&self) -> Option<(Vec<u8>, usize)> {
+        let mut path = ngx_str_t { len: 0, data: ptr::null_mut() };
+        let mut root = 0usize;
+        // SAFETY: nginx allocates the path in the request pool and returns
+        // a pointer to its end (NULL on failure).
+        unsafe {
+            let last = nginx_sys::ngx_http_map_uri_to_path(self.as_ptr(), &mut path, &mut root, 0);
+            if last.is_null() {
+                return None;
+            }
+            let len = last.offset_from(path.data) as usize;
+            Some((std::slice::from_raw_parts(path.data, len).to_vec(), root))
+        }
+    }
+
+    /// Evaluates a complex value (a string with nginx variables).
+    pub fn complex_value(&self, cv: &ComplexValue) -> Option<Vec<u8>> {
+        let mut value = ngx_str_t { len: 0, data: ptr::null_mut() };
+        // SAFETY: the complex value was compiled at configuration time and
+        // lives in the cycle pool; the result is in the request pool.
+        let rc = unsafe { nginx_sys::ngx_http_complex_value(self.as_ptr(), cv.0, &mut value) };
+        (rc == NGX_OK as ngx_int_t).then(|| value.as_bytes().to_vec())
+    }
+
+    /// True for requests over HTTP/2 or HTTP/3, where a response cannot be
+    /// raw HTTP/1 bytes.
+    pub fn is_multiplexed(&self) -> bool {
+        self.r().http_version >= nginx_sys::NGX_HTTP_VERSION_20 as usize
+    }
+
+    /// Hands the request to another URI in this server, as a CGI local
+    /// redirect or X-Accel-Redirect does. Anything but HEAD becomes GET:
+    /// the body was meant for the first target. The caller then finalizes
+    /// with `NGX_DONE`.
+    pub fn internal_redirect(self, uri: &[u8], args: &[u8]) -> Result<(), NgxError> {
+        let mut uri = self.pool_str(uri)?;
+        let mut args = self.pool_str(args)?;
+        let r = self.r_mut();
+        if r.method != nginx_sys::NGX_HTTP_HEAD as usize {
+            r.method = nginx_sys::NGX_HTTP_GET as usize;
+            r.method_name = ngx_str_t { len: 3, data: c"GET".as_ptr() as *mut u8 };
+        }
+        // SAFETY: uri and args live in the request pool, as nginx needs.
+        unsafe { nginx_sys::ngx_http_internal_redirect(self.as_ptr(), &mut uri, &mut args) };
+        Ok(())
+    }
+
+    /// For a program that writes its own status line and headers (CGI's
+    /// non-parsed headers): nginx's header filters are skipped, and the
+    /// connection closes after the response since its framing is unknown.
+    pub fn mark_raw_response(self) {
+        let r = self.r_mut();
+        r.set_header_sent(1);
+        r.set_keepalive(0);
+    }
+
     /// True when the client announced a body (Content-Length or chunked).
     pub fn has_body(&self) -> bool {
         let h = &self.r().headers_in;
@@ -499,3 +565,8 @@ fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<ngx_str_t, NgxError> 
         Ok(ngx_str_t { len: bytes.len(), data })
     }
 }
+
+/// A compiled nginx complex value (a string with `$variables`), made at
+/// configuration time with [`crate::nginx::conf::compile_complex_value`].
+#[derive(Clone, Copy)]
+pub struct ComplexValue(pub(crate) *mut nginx_sys::ngx_http_complex_value_t);

@@ -22,9 +22,9 @@ use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t};
 
 use crate::conf::{LocConf, MainConf};
 use crate::core::capture::{Body, RequestHead};
-use crate::core::engine::{self, Adapter, Refusal};
-use crate::core::exchange::ResponseSink;
-use crate::core::{runtime, watch};
+use crate::core::engine::{self, Adapter, Refusal, Source};
+use crate::core::exchange::{Exchange, ResponseSink};
+use crate::core::{runtime, threaded, watch};
 use crate::core::workers::Workers;
 use crate::module::Module;
 use crate::nginx::log::{Level, Log};
@@ -51,6 +51,7 @@ pub struct Wsgi;
 
 impl Adapter for Wsgi {
     const NAME: &'static str = "rust_wsgi";
+    const READ_TIMEOUT_DIRECTIVE: &'static str = "rust_wsgi_read_timeout";
     /// The app, and the level for its `wsgi.errors` lines.
     type Job = (Arc<App>, Level);
 
@@ -63,6 +64,9 @@ impl Adapter for Wsgi {
         let lcf = r.loc_conf::<Module>().ok_or_else(|| refuse("no configuration"))?;
         let index = lcf.wsgi_app.ok_or_else(|| refuse("no app is configured here"))?;
         let errors_level = lcf.wsgi_errors_level.unwrap_or(LocConf::DEFAULT_ERRORS_LEVEL);
+        if runtime::bridge().is_none() {
+            return Err(refuse("the module's runtime is not running in this worker (see the error logged at worker start)"));
+        }
         WORKER.with(|worker| {
             let worker = worker.borrow();
             let worker = worker
@@ -73,7 +77,10 @@ impl Adapter for Wsgi {
         })
     }
 
-    fn dispatch((app, errors_level): Self::Job, head: RequestHead, body: Body, sink: ResponseSink) {
+    fn start((app, errors_level): Self::Job, r: HttpRequest, head: RequestHead, body: Body) -> Result<Box<dyn Source>, Refusal> {
+        let bridge = runtime::bridge().ok_or_else(|| Refusal { status: 500, message: "the module's runtime stopped".into() })?;
+        let exchange = Exchange::new(bridge);
+        let sink = ResponseSink::new(Arc::clone(&exchange));
         WORKER.with(|worker| {
             if let Some(worker) = worker.borrow().as_ref() {
                 let task = Box::new(move || serving::serve(app, head, body, sink, errors_level));
@@ -82,6 +89,7 @@ impl Adapter for Wsgi {
                 let _ = worker.threads.submit(task);
             }
         });
+        Ok(threaded::attach(r, exchange))
     }
 }
 

@@ -1,0 +1,299 @@
+//! Building a response from a producer's events, on the nginx thread.
+//!
+//! [`RequestCtx`] lives in the request pool. It applies events (the head,
+//! body chunks and file ranges, the end, failures, redirects), enforces
+//! the app's own Content-Length, pushes output through nginx's filters, and
+//! keeps the request's one timer: the app's read timeout while the app
+//! works, the send timeout while the client drains output.
+
+use nginx_sys::{
+    ngx_int_t, ngx_msec_t, NGX_ERROR, NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_REQUEST_TIME_OUT, NGX_OK,
+};
+
+use super::engine::{Ending, Source};
+use super::exchange::Event;
+use super::head::ResponseHead;
+use crate::module::module_ref;
+use crate::nginx::event::Timer;
+use crate::nginx::log::Level;
+use crate::nginx::output::OutputChain;
+use crate::nginx::request::HttpRequest;
+
+/// What a handler does with the request next.
+pub enum Next {
+    Wait,
+    Finalize(ngx_int_t),
+    /// A CGI local redirect: serve this URI instead.
+    Redirect { uri: Vec<u8>, args: Vec<u8> },
+}
+
+/// Per-request state, in the request pool.
+pub struct RequestCtx {
+    pub source: Option<Box<dyn Source>>,
+    name: &'static str,
+    /// The directive that sets `read_timeout`, for the log line.
+    timeout_directive: &'static str,
+    read_timeout: ngx_msec_t,
+    /// The total-time limit, if the adapter sets one.
+    pub deadline: Option<(Timer, ngx_msec_t)>,
+    out: OutputChain,
+    header_sent: bool,
+    /// Body bytes still owed under the app's Content-Length, if it gave one.
+    remaining: Option<u64>,
+    /// The last buffer went to the output filters.
+    ended: bool,
+    /// Finalized or terminated; ignore everything but log lines.
+    pub finished: bool,
+    /// The write event's timer is the app's read timeout (else the send
+    /// timeout).
+    waiting_on_app: bool,
+}
+
+impl RequestCtx {
+    pub fn new(name: &'static str, timeout_directive: &'static str, read_timeout: ngx_msec_t) -> RequestCtx {
+        RequestCtx {
+            source: None,
+            name,
+            timeout_directive,
+            read_timeout,
+            deadline: None,
+            out: OutputChain::new(module_ref() as *const _ as *mut std::ffi::c_void),
+            header_sent: false,
+            remaining: None,
+            ended: false,
+            finished: false,
+            waiting_on_app: true,
+        }
+    }
+
+    /// The request is over for the engine: stop the producer.
+    pub fn finish(&mut self, ending: Ending) {
+        self.finished = true;
+        if let Some((timer, _)) = self.deadline.as_mut() {
+            timer.disarm();
+        }
+        if let Some(source) = self.source.as_mut() {
+            source.abandon(ending);
+        }
+    }
+
+    /// A failed app answers `status` until its head went out; after that
+    /// only closing the connection tells the client the response is broken.
+    pub fn failure_rc(&self, status: u16) -> ngx_int_t {
+        if self.header_sent {
+            NGX_ERROR as ngx_int_t
+        } else {
+            status as ngx_int_t
+        }
+    }
+
+    fn ack(&mut self, bytes: usize) {
+        if bytes > 0 {
+            if let Some(source) = self.source.as_mut() {
+                source.ack(bytes);
+            }
+        }
+    }
+
+    pub fn apply(&mut self, req: HttpRequest, events: Vec<Event>) -> Next {
+        for event in events {
+            if self.ended {
+                // Past the end (or past the Content-Length): only log lines
+                // still matter.
+                if let Event::Log(level, message) = event {
+                    req.log().write(level, &message);
+                }
+                continue;
+            }
+            let applied = match event {
+                Event::Log(level, message) => {
+                    req.log().write(level, &message);
+                    Ok(())
+                }
+                Event::Head(head) => match self.send_head(req, &head) {
+                    Next::Wait => Ok(()),
+                    finalize => return finalize,
+                },
+                Event::RawHead => {
+                    req.mark_raw_response();
+                    self.header_sent = true;
+                    Ok(())
+                }
+                Event::Redirect { uri, args } if !self.header_sent => return Next::Redirect { uri, args },
+                Event::Body(_) | Event::File { .. } | Event::Redirect { .. } if !self.header_sent => Err(()),
+                Event::Redirect { .. } => Err(()),
+                Event::Body(mut chunk) => {
+                    let take = self.admit(req, chunk.len() as u64);
+                    chunk.truncate(take as usize);
+                    self.out.push(req, chunk).map_err(drop)
+                }
+                Event::File { file, start, end, name } => {
+                    let end = start + self.admit(req, end - start);
+                    self.out.push_file(req, file, start, end, &name).map_err(drop)
+                }
+                Event::End => {
+                    if let Some(missing) = self.remaining.filter(|&m| m > 0) {
+                        req.log().write(
+                            Level::Error,
+                            &format!(
+                                "{}: the app's response ended {missing} bytes short of its Content-Length; closing the connection",
+                                self.name
+                            ),
+                        );
+                        return self.break_off(req);
+                    }
+                    self.end(req)
+                }
+                Event::Fail { status, lines } => {
+                    for line in &lines {
+                        req.log().write(Level::Error, line);
+                    }
+                    if self.header_sent {
+                        return self.break_off(req);
+                    }
+                    return Next::Finalize(status as ngx_int_t);
+                }
+            };
+            if applied.is_err() {
+                return Next::Finalize(self.failure_rc(500));
+            }
+            if self.remaining == Some(0) && !self.ended {
+                // The whole declared body is here; anything more the app
+                // sends is dropped by `admit`.
+                self.end(req).ok();
+            }
+        }
+        Next::Wait
+    }
+
+    /// Ends a response that cannot be completed: what the app already
+    /// produced goes to nginx, then the connection is closed, which is how
+    /// the client learns the response is incomplete.
+    fn break_off(&mut self, req: HttpRequest) -> Next {
+        let sent = self.out.send(req);
+        self.ack(sent.released);
+        Next::Finalize(NGX_ERROR as ngx_int_t)
+    }
+
+    /// Queues the last buffer.
+    fn end(&mut self, req: HttpRequest) -> Result<(), ()> {
+        self.ended = true;
+        self.out.push_last(req).map_err(drop)
+    }
+
+    /// How many of the next `len` body bytes may go to the client under the
+    /// app's Content-Length. Like nginx with an upstream that sends too
+    /// much: the excess is dropped and logged, and the connection is closed
+    /// after the response rather than reused.
+    fn admit(&mut self, req: HttpRequest, len: u64) -> u64 {
+        let Some(remaining) = self.remaining else { return len };
+        let take = len.min(remaining);
+        self.remaining = Some(remaining - take);
+        if take < len {
+            req.log().write(
+                Level::Error,
+                &format!("{}: the app sent more than its Content-Length; the excess is dropped and the connection closed", self.name),
+            );
+            req.disable_keepalive();
+        }
+        take
+    }
+
+    fn send_head(&mut self, req: HttpRequest, head: &ResponseHead) -> Next {
+        let applied = req
+            .set_status(head.status(), head.status_line())
+            .and_then(|()| head.headers().iter().try_for_each(|(n, v)| req.add_response_header(n, v)));
+        if let Err(e) = applied {
+            req.log().write(Level::Error, &format!("{}: cannot set the response headers: {e}", self.name));
+            return Next::Finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+        }
+        match head.content_length() {
+            Some(length) => self.remaining = Some(length),
+            None => req.clear_content_length(),
+        }
+        let rc = req.send_header();
+        self.header_sent = true;
+        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || req.header_only() {
+            // HEAD, 204, 304, or a filter that answered itself: the app's
+            // body is not wanted.
+            return Next::Finalize(rc);
+        }
+        Next::Wait
+    }
+
+    /// Passes queued output on and decides what to wait for next.
+    /// `progressed`: the app just produced something, so its read timeout
+    /// starts over.
+    pub fn pump(&mut self, req: HttpRequest, progressed: bool) -> Next {
+        let wev = req.write_event();
+        if self.header_sent {
+            let sent = self.out.send(req);
+            self.ack(sent.released);
+            if sent.rc == NGX_ERROR as ngx_int_t || req.connection_failed() {
+                return Next::Finalize(NGX_ERROR as ngx_int_t);
+            }
+            if self.ended {
+                // nginx's own writer finishes whatever is still buffered.
+                return Next::Finalize(NGX_OK as ngx_int_t);
+            }
+            if req.output_pending() || self.out.busy() {
+                self.waiting_on_app = false;
+                let (send_timeout, lowat) = req.core_send_timeout();
+                if !wev.delayed() {
+                    wev.set_timer(send_timeout);
+                }
+                if wev.want_write(lowat).is_err() {
+                    return Next::Finalize(NGX_ERROR as ngx_int_t);
+                }
+                return Next::Wait;
+            }
+        }
+        if progressed || !self.waiting_on_app {
+            wev.restart_timer(self.read_timeout);
+            self.waiting_on_app = true;
+        }
+        Next::Wait
+    }
+
+    pub fn on_write(&mut self, req: HttpRequest) -> Next {
+        let wev = req.write_event();
+        if wev.timed_out() {
+            if self.waiting_on_app {
+                req.log().write(
+                    Level::Error,
+                    &format!(
+                        "{name}: the app sent nothing for {ms} ms; answering {status} (raise {directive} if it is meant to be slow)",
+                        name = self.name,
+                        directive = self.timeout_directive,
+                        ms = self.read_timeout,
+                        status = if self.header_sent { "by closing the connection" } else { "504" },
+                    ),
+                );
+                return Next::Finalize(self.failure_rc(NGX_HTTP_GATEWAY_TIME_OUT as u16));
+            }
+            req.log().write(Level::Info, "client timed out");
+            wev.mark_connection_timed_out();
+            return Next::Finalize(NGX_HTTP_REQUEST_TIME_OUT as ngx_int_t);
+        }
+        if wev.delayed() || (self.waiting_on_app && !req.output_pending() && !self.out.busy()) {
+            // limit_rate holds the output, or the socket became writable
+            // while the app is still working: nothing to do yet.
+            return Next::Wait;
+        }
+        self.pump(req, false)
+    }
+
+    pub fn on_deadline(&mut self, req: HttpRequest) -> Next {
+        let total = self.deadline.as_ref().map_or(0, |(_, ms)| *ms);
+        req.log().write(
+            Level::Error,
+            &format!(
+                "{}: the app did not finish within its total time of {total} ms; answering {}",
+                self.name,
+                if self.header_sent { "by closing the connection" } else { "504" },
+            ),
+        );
+        Next::Finalize(self.failure_rc(NGX_HTTP_GATEWAY_TIME_OUT as u16))
+    }
+}

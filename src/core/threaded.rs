@@ -1,0 +1,50 @@
+//! Responses produced on module threads (WSGI): the exchange as a request's
+//! [`Source`], and finding the request again when the bridge wakes nginx.
+//!
+//! Requests are found by exchange id in a table that only the nginx thread
+//! touches; abandoning the source takes the entry out, so a wakeup for a
+//! request nginx has freed finds nothing and touches nothing.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::engine::{self, Ending, Source};
+use super::exchange::Exchange;
+use crate::nginx::log::Log;
+use crate::nginx::request::HttpRequest;
+
+thread_local! {
+    static LIVE: RefCell<HashMap<u64, HttpRequest>> = RefCell::new(HashMap::new());
+}
+
+/// The nginx side of an exchange.
+struct ExchangeSource(Arc<Exchange>);
+
+impl Source for ExchangeSource {
+    fn ack(&mut self, bytes: usize) {
+        self.0.ack(bytes);
+    }
+
+    fn abandon(&mut self, _ending: Ending) {
+        self.0.abandon();
+        LIVE.with(|live| live.borrow_mut().remove(&self.0.id()));
+    }
+}
+
+/// Makes `exchange` the source of `req`'s response.
+pub fn attach(req: HttpRequest, exchange: Arc<Exchange>) -> Box<dyn Source> {
+    LIVE.with(|live| live.borrow_mut().insert(exchange.id(), req));
+    Box::new(ExchangeSource(exchange))
+}
+
+/// The bridge says `exchange` has news.
+pub fn resume(exchange: &Exchange) {
+    let live = LIVE.with(|live| live.borrow().get(&exchange.id()).copied());
+    match live {
+        Some(req) => engine::deliver(req, exchange.take_events()),
+        // The request is gone (client left, timeout). Keep what the app
+        // wanted logged; drop the rest.
+        None => engine::log_orphans(Log::cycle(), exchange.take_events()),
+    }
+}
