@@ -16,6 +16,7 @@ use nginx_sys::{
 };
 
 use super::log::Log;
+use super::NgxError;
 
 /// Handler type for nginx events.
 pub type EventHandler = unsafe extern "C" fn(*mut ngx_event_t);
@@ -85,7 +86,7 @@ impl Conn {
 
     /// (Re-)arms the read event after reading to EAGAIN: with edge-triggered
     /// epoll the next input produces a new edge.
-    pub fn want_read(&self) -> Result<(), ()> {
+    pub fn want_read(&self) -> Result<(), NgxError> {
         // SAFETY: the connection's read event is valid while it is open.
         unsafe {
             let rev = self.c().read;
@@ -93,13 +94,13 @@ impl Conn {
             if ngx_handle_read_event(rev, 0) == NGX_OK as isize {
                 Ok(())
             } else {
-                Err(())
+                Err(NgxError("cannot watch the fd for input"))
             }
         }
     }
 
     /// Asks for the write handler once the fd can take more.
-    pub fn want_write(&self) -> Result<(), ()> {
+    pub fn want_write(&self) -> Result<(), NgxError> {
         // SAFETY: as above.
         unsafe {
             let wev = self.c().write;
@@ -107,7 +108,7 @@ impl Conn {
             if ngx_handle_write_event(wev, 0) == NGX_OK as isize {
                 Ok(())
             } else {
-                Err(())
+                Err(NgxError("cannot watch the fd for output"))
             }
         }
     }
