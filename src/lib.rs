@@ -11,9 +11,10 @@
 //!   through nginx's output filters. Threads wake the nginx event loop through
 //!   an eventfd registered as an nginx connection; the event-loop thread
 //!   itself never runs application code.
-//! - One folder per interface: [`wsgi`] for now, with [`python`] for the
-//!   interpreter and app loading.
+//! - One folder per interface: [`wsgi`] and [`cgi`], with [`python`] for
+//!   the interpreter and app loading.
 
+pub mod cgi;
 pub mod conf;
 pub mod core;
 pub mod module;

@@ -78,7 +78,13 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         return NGX_OK as ngx_int_t;
     };
     catch_panic(log, "init_process", || {
-        if !mcf.needs_runtime() {
+        if mcf.runs_python() || mcf.runs_programs() {
+            process::restore_default_sigchld();
+        }
+        if mcf.runs_programs() {
+            crate::cgi::start(mcf);
+        }
+        if !mcf.runs_python() {
             return;
         }
         // A failure here must not take the worker down (the master would
@@ -88,10 +94,8 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             log.write(Level::Error, &format!("rust_gateway: cannot start in this worker: {e}"));
             return;
         }
-        if !mcf.apps.is_empty() {
-            if let Err(e) = crate::wsgi::start(mcf) {
-                log.write(Level::Error, &format!("rust_wsgi: cannot start in this worker: {e}"));
-            }
+        if let Err(e) = crate::wsgi::start(mcf) {
+            log.write(Level::Error, &format!("rust_wsgi: cannot start in this worker: {e}"));
         }
     });
     NGX_OK as ngx_int_t
@@ -103,6 +107,7 @@ unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     }
     catch_panic(Log::cycle(), "exit_process", || {
         crate::core::watch::stop();
+        crate::cgi::stop();
         crate::wsgi::stop();
         runtime::stop();
     });

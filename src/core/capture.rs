@@ -173,6 +173,45 @@ impl BodyReader {
         Ok(out)
     }
 
+    /// Sends what is left to a non-blocking socket, from memory with
+    /// send() and from nginx's temp file with sendfile() (no copy through
+    /// this process). Returns true once everything is sent, false when the
+    /// socket is full (wait for it to become writable and call again).
+    pub fn send_to(&mut self, fd: std::os::fd::RawFd) -> io::Result<bool> {
+        loop {
+            let Some(piece) = self.body.pieces.get(self.piece) else { return Ok(true) };
+            let left = (piece.len() - self.offset) as usize;
+            // SAFETY: plain syscalls on a socket we own, from memory we own
+            // or from a file we hold open; lengths stay within the piece.
+            let n = unsafe {
+                match piece {
+                    Piece::Memory(m) => libc::send(
+                        fd,
+                        m[self.offset as usize..].as_ptr().cast(),
+                        left,
+                        libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                    ),
+                    Piece::File { file, start, .. } => {
+                        let mut at = (start + self.offset) as libc::off_t;
+                        libc::sendfile(fd, std::os::fd::AsRawFd::as_raw_fd(&**file), &mut at, left)
+                    }
+                }
+            };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                return match err.kind() {
+                    io::ErrorKind::WouldBlock => Ok(false),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => Err(err),
+                };
+            }
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "request body temp file is shorter than nginx recorded"));
+            }
+            self.advance(n as u64);
+        }
+    }
+
     /// Up to `max` bytes from the current piece, consumed.
     fn next_chunk(&mut self, max: usize) -> io::Result<Vec<u8>> {
         let Some(piece) = self.body.pieces.get(self.piece) else { return Ok(Vec::new()) };

@@ -83,9 +83,10 @@ impl ResponseHead {
         Ok(ResponseHead { status: code, status_line, headers: kept, dropped })
     }
 
-    /// A plain error response head (no app involved).
-    pub fn status_only(status: u16) -> ResponseHead {
-        ResponseHead { status, status_line: None, headers: Vec::new(), dropped: Vec::new() }
+    /// Replaces the status line ("200 OK"), validated.
+    pub fn set_status(&mut self, status: &[u8]) -> Result<(), HeadError> {
+        (self.status, self.status_line) = parse_status(status)?;
+        Ok(())
     }
 
     pub fn status(&self) -> u16 {

@@ -1,6 +1,9 @@
 //! CGI-style meta-variables, shared by every interface that speaks them
 //! (WSGI's environ, CGI's environment).
 
+/// SERVER_SOFTWARE.
+pub const SERVER_SOFTWARE: &str = concat!("ngx-rust-gateway/", env!("CARGO_PKG_VERSION"));
+
 /// Splits a request path into SCRIPT_NAME (where the app is mounted) and
 /// PATH_INFO (the rest), given the prefix of the location that took the
 /// request. Only whole path segments count: location `/app` mounts `/app`

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nginx_sys::{ngx_conf_t, ngx_str_t, NGX_LOG_EMERG};
 
+use super::log::Level;
 use super::request::ComplexValue;
 
 /// What a directive handler returns to nginx.
@@ -72,4 +73,16 @@ pub unsafe fn compile_complex_value(cf: *mut ngx_conf_t, value: &ngx_str_t) -> O
         ccv.complex_value = cv;
         (nginx_sys::ngx_http_compile_complex_value(&mut ccv) == nginx_sys::NGX_OK as isize).then_some(ComplexValue(cv))
     }
+}
+
+/// Parses a directive's level argument (`error`, `warn`, ...).
+pub(crate) fn level_arg(cf: *mut ngx_conf_t, directive: &str) -> Result<Level, ConfResult> {
+    // SAFETY: called from a directive handler with its configuration.
+    let name = String::from_utf8_lossy(args(unsafe { &*cf })[1].as_bytes()).into_owned();
+    Level::from_name(&name).ok_or_else(|| {
+        conf_error(
+            cf,
+            &format!("\"{directive} {name}\": unknown level; use one of debug, info, notice, warn, error, crit, alert, emerg"),
+        )
+    })
 }

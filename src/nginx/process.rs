@@ -33,3 +33,18 @@ pub fn recycle_worker() -> bool {
     unsafe { nginx_sys::ngx_quit = 1 };
     true
 }
+
+/// Gives SIGCHLD its default disposition in this worker. nginx's handler
+/// reaps any child with waitpid(-1) and logs an alert for one that died of
+/// a signal; the module reaps its own children (and Python's subprocess
+/// module its own) instead. Stock nginx workers have no children of theirs.
+pub fn restore_default_sigchld() {
+    // SAFETY: sigaction with a zeroed struct and SIG_DFL; nothing else is
+    // touched.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut());
+    }
+}

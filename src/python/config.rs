@@ -6,7 +6,13 @@
 //! with a message that says so, instead of surfacing in the worker as
 //! "No module named 'encodings'".
 
+use std::ffi::c_void;
 use std::path::{Path, PathBuf};
+
+use nginx_sys::{ngx_command_t, ngx_conf_t};
+
+use crate::conf::MainConf;
+use crate::nginx::conf::{args, conf_error, full_path, ConfResult, CONF_OK};
 
 /// The Python this module was built against ("3.11").
 pub const PYTHON_VERSION: &str = env!("RGW_PYTHON_VERSION");
@@ -82,6 +88,55 @@ fn pyvenv_version(cfg: &str) -> Option<String> {
         let mut parts = value.trim().split('.');
         Some(format!("{}.{}", parts.next()?, parts.next()?))
     })
+}
+
+/// `rust_python_home /path/to/venv;`
+pub(crate) unsafe extern "C" fn rust_python_home(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes the configuration being parsed and this module's
+    // main conf (the command's `conf` offset).
+    let (cf_ref, settings) = unsafe { (&*cf, &mut (*(conf as *mut MainConf)).python) };
+    if settings.home.is_some() {
+        return conf_error(cf, "\"rust_python_home\" is duplicate");
+    }
+    let path = full_path(cf_ref, Path::new(&*String::from_utf8_lossy(args(cf_ref)[1].as_bytes())));
+    match Home::inspect(&path) {
+        Ok(home) => {
+            settings.home = Some(home);
+            CONF_OK
+        }
+        Err(problem) => conf_error(cf, &format!("\"rust_python_home\": {problem}")),
+    }
+}
+
+/// `rust_python_path dir ...;`
+pub(crate) unsafe extern "C" fn rust_python_path(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_python_home`.
+    let (cf_ref, settings) = unsafe { (&*cf, &mut (*(conf as *mut MainConf)).python) };
+    for arg in &args(cf_ref)[1..] {
+        let dir = full_path(cf_ref, Path::new(&*String::from_utf8_lossy(arg.as_bytes())));
+        if !dir.is_dir() {
+            return conf_error(
+                cf,
+                &format!("\"rust_python_path\": \"{}\" is not a directory; give directories to put on sys.path", dir.display()),
+            );
+        }
+        settings.path.push(dir);
+    }
+    CONF_OK
+}
+
+/// `rust_python_env NAME value;`
+pub(crate) unsafe extern "C" fn rust_python_env(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_python_home`.
+    let (cf_ref, settings) = unsafe { (&*cf, &mut (*(conf as *mut MainConf)).python) };
+    let name = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
+    let value = String::from_utf8_lossy(args(cf_ref)[2].as_bytes()).into_owned();
+    if name.is_empty() || name.contains('=') {
+        return conf_error(cf, &format!("\"rust_python_env\": \"{name}\" is not a valid environment variable name"));
+    }
+    settings.env.retain(|(n, _)| *n != name);
+    settings.env.push((name, value));
+    CONF_OK
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@
 //! - [`serving`]: calling the app and streaming its iterable.
 //! - [`io`]: `wsgi.input` and `wsgi.errors`.
 //! - [`callbacks`]: `start_response` and `write`.
+//! - [`conf`]: the `rust_wsgi*` directives.
 
 pub mod callbacks;
+pub mod conf;
 pub mod io;
 pub mod serving;
 pub mod types;
@@ -20,7 +22,8 @@ use std::time::Duration;
 
 use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t};
 
-use crate::conf::{LocConf, MainConf};
+use self::conf::WsgiLocConf;
+use crate::conf::MainConf;
 use crate::core::capture::{Body, RequestHead};
 use crate::core::engine::{self, Adapter, Refusal, Source};
 use crate::core::exchange::{Exchange, ResponseSink};
@@ -56,14 +59,14 @@ impl Adapter for Wsgi {
     type Job = (Arc<App>, Level);
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
-        r.loc_conf::<Module>().map_or(LocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi_read_timeout)
+        r.loc_conf::<Module>().map_or(WsgiLocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi.read_timeout)
     }
 
     fn prepare(r: HttpRequest) -> Result<Self::Job, Refusal> {
         let refuse = |message: &str| Refusal { status: 500, message: message.into() };
-        let lcf = r.loc_conf::<Module>().ok_or_else(|| refuse("no configuration"))?;
-        let index = lcf.wsgi_app.ok_or_else(|| refuse("no app is configured here"))?;
-        let errors_level = lcf.wsgi_errors_level.unwrap_or(LocConf::DEFAULT_ERRORS_LEVEL);
+        let lcf = &r.loc_conf::<Module>().ok_or_else(|| refuse("no configuration"))?.wsgi;
+        let index = lcf.app.ok_or_else(|| refuse("no app is configured here"))?;
+        let errors_level = lcf.errors_level.unwrap_or(WsgiLocConf::DEFAULT_ERRORS_LEVEL);
         if runtime::bridge().is_none() {
             return Err(refuse("the module's runtime is not running in this worker (see the error logged at worker start)"));
         }
@@ -111,7 +114,7 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
     };
     let interpreter =
         interpreter::start(mcf.python.clone(), on_error).map_err(|e| format!("cannot start the Python thread: {e}"))?;
-    let threads = Workers::start("rgw-wsgi", mcf.wsgi_threads())
+    let threads = Workers::start("rgw-wsgi", mcf.wsgi.threads())
         .map_err(|e| format!("cannot start the rust_wsgi threads: {e}"))?;
     let logger: Logger = {
         let bridge = Arc::clone(&bridge);
@@ -119,6 +122,7 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
     };
     stdio::set_worker_log(Arc::clone(&logger));
     let apps: Vec<Arc<App>> = mcf
+        .wsgi
         .apps
         .iter()
         .map(|app| {
@@ -127,6 +131,7 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
         })
         .collect();
     let watched: Vec<PathBuf> = mcf
+        .wsgi
         .apps
         .iter()
         .filter_map(|app| match &app.reload {

@@ -8,11 +8,9 @@ use pyo3::types::{PyDict, PyString};
 use super::io::{FileWrapper, WsgiInput};
 use crate::core::capture::{Body, RequestHead};
 use crate::core::exchange::Exchange;
-use crate::core::meta::{header, http_vars, split_script_name};
+use crate::core::meta::{header, http_vars, split_script_name, SERVER_SOFTWARE};
 use crate::nginx::log::Level;
 use crate::python::stdio::LogStream;
-
-pub const SERVER_SOFTWARE: &str = concat!("ngx-rust-gateway/", env!("CARGO_PKG_VERSION"));
 
 /// Bytes as a PEP 3333 native string: each byte one latin-1 character.
 pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {

@@ -1,0 +1,274 @@
+//! `rust_cgi*` settings and their directive handlers.
+
+use std::ffi::c_void;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_msec_t, ngx_parse_time, NGX_ERROR};
+use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::http::HttpModuleLocationConf;
+
+use super::parse::HEAD_LIMIT;
+use crate::conf::{merge_flag, merge_msec, LocConf, MainConf, UNSET_FLAG, UNSET_MSEC, UNSET_SIZE};
+use crate::module::Module;
+use crate::nginx::conf::{args, compile_complex_value, conf_error, full_path, level_arg, ConfResult, CONF_OK};
+use crate::nginx::log::Level;
+use crate::nginx::request::ComplexValue;
+
+/// Per worker process.
+#[derive(Default)]
+pub struct CgiMainConf {
+    /// Some location runs CGI programs.
+    pub used: bool,
+    /// `rust_cgi_pass_env`: variables passed on from nginx's environment.
+    pub pass_env: Option<Vec<String>>,
+}
+
+impl CgiMainConf {
+    pub fn pass_env(&self) -> Vec<String> {
+        self.pass_env.clone().unwrap_or_else(|| vec!["PATH".to_string()])
+    }
+}
+
+/// What a location runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `rust_cgi`: scripts under the location's root or alias.
+    Directory,
+    /// `rust_cgi_pass`: one program.
+    Program(PathBuf),
+}
+
+#[derive(Clone)]
+pub struct Param {
+    pub name: String,
+    pub value: ComplexValue,
+    pub if_not_empty: bool,
+}
+
+pub struct CgiLocConf {
+    pub target: Option<Target>,
+    /// `rust_cgi_param`s; inherited only by levels that set none.
+    pub params: Option<Vec<Param>>,
+    pub param_drops: Option<Vec<String>>,
+    pub interpreters: Option<Vec<(String, PathBuf)>>,
+    pub pass_authorization: ngx_flag_t,
+    pub allow_symlinks: ngx_flag_t,
+    /// `rust_cgi_timeout`: silence, then total (0 = no limit).
+    pub timeout: ngx_msec_t,
+    pub total_timeout: ngx_msec_t,
+    pub kill_grace: ngx_msec_t,
+    pub stderr_level: Option<Level>,
+    pub header_limit: usize,
+}
+
+impl Default for CgiLocConf {
+    fn default() -> Self {
+        CgiLocConf {
+            target: None,
+            params: None,
+            param_drops: None,
+            interpreters: None,
+            pass_authorization: UNSET_FLAG,
+            allow_symlinks: UNSET_FLAG,
+            timeout: UNSET_MSEC,
+            total_timeout: UNSET_MSEC,
+            kill_grace: UNSET_MSEC,
+            stderr_level: None,
+            header_limit: UNSET_SIZE,
+        }
+    }
+}
+
+impl CgiLocConf {
+    pub const DEFAULT_TIMEOUT: ngx_msec_t = 60_000;
+    /// Apache's mod_cgid waits 3 s between SIGTERM and SIGKILL too.
+    pub const DEFAULT_KILL_GRACE: ngx_msec_t = 3_000;
+
+    pub fn merge(&mut self, prev: &Self) {
+        if self.params.is_none() {
+            self.params = prev.params.clone();
+        }
+        if self.param_drops.is_none() {
+            self.param_drops = prev.param_drops.clone();
+        }
+        if self.interpreters.is_none() {
+            self.interpreters = prev.interpreters.clone();
+        }
+        merge_flag(&mut self.pass_authorization, prev.pass_authorization, false);
+        merge_flag(&mut self.allow_symlinks, prev.allow_symlinks, false);
+        merge_msec(&mut self.timeout, prev.timeout, Self::DEFAULT_TIMEOUT);
+        merge_msec(&mut self.total_timeout, prev.total_timeout, 0);
+        merge_msec(&mut self.kill_grace, prev.kill_grace, Self::DEFAULT_KILL_GRACE);
+        self.stderr_level = self.stderr_level.or(prev.stderr_level).or(Some(Level::Error));
+        if self.header_limit == UNSET_SIZE {
+            self.header_limit = if prev.header_limit == UNSET_SIZE { HEAD_LIMIT } else { prev.header_limit };
+        }
+    }
+}
+
+/// # Safety
+/// `conf` must be this module's location conf (the command's offset).
+unsafe fn loc<'a>(conf: *mut c_void) -> &'a mut LocConf {
+    // SAFETY: see above.
+    unsafe { &mut *(conf as *mut LocConf) }
+}
+
+fn arg_string(cf: &ngx_conf_t, i: usize) -> String {
+    String::from_utf8_lossy(args(cf)[i].as_bytes()).into_owned()
+}
+
+/// Makes the location run CGI and records that workers start programs.
+fn set_target(cf: *mut ngx_conf_t, lcf: &mut LocConf, target: Target, name: &str) -> ConfResult {
+    if lcf.cgi.target.is_some() {
+        return conf_error(cf, &format!("\"{name}\": this location already runs CGI; use rust_cgi or rust_cgi_pass once"));
+    }
+    if lcf.wsgi.app.is_some() {
+        return conf_error(cf, &format!("\"{name}\" and \"rust_wsgi\" cannot serve the same location"));
+    }
+    // SAFETY: directive handlers get the configuration being parsed.
+    let cf_ref = unsafe { &*cf };
+    let (Some(mcf), Some(clcf)) = (Module::main_conf_mut(cf_ref), NgxHttpCoreModule::location_conf_mut(cf_ref)) else {
+        return conf_error(cf, &format!("\"{name}\": no http or location configuration"));
+    };
+    mcf.cgi.used = true;
+    clcf.handler = Some(super::content_handler);
+    lcf.cgi.target = Some(target);
+    CONF_OK
+}
+
+/// `rust_cgi;`
+pub(crate) unsafe extern "C" fn rust_cgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes this module's location conf.
+    set_target(cf, unsafe { loc(conf) }, Target::Directory, "rust_cgi")
+}
+
+/// `rust_cgi_pass /path/to/program;`
+pub(crate) unsafe extern "C" fn rust_cgi_pass(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_cgi`.
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
+    let program = full_path(cf_ref, Path::new(&arg_string(cf_ref, 1)));
+    if let Err(problem) = check_executable(&program) {
+        return conf_error(cf, &format!("\"rust_cgi_pass\": \"{}\" {problem}", program.display()));
+    }
+    set_target(cf, lcf, Target::Program(program), "rust_cgi_pass")
+}
+
+fn check_executable(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => return Err("is not a regular file".into()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("does not exist".into()),
+        Err(e) => return Err(format!("cannot be read ({e})")),
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| "contains a NUL byte".to_string())?;
+    // SAFETY: access() only reads the NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+        return Err("is not executable".into());
+    }
+    Ok(())
+}
+
+/// `rust_cgi_param NAME value [if_not_empty];`
+pub(crate) unsafe extern "C" fn rust_cgi_param(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_cgi`.
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
+    let a = args(cf_ref);
+    let name = arg_string(cf_ref, 1);
+    if name.is_empty() || name.contains('=') {
+        return conf_error(cf, &format!("\"rust_cgi_param\": \"{name}\" is not a valid variable name"));
+    }
+    let if_not_empty = match a.get(3).map(|s| s.as_bytes()) {
+        None => false,
+        Some(b"if_not_empty") => true,
+        Some(other) => {
+            return conf_error(
+                cf,
+                &format!("\"rust_cgi_param\": unknown flag \"{}\"; the only one is if_not_empty", String::from_utf8_lossy(other)),
+            )
+        }
+    };
+    // SAFETY: `cf` is the configuration being parsed.
+    let Some(value) = (unsafe { compile_complex_value(cf, &a[2]) }) else {
+        return ngx::core::NGX_CONF_ERROR as ConfResult;
+    };
+    let params = lcf.cgi.params.get_or_insert_with(Vec::new);
+    params.retain(|p| p.name != name);
+    params.push(Param { name, value, if_not_empty });
+    CONF_OK
+}
+
+/// `rust_cgi_param_drop NAME ...;`
+pub(crate) unsafe extern "C" fn rust_cgi_param_drop(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_cgi`.
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
+    let drops = lcf.cgi.param_drops.get_or_insert_with(Vec::new);
+    for i in 1..args(cf_ref).len() {
+        drops.push(arg_string(cf_ref, i));
+    }
+    CONF_OK
+}
+
+/// `rust_cgi_interpreter .ext /path/to/interpreter;`
+pub(crate) unsafe extern "C" fn rust_cgi_interpreter(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_cgi`.
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
+    let ext = arg_string(cf_ref, 1);
+    if !ext.starts_with('.') || ext.len() < 2 || ext.contains('/') {
+        return conf_error(cf, &format!("\"rust_cgi_interpreter\": \"{ext}\" is not a file extension; write it like .py"));
+    }
+    let interpreter = full_path(cf_ref, Path::new(&arg_string(cf_ref, 2)));
+    if let Err(problem) = check_executable(&interpreter) {
+        return conf_error(cf, &format!("\"rust_cgi_interpreter\": \"{}\" {problem}", interpreter.display()));
+    }
+    let map = lcf.cgi.interpreters.get_or_insert_with(Vec::new);
+    map.retain(|(e, _)| *e != ext);
+    map.push((ext, interpreter));
+    CONF_OK
+}
+
+/// `rust_cgi_timeout time [total];`
+pub(crate) unsafe extern "C" fn rust_cgi_timeout(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_cgi`.
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
+    if lcf.cgi.timeout != UNSET_MSEC {
+        return conf_error(cf, "\"rust_cgi_timeout\" is duplicate");
+    }
+    let mut times = Vec::new();
+    for i in 1..args(cf_ref).len() {
+        let mut value = args(cf_ref)[i];
+        // SAFETY: ngx_parse_time only reads the string.
+        let ms = unsafe { ngx_parse_time(&mut value, 0) };
+        if ms == NGX_ERROR as isize {
+            return conf_error(cf, &format!("\"rust_cgi_timeout\": \"{}\" is not a time (write 30s, 2m, ...)", arg_string(cf_ref, i)));
+        }
+        times.push(ms as ngx_msec_t);
+    }
+    lcf.cgi.timeout = times[0];
+    lcf.cgi.total_timeout = times.get(1).copied().unwrap_or(0);
+    CONF_OK
+}
+
+/// `rust_cgi_stderr_level level;`
+pub(crate) unsafe extern "C" fn rust_cgi_stderr_level(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_cgi`.
+    let lcf = unsafe { loc(conf) };
+    match level_arg(cf, "rust_cgi_stderr_level") {
+        Ok(level) => {
+            lcf.cgi.stderr_level = Some(level);
+            CONF_OK
+        }
+        Err(e) => e,
+    }
+}
+
+/// `rust_cgi_pass_env NAME ...;`
+pub(crate) unsafe extern "C" fn rust_cgi_pass_env(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes this module's main conf (the command's offset).
+    let (cf_ref, mcf) = unsafe { (&*cf, &mut *(conf as *mut MainConf)) };
+    let names = mcf.cgi.pass_env.get_or_insert_with(Vec::new);
+    for i in 1..args(cf_ref).len() {
+        names.push(arg_string(cf_ref, i));
+    }
+    CONF_OK
+}

@@ -1,0 +1,281 @@
+//! One CGI request's program, seen from the nginx thread.
+//!
+//! A socketpair end is the program's stdin and stdout and one nginx
+//! connection here: the request body is written into it as it can take it
+//! (end of body: shutdown for writing), and the program's output is read
+//! from it without blocking. The head is parsed (or, for nph- programs,
+//! passed through raw) and the body is delivered to the engine as it comes.
+//! Reading pauses while a window's worth of output is still unwritten to
+//! the client, so a slow client slows the program down (its writes block)
+//! instead of filling memory.
+
+use std::ffi::c_void;
+use std::io;
+
+use nginx_sys::ngx_event_t;
+
+use super::children;
+use super::parse::{self, CgiHead};
+use crate::core::capture::BodyReader;
+use crate::core::catch_panic;
+use crate::core::engine::{self, Ending, Source};
+use crate::core::exchange::{Event, WINDOW};
+use crate::nginx::event::Conn;
+use crate::nginx::log::{Level, Log};
+use crate::nginx::request::HttpRequest;
+
+/// How much output is read at a time.
+const READ_SIZE: usize = 64 * 1024;
+
+enum Output {
+    /// Reading the CGI head.
+    Head(Vec<u8>),
+    /// An nph- program on HTTP/1: its output is passed on raw, status line
+    /// and headers included; nothing has arrived yet.
+    Raw,
+    /// An nph- program on HTTP/2 or HTTP/3: its status line is read and the
+    /// rest of its head parsed, since raw HTTP/1 bytes cannot be passed on.
+    NphHead(Vec<u8>),
+    Body,
+    Done,
+}
+
+pub struct CgiProcess {
+    req: HttpRequest,
+    pid: libc::pid_t,
+    script: String,
+    stdio: Option<Conn>,
+    body: BodyReader,
+    output: Output,
+    /// `rust_cgi_header_limit`.
+    header_limit: usize,
+    /// Body bytes delivered and not yet written to the client.
+    in_flight: usize,
+    paused: bool,
+}
+
+impl CgiProcess {
+    /// Takes over `stdio` (the parent's end of the program's stdin/stdout)
+    /// and starts writing `body` into it.
+    pub fn start(
+        req: HttpRequest,
+        pid: libc::pid_t,
+        script: String,
+        stdio: std::os::fd::OwnedFd,
+        body: BodyReader,
+        nph: bool,
+        header_limit: usize,
+    ) -> Result<Box<CgiProcess>, String> {
+        let output = match (nph, req.is_multiplexed()) {
+            (false, _) => Output::Head(Vec::new()),
+            (true, true) => Output::NphHead(Vec::new()),
+            (true, false) => Output::Raw,
+        };
+        let mut process =
+            Box::new(CgiProcess { req, pid, script, stdio: None, body, output, header_limit, in_flight: 0, paused: false });
+        // The Box does not move, so its address can be the events' data.
+        let data = &mut *process as *mut CgiProcess as *mut c_void;
+        let conn = Conn::register(stdio, req.log(), data, Some(on_output), Some(on_input))?;
+        conn.want_write().map_err(|e| e.to_string())?;
+        process.stdio = Some(conn);
+        Ok(process)
+    }
+
+    /// Reads what the program wrote, up to the window; returns the events
+    /// for the engine.
+    fn read_output(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        let Some(fd) = self.stdio.as_ref().map(Conn::fd) else { return events };
+        loop {
+            if matches!(self.output, Output::Done) {
+                break;
+            }
+            if self.in_flight >= WINDOW {
+                // The client is behind: leave the rest in the socket (the
+                // program blocks writing) until `ack` makes room.
+                self.paused = true;
+                break;
+            }
+            let mut buf = vec![0u8; READ_SIZE];
+            // SAFETY: reading into our buffer from our non-blocking socket.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                buf.truncate(n as usize);
+                self.take(buf, &mut events);
+                continue;
+            }
+            if n == 0 {
+                self.end(&mut events);
+                break;
+            }
+            match io::Error::last_os_error().kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => {
+                    if let Some(conn) = self.stdio.as_ref() {
+                        let _ = conn.want_read();
+                    }
+                }
+                // ECONNRESET and the like: treat as the end of output.
+                _ => self.end(&mut events),
+            }
+            break;
+        }
+        events
+    }
+
+    fn take(&mut self, bytes: Vec<u8>, events: &mut Vec<Event>) {
+        match &mut self.output {
+            Output::Raw => {
+                events.push(Event::RawHead);
+                self.output = Output::Body;
+                self.take(bytes, events);
+            }
+            Output::Body => {
+                self.in_flight += bytes.len();
+                events.push(Event::Body(bytes));
+            }
+            Output::Head(buf) | Output::NphHead(buf) => {
+                buf.extend_from_slice(&bytes);
+                self.parse_head(events);
+            }
+            Output::Done => {}
+        }
+    }
+
+    fn parse_head(&mut self, events: &mut Vec<Event>) {
+        let (mut buf, nph) = match std::mem::replace(&mut self.output, Output::Done) {
+            Output::Head(buf) => (buf, false),
+            Output::NphHead(buf) => (buf, true),
+            other => {
+                self.output = other;
+                return;
+            }
+        };
+        let mut status_line = None;
+        if nph {
+            match parse::nph_status_line(&buf) {
+                Some((status, used)) => {
+                    status_line = Some(status);
+                    buf.drain(..used);
+                }
+                None if buf.len() > self.header_limit || buf.contains(&b'\n') => {
+                    return self.broken(events, "did not start with an HTTP status line (nph- program)".into());
+                }
+                None => {
+                    self.output = Output::NphHead(buf);
+                    return;
+                }
+            }
+        }
+        match parse::parse(&buf, self.header_limit) {
+            Ok(None) => self.output = if nph { Output::NphHead(buf) } else { Output::Head(buf) },
+            Err(problem) => self.broken(events, problem.to_string()),
+            Ok(Some((CgiHead::LocalRedirect { uri, args }, _))) => events.push(Event::Redirect { uri, args }),
+            Ok(Some((CgiHead::Response(mut head), used))) => {
+                if let Some(status) = status_line {
+                    if let Err(e) = head.set_status(&status) {
+                        return self.broken(events, format!("sent an {e}"));
+                    }
+                }
+                events.push(Event::Head(head));
+                let rest = buf.split_off(used);
+                self.output = Output::Body;
+                if !rest.is_empty() {
+                    self.in_flight += rest.len();
+                    events.push(Event::Body(rest));
+                }
+            }
+        }
+    }
+
+    /// The program broke the protocol: 502, and it is stopped.
+    fn broken(&mut self, events: &mut Vec<Event>, problem: String) {
+        self.output = Output::Done;
+        events.push(Event::Fail { status: 502, lines: vec![format!("rust_cgi: \"{}\" {problem}", self.script)] });
+    }
+
+    /// The program closed its output.
+    fn end(&mut self, events: &mut Vec<Event>) {
+        match std::mem::replace(&mut self.output, Output::Done) {
+            Output::Body => events.push(Event::End),
+            Output::Head(_) | Output::NphHead(_) | Output::Raw => {
+                let how = children::describe_exit(self.pid).map_or_else(String::new, |exit| format!(" ({exit})"));
+                self.broken(events, format!("closed its output before sending a complete header{how}"));
+            }
+            Output::Done => {}
+        }
+    }
+
+    /// Writes what it can of the request body; at its end, shuts the
+    /// program's stdin.
+    fn write_input(&mut self) {
+        let Some(conn) = self.stdio.as_ref() else { return };
+        match self.body.send_to(conn.fd()) {
+            Ok(false) => {
+                let _ = conn.want_write();
+            }
+            Ok(true) => self.close_input(),
+            Err(e) => {
+                // A program that does not read its input (EPIPE) is not an
+                // error; anything else is worth a line.
+                if e.raw_os_error() != Some(libc::EPIPE) && e.raw_os_error() != Some(libc::ECONNRESET) {
+                    self.req.log().write(Level::Error, &format!("rust_cgi: cannot write the request body to \"{}\": {e}", self.script));
+                }
+                self.close_input();
+            }
+        }
+    }
+
+    fn close_input(&mut self) {
+        if let Some(conn) = self.stdio.as_ref() {
+            // SAFETY: plain syscall on our socket.
+            unsafe { libc::shutdown(conn.fd(), libc::SHUT_WR) };
+        }
+    }
+}
+
+impl Source for CgiProcess {
+    fn ack(&mut self, bytes: usize) {
+        self.in_flight = self.in_flight.saturating_sub(bytes);
+        if self.paused && self.in_flight < WINDOW {
+            self.paused = false;
+            // Not from here: we are inside the engine. After this event.
+            if let Some(conn) = self.stdio.as_ref() {
+                conn.post_read();
+            }
+        }
+    }
+
+    fn abandon(&mut self, ending: Ending) {
+        self.output = Output::Done;
+        if let Some(conn) = self.stdio.take() {
+            conn.close();
+        }
+        children::detach(self.pid, ending == Ending::Failed);
+    }
+}
+
+/// The program wrote (or closed) its output.
+unsafe extern "C" fn on_output(ev: *mut ngx_event_t) {
+    catch_panic(Log::cycle(), "rust_cgi output", || {
+        // SAFETY: the connection's data is its CgiProcess, which closes the
+        // connection before it goes (abandon), so it is alive here.
+        let process = unsafe { &mut *(Conn::data_of(ev) as *mut CgiProcess) };
+        let req = process.req;
+        let events = process.read_output();
+        // `process` may be freed inside deliver (the request can end); it is
+        // not touched again.
+        if !events.is_empty() {
+            engine::deliver(req, events);
+        }
+    });
+}
+
+/// The program's stdin can take more of the request body.
+unsafe extern "C" fn on_input(ev: *mut ngx_event_t) {
+    catch_panic(Log::cycle(), "rust_cgi input", || {
+        // SAFETY: as in `on_output`.
+        let process = unsafe { &mut *(Conn::data_of(ev) as *mut CgiProcess) };
+        process.write_input();
+    });
+}

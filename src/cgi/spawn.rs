@@ -1,0 +1,153 @@
+//! Starting a CGI program cheaply and cleanly.
+//!
+//! A plain fork() would copy the page tables of an nginx worker that may
+//! hold a whole Python interpreter. This uses clone(CLONE_VM | CLONE_VFORK)
+//! instead, the way glibc's posix_spawn does: the child borrows the
+//! parent's memory, and the parent waits until the child has called execve.
+//! posix_spawn itself cannot be used because it cannot set a parent-death
+//! signal. In the child, before execve, only async-signal-safe system calls
+//! run (no allocation, no locks):
+//!
+//! - every signal back to its default disposition, then an empty mask
+//!   (nginx ignores SIGPIPE, and the parent blocks everything around the
+//!   clone so no nginx handler runs in the child);
+//! - its own process group, so timeouts kill the program and its children;
+//! - SIGKILL when the nginx worker dies (PR_SET_PDEATHSIG);
+//! - the socket as stdin and stdout, the stderr pipe as stderr, and every
+//!   other descriptor closed (nginx's listening and client sockets are not
+//!   close-on-exec);
+//! - the script's directory as working directory.
+
+use std::ffi::{c_void, CString};
+use std::io;
+use std::os::fd::RawFd;
+use std::ptr;
+
+pub struct Command {
+    pub program: CString,
+    /// argv, argv[0] included.
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub dir: CString,
+    /// The child's stdin and stdout.
+    pub stdio: RawFd,
+    pub stderr: RawFd,
+}
+
+/// Everything the child needs, prepared by the parent (the child must not
+/// allocate). With CLONE_VM the child writes `errno` here if exec fails.
+struct ChildArgs {
+    program: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    dir: *const libc::c_char,
+    stdio: RawFd,
+    stderr: RawFd,
+    parent: libc::pid_t,
+    errno: libc::c_int,
+}
+
+/// Enough stack for the child's few system calls.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// Starts the program; returns its pid, which is also its process group.
+pub fn spawn(cmd: &Command) -> io::Result<libc::pid_t> {
+    let argv: Vec<*const libc::c_char> = cmd.argv.iter().map(|a| a.as_ptr()).chain([ptr::null()]).collect();
+    let envp: Vec<*const libc::c_char> = cmd.envp.iter().map(|e| e.as_ptr()).chain([ptr::null()]).collect();
+    let mut args = ChildArgs {
+        program: cmd.program.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        dir: cmd.dir.as_ptr(),
+        stdio: cmd.stdio,
+        stderr: cmd.stderr,
+        // SAFETY: plain syscall.
+        parent: unsafe { libc::getpid() },
+        errno: 0,
+    };
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: the stack grows down on every Linux target we build for;
+    // aligned to 16 bytes as the ABI requires.
+    let stack_top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) } as usize & !15;
+
+    // SAFETY: all signals are blocked around clone so that no handler of
+    // nginx's can run in the child while it shares our memory; the mask is
+    // restored before returning. With CLONE_VFORK, clone returns only after
+    // the child has exec'd or exited, so `args`, `argv`, `envp` and `stack`
+    // outlive its use of them.
+    let pid = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            child_main,
+            stack_top as *mut c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut args as *mut ChildArgs).cast(),
+        );
+        let clone_errno = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
+        if pid < 0 {
+            return Err(clone_errno);
+        }
+        pid
+    };
+    if args.errno != 0 {
+        // The child could not exec and has exited; it is reaped through the
+        // caller's usual path (it is a child like any other).
+        return Err(io::Error::from_raw_os_error(args.errno));
+    }
+    Ok(pid)
+}
+
+/// The child, between clone and execve. Only async-signal-safe calls.
+extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's ChildArgs, alive until we exec or exit
+    // (the parent is suspended by CLONE_VFORK). Everything below is a thin
+    // wrapper around one system call.
+    unsafe {
+        let args = &mut *(arg as *mut ChildArgs);
+        /// Reports errno to the parent (shared memory) and exits.
+        unsafe fn fail(args: &mut ChildArgs) -> ! {
+            // SAFETY: errno is readable; _exit never returns.
+            unsafe {
+                args.errno = *libc::__errno_location();
+                if args.errno == 0 {
+                    args.errno = libc::EINVAL;
+                }
+                libc::_exit(127)
+            }
+        }
+        for signal in 1..libc::SIGRTMAX() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        if libc::setpgid(0, 0) != 0 {
+            fail(args);
+        }
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::getppid() != args.parent {
+            fail(args);
+        }
+        if libc::dup2(args.stdio, 0) < 0 || libc::dup2(args.stdio, 1) < 0 || libc::dup2(args.stderr, 2) < 0 {
+            fail(args);
+        }
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+            // Kernels before 5.9: close them one by one.
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 { limit.rlim_cur.min(1 << 20) } else { 65536 };
+            for fd in 3..max as libc::c_int {
+                libc::close(fd);
+            }
+        }
+        if libc::chdir(args.dir) != 0 {
+            fail(args);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut());
+        libc::execve(args.program, args.argv, args.envp);
+        fail(args)
+    }
+}

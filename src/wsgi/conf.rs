@@ -1,0 +1,229 @@
+//! `rust_wsgi*` settings and their directive handlers.
+
+use std::ffi::c_void;
+use std::path::Path;
+
+use nginx_sys::{ngx_command_t, ngx_conf_check_num_bounds, ngx_conf_num_bounds_t, ngx_conf_t, ngx_int_t, ngx_msec_t};
+use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::http::HttpModuleLocationConf;
+
+use crate::conf::{merge_msec, LocConf, UNSET_MSEC};
+use crate::module::Module;
+use crate::nginx::conf::{args, conf_error, full_path, level_arg, ConfResult, CONF_OK};
+use crate::nginx::log::Level;
+use crate::python::apps::{AppSpec, Reload};
+
+/// Per worker process.
+pub struct WsgiMainConf {
+    /// `rust_wsgi_threads`, NGX_CONF_UNSET until set.
+    pub threads: ngx_int_t,
+    /// Every app named by `rust_wsgi`, each once; locations refer to them by
+    /// index, so a file used in several locations is imported once.
+    pub apps: Vec<AppConf>,
+}
+
+impl Default for WsgiMainConf {
+    fn default() -> Self {
+        WsgiMainConf { threads: nginx_sys::NGX_CONF_UNSET as ngx_int_t, apps: Vec::new() }
+    }
+}
+
+/// An app and how it reloads, as the locations that serve it agree.
+pub struct AppConf {
+    pub spec: AppSpec,
+    /// Set when the first location serving the app is merged.
+    pub reload: Option<Reload>,
+}
+
+impl WsgiMainConf {
+    /// Threads per nginx worker. The GIL lets one thread run Python at a
+    /// time, so threads only help while others wait (database, network,
+    /// sleep); eight covers that for typical apps without the memory and
+    /// GIL churn of mod_wsgi's fifteen.
+    pub const DEFAULT_THREADS: ngx_int_t = 8;
+
+    pub fn threads(&self) -> usize {
+        if self.threads == nginx_sys::NGX_CONF_UNSET as ngx_int_t {
+            Self::DEFAULT_THREADS as usize
+        } else {
+            self.threads as usize
+        }
+    }
+
+    fn app_index(&mut self, spec: AppSpec) -> usize {
+        match self.apps.iter().position(|a| a.spec == spec) {
+            Some(i) => i,
+            None => {
+                self.apps.push(AppConf { spec, reload: None });
+                self.apps.len() - 1
+            }
+        }
+    }
+}
+
+pub struct WsgiLocConf {
+    /// Index into [`WsgiMainConf::apps`] when `rust_wsgi` is set here.
+    pub app: Option<usize>,
+    /// `rust_wsgi_read_timeout`.
+    pub read_timeout: ngx_msec_t,
+    /// `rust_wsgi_errors_level`; None until set.
+    pub errors_level: Option<Level>,
+    /// `rust_wsgi_reload`; None until set (then `script`).
+    pub reload: Option<Reload>,
+}
+
+impl Default for WsgiLocConf {
+    fn default() -> Self {
+        WsgiLocConf { app: None, read_timeout: UNSET_MSEC, errors_level: None, reload: None }
+    }
+}
+
+impl WsgiLocConf {
+    /// Like `uwsgi_read_timeout`: how long the app may stay silent.
+    pub const DEFAULT_READ_TIMEOUT: ngx_msec_t = 60_000;
+
+    /// mod_wsgi logs what apps write to wsgi.errors as errors too.
+    pub const DEFAULT_ERRORS_LEVEL: Level = Level::Error;
+
+    /// The app itself is not inherited: like fastcgi_pass, it belongs to the
+    /// location that names it.
+    pub fn merge(&mut self, prev: &Self) {
+        merge_msec(&mut self.read_timeout, prev.read_timeout, Self::DEFAULT_READ_TIMEOUT);
+        self.errors_level = self.errors_level.or(prev.errors_level).or(Some(Self::DEFAULT_ERRORS_LEVEL));
+        if self.reload.is_none() {
+            self.reload = prev.reload.clone();
+        }
+    }
+}
+
+/// After merging a location: record how its app reloads. An app is imported
+/// once per worker, so every location that serves it must agree.
+pub(crate) fn merged(cf: *mut ngx_conf_t, lcf: &WsgiLocConf) -> ConfResult {
+    let Some(index) = lcf.app else { return CONF_OK };
+    // SAFETY: nginx passes the configuration being parsed.
+    let Some(mcf) = Module::main_conf_mut(unsafe { &*cf }) else { return CONF_OK };
+    let reload = lcf.reload.clone().unwrap_or(Reload::Script);
+    let app = &mut mcf.wsgi.apps[index];
+    match &app.reload {
+        Some(agreed) if *agreed != reload => conf_error(
+            cf,
+            &format!(
+                "\"{}\" is served by locations with different rust_wsgi_reload settings; an app is imported once per worker, so give them the same one",
+                app.spec.path.display()
+            ),
+        ),
+        _ => {
+            app.reload = Some(reload);
+            CONF_OK
+        }
+    }
+}
+
+pub static mut THREADS_BOUNDS: ngx_conf_num_bounds_t =
+    ngx_conf_num_bounds_t { post_handler: Some(ngx_conf_check_num_bounds), low: 1, high: 1024 };
+
+/// The location's `rust_wsgi` settings, from a directive handler's `conf`.
+///
+/// # Safety
+/// `conf` must be this module's location conf (the command's offset).
+unsafe fn loc<'a>(conf: *mut c_void) -> &'a mut WsgiLocConf {
+    // SAFETY: see above.
+    unsafe { &mut (*(conf as *mut LocConf)).wsgi }
+}
+
+/// `rust_wsgi /path/to/app.py[:callable];`
+pub(crate) unsafe extern "C" fn rust_wsgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes the configuration being parsed and this module's
+    // location conf.
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
+    if lcf.app.is_some() {
+        return conf_error(cf, "\"rust_wsgi\" is duplicate; a location serves one app");
+    }
+    // SAFETY: as above.
+    if unsafe { (*(conf as *mut LocConf)).cgi.target.is_some() } {
+        return conf_error(cf, "\"rust_wsgi\" and \"rust_cgi\" cannot serve the same location");
+    }
+    let arg = args(cf_ref)[1].as_bytes();
+    let Ok(arg) = std::str::from_utf8(arg) else {
+        return conf_error(cf, "\"rust_wsgi\": the app path must be valid UTF-8");
+    };
+    let mut spec = match AppSpec::parse(arg) {
+        Ok(spec) => spec,
+        Err(problem) => {
+            return conf_error(
+                cf,
+                &format!("\"rust_wsgi {arg}\": {problem}; write rust_wsgi /path/to/app.py or /path/to/app.py:callable"),
+            )
+        }
+    };
+    spec.path = full_path(cf_ref, &spec.path);
+    if let Err(problem) = check_app_file(&spec.path) {
+        return conf_error(
+            cf,
+            &format!(
+                "\"rust_wsgi\": app file \"{}\" {problem}; give the path of the Python file that defines the WSGI callable",
+                spec.path.display()
+            ),
+        );
+    }
+    let Some(mcf) = Module::main_conf_mut(cf_ref) else {
+        return conf_error(cf, "\"rust_wsgi\": no http configuration");
+    };
+    lcf.app = Some(mcf.wsgi.app_index(spec));
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(cf_ref) else {
+        return conf_error(cf, "\"rust_wsgi\": no location configuration");
+    };
+    clcf.handler = Some(crate::wsgi::content_handler);
+    CONF_OK
+}
+
+fn check_app_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err("is not a regular file".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("does not exist".into()),
+        Err(e) => Err(format!("cannot be read ({e})")),
+    }
+}
+
+/// `rust_wsgi_errors_level level;`
+pub(crate) unsafe extern "C" fn rust_wsgi_errors_level(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_wsgi`.
+    let lcf = unsafe { loc(conf) };
+    if lcf.errors_level.is_some() {
+        return conf_error(cf, "\"rust_wsgi_errors_level\" is duplicate");
+    }
+    match level_arg(cf, "rust_wsgi_errors_level") {
+        Ok(level) => {
+            lcf.errors_level = Some(level);
+            CONF_OK
+        }
+        Err(e) => e,
+    }
+}
+
+/// `rust_wsgi_reload script | off | directory=path;`
+pub(crate) unsafe extern "C" fn rust_wsgi_reload(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_wsgi`.
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
+    if lcf.reload.is_some() {
+        return conf_error(cf, "\"rust_wsgi_reload\" is duplicate");
+    }
+    let arg = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
+    let reload = match arg.as_str() {
+        "off" => Reload::Off,
+        "script" => Reload::Script,
+        _ => match arg.strip_prefix("directory=") {
+            Some(dir) if !dir.is_empty() => {
+                let dir = full_path(cf_ref, Path::new(dir));
+                if !dir.is_dir() {
+                    return conf_error(cf, &format!("\"rust_wsgi_reload\": \"{}\" is not a directory", dir.display()));
+                }
+                Reload::Directory(dir)
+            }
+            _ => return conf_error(cf, &format!("\"rust_wsgi_reload {arg}\": use script, off or directory=/path/to/code")),
+        },
+    };
+    lcf.reload = Some(reload);
+    CONF_OK
+}
