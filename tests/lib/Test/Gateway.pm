@@ -32,10 +32,11 @@ package Test::Gateway;
 #                             helpers below are available)
 #
 # A section named "name eval" is evaluated as Perl first (for qr// or
-# computed strings); "name chomp" drops the final newline. In config text, $TEST_NGINX_SERVER_PORT,
-# $TEST_NGINX_HTML_DIR, $TEST_NGINX_SERVROOT, $TEST_NGINX_APPS (a copy
-# of the project's tests/apps) and $TEST_NGINX_VENV (the test virtualenv
-# that ci/test-venv.sh makes) are replaced.
+# computed strings); "name chomp" drops the final newline. In config text,
+# $TEST_NGINX_SERVER_PORT, $TEST_NGINX_HTML_DIR, $TEST_NGINX_SERVROOT,
+# $TEST_NGINX_APPS (a copy of the project's tests/apps) and $TEST_NGINX_VENV
+# (the test virtualenv that ci/test-venv.sh makes) are replaced. The
+# project's tests/cgi-bin is copied to $TEST_NGINX_SERVROOT/cgi-bin.
 #
 # Every block starts its own nginx in a fresh temporary prefix on a free
 # loopback port, and fails if error.log gets an [alert], [crit] or [emerg]
@@ -127,7 +128,8 @@ sub run_block {
     make_path(map { "$SERVROOT/$_" } qw(conf logs html tmp));
     chmod 0755, "$SERVROOT/html";
     chmod 01777, "$SERVROOT/tmp";    # apps (an unprivileged worker) write here
-    copy_apps("$SERVROOT/apps");
+    copy_tree($APPS, "$SERVROOT/apps");
+    copy_tree("$ROOT/tests/cgi-bin", "$SERVROOT/cgi-bin");
     write_user_files($block->{user_files}) if defined $block->{user_files};
     $PORT = free_port();
     write_file("$SERVROOT/conf/nginx.conf", nginx_conf($block));
@@ -275,16 +277,16 @@ sub expand {
     return $text;
 }
 
-# The apps are copied into the prefix: nginx workers run as an unprivileged
-# user, who may not be able to read the checkout.
-sub copy_apps {
-    my ($dest) = @_;
+# The apps and CGI scripts are copied into the prefix: nginx workers run as
+# an unprivileged user, who may not be able to read the checkout.
+sub copy_tree {
+    my ($src, $dest) = @_;
     find({ no_chdir => 1, wanted => sub {
         return if /__pycache__/;
-        (my $rel = $File::Find::name) =~ s/^\Q$APPS\E//;
+        (my $rel = $File::Find::name) =~ s/^\Q$src\E//;
         if (-d $_) { make_path("$dest$rel"); chmod 0755, "$dest$rel" }
-        else { copy($_, "$dest$rel") or die "copy $_: $!"; chmod 0644, "$dest$rel" }
-    } }, $APPS);
+        else { copy($_, "$dest$rel") or die "copy $_: $!"; chmod((-x $_ ? 0755 : 0644), "$dest$rel") }
+    } }, $src);
 }
 
 sub write_user_files {

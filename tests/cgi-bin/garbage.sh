@@ -1,0 +1,4 @@
+#!/bin/sh
+echo "this is not a header"
+echo
+echo body

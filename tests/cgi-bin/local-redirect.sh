@@ -1,0 +1,2 @@
+#!/bin/sh
+printf 'Location: /cgi-bin/target.sh?from=local\n\n'

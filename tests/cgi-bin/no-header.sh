@@ -1,0 +1,3 @@
+#!/bin/sh
+# Exits before writing anything.
+exit 3
