@@ -7,7 +7,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-ensure_packages perl
+# perl for prove; git, man2html and strace for the tests that drive them.
+ensure_packages perl git man2html strace
 ci/build.sh
 TEST_NGINX_VENV="$(ci/test-venv.sh)"
 export TEST_NGINX_VENV
