@@ -480,3 +480,19 @@ is(http_get('/static')->{body}, "static\n", 'static answer');
 is(http_get('/cgi-bin/hello.sh')->{body}, "hello from /cgi-bin/hello.sh\n", 'another CGI answer');
 cmp_ok(time - $t0, '<', 0.5, 'both at once');
 close $slow;
+
+
+=== TEST 24: over HTTP/2 an nph- program's status line and headers are parsed, since raw HTTP/1 bytes cannot pass
+--- min_nginx: 1.25.1
+--- config
+http2 on;
+root $TEST_NGINX_SERVROOT;
+location /cgi-bin/ {
+    rust_cgi;
+}
+--- perl
+plan skip_all => 'curl is not installed' unless `command -v curl`;
+my $out = `curl -s -i --http2-prior-knowledge http://127.0.0.1:@{[server_port()]}/cgi-bin/nph-raw.sh`;
+like($out, qr{^HTTP/2 299}, 'the program\'s status');
+like($out, qr{^x-nph: yes}mi, 'its header');
+like($out, qr{\r\n\r\nnon-parsed body\n$}, 'its body');

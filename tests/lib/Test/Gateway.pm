@@ -27,6 +27,7 @@ package Test::Gateway;
 #   --- abort_after: 0.3     (close the connection after that many seconds)
 #   --- wait: 0.5            (pause before stopping nginx)
 #   --- timeout: 10          (client timeout, seconds)
+#   --- min_nginx: 1.25.1    (skip the block on older nginx)
 #   --- setup                (Perl run before nginx starts, to make files)
 #   --- perl                 (Perl run with nginx up; Test::More and the
 #                             helpers below are available)
@@ -121,8 +122,17 @@ sub run_tests {
     done_testing();
 }
 
+sub nginx_version {
+    my @v = `'$BINARY' -v 2>&1` =~ m{nginx/(\d+)\.(\d+)\.(\d+)};
+    return sprintf '%03d%03d%03d', @v;
+}
+
 sub run_block {
     my ($block) = @_;
+    if (my $min = $block->{min_nginx}) {
+        my $want = sprintf '%03d%03d%03d', split /\./, $min;
+        plan skip_all => "needs nginx $min" if nginx_version() lt $want;
+    }
     $SERVROOT = tempdir('rgw-test-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{TEST_NGINX_LEAVE});
     chmod 0755, $SERVROOT;
     make_path(map { "$SERVROOT/$_" } qw(conf logs html tmp));
