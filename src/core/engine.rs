@@ -153,27 +153,14 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
 /// must be live: producers only call this while they are attached, and
 /// they are detached (abandoned) before nginx frees the request.
 pub fn deliver(req: HttpRequest, events: Vec<Event>) {
-    let Some(ctx) = req.ctx::<RequestCtx>(module_ref()) else {
+    if req.ctx::<RequestCtx>(module_ref()).is_none() {
         // Internally redirected elsewhere: nothing here wants output.
         log_orphans(req.log(), events);
         return;
-    };
+    }
     let runner = req.posted_runner();
     req.set_log_request();
-    let next = catch_panic(req.log(), "deliver", || {
-        // SAFETY: the context lives in the request pool, and the request is
-        // live. No other reference to it exists right now.
-        let ctx = unsafe { &mut *ctx.as_ptr() };
-        if ctx.finished {
-            log_orphans(req.log(), events);
-            return Next::Wait;
-        }
-        match ctx.apply(req, events) {
-            Next::Wait => ctx.pump(req, true),
-            next => next,
-        }
-    });
-    conclude(req, ctx, next);
+    step(req, "deliver", |ctx| ctx.deliver(req, events));
     runner.run();
 }
 
@@ -192,16 +179,7 @@ pub fn log_orphans(log: Log, events: Vec<Event>) {
 unsafe extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
     // SAFETY: nginx calls request handlers with a live request.
     let Some(req) = (unsafe { HttpRequest::from_raw(r) }) else { return };
-    let Some(ctx) = req.ctx::<RequestCtx>(module_ref()) else { return };
-    let next = catch_panic(req.log(), "write event", || {
-        // SAFETY: as in `deliver`.
-        let ctx = unsafe { &mut *ctx.as_ptr() };
-        if ctx.finished {
-            return Next::Wait;
-        }
-        ctx.on_write(req)
-    });
-    conclude(req, ctx, next);
+    step(req, "write event", |ctx| ctx.on_write(req));
 }
 
 /// The total-time limit expired.
@@ -209,18 +187,19 @@ unsafe extern "C" fn on_deadline(ev: *mut ngx_event_t) {
     // SAFETY: the timer lives in the request's context and is disarmed
     // when the request pool goes, so the request is live when it fires.
     let Some(req) = (unsafe { HttpRequest::from_raw(Timer::data_of(ev).cast()) }) else { return };
-    let Some(ctx) = req.ctx::<RequestCtx>(module_ref()) else { return };
     let runner = req.posted_runner();
-    let next = catch_panic(req.log(), "deadline", || {
-        // SAFETY: as in `deliver`.
-        let ctx = unsafe { &mut *ctx.as_ptr() };
-        if ctx.finished {
-            return Next::Wait;
-        }
-        ctx.on_deadline(req)
-    });
-    conclude(req, ctx, next);
+    step(req, "deadline", |ctx| ctx.on_deadline(req));
     runner.run();
+}
+
+/// Runs one step of the request on its context, then concludes: the shape
+/// of every entry point. A panic fails the request.
+fn step(req: HttpRequest, what: &str, f: impl FnOnce(&mut RequestCtx) -> Next) {
+    let Some(ctx) = req.ctx::<RequestCtx>(module_ref()) else { return };
+    // SAFETY: the context lives in the request pool and the request is
+    // live; no other reference to it exists while `f` runs.
+    let next = catch_panic(req.log(), what, || f(unsafe { &mut *ctx.as_ptr() }));
+    conclude(req, ctx, next);
 }
 
 /// nginx runs this when it frees or terminates the request.

@@ -11,7 +11,7 @@ use nginx_sys::{
     NGX_HTTP_REQUEST_TIME_OUT, NGX_OK,
 };
 
-use super::engine::{Ending, Source};
+use super::engine::{log_orphans, Ending, Source};
 use super::exchange::Event;
 use super::head::ResponseHead;
 use crate::module::module_ref;
@@ -96,7 +96,19 @@ impl RequestCtx {
         }
     }
 
-    pub fn apply(&mut self, req: HttpRequest, events: Vec<Event>) -> Next {
+    /// A producer's events arrived.
+    pub fn deliver(&mut self, req: HttpRequest, events: Vec<Event>) -> Next {
+        if self.finished {
+            log_orphans(req.log(), events);
+            return Next::Wait;
+        }
+        match self.apply(req, events) {
+            Next::Wait => self.pump(req, true),
+            next => next,
+        }
+    }
+
+    fn apply(&mut self, req: HttpRequest, events: Vec<Event>) -> Next {
         for event in events {
             if self.ended {
                 // Past the end (or past the Content-Length): only log lines
@@ -225,7 +237,7 @@ impl RequestCtx {
     /// Passes queued output on and decides what to wait for next.
     /// `progressed`: the app just produced something, so its read timeout
     /// starts over.
-    pub fn pump(&mut self, req: HttpRequest, progressed: bool) -> Next {
+    fn pump(&mut self, req: HttpRequest, progressed: bool) -> Next {
         let wev = req.write_event();
         if self.header_sent {
             let sent = self.out.send(req);
@@ -257,6 +269,9 @@ impl RequestCtx {
     }
 
     pub fn on_write(&mut self, req: HttpRequest) -> Next {
+        if self.finished {
+            return Next::Wait;
+        }
         let wev = req.write_event();
         if wev.timed_out() {
             if self.waiting_on_app {
@@ -285,6 +300,9 @@ impl RequestCtx {
     }
 
     pub fn on_deadline(&mut self, req: HttpRequest) -> Next {
+        if self.finished {
+            return Next::Wait;
+        }
         let total = self.deadline.as_ref().map_or(0, |(_, ms)| *ms);
         req.log().write(
             Level::Error,
