@@ -51,6 +51,7 @@ pub struct CgiProcess {
     header_limit: usize,
     /// Body bytes delivered and not yet written to the client.
     in_flight: usize,
+    read_buf: Box<[u8]>,
     paused: bool,
 }
 
@@ -72,7 +73,18 @@ impl CgiProcess {
             (true, false) => Output::Raw,
         };
         let mut process =
-            Box::new(CgiProcess { req, pid, script, stdio: None, body, output, header_limit, in_flight: 0, paused: false });
+            Box::new(CgiProcess {
+                req,
+                pid,
+                script,
+                stdio: None,
+                body,
+                output,
+                header_limit,
+                in_flight: 0,
+                read_buf: vec![0; READ_SIZE].into_boxed_slice(),
+                paused: false,
+            });
         // The Box does not move, so its address can be the events' data.
         let data = &mut *process as *mut CgiProcess as *mut c_void;
         let conn = Conn::register(stdio, req.log(), data, Some(on_output), Some(on_input))?;
@@ -96,12 +108,14 @@ impl CgiProcess {
                 self.paused = true;
                 break;
             }
-            let mut buf = vec![0u8; READ_SIZE];
             // SAFETY: reading into our buffer from our non-blocking socket.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            let n = unsafe { libc::read(fd, self.read_buf.as_mut_ptr().cast(), self.read_buf.len()) };
             if n > 0 {
-                buf.truncate(n as usize);
-                self.take(buf, &mut events);
+                // A copy of exactly what arrived: the window counts bytes,
+                // so memory must be bytes too (not a 64 KiB buffer per
+                // short line of a chatty program).
+                let bytes = self.read_buf[..n as usize].to_vec();
+                self.take(bytes, &mut events);
                 continue;
             }
             if n == 0 {

@@ -119,7 +119,7 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
                 libc::_exit(127)
             }
         }
-        for signal in 1..libc::SIGRTMAX() {
+        for signal in 1..=libc::SIGRTMAX() {
             if signal != libc::SIGKILL && signal != libc::SIGSTOP {
                 libc::signal(signal, libc::SIG_DFL);
             }

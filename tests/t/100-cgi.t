@@ -496,3 +496,25 @@ my $out = `curl -s -i --http2-prior-knowledge http://127.0.0.1:@{[server_port()]
 like($out, qr{^HTTP/2 299}, 'the program\'s status');
 like($out, qr{^x-nph: yes}mi, 'its header');
 like($out, qr{\r\n\r\nnon-parsed body\n$}, 'its body');
+
+
+=== TEST 25: a program writing tiny lines to a client that stops reading: memory stays bounded by bytes
+--- config
+root $TEST_NGINX_SERVROOT;
+location /cgi-bin/ {
+    rust_cgi;
+    rust_cgi_kill_grace 300ms;
+}
+--- perl
+use Time::HiRes qw(sleep);
+http_get('/cgi-bin/hello.sh');
+my ($worker) = worker_pids();
+my $hwm = sub { my $s = do { local (@ARGV, $/) = "/proc/$worker/status"; <> }; $s =~ /VmHWM:\s+(\d+)/ ? $1 : 0 };
+my $before = $hwm->();
+my $s = http_start("GET /cgi-bin/chatty.sh HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+sysread($s, my $buf, 1024);
+like($buf, qr{^HTTP/1.1 200}, 'streaming');
+sleep 3;    # the program keeps writing; the client reads nothing
+my $growth = ($hwm->() - $before) / 1024;
+cmp_ok($growth, '<', 32, sprintf('peak RSS grew %.1f MiB', $growth));
+close $s;
