@@ -19,7 +19,7 @@ use super::parse::{self, CgiHead};
 use crate::core::capture::BodyReader;
 use crate::core::catch_panic;
 use crate::core::engine::{self, Ending, Source};
-use crate::core::exchange::{Event, WINDOW};
+use crate::core::exchange::{cost, Event, WINDOW};
 use crate::nginx::event::Conn;
 use crate::nginx::log::{Level, Log};
 use crate::nginx::request::HttpRequest;
@@ -49,7 +49,8 @@ pub struct CgiProcess {
     output: Output,
     /// `rust_cgi_header_limit`.
     header_limit: usize,
-    /// Body bytes delivered and not yet written to the client.
+    /// Window charge (see `cost`) delivered and not yet written to the
+    /// client.
     in_flight: usize,
     read_buf: Box<[u8]>,
     paused: bool,
@@ -145,7 +146,7 @@ impl CgiProcess {
                 self.take(bytes, events);
             }
             Output::Body => {
-                self.in_flight += bytes.len();
+                self.in_flight += cost(bytes.len());
                 events.push(Event::Body(bytes));
             }
             Output::Head(buf) | Output::NphHead(buf) => {
@@ -195,7 +196,7 @@ impl CgiProcess {
                 let rest = buf.split_off(used);
                 self.output = Output::Body;
                 if !rest.is_empty() {
-                    self.in_flight += rest.len();
+                    self.in_flight += cost(rest.len());
                     events.push(Event::Body(rest));
                 }
             }

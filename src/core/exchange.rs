@@ -22,6 +22,16 @@ use crate::nginx::log::Level;
 /// never wait, small enough that a thousand slow clients stay cheap.
 pub const WINDOW: usize = 256 * 1024;
 
+/// What a body chunk costs against the window beyond its bytes: the nginx
+/// buffer, chain link and bookkeeping that carry it. Without it, an app
+/// yielding one byte at a time would hold a quarter of a million chunks.
+pub const CHUNK_COST: usize = 256;
+
+/// A chunk's charge against the window.
+pub fn cost(len: usize) -> usize {
+    len + CHUNK_COST
+}
+
 /// What a producer tells the nginx side of a request.
 #[derive(Debug)]
 pub enum Event {
@@ -60,7 +70,8 @@ struct State {
     /// Scheduled on the bridge and not yet taken by the nginx thread.
     queued: bool,
     abandoned: bool,
-    /// Body bytes published and not yet written by nginx.
+    /// Window charge (see [`cost`]) published and not yet written by
+    /// nginx.
     unacked: usize,
 }
 
@@ -93,7 +104,7 @@ impl Exchange {
         std::mem::take(&mut state.events)
     }
 
-    /// nginx finished writing `bytes` body bytes.
+    /// nginx finished with `bytes` of the window (see [`cost`]).
     pub fn ack(&self, bytes: usize) {
         let mut state = self.lock();
         let was_full = state.unacked >= WINDOW;
@@ -117,7 +128,7 @@ impl Exchange {
     fn publish(self: &Arc<Self>, batch: &mut Vec<Event>) -> Result<(), Abandoned> {
         let bytes: usize = batch
             .iter()
-            .map(|e| if let Event::Body(b) = e { b.len() } else { 0 })
+            .map(|e| if let Event::Body(b) = e { cost(b.len()) } else { 0 })
             .sum();
         let wake = {
             let mut state = self.lock();

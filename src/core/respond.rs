@@ -12,12 +12,12 @@ use nginx_sys::{
 };
 
 use super::engine::{log_orphans, Ending, Source};
-use super::exchange::Event;
+use super::exchange::{Event, CHUNK_COST};
 use super::head::ResponseHead;
 use crate::module::module_ref;
 use crate::nginx::event::Timer;
 use crate::nginx::log::Level;
-use crate::nginx::output::OutputChain;
+use crate::nginx::output::{OutputChain, Sent};
 use crate::nginx::request::HttpRequest;
 
 /// What a handler does with the request next.
@@ -88,10 +88,13 @@ impl RequestCtx {
         }
     }
 
-    fn ack(&mut self, bytes: usize) {
-        if bytes > 0 {
+    /// Credits the producer with what nginx finished writing (see
+    /// [`super::exchange::cost`]).
+    fn ack(&mut self, sent: &Sent) {
+        let credit = sent.released + sent.released_buffers * CHUNK_COST;
+        if credit > 0 {
             if let Some(source) = self.source.as_mut() {
-                source.ack(bytes);
+                source.ack(credit);
             }
         }
     }
@@ -184,7 +187,7 @@ impl RequestCtx {
     /// the client learns the response is incomplete.
     fn break_off(&mut self, req: HttpRequest) -> Next {
         let sent = self.out.send(req);
-        self.ack(sent.released);
+        self.ack(&sent);
         Next::Finalize(NGX_ERROR as ngx_int_t)
     }
 
@@ -241,7 +244,7 @@ impl RequestCtx {
         let wev = req.write_event();
         if self.header_sent {
             let sent = self.out.send(req);
-            self.ack(sent.released);
+            self.ack(&sent);
             if sent.rc == NGX_ERROR as ngx_int_t || req.connection_failed() {
                 return Next::Finalize(NGX_ERROR as ngx_int_t);
             }

@@ -47,8 +47,10 @@ enum Held {
 /// What one [`OutputChain::send`] did.
 pub struct Sent {
     pub rc: ngx_int_t,
-    /// Bytes nginx finished with during this call.
+    /// Memory bytes nginx finished with during this call...
     pub released: usize,
+    /// ...in this many buffers.
+    pub released_buffers: usize,
 }
 
 impl OutputChain {
@@ -159,7 +161,8 @@ impl OutputChain {
             ngx_chain_update_chains(r.pool(), &mut self.free, &mut self.busy, &mut self.out, self.tag);
         }
         self.out_tail = ptr::null_mut();
-        Sent { rc, released: self.release() }
+        let (released, released_buffers) = self.release();
+        Sent { rc, released, released_buffers }
     }
 
     /// True while nginx has not finished writing some of our buffers.
@@ -168,23 +171,25 @@ impl OutputChain {
     }
 
     /// Drops what backs every buffer nginx no longer references, and
-    /// returns how many memory bytes that freed. Buffers are written in
-    /// order, so everything before the first busy buffer is done.
-    fn release(&mut self) -> usize {
+    /// returns how many memory bytes (in how many buffers) that freed.
+    /// Buffers are written in order, so everything before the first busy
+    /// buffer is done.
+    fn release(&mut self) -> (usize, usize) {
         // SAFETY: `busy` links are ours; update_chains stops at the first
         // one nginx has not finished, which is still in `held`.
         let first_busy = unsafe { self.busy.as_ref().and_then(|cl| NonNull::new(cl.buf)) };
-        let mut released = 0;
+        let (mut released, mut buffers) = (0, 0);
         while let Some((buf, _)) = self.held.front() {
             if Some(*buf) == first_busy {
                 break;
             }
             if let Some((_, Held::Memory(data))) = self.held.pop_front() {
                 released += data.len();
+                buffers += 1;
             }
         }
         self.held_bytes -= released;
-        released
+        (released, buffers)
     }
 
     fn append(&mut self, link: *mut ngx_chain_t) {

@@ -43,3 +43,25 @@ cmp_ok($growth, '<', 64, sprintf('peak RSS grew %.1f MiB (%.1f -> %.1f MiB)', $g
 --- wait: 0.5
 --- error_log
 firehose: produced 1073741824 bytes
+
+
+=== TEST 2: one-byte chunks to a client that stops reading: memory stays bounded (chunks cost, not just bytes)
+--- config
+location /drip {
+    rust_wsgi $TEST_NGINX_APPS/drip.py;
+}
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py;
+}
+--- perl
+use Time::HiRes qw(sleep);
+http_get('/');    # warm: Python is loaded
+my ($worker) = worker_pids();
+my $before = main::vm_hwm($worker);
+my $s = http_start("GET /drip HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+sysread($s, my $buf, 1024);
+like($buf, qr{^HTTP/1.1 200}, 'streaming');
+sleep 3;
+my $growth = (main::vm_hwm($worker) - $before) / 1024;
+cmp_ok($growth, '<', 32, sprintf('peak RSS grew %.1f MiB', $growth));
+close $s;

@@ -487,12 +487,17 @@ sub parse_response {
     }
     $body //= '';
     if (join(',', @{ $res{headers}{'transfer-encoding'} // [] }) =~ /chunked/i) {
-        my ($plain, $complete) = ('', 0);
-        while ($body =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n//) {
-            my $size = hex $1;
+        # An offset walk: cutting the front off a large string per chunk
+        # would be quadratic.
+        my ($plain, $complete, $at) = ('', 0, 0);
+        while ((my $eol = index($body, "\r\n", $at)) >= 0) {
+            my ($size) = substr($body, $at, $eol - $at) =~ /^([0-9a-fA-F]+)/ or last;
+            $size = hex $size;
+            $at = $eol + 2;
             if ($size == 0) { $complete = 1; last }
-            $plain .= substr($body, 0, $size, '');
-            $body =~ s/^\r\n//;
+            last if $at + $size > length $body;
+            $plain .= substr($body, $at, $size);
+            $at += $size + 2;
         }
         $res{chunked_complete} = $complete;
         $body = $plain;
