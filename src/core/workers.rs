@@ -1,4 +1,4 @@
-//! Threads the module owns.
+//! Threads owned by the module.
 //!
 //! They start with every signal blocked, as nginx's own thread pool does:
 //! otherwise SIGHUP, SIGQUIT or SIGCHLD could be delivered to one of them,
@@ -6,13 +6,10 @@
 //! reloading or exiting.
 
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-
-pub type Task = Box<dyn FnOnce() + Send + 'static>;
 
 /// Python wants deep C stacks (recursion, regex, parsers); match the 8 MiB
 /// main-thread default instead of Rust's 2 MiB.
@@ -33,15 +30,17 @@ pub fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> io::Result<J
     }
 }
 
-/// A fixed-size pool of threads taking tasks from one queue.
-pub struct Workers {
-    tx: Option<Sender<Task>>,
+/// A fixed-size pool of threads taking jobs of type `T` from one queue.
+/// Each thread runs `run` on the queue until it closes; the adapter decides
+/// how a thread works through its jobs.
+pub struct Workers<T: Send + 'static> {
+    tx: Option<Sender<T>>,
     threads: Vec<JoinHandle<()>>,
 }
 
-impl Workers {
-    pub fn start(name: &str, count: usize) -> io::Result<Workers> {
-        let (tx, rx) = crossbeam_channel::unbounded::<Task>();
+impl<T: Send + 'static> Workers<T> {
+    pub fn start(name: &str, count: usize, run: fn(Receiver<T>)) -> io::Result<Workers<T>> {
+        let (tx, rx) = crossbeam_channel::unbounded::<T>();
         let mut threads = Vec::with_capacity(count);
         for i in 0..count {
             let rx = rx.clone();
@@ -50,16 +49,16 @@ impl Workers {
         Ok(Workers { tx: Some(tx), threads })
     }
 
-    /// Queues a task; gives it back if the pool is shutting down.
-    pub fn submit(&self, task: Task) -> Result<(), Task> {
+    /// Queues a job; gives it back if the pool is shutting down.
+    pub fn submit(&self, job: T) -> Result<(), T> {
         match &self.tx {
-            Some(tx) => tx.send(task).map_err(|e| e.into_inner()),
-            None => Err(task),
+            Some(tx) => tx.send(job).map_err(|e| e.into_inner()),
+            None => Err(job),
         }
     }
 
     /// Closes the queue and waits up to `grace` for the threads to finish
-    /// their current task. Threads stuck in app code past that are left to
+    /// their current job. Threads stuck in app code past that are left to
     /// die with the process; waiting longer would hold up nginx's shutdown.
     pub fn shutdown(mut self, grace: Duration) -> usize {
         self.tx = None;
@@ -82,12 +81,4 @@ pub fn wait_all(threads: Vec<JoinHandle<()>>, grace: Duration) -> usize {
         }
     }
     stuck
-}
-
-fn run(rx: Receiver<Task>) {
-    while let Ok(task) = rx.recv() {
-        // A panicking task has already answered its request through the
-        // sink's Drop; the thread itself keeps serving.
-        let _ = catch_unwind(AssertUnwindSafe(task));
-    }
 }

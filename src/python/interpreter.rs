@@ -77,6 +77,30 @@ fn set_state(state: u8) {
     CHANGED.1.notify_all();
 }
 
+thread_local! {
+    static HAS_THREAD_STATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Gives the calling thread a Python thread state for good. Without it,
+/// every `Python::attach` on a thread that has none creates one and the
+/// release destroys it again, and with it the frame stack Python 3.11
+/// maps per thread state: an mmap and munmap (and a TLB shootdown on the
+/// other cores) per request. Call before attaching, on module threads.
+pub fn keep_thread_state() {
+    if HAS_THREAD_STATE.with(|h| h.replace(true)) {
+        return;
+    }
+    // SAFETY: Python is initialised (callers waited for `wait_ready`). The
+    // first PyGILState_Ensure creates this thread's state and takes the
+    // GIL; PyEval_SaveThread releases the GIL but keeps the state, whose
+    // counter stays at one, so later attach/release pairs reuse it. It is
+    // never released: module threads live as long as the process.
+    unsafe {
+        ffi::PyGILState_Ensure();
+        ffi::PyEval_SaveThread();
+    }
+}
+
 /// Blocks until Python is initialised; false if set-up failed.
 pub fn wait_ready() -> bool {
     let mut state = STATE.load(Ordering::Acquire);

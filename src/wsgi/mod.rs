@@ -42,7 +42,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
 
 struct WsgiWorker {
     interpreter: Interpreter,
-    threads: Workers,
+    threads: Workers<serving::Job>,
     apps: Vec<Arc<App>>,
 }
 
@@ -86,10 +86,10 @@ impl Adapter for Wsgi {
         let sink = ResponseSink::new(Arc::clone(&exchange));
         WORKER.with(|worker| {
             if let Some(worker) = worker.borrow().as_ref() {
-                let task = Box::new(move || serving::serve(app, head, body, sink, errors_level));
-                // A refused task (the pool is stopping) drops its sink,
-                // which answers 500.
-                let _ = worker.threads.submit(task);
+                let job = serving::Job::Request(serving::Request { app, head, body, sink, errors_level });
+                // A refused job (the pool is stopping) drops its sink, which
+                // answers 500.
+                let _ = worker.threads.submit(job);
             }
         });
         Ok(threaded::attach(r, exchange))
@@ -114,7 +114,7 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
     };
     let interpreter =
         interpreter::start(mcf.python.clone(), on_error).map_err(|e| format!("cannot start the Python thread: {e}"))?;
-    let threads = Workers::start("rgw-wsgi", mcf.wsgi.threads())
+    let threads = Workers::start("rgw-wsgi", mcf.wsgi.threads(), serving::run_thread)
         .map_err(|e| format!("cannot start the rust_wsgi threads: {e}"))?;
     let logger: Logger = {
         let bridge = Arc::clone(&bridge);
@@ -147,8 +147,7 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
         }
     }
     for app in &apps {
-        let (app, bridge) = (Arc::clone(app), Arc::clone(&bridge));
-        let _ = threads.submit(Box::new(move || serving::preload(&app, &bridge)));
+        let _ = threads.submit(serving::Job::Preload(Arc::clone(app), Arc::clone(&bridge)));
     }
     WORKER.with(|w| *w.borrow_mut() = Some(WsgiWorker { interpreter, threads, apps }));
     Ok(())
