@@ -112,7 +112,7 @@ const fn directive(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 const NO_POST: *mut c_void = std::ptr::null_mut();
 
-pub static mut COMMANDS: [ngx_command_t; 21] = [
+pub static mut COMMANDS: [ngx_command_t; 22] = [
     // rust_wsgi*
     directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, wsgi::rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(
@@ -124,6 +124,7 @@ pub static mut COMMANDS: [ngx_command_t; 21] = [
         // nginx only reads the bounds through this pointer.
         addr_of_mut!(wsgi::THREADS_BOUNDS) as *mut c_void,
     ),
+    directive(ngx_string!("rust_wsgi_spin"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, wsgi::rust_wsgi_spin, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
     directive(
         ngx_string!("rust_wsgi_read_timeout"),
         ANY_LEVEL | NGX_CONF_TAKE1,

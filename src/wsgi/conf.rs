@@ -17,6 +17,8 @@ use crate::python::apps::{AppSpec, Reload};
 pub struct WsgiMainConf {
     /// `rust_wsgi_threads`, NGX_CONF_UNSET until set.
     pub threads: ngx_int_t,
+    /// `rust_wsgi_spin` in µs (nginx's time slots stop at milliseconds).
+    pub spin_us: Option<u64>,
     /// Every app named by `rust_wsgi`, each once; locations refer to them by
     /// index, so a file used in several locations is imported once.
     pub apps: Vec<AppConf>,
@@ -24,7 +26,7 @@ pub struct WsgiMainConf {
 
 impl Default for WsgiMainConf {
     fn default() -> Self {
-        WsgiMainConf { threads: nginx_sys::NGX_CONF_UNSET as ngx_int_t, apps: Vec::new() }
+        WsgiMainConf { threads: nginx_sys::NGX_CONF_UNSET as ngx_int_t, spin_us: None, apps: Vec::new() }
     }
 }
 
@@ -48,6 +50,15 @@ impl WsgiMainConf {
         } else {
             self.threads as usize
         }
+    }
+
+    /// A parked thread takes tens of µs to wake; a hello-world request at
+    /// one connection takes about as long. 100 µs covers the gap between a
+    /// response and the next request of the same client.
+    pub const DEFAULT_SPIN_US: u64 = 100;
+
+    pub fn spin_us(&self) -> u64 {
+        self.spin_us.unwrap_or(Self::DEFAULT_SPIN_US)
     }
 
     fn app_index(&mut self, spec: AppSpec) -> usize {
@@ -226,4 +237,48 @@ pub(crate) unsafe extern "C" fn rust_wsgi_reload(cf: *mut ngx_conf_t, _cmd: *mut
     };
     lcf.reload = Some(reload);
     CONF_OK
+}
+
+/// `rust_wsgi_spin time;` (down to microseconds: 100us, 0 for never)
+pub(crate) unsafe extern "C" fn rust_wsgi_spin(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes the configuration being parsed and this module's
+    // main conf.
+    let (cf_ref, mcf) = unsafe { (&*cf, &mut (*(conf as *mut crate::conf::MainConf)).wsgi) };
+    if mcf.spin_us.is_some() {
+        return conf_error(cf, "\"rust_wsgi_spin\" is duplicate");
+    }
+    let arg = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
+    match parse_micros(&arg) {
+        Some(us) if us <= 10_000 => {
+            mcf.spin_us = Some(us);
+            CONF_OK
+        }
+        _ => conf_error(cf, &format!("\"rust_wsgi_spin {arg}\": give a time of at most 10ms, such as 100us, or 0 to turn it off")),
+    }
+}
+
+/// "100us", "1ms", "0" into microseconds.
+fn parse_micros(text: &str) -> Option<u64> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1000)
+    } else {
+        (text, if text == "0" { 1 } else { return None })
+    };
+    number.parse::<u64>().ok().map(|n| n * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_micros;
+
+    #[test]
+    fn spin_times() {
+        assert_eq!(parse_micros("100us"), Some(100));
+        assert_eq!(parse_micros("2ms"), Some(2000));
+        assert_eq!(parse_micros("0"), Some(0));
+        assert_eq!(parse_micros("5"), None);
+        assert_eq!(parse_micros("fast"), None);
+    }
 }

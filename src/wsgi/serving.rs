@@ -3,7 +3,11 @@
 use std::fs::File;
 use std::io::Seek;
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::TryRecvError;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -45,7 +49,7 @@ const BATCH: usize = 16;
 /// GIL saves a park, a wake-up and a GIL hand-over per request under load;
 /// an idle pool still wakes a thread per job.
 pub fn run_thread(jobs: crossbeam_channel::Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
+    while let Some(job) = next_job(&jobs) {
         if !interpreter::wait_ready() {
             fail_unstarted(job);
             continue;
@@ -65,6 +69,37 @@ pub fn run_thread(jobs: crossbeam_channel::Receiver<Job>) {
             }
         });
     }
+}
+
+/// How long (µs) one thread of the pool waits for the next job before it
+/// parks (`rust_wsgi_spin`; 0: never).
+pub static SPIN_MICROS: AtomicU64 = AtomicU64::new(0);
+/// Whether a thread of this pool is spinning now: one is enough.
+static SPINNING: AtomicBool = AtomicBool::new(false);
+
+/// The next job. Waking a parked thread costs tens of microseconds, as long
+/// as a whole hello-world request at low load; so one thread at a time
+/// keeps looking for a moment before it parks. It yields the CPU on every
+/// look, so nginx's own thread (which has the next request to hand over)
+/// always goes first.
+fn next_job(jobs: &crossbeam_channel::Receiver<Job>) -> Option<Job> {
+    let spin = SPIN_MICROS.load(Ordering::Relaxed);
+    if spin > 0 && SPINNING.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        let until = Instant::now() + Duration::from_micros(spin);
+        let found = loop {
+            match jobs.try_recv() {
+                Ok(job) => break Some(Some(job)),
+                Err(TryRecvError::Disconnected) => break Some(None),
+                Err(TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
+                Err(TryRecvError::Empty) => break None,
+            }
+        };
+        SPINNING.store(false, Ordering::Release);
+        if let Some(job) = found {
+            return job;
+        }
+    }
+    jobs.recv().ok()
 }
 
 fn fail_unstarted(job: Job) {

@@ -119,3 +119,11 @@ unlink $marker;
 my ($code, $out) = nginx_command('-t');
 is($code, 0, 'nginx -t passes') or diag($out);
 ok(!-e $marker, 'nginx -t did not import the app');
+
+
+=== TEST 10: rust_wsgi_spin takes microseconds or milliseconds, at most 10ms
+--- http_config
+rust_wsgi_spin 1s;
+--- must_die
+--- error_log eval
+qr{"rust_wsgi_spin 1s": give a time of at most 10ms, such as 100us, or 0 to turn it off in .*nginx.conf:\d+}

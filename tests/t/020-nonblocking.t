@@ -60,3 +60,41 @@ my @bodies = map { http_finish($_)->{body} } @socks;
 my $elapsed = time - $t0;
 is_deeply(\@bodies, [('slept 0.5') x 6], 'all six answered');
 cmp_ok($elapsed, '>=', 1.4, sprintf('two threads took three rounds (%.2f s)', $elapsed));
+
+
+=== TEST 3: rust_wsgi_spin: an idle worker burns no CPU, even at the longest spin
+--- http_config
+rust_wsgi_spin 10ms;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py;
+}
+--- perl
+use Time::HiRes qw(sleep);
+sub cpu_ticks {
+    my ($pid) = @_;
+    my $stat = Test::Gateway::slurp("/proc/$pid/stat") // return 0;
+    $stat =~ s/^.*\) //s;
+    my @f = split ' ', $stat;
+    return $f[11] + $f[12];    # utime + stime of every thread
+}
+is(http_get('/')->{body}, "Hello, world!", 'served') for 1 .. 50;
+my ($worker) = worker_pids();
+sleep 0.2;
+my $before = cpu_ticks($worker);
+sleep 2;
+my $used = cpu_ticks($worker) - $before;
+cmp_ok($used, '<=', 5, "the idle worker used $used clock ticks in 2 s");
+--- workers: 1
+
+
+=== TEST 4: rust_wsgi_spin 0 parks threads at once and still serves every request
+--- http_config
+rust_wsgi_spin 0;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py;
+}
+--- perl
+my @pending = map { http_start("GET / HTTP/1.0\r\n\r\n") } 1 .. 20;
+is(http_finish($_)->{body}, "Hello, world!", 'served') for @pending;
