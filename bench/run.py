@@ -41,6 +41,14 @@ WSGI_WORKLOADS = [
 CGI_WORKLOADS = [("cgi-sh", "/cgi-bin/hello.sh"), ("cgi-py", "/cgi-bin/hello.py")]
 
 
+def started(pid):
+    """A process's start time, which tells it from a later one with its PID."""
+    try:
+        return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,6 +83,9 @@ class Peer:
         return proc
 
     def stop(self):
+        """Stops the processes it started, by their PIDs, then any child they
+        leave behind (fcgiwrap's children outlive their parent's SIGTERM)."""
+        rest = {(pid, started(pid)) for pid in self.tree()} - {(p.pid, started(p.pid)) for p in self.procs}
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM if proc.args[0] != NGINX else signal.SIGQUIT)
@@ -84,6 +95,12 @@ class Peer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for pid, start in rest:
+            if start is not None and started(pid) == start:    # not a reused PID
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def tree(self):
         """Every pid of this peer's process trees."""

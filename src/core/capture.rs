@@ -7,7 +7,8 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use crate::nginx::request::{BodyPart, HttpRequest};
@@ -117,7 +118,7 @@ impl Body {
     }
 
     pub fn reader(self) -> BodyReader {
-        BodyReader { body: self, piece: 0, offset: 0 }
+        BodyReader { body: self, piece: 0, offset: 0, passed: 0 }
     }
 }
 
@@ -128,27 +129,57 @@ pub struct BodyReader {
     piece: usize,
     /// Offset within the current piece.
     offset: u64,
+    /// Bytes of the pieces before the current one.
+    passed: u64,
 }
 
 impl BodyReader {
     /// Bytes not read yet.
     pub fn remaining(&self) -> u64 {
-        let consumed: u64 = self.body.pieces[..self.piece].iter().map(Piece::len).sum();
-        self.body.len - consumed - self.offset
+        self.body.len - self.passed - self.offset
+    }
+
+    /// How many bytes a read of at most `max` (`None`: all) returns.
+    pub fn read_len(&self, max: Option<usize>) -> usize {
+        max.map_or(self.remaining(), |m| (m as u64).min(self.remaining())) as usize
     }
 
     /// Reads up to `max` bytes (all that is left with `None`).
     pub fn read(&mut self, max: Option<usize>) -> io::Result<Vec<u8>> {
-        let want = max.map_or(self.remaining(), |m| (m as u64).min(self.remaining())) as usize;
-        let mut out = Vec::with_capacity(want);
-        while out.len() < want {
-            let chunk = self.next_chunk(want - out.len())?;
-            if chunk.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&chunk);
-        }
+        let len = self.read_len(max);
+        let mut out = Vec::with_capacity(len);
+        self.fill(&mut out.spare_capacity_mut()[..len])?;
+        // SAFETY: fill() initialised these `len` bytes.
+        unsafe { out.set_len(len) };
         Ok(out)
+    }
+
+    /// Fills `out` with the next bytes: one copy, straight from memory or
+    /// from nginx's temp file, so a caller can read into the buffer it
+    /// returns (a Python bytes object) without zeroing it first. All of
+    /// `out` is written unless this fails; `out` must be at most
+    /// `remaining()` long.
+    pub fn fill(&mut self, out: &mut [MaybeUninit<u8>]) -> io::Result<()> {
+        let mut filled = 0;
+        while filled < out.len() {
+            let Some(piece) = self.body.pieces.get(self.piece) else {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the request body"));
+            };
+            let take = ((out.len() - filled) as u64).min(piece.len() - self.offset) as usize;
+            let dest = out[filled..filled + take].as_mut_ptr().cast::<u8>();
+            match piece {
+                Piece::Memory(m) => {
+                    let src = &m[self.offset as usize..][..take];
+                    // SAFETY: `dest` has room for `take` bytes and is not
+                    // part of the body.
+                    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dest, take) };
+                }
+                Piece::File { file, start, .. } => pread_exact(file, dest, take, start + self.offset)?,
+            }
+            filled += take;
+            self.advance(take as u64);
+        }
+        Ok(())
     }
 
     /// Reads through the next `\n` (included), at most `max` bytes.
@@ -159,12 +190,12 @@ impl BodyReader {
             let Some(piece) = self.body.pieces.get(self.piece) else { break };
             let window = (limit - out.len()).min(8192) as u64;
             let take = window.min(piece.len() - self.offset) as usize;
-            let bytes = self.peek(take)?;
-            let used = match bytes.iter().position(|&c| c == b'\n') {
-                Some(i) => i + 1,
-                None => bytes.len(),
+            let used = {
+                let bytes = self.span(take)?;
+                let used = bytes.iter().position(|&c| c == b'\n').map_or(bytes.len(), |i| i + 1);
+                out.extend_from_slice(&bytes[..used]);
+                used
             };
-            out.extend_from_slice(&bytes[..used]);
             self.advance(used as u64);
             if out.last() == Some(&b'\n') {
                 break;
@@ -206,42 +237,21 @@ impl BodyReader {
                 };
             }
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "request body temp file is shorter than nginx recorded"));
+                return Err(short_file());
             }
             self.advance(n as u64);
         }
     }
 
-    /// Up to `max` bytes from the current piece, consumed.
-    fn next_chunk(&mut self, max: usize) -> io::Result<Vec<u8>> {
-        let Some(piece) = self.body.pieces.get(self.piece) else { return Ok(Vec::new()) };
-        let take = (max as u64).min(piece.len() - self.offset) as usize;
-        let bytes = self.peek(take)?;
-        self.advance(bytes.len() as u64);
-        Ok(bytes)
-    }
-
-    /// Up to `len` bytes from the current piece, not consumed.
-    fn peek(&self, len: usize) -> io::Result<Vec<u8>> {
+    /// Up to `len` bytes of the current piece, not consumed: borrowed from
+    /// memory, read from the file.
+    fn span(&self, len: usize) -> io::Result<std::borrow::Cow<'_, [u8]>> {
         match &self.body.pieces[self.piece] {
-            Piece::Memory(m) => {
-                let at = self.offset as usize;
-                Ok(m[at..at + len].to_vec())
-            }
+            Piece::Memory(m) => Ok(std::borrow::Cow::Borrowed(&m[self.offset as usize..][..len])),
             Piece::File { file, start, .. } => {
                 let mut buf = vec![0; len];
-                let mut filled = 0;
-                while filled < len {
-                    let n = file.read_at(&mut buf[filled..], start + self.offset + filled as u64)?;
-                    if n == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "request body temp file is shorter than nginx recorded",
-                        ));
-                    }
-                    filled += n;
-                }
-                Ok(buf)
+                read_exact_at(file, &mut buf, start + self.offset)?;
+                Ok(std::borrow::Cow::Owned(buf))
             }
         }
     }
@@ -250,11 +260,43 @@ impl BodyReader {
         self.offset += n;
         if let Some(piece) = self.body.pieces.get(self.piece) {
             if self.offset >= piece.len() {
+                self.passed += piece.len();
                 self.piece += 1;
                 self.offset = 0;
             }
         }
     }
+}
+
+fn read_exact_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<()> {
+    pread_exact(file, buf.as_mut_ptr(), buf.len(), at)
+}
+
+/// pread() until `len` bytes are at `dest`, which may be uninitialised.
+fn pread_exact(file: &File, dest: *mut u8, len: usize, at: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < len {
+        // SAFETY: `dest` has room for `len` bytes; the fd is open for as
+        // long as `file` lives.
+        let n = unsafe {
+            libc::pread(file.as_raw_fd(), dest.add(done).cast(), len - done, (at + done as u64) as libc::off_t)
+        };
+        match n {
+            0 => return Err(short_file()),
+            n if n < 0 => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+            n => done += n as usize,
+        }
+    }
+    Ok(())
+}
+
+fn short_file() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "request body temp file is shorter than nginx recorded")
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! `wsgi.input` and `wsgi.file_wrapper` (`wsgi.errors` is a
 //! [`crate::python::stdio::LogStream`]).
 
+use std::mem::MaybeUninit;
+
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -22,6 +24,17 @@ impl WsgiInput {
     }
 }
 
+/// A bytes object of `len` bytes whose content is not written yet (no
+/// zeroing: the caller fills it before anyone sees it).
+fn unfilled_bytes(py: Python<'_>, len: usize) -> PyResult<Bound<'_, PyBytes>> {
+    // SAFETY: a NULL source asks CPython for an unfilled object; the new
+    // reference is owned by the Bound.
+    unsafe {
+        Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as pyo3::ffi::Py_ssize_t))
+            .map(|b| b.cast_into_unchecked())
+    }
+}
+
 /// Python's convention: None or a negative size means "no limit".
 fn limit(size: Option<isize>) -> Option<usize> {
     size.and_then(|s| usize::try_from(s).ok())
@@ -31,14 +44,22 @@ fn limit(size: Option<isize>) -> Option<usize> {
 impl WsgiInput {
     #[pyo3(signature = (size = None))]
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        let max = limit(size);
         let reader = &mut self.reader;
-        let bytes = if max.map_or(reader.remaining(), |m| m as u64) > DETACH_ABOVE {
-            py.detach(|| reader.read(max))
-        } else {
-            reader.read(max)
+        let len = reader.read_len(limit(size));
+        let bytes = unfilled_bytes(py, len)?;
+        // SAFETY: the object is new and ours alone; its buffer holds `len`
+        // bytes and lives as long as `bytes`.
+        let out = unsafe {
+            std::slice::from_raw_parts_mut(pyo3::ffi::PyBytes_AsString(bytes.as_ptr()).cast::<MaybeUninit<u8>>(), len)
         };
-        Ok(PyBytes::new(py, &bytes.map_err(|e| PyOSError::new_err(e.to_string()))?))
+        // One copy, from nginx's buffer or temp file into the bytes object.
+        if len as u64 > DETACH_ABOVE {
+            py.detach(|| reader.fill(out))
+        } else {
+            reader.fill(out)
+        }
+        .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(bytes)
     }
 
     #[pyo3(signature = (size = None))]

@@ -491,7 +491,7 @@ location /cgi-bin/ {
     rust_cgi;
 }
 --- perl
-plan skip_all => 'curl is not installed' unless `command -v curl`;
+plan skip_all => 'curl is not installed' unless grep { -x "$_/curl" } split /:/, $ENV{PATH};
 my $out = `curl -s -i --http2-prior-knowledge http://127.0.0.1:@{[server_port()]}/cgi-bin/nph-raw.sh`;
 like($out, qr{^HTTP/2 299}, 'the program\'s status');
 like($out, qr{^x-nph: yes}mi, 'its header');
