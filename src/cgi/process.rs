@@ -147,7 +147,7 @@ impl CgiProcess {
             }
             Output::Body => {
                 self.in_flight += cost(bytes.len());
-                events.push(Event::Body(bytes));
+                events.push(Event::Body(bytes.into()));
             }
             Output::Head(buf) | Output::NphHead(buf) => {
                 buf.extend_from_slice(&bytes);
@@ -197,7 +197,7 @@ impl CgiProcess {
                 self.output = Output::Body;
                 if !rest.is_empty() {
                     self.in_flight += cost(rest.len());
-                    events.push(Event::Body(rest));
+                    events.push(Event::Body(rest.into()));
                 }
             }
         }

@@ -10,6 +10,8 @@
 //! further output is dropped and a waiting app thread is released.
 
 use std::fs::File;
+
+use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -41,7 +43,9 @@ pub enum Event {
     RawHead,
     /// Serve another URI of this server instead (a CGI local redirect).
     Redirect { uri: Vec<u8>, args: Vec<u8> },
-    Body(Vec<u8>),
+    /// Bytes of the body: an owned vector, or memory the app lends until
+    /// nginx has written it (a Python bytes object).
+    Body(Bytes),
     /// Bytes `start..end` of an open file, for nginx to send from the file
     /// itself. `name` is for log lines.
     File { file: File, start: u64, end: u64, name: Vec<u8> },
@@ -223,7 +227,7 @@ impl ResponseSink {
     }
 
     /// Queues a body chunk; the head must have been queued first.
-    pub fn send_body(&mut self, chunk: Vec<u8>) {
+    pub fn send_body(&mut self, chunk: Bytes) {
         debug_assert!(self.head_sent);
         if !chunk.is_empty() {
             self.batch.push(Event::Body(chunk));

@@ -1,7 +1,8 @@
 //! Response bodies through nginx's output filters without copying.
 //!
-//! The app's bytes arrive as owned `Vec<u8>`s, or as ranges of open files.
-//! Each becomes an `ngx_buf_t` that points into the vector (or at the file,
+//! The app's bytes arrive as [`Bytes`] (owned vectors, or Python bytes
+//! objects lent until written), or as ranges of open files. Each becomes
+//! an `ngx_buf_t` that points into that memory (or at the file,
 //! so nginx can use sendfile), and the vector or file is kept here until
 //! nginx has written the buffer. That is the bookkeeping of nginx's non-buffered
 //! upstream path: after every `ngx_http_output_filter` call,
@@ -14,6 +15,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::ptr::{self, NonNull};
 
+use bytes::Bytes;
 use nginx_sys::{
     ngx_alloc_chain_link, ngx_buf_t, ngx_buf_tag_t, ngx_chain_t, ngx_chain_update_chains,
     ngx_file_t, ngx_http_output_filter, ngx_int_t, ngx_pcalloc,
@@ -39,7 +41,7 @@ pub struct OutputChain {
 
 /// What a buffer given to nginx points into.
 enum Held {
-    Memory(Vec<u8>),
+    Memory(Bytes),
     /// Kept open until nginx has sent from it.
     File(#[allow(dead_code)] File),
 }
@@ -73,15 +75,14 @@ impl OutputChain {
     }
 
     /// Queues a body chunk. Empty chunks are skipped.
-    pub fn push(&mut self, r: HttpRequest, data: Vec<u8>) -> Result<(), NgxError> {
+    pub fn push(&mut self, r: HttpRequest, data: Bytes) -> Result<(), NgxError> {
         if data.is_empty() {
             return Ok(());
         }
         let link = self.link(r)?;
         // SAFETY: `link` and its buffer are ours (fresh or from `free`); the
-        // buffer points into `data`, which `held` keeps alive and unmoved
-        // (a Vec's heap block does not move when the Vec itself is moved)
-        // until nginx has written it.
+        // buffer points into `data`, which `held` keeps alive until nginx
+        // has written it (a Bytes' memory does not move with the handle).
         let buf = unsafe {
             let b = &mut *(*link).buf;
             let start = data.as_ptr() as *mut u8;

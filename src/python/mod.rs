@@ -5,6 +5,7 @@
 //! - [`config`]: interpreter settings (`rust_python_*`) and their checks.
 //! - [`apps`]: what `rust_wsgi` names, and loading it once per worker.
 //! - [`errors`]: Python exceptions as log lines.
+//! - [`lend`]: large response bytes go to nginx without a copy.
 //! - [`stdio`]: `wsgi.errors`, `sys.stdout` and `sys.stderr` into nginx's
 //!   error log.
 
@@ -12,4 +13,5 @@ pub mod apps;
 pub mod config;
 pub mod errors;
 pub mod interpreter;
+pub mod lend;
 pub mod stdio;

@@ -13,6 +13,7 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 use crate::core::exchange::{Exchange, ResponseSink, WINDOW};
 use crate::core::head::ResponseHead;
 use crate::nginx::log::Level;
+use crate::python::lend;
 
 #[pyclass(module = "rust_wsgi")]
 pub struct StartResponse {
@@ -141,14 +142,14 @@ impl StartResponse {
 /// at once (the app may take a while to produce the next chunk); otherwise
 /// batches up to the window. Waits, without the GIL, while the client is
 /// behind by a full window.
-pub fn send_body(py: Python<'_>, responder: &Py<StartResponse>, chunk: &[u8], now: bool) -> PyResult<Delivery> {
+pub fn send_body(py: Python<'_>, responder: &Py<StartResponse>, chunk: &Bound<'_, PyBytes>, now: bool) -> PyResult<Delivery> {
     let waiting_on = {
         let mut this = responder.bind(py).try_borrow_mut()?;
         this.ensure_head()?;
-        this.batched += chunk.len();
+        this.batched += chunk.as_bytes().len();
         let publish = now || this.batched >= WINDOW;
         let sink = this.sink()?;
-        sink.send_body(chunk.to_vec());
+        sink.send_body(lend::body_chunk(chunk));
         if !publish {
             return Ok(Delivery::Sent);
         }
@@ -178,7 +179,10 @@ pub struct Write {
 impl Write {
     fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let data = body_bytes(data)?;
-        match send_body(py, &self.responder, data.as_bytes(), true)? {
+        if data.as_bytes().is_empty() {
+            return Ok(());
+        }
+        match send_body(py, &self.responder, data, true)? {
             Delivery::Sent => Ok(()),
             Delivery::Abandoned => Err(PyOSError::new_err("the client closed the connection")),
         }

@@ -205,8 +205,8 @@ fn stream(py: Python<'_>, iterable: &Bound<'_, PyAny>, responder: &Py<StartRespo
         }
         responder.bind(py).try_borrow_mut()?.set_known_length(total);
         for item in &items {
-            let bytes = body_bytes(item)?.as_bytes();
-            if !bytes.is_empty() && send_body(py, responder, bytes, false)? == Delivery::Abandoned {
+            let bytes = body_bytes(item)?;
+            if !bytes.as_bytes().is_empty() && send_body(py, responder, bytes, false)? == Delivery::Abandoned {
                 return Ok(Delivery::Abandoned);
             }
         }
@@ -214,8 +214,8 @@ fn stream(py: Python<'_>, iterable: &Bound<'_, PyAny>, responder: &Py<StartRespo
     }
     for item in iterable.try_iter()? {
         let item = item?;
-        let bytes = body_bytes(&item)?.as_bytes();
-        if !bytes.is_empty() && send_body(py, responder, bytes, true)? == Delivery::Abandoned {
+        let bytes = body_bytes(&item)?;
+        if !bytes.as_bytes().is_empty() && send_body(py, responder, bytes, true)? == Delivery::Abandoned {
             return Ok(Delivery::Abandoned);
         }
     }
