@@ -67,12 +67,11 @@ impl ResponseHead {
         for (name, value) in headers {
             check_name(&name)?;
             check_value(&name, &value)?;
-            let lower = String::from_utf8_lossy(&name).to_ascii_lowercase();
-            if HOP_BY_HOP.contains(&lower.as_str()) {
+            if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes())) {
                 dropped.push(String::from_utf8_lossy(&name).into_owned());
                 continue;
             }
-            if lower == "content-length" && parse_content_length(&value).is_none() {
+            if name.eq_ignore_ascii_case(b"content-length") && parse_content_length(&value).is_none() {
                 return Err(HeadError::HeaderValue {
                     name: String::from_utf8_lossy(&name).into_owned(),
                     problem: "must be a non-negative integer",
@@ -143,7 +142,10 @@ fn parse_status(status: &[u8]) -> Result<(u16, Option<Vec<u8>>), HeadError> {
 
 /// An RFC 9110 token.
 fn check_name(name: &[u8]) -> Result<(), HeadError> {
-    let tchar = |c: &u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c);
+    let tchar = |&c: &u8| {
+        matches!(c, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z'
+            | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+    };
     if name.is_empty() || !name.iter().all(tchar) {
         return Err(HeadError::HeaderName(String::from_utf8_lossy(name).into_owned()));
     }
@@ -151,12 +153,12 @@ fn check_name(name: &[u8]) -> Result<(), HeadError> {
 }
 
 fn check_value(name: &[u8], value: &[u8]) -> Result<(), HeadError> {
-    let problem = if value.iter().any(|&c| c == b'\r' || c == b'\n') {
-        Some("contains CR or LF")
-    } else if !value.iter().all(|&c| is_field_char(c)) {
-        Some("contains a control character")
-    } else {
+    let problem = if value.iter().all(|&c| is_field_char(c)) {
         None
+    } else if value.iter().any(|&c| c == b'\r' || c == b'\n') {
+        Some("contains CR or LF")
+    } else {
+        Some("contains a control character")
     };
     match problem {
         Some(problem) => Err(HeadError::HeaderValue {

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
@@ -216,12 +217,16 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
 
 /// A PEP 3333 "native string": a str whose characters are all latin-1.
 fn native_bytes(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
-    let text = value
-        .cast::<PyString>()
-        .map_err(|_| PyTypeError::new_err(format!("{what} must be a str")))?
-        .to_cow()?;
-    text.chars()
-        .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(|| PyValueError::new_err(format!("{what} {text:?} is not latin-1 text")))
+    let text = value.cast::<PyString>().map_err(|_| PyTypeError::new_err(format!("{what} must be a str")))?;
+    let ptr = text.as_ptr();
+    // SAFETY: `text` is a str (PEP 393, always ready on 3.11+), alive for
+    // this call. A one-byte-kind str stores exactly its latin-1 bytes.
+    unsafe {
+        if ffi::PyUnicode_KIND(ptr) == ffi::PyUnicode_1BYTE_KIND {
+            let len = ffi::PyUnicode_GET_LENGTH(ptr) as usize;
+            return Ok(std::slice::from_raw_parts(ffi::PyUnicode_1BYTE_DATA(ptr), len).to_vec());
+        }
+    }
+    let shown = text.to_cow().map(|t| format!("{t:?}")).unwrap_or_else(|_| text.to_string());
+    Err(PyValueError::new_err(format!("{what} {shown} is not latin-1 text")))
 }

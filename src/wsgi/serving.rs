@@ -11,6 +11,7 @@ use crossbeam_channel::TryRecvError;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
+use pyo3::intern;
 
 use super::callbacks::{body_bytes, send_body, Delivery, StartResponse};
 use super::io::FileWrapper;
@@ -157,8 +158,11 @@ fn run(py: Python<'_>, app: &App, head: &RequestHead, body: Body, sink: Response
         Err(err) => return failed(format!("rust_wsgi: the app \"{}\" raised an exception (traceback follows)", app.spec.path.display()), &err),
     };
     let streamed = stream(py, &iterable, &responder);
-    // PEP 3333: close() is called whatever happened, exactly once.
-    let closed = match iterable.getattr_opt("close") {
+    // PEP 3333: close() is called whatever happened, exactly once. Plain
+    // lists and tuples have none (looking it up would raise and format an
+    // AttributeError per request).
+    let plain = iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>();
+    let closed = match if plain { Ok(None) } else { iterable.getattr_opt(intern!(py, "close")) } {
         Ok(Some(close)) => close.call0().map(drop),
         Ok(None) => Ok(()),
         Err(err) => Err(err),
