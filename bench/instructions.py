@@ -3,7 +3,7 @@
 
 Run through ci/bench-instructions.sh. Wall-clock benchmarks on a shared
 2-core machine move by 10-20% from run to run; instruction counts move by
-well under 1%, so a change that makes the per-request path heavier shows
+about 1%, so a change that makes the per-request path heavier shows
 here even when wrk cannot see it.
 
 nginx runs in one process (master_process off) under callgrind, with
