@@ -77,6 +77,10 @@ struct State {
     /// Window charge (see [`cost`]) published and not yet written by
     /// nginx.
     unacked: usize,
+    /// The app thread waits on `credit`. A notify is a syscall even with
+    /// nobody waiting; most requests never wait, so nginx's thread only
+    /// notifies when this is set.
+    waiting: bool,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -113,7 +117,7 @@ impl Exchange {
         let mut state = self.lock();
         let was_full = state.unacked >= WINDOW;
         state.unacked = state.unacked.saturating_sub(bytes);
-        if was_full && state.unacked < WINDOW {
+        if was_full && state.unacked < WINDOW && state.waiting {
             self.credit.notify_all();
         }
     }
@@ -124,7 +128,9 @@ impl Exchange {
         let mut state = self.lock();
         state.abandoned = true;
         state.events.retain(|e| matches!(e, Event::Log(..) | Event::Fail { .. }));
-        self.credit.notify_all();
+        if state.waiting {
+            self.credit.notify_all();
+        }
     }
 
     // ---- app side --------------------------------------------------------
@@ -175,7 +181,9 @@ impl Exchange {
     pub fn wait_for_window(&self) -> Result<(), Abandoned> {
         let mut state = self.lock();
         while state.unacked >= WINDOW && !state.abandoned {
+            state.waiting = true;
             state = self.credit.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state.waiting = false;
         }
         if state.abandoned {
             Err(Abandoned)
