@@ -9,7 +9,9 @@ use std::io;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
+
+use super::jobs::JobQueue;
 
 /// Python wants deep C stacks (recursion, regex, parsers); match the 8 MiB
 /// main-thread default instead of Rust's 2 MiB.
@@ -30,38 +32,35 @@ pub fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> io::Result<J
     }
 }
 
-/// A fixed-size pool of threads taking jobs of type `T` from one queue.
-/// Each thread runs `run` on the queue until it closes; the adapter decides
-/// how a thread works through its jobs.
+/// A fixed-size pool of threads taking jobs of type `T` from one
+/// [`JobQueue`]. Each thread runs `run` on the queue until it closes; the
+/// adapter decides how a thread works through its jobs.
 pub struct Workers<T: Send + 'static> {
-    tx: Option<Sender<T>>,
+    queue: Arc<JobQueue<T>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl<T: Send + 'static> Workers<T> {
-    pub fn start(name: &str, count: usize, run: fn(Receiver<T>)) -> io::Result<Workers<T>> {
-        let (tx, rx) = crossbeam_channel::unbounded::<T>();
+    pub fn start(name: &str, count: usize, spin: Duration, run: fn(&JobQueue<T>)) -> io::Result<Workers<T>> {
+        let queue = Arc::new(JobQueue::new(spin));
         let mut threads = Vec::with_capacity(count);
         for i in 0..count {
-            let rx = rx.clone();
-            threads.push(spawn(format!("{name}-{i}"), move || run(rx))?);
+            let queue = Arc::clone(&queue);
+            threads.push(spawn(format!("{name}-{i}"), move || run(&queue))?);
         }
-        Ok(Workers { tx: Some(tx), threads })
+        Ok(Workers { queue, threads })
     }
 
     /// Queues a job; gives it back if the pool is shutting down.
     pub fn submit(&self, job: T) -> Result<(), T> {
-        match &self.tx {
-            Some(tx) => tx.send(job).map_err(|e| e.into_inner()),
-            None => Err(job),
-        }
+        self.queue.push(job)
     }
 
     /// Closes the queue and waits up to `grace` for the threads to finish
-    /// their current job. Threads stuck in app code past that are left to
+    /// the queued jobs. Threads stuck in app code past that are left to
     /// die with the process; waiting longer would hold up nginx's shutdown.
     pub fn shutdown(mut self, grace: Duration) -> usize {
-        self.tx = None;
+        self.queue.close();
         wait_all(std::mem::take(&mut self.threads), grace)
     }
 }

@@ -114,8 +114,8 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
     };
     let interpreter =
         interpreter::start(mcf.python.clone(), on_error).map_err(|e| format!("cannot start the Python thread: {e}"))?;
-    serving::SPIN_MICROS.store(mcf.wsgi.spin_us(), std::sync::atomic::Ordering::Relaxed);
-    let threads = Workers::start("rgw-wsgi", mcf.wsgi.threads(), serving::run_thread)
+    let spin = std::time::Duration::from_micros(mcf.wsgi.spin_us());
+    let threads = Workers::start("rgw-wsgi", mcf.wsgi.threads(), spin, serving::run_thread)
         .map_err(|e| format!("cannot start the rust_wsgi threads: {e}"))?;
     let logger: Logger = {
         let bridge = Arc::clone(&bridge);

@@ -3,11 +3,7 @@
 use std::fs::File;
 use std::io::Seek;
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use crossbeam_channel::TryRecvError;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -19,6 +15,7 @@ use super::types::environ;
 use crate::core::bridge::Bridge;
 use crate::core::capture::{Body, RequestHead};
 use crate::core::exchange::ResponseSink;
+use crate::core::jobs::JobQueue;
 use crate::nginx::log::Level;
 use crate::python::apps::{App, LoadError};
 use crate::python::{errors, interpreter, stdio};
@@ -46,11 +43,13 @@ pub struct Request {
 const BATCH: usize = 16;
 
 /// A Python thread's life: wait for a job without the GIL, then run it, and
-/// any jobs already queued, in one go. Taking queued work while holding the
-/// GIL saves a park, a wake-up and a GIL hand-over per request under load;
-/// an idle pool still wakes a thread per job.
-pub fn run_thread(jobs: crossbeam_channel::Receiver<Job>) {
-    while let Some(job) = next_job(&jobs) {
+/// any jobs already queued, in one go. The queue hands a job to a sleeping
+/// thread only when no thread is working (see [`JobQueue`]), so under load
+/// one thread keeps the GIL and works through the queue instead of trading
+/// the GIL with the others for every request.
+pub fn run_thread(jobs: &JobQueue<Job>) {
+    let mut taker = jobs.taker();
+    while let Some(job) = jobs.next(&mut taker) {
         if !interpreter::wait_ready() {
             fail_unstarted(job);
             continue;
@@ -65,42 +64,11 @@ pub fn run_thread(jobs: crossbeam_channel::Receiver<Job>) {
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(py, job)));
                 ran += 1;
                 if ran < BATCH {
-                    next = jobs.try_recv().ok();
+                    next = jobs.try_next(&mut taker);
                 }
             }
         });
     }
-}
-
-/// How long (µs) one thread of the pool waits for the next job before it
-/// parks (`rust_wsgi_spin`; 0: never).
-pub static SPIN_MICROS: AtomicU64 = AtomicU64::new(0);
-/// Whether a thread of this pool is spinning now: one is enough.
-static SPINNING: AtomicBool = AtomicBool::new(false);
-
-/// The next job. Waking a parked thread costs tens of microseconds, as long
-/// as a whole hello-world request at low load; so one thread at a time
-/// keeps looking for a moment before it parks. It yields the CPU on every
-/// look, so nginx's own thread (which has the next request to hand over)
-/// always goes first.
-fn next_job(jobs: &crossbeam_channel::Receiver<Job>) -> Option<Job> {
-    let spin = SPIN_MICROS.load(Ordering::Relaxed);
-    if spin > 0 && SPINNING.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-        let until = Instant::now() + Duration::from_micros(spin);
-        let found = loop {
-            match jobs.try_recv() {
-                Ok(job) => break Some(Some(job)),
-                Err(TryRecvError::Disconnected) => break Some(None),
-                Err(TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
-                Err(TryRecvError::Empty) => break None,
-            }
-        };
-        SPINNING.store(false, Ordering::Release);
-        if let Some(job) = found {
-            return job;
-        }
-    }
-    jobs.recv().ok()
 }
 
 fn fail_unstarted(job: Job) {

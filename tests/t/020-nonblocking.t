@@ -98,3 +98,39 @@ location / {
 --- perl
 my @pending = map { http_start("GET / HTTP/1.0\r\n\r\n") } 1 .. 20;
 is(http_finish($_)->{body}, "Hello, world!", 'served') for @pending;
+
+
+=== TEST 5: after a burst, the idle threads stop waking within seconds (the standby parks)
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py;
+}
+location /slow {
+    rust_wsgi $TEST_NGINX_APPS/slow.py;
+}
+--- perl
+use Time::HiRes qw(sleep);
+sub wakeups {
+    my ($pid) = @_;
+    my $total = 0;
+    for my $status (glob "/proc/$pid/task/*/status") {
+        my $text = Test::Gateway::slurp($status) // next;
+        $total += $1 while $text =~ /^(?:non)?voluntary_ctxt_switches:\s+(\d+)/mg;
+    }
+    return $total;
+}
+# A slow request keeps a thread working, so the standby watches (wakes
+# every millisecond) until it is done and a second after.
+my ($worker) = worker_pids();
+my $slow = http_start("GET /slow?s=1 HTTP/1.0\r\n\r\n");
+is(http_get('/')->{body}, "Hello, world!", 'served') for 1 .. 20;
+my $start = wakeups($worker);
+http_finish($slow);
+my $watching = wakeups($worker) - $start;
+cmp_ok($watching, '>=', 100, "the standby watched the slow request ($watching wake-ups)");
+sleep 2.5;
+my $before = wakeups($worker);
+sleep 2;
+my $woke = wakeups($worker) - $before;
+cmp_ok($woke, '<=', 10, "the idle worker's threads woke $woke times in 2 s");
+--- workers: 1
