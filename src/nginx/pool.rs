@@ -35,3 +35,70 @@ unsafe extern "C" fn drop_value<T>(data: *mut c_void) {
     // SAFETY: registered by `pool_box` for exactly this pointer and type.
     unsafe { ptr::drop_in_place(data as *mut T) }
 }
+
+/// A block nginx allocated outside a pool's own blocks (a "large"
+/// allocation, from malloc), taken over from the pool: nginx no longer
+/// frees it, the last holder does. The pool keeps one reference until it is
+/// destroyed, so nginx may still read the block for as long as the pool
+/// lives (a `$request_body` in the access log, say).
+pub struct PoolBlock {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: nobody writes to the block once it is adopted (it holds a
+// finished request body), and it is freed exactly once, by the last owner.
+unsafe impl Send for PoolBlock {}
+// SAFETY: as above; shared access only reads.
+unsafe impl Sync for PoolBlock {}
+
+impl AsRef<[u8]> for PoolBlock {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `len` bytes from `ptr` were initialised by nginx before
+        // the adoption and stay allocated until Drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for PoolBlock {
+    fn drop(&mut self) {
+        // SAFETY: ngx_palloc_large allocates with malloc (ngx_alloc), and
+        // the pool no longer lists the block, so nobody else frees it.
+        unsafe { libc::free(self.ptr.as_ptr().cast()) }
+    }
+}
+
+/// One holder of an adopted block.
+pub struct SharedBlock(std::sync::Arc<PoolBlock>);
+
+impl AsRef<[u8]> for SharedBlock {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_ref().as_ref()
+    }
+}
+
+/// The `len` bytes at `data`, if they start a large allocation of `pool`:
+/// then without a copy. Returns None otherwise (copy them instead).
+///
+/// # Safety
+/// `pool` must be a live nginx pool, used on the nginx thread, and `len`
+/// bytes at `data` must be initialised and never written again.
+pub unsafe fn pool_adopt_large(pool: *mut ngx_pool_t, data: *const u8, len: usize) -> Option<SharedBlock> {
+    // SAFETY: the caller vouches for the pool; its large list is a plain
+    // linked list of live nodes, touched only on this thread.
+    unsafe {
+        let mut large = (*pool).large;
+        while let Some(node) = large.as_mut() {
+            if node.alloc.cast_const() == data.cast::<c_void>() {
+                let block = std::sync::Arc::new(PoolBlock { ptr: NonNull::new(data.cast_mut())?, len });
+                // The pool's reference: without it, leave the block to nginx.
+                pool_box(pool, std::sync::Arc::clone(&block))?;
+                // Unlisted, ngx_pfree and ngx_destroy_pool skip it.
+                node.alloc = ptr::null_mut();
+                return Some(SharedBlock(block));
+            }
+            large = node.next;
+        }
+        None
+    }
+}

@@ -20,7 +20,7 @@ use nginx_sys::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
 
 use super::log::Log;
-use super::pool::pool_box;
+use super::pool::{pool_adopt_large, pool_box, SharedBlock};
 use super::{NgxError, NO_MEMORY};
 
 /// A request handler as nginx stores it in `r->read_event_handler` and
@@ -302,6 +302,15 @@ impl HttpRequest {
             }
         }
         parts
+    }
+
+    /// Takes over a memory part of the finished body (from
+    /// [`Self::body_parts`]) without copying it, when it is a block of its
+    /// own in the request pool (large bodies are); None otherwise.
+    pub fn adopt_body_memory(&self, part: &[u8]) -> Option<SharedBlock> {
+        // SAFETY: the request pool is live on this (nginx's) thread, and a
+        // finished body's buffers are never written again.
+        unsafe { pool_adopt_large(self.pool(), part.as_ptr(), part.len()) }
     }
 
     // ---- the response head ----------------------------------------------

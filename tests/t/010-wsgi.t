@@ -114,6 +114,32 @@ ok($r->{body} eq $body, 'the app read the body intact');
 a client request body is buffered to a temporary file
 
 
+=== TEST 5b: a large body held in memory reaches the app intact, and nginx still logs it as $request_body
+--- http_config
+client_body_buffer_size 1m;
+client_max_body_size 10m;
+log_format bodies '$request_body';
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/echo.py;
+    access_log logs/bodies.log bodies;
+}
+--- perl
+use Time::HiRes qw(sleep);
+# Big enough to be nginx's own pool block, which the module adopts instead
+# of copying; the log reads it after the app is done with it.
+my @bodies = map { my $n = $_; join '', map { sprintf "%07d,", $_ * $n } 1 .. 30000 } 1 .. 3;
+for my $body (@bodies) {
+    my $r = http_request("POST /?how=read HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        . "Content-Length: " . length($body) . "\r\n\r\n$body");
+    is($r->{status}, 200, 'status');
+    ok($r->{body} eq $body, 'the app read the ' . length($body) . '-byte body intact');
+}
+sleep 0.3;
+my $log = Test::Gateway::slurp(Test::Gateway::servroot() . '/logs/bodies.log') // '';
+is($log, join('', map { "$_\n" } @bodies), 'the access log has every body, byte for byte');
+
+
 === TEST 6: a chunked request body gets a correct CONTENT_LENGTH
 --- config
 location / {
