@@ -92,11 +92,12 @@ impl Body {
             let piece = match part {
                 // A large body is nginx's own block: adopted, not copied on
                 // nginx's thread (a MiB costs ~100 µs to copy).
-                BodyPart::Memory(bytes) if bytes.len() >= ADOPT_MIN => match r.adopt_body_memory(bytes) {
-                    Some(block) => Piece::Memory(Bytes::from_owner(block)),
-                    None => Piece::Memory(Bytes::copy_from_slice(bytes)),
-                },
-                BodyPart::Memory(bytes) => Piece::Memory(Bytes::copy_from_slice(bytes)),
+                BodyPart::Memory(bytes) => Piece::Memory(
+                    (bytes.len() >= ADOPT_MIN)
+                        .then(|| r.adopt_body_memory(bytes))
+                        .flatten()
+                        .map_or_else(|| Bytes::copy_from_slice(bytes), Bytes::from_owner),
+                ),
                 BodyPart::File { fd, start, end } => Piece::File {
                     file: Arc::new(File::from(fd.try_clone_to_owned()?)),
                     start,
