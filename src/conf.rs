@@ -21,6 +21,7 @@ use ngx::http::{Merge, MergeConfigError};
 use ngx::ngx_string;
 
 use crate::cgi::conf as cgi;
+use crate::pool::conf as pool;
 use crate::nginx::conf::ConfResult;
 use crate::python::config::{self as python, PythonSettings};
 use crate::wsgi::conf as wsgi;
@@ -55,6 +56,8 @@ pub struct MainConf {
     pub cgi: cgi::CgiMainConf,
     /// `rust_python_home`, `rust_python_path`, `rust_python_env`.
     pub python: PythonSettings,
+    /// `rust_pool`.
+    pub pool: pool::PoolMainConf,
 }
 
 impl MainConf {
@@ -93,7 +96,7 @@ pub unsafe extern "C" fn merge_loc_conf(cf: *mut ngx_conf_t, prev: *mut c_void, 
     // SAFETY: nginx passes this module's location confs at two levels.
     let (prev, lcf) = unsafe { (&*(prev as *const LocConf), &mut *(conf as *mut LocConf)) };
     let _ = lcf.merge(prev);
-    wsgi::merged(cf, &lcf.wsgi)
+    wsgi::merged(cf, &mut lcf.wsgi)
 }
 
 // ---- directives ---------------------------------------------------------------
@@ -112,9 +115,10 @@ const fn directive(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 const NO_POST: *mut c_void = std::ptr::null_mut();
 
-pub static mut COMMANDS: [ngx_command_t; 22] = [
+pub static mut COMMANDS: [ngx_command_t; 24] = [
     // rust_wsgi*
-    directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, wsgi::rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, wsgi::rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_wsgi_pool"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, wsgi::rust_wsgi_pool, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(
         ngx_string!("rust_wsgi_threads"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
@@ -139,6 +143,8 @@ pub static mut COMMANDS: [ngx_command_t; 22] = [
     directive(ngx_string!("rust_python_home"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, python::rust_python_home, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_python_path"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, python::rust_python_path, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_python_env"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2, python::rust_python_env, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
+    // rust_pool
+    directive(ngx_string!("rust_pool"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, pool::rust_pool, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
     // rust_cgi*
     directive(ngx_string!("rust_cgi"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, cgi::rust_cgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_cgi_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, cgi::rust_cgi_pass, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),

@@ -56,6 +56,7 @@ pub static mut ngx_http_rust_gateway_module: ngx_module_t = ngx_module_t {
     // Only the address is taken; nginx reads the table.
     commands: addr_of!(crate::conf::COMMANDS) as *mut nginx_sys::ngx_command_t,
     type_: NGX_HTTP_MODULE as _,
+    init_module: Some(init_module),
     init_process: Some(init_process),
     exit_process: Some(exit_process),
     ..ngx_module_t::default()
@@ -68,8 +69,26 @@ pub fn module_ref() -> &'static ngx_module_t {
     unsafe { &*addr_of!(ngx_http_rust_gateway_module) }
 }
 
+/// In the process that read the configuration (the master, and also under
+/// `nginx -t` and `nginx -s`, where it does nothing): hands the pools to
+/// their supervisor.
+unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the cycle being initialised.
+    let Some(mcf) = Module::main_conf(unsafe { &*cycle }) else {
+        return NGX_OK as ngx_int_t;
+    };
+    catch_panic(Log::cycle(), "init_module", || {
+        // SAFETY: as above.
+        crate::pool::master::configure(unsafe { &*cycle }, mcf)
+    });
+    NGX_OK as ngx_int_t
+}
+
 unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let log = Log::cycle();
+    // Workers and helpers alike: only the master may keep the supervisor's
+    // pipe open.
+    crate::pool::master::forget_in_child();
     if !process::serves_requests() {
         return NGX_OK as ngx_int_t;
     }
@@ -108,6 +127,7 @@ unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     catch_panic(Log::cycle(), "exit_process", || {
         crate::core::watch::stop();
         crate::cgi::stop();
+        crate::pool::client::close_idle();
         crate::wsgi::stop();
         runtime::stop();
     });

@@ -115,6 +115,13 @@ impl Body {
         body
     }
 
+    /// The first `len` bytes of `file` (a pool process's spilled upload).
+    pub fn from_file(file: File, len: u64) -> Body {
+        let mut body = Body::default();
+        body.push(Piece::File { file: Arc::new(file), start: 0, end: len });
+        body
+    }
+
     fn push(&mut self, piece: Piece) {
         if piece.len() > 0 {
             self.len += piece.len();

@@ -74,6 +74,29 @@ impl Conn {
         unsafe { (*((*ev).data as *mut ngx_connection_t)).data }
     }
 
+    /// Points the connection at other handlers and data (a kept-alive
+    /// connection changing hands).
+    pub fn rebind(&self, data: *mut c_void, read: Option<EventHandler>, write: Option<EventHandler>) {
+        let c = self.c();
+        c.data = data;
+        // SAFETY: the connection's events are valid while it is open.
+        unsafe {
+            (*c.read).handler = read;
+            (*c.write).handler = write;
+        }
+    }
+
+    /// Sets the log its events report to.
+    pub fn set_log(&self, log: Log) {
+        let c = self.c();
+        c.log = log.as_ptr();
+        // SAFETY: as above.
+        unsafe {
+            (*c.read).log = log.as_ptr();
+            (*c.write).log = log.as_ptr();
+        }
+    }
+
     #[allow(clippy::mut_from_ref)]
     fn c(&self) -> &mut ngx_connection_t {
         // SAFETY: the connection is ours until `close`; nginx thread only.

@@ -25,7 +25,7 @@ use super::errors;
 use crate::nginx::log::Level;
 
 /// `rust_wsgi /path/app.py:callable` as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppSpec {
     pub path: PathBuf,
     pub callable: String,
@@ -76,7 +76,7 @@ fn is_dotted_identifier(name: &str) -> bool {
 }
 
 /// `rust_wsgi_reload`: what happens when the app's code changes on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Reload {
     /// Never look.
     Off,

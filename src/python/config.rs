@@ -19,7 +19,7 @@ pub const PYTHON_VERSION: &str = env!("RGW_PYTHON_VERSION");
 /// Its executable, for `sys.executable` when no home is set.
 pub const PYTHON_EXECUTABLE: &str = env!("RGW_PYTHON_EXECUTABLE");
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PythonSettings {
     pub home: Option<Home>,
     /// Put first on sys.path, in this order.
@@ -28,7 +28,7 @@ pub struct PythonSettings {
     pub env: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Home {
     /// A virtualenv: Python starts as its `bin/python`, so `sys.prefix` is
     /// the venv and its site-packages are importable.

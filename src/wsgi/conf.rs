@@ -11,6 +11,7 @@ use crate::conf::{merge_msec, LocConf, UNSET_MSEC};
 use crate::module::Module;
 use crate::nginx::conf::{args, conf_error, full_path, level_arg, ConfResult, CONF_OK};
 use crate::nginx::log::Level;
+use crate::pool::conf::PoolTarget;
 use crate::python::apps::{AppSpec, Reload};
 
 /// Per worker process.
@@ -81,11 +82,14 @@ pub struct WsgiLocConf {
     pub errors_level: Option<Level>,
     /// `rust_wsgi_reload`; None until set (then `script`).
     pub reload: Option<Reload>,
+    /// `rust_wsgi ... pool=NAME` or `rust_wsgi_pool NAME`: served by a pool
+    /// instead of embedded.
+    pub pool: Option<PoolTarget>,
 }
 
 impl Default for WsgiLocConf {
     fn default() -> Self {
-        WsgiLocConf { app: None, read_timeout: UNSET_MSEC, errors_level: None, reload: None }
+        WsgiLocConf { app: None, read_timeout: UNSET_MSEC, errors_level: None, reload: None, pool: None }
     }
 }
 
@@ -109,10 +113,16 @@ impl WsgiLocConf {
 
 /// After merging a location: record how its app reloads. An app is imported
 /// once per worker, so every location that serves it must agree.
-pub(crate) fn merged(cf: *mut ngx_conf_t, lcf: &WsgiLocConf) -> ConfResult {
-    let Some(index) = lcf.app else { return CONF_OK };
+pub(crate) fn merged(cf: *mut ngx_conf_t, lcf: &mut WsgiLocConf) -> ConfResult {
     // SAFETY: nginx passes the configuration being parsed.
     let Some(mcf) = Module::main_conf_mut(unsafe { &*cf }) else { return CONF_OK };
+    if let Some(target) = lcf.pool.as_mut() {
+        return match mcf.pool.resolve(target) {
+            Ok(()) => CONF_OK,
+            Err(problem) => conf_error(cf, &problem),
+        };
+    }
+    let Some(index) = lcf.app else { return CONF_OK };
     let reload = lcf.reload.clone().unwrap_or(Reload::Script);
     let app = &mut mcf.wsgi.apps[index];
     match &app.reload {
@@ -142,12 +152,12 @@ unsafe fn loc<'a>(conf: *mut c_void) -> &'a mut WsgiLocConf {
     unsafe { &mut (*(conf as *mut LocConf)).wsgi }
 }
 
-/// `rust_wsgi /path/to/app.py[:callable];`
+/// `rust_wsgi /path/to/app.py[:callable] [pool=NAME];`
 pub(crate) unsafe extern "C" fn rust_wsgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: nginx passes the configuration being parsed and this module's
     // location conf.
     let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
-    if lcf.app.is_some() {
+    if lcf.app.is_some() || lcf.pool.is_some() {
         return conf_error(cf, "\"rust_wsgi\" is duplicate; a location serves one app");
     }
     // SAFETY: as above.
@@ -177,15 +187,44 @@ pub(crate) unsafe extern "C" fn rust_wsgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_co
             ),
         );
     }
+    if let Some(option) = args(cf_ref).get(2) {
+        let option = String::from_utf8_lossy(option.as_bytes()).into_owned();
+        let Some(name) = option.strip_prefix("pool=").filter(|n| !n.is_empty()) else {
+            return conf_error(cf, &format!("\"rust_wsgi\": unknown option \"{option}\"; the only option is pool=NAME"));
+        };
+        lcf.pool = Some(PoolTarget { name: name.to_owned(), app: Some(spec), ..Default::default() });
+        return set_handler(cf, Some(crate::pool::client::content_handler));
+    }
     let Some(mcf) = Module::main_conf_mut(cf_ref) else {
         return conf_error(cf, "\"rust_wsgi\": no http configuration");
     };
     lcf.app = Some(mcf.wsgi.app_index(spec));
-    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(cf_ref) else {
-        return conf_error(cf, "\"rust_wsgi\": no location configuration");
+    set_handler(cf, Some(crate::wsgi::content_handler))
+}
+
+fn set_handler(cf: *mut ngx_conf_t, handler: nginx_sys::ngx_http_handler_pt) -> ConfResult {
+    // SAFETY: called from a directive handler with its configuration.
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
+        return conf_error(cf, "no location configuration");
     };
-    clcf.handler = Some(crate::wsgi::content_handler);
+    clcf.handler = handler;
     CONF_OK
+}
+
+/// `rust_wsgi_pool NAME;`: the pool's own `app=`, served from the pool.
+pub(crate) unsafe extern "C" fn rust_wsgi_pool(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_wsgi`.
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
+    if lcf.app.is_some() || lcf.pool.is_some() {
+        return conf_error(cf, "\"rust_wsgi_pool\": this location already serves an app");
+    }
+    // SAFETY: as above.
+    if unsafe { (*(conf as *mut LocConf)).cgi.target.is_some() } {
+        return conf_error(cf, "\"rust_wsgi_pool\" and \"rust_cgi\" cannot serve the same location");
+    }
+    let name = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
+    lcf.pool = Some(PoolTarget { name, app: None, ..Default::default() });
+    set_handler(cf, Some(crate::pool::client::content_handler))
 }
 
 fn check_app_file(path: &Path) -> Result<(), String> {

@@ -86,7 +86,7 @@ impl Adapter for Wsgi {
         let sink = ResponseSink::new(Arc::clone(&exchange));
         WORKER.with(|worker| {
             if let Some(worker) = worker.borrow().as_ref() {
-                let job = serving::Job::Request(serving::Request { app, head, body, sink, errors_level });
+                let job = serving::Job::Request(serving::Request { app, head, body, sink, errors_level, queue_deadline_us: None });
                 // A refused job (the pool is stopping) drops its sink, which
                 // answers 500.
                 let _ = worker.threads.submit(job);

@@ -36,6 +36,9 @@ pub struct Request {
     pub body: Body,
     pub sink: ResponseSink,
     pub errors_level: Level,
+    /// A pool process's queue timeout: CLOCK_MONOTONIC µs after which a
+    /// request still waiting for a thread gets 503 instead of running.
+    pub queue_deadline_us: Option<u64>,
 }
 
 /// How many queued jobs a thread takes while it holds the GIL, before it
@@ -91,7 +94,14 @@ fn run_job(py: Python<'_>, job: Job) {
                 // The client left while the request waited for a thread.
                 return request.sink.cancel();
             }
-            let Request { app, head, body, sink, errors_level } = request;
+            if let Some(deadline) = request.queue_deadline_us {
+                if crate::pool::params::monotonic_us() > deadline {
+                    return request.sink.fail(503, vec![
+                        "rust_pool: the request waited longer than the pool's queue_timeout for a free thread".into(),
+                    ]);
+                }
+            }
+            let Request { app, head, body, sink, errors_level, .. } = request;
             run(py, &app, &head, body, sink, errors_level);
         }
     }

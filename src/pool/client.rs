@@ -1,0 +1,594 @@
+//! The nginx side of a pool: an engine [`Adapter`] that sends a request to
+//! a pool process over FastCGI and turns the records that come back into
+//! the engine's events.
+//!
+//! Everything here runs on nginx's thread without blocking. The process is
+//! the ready one with the fewest requests (its own count in the shared
+//! table, plus this worker's requests on their way to it). Connections are
+//! kept alive per process and reused; an idle one that closes is dropped.
+//! The body goes out as STDIN records as fast as the socket takes it, and
+//! the response is read only while the client keeps up (the engine's
+//! window), so the pool process's writes block when the client is slow.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use nginx_sys::{ngx_event_t, ngx_http_request_t, ngx_int_t, ngx_msec_t};
+
+use super::conf::PoolTarget;
+use super::fastcgi::{self as fcgi, Decoder};
+use super::log::split_level;
+use super::params::{monotonic_us, to_params, Extras};
+use super::slots::{self, ExitCause, State};
+use super::spawn::sockaddr;
+use super::supervisor::describe;
+use crate::cgi::parse::{self, CgiHead};
+use crate::core::capture::{Body, BodyReader, RequestHead};
+use crate::core::catch_panic;
+use crate::core::engine::{self, Adapter, Ending, Refusal, Source};
+use crate::core::exchange::{cost, Event, WINDOW};
+use crate::module::Module;
+use crate::nginx::event::{Conn, Timer};
+use crate::nginx::log::{Level, Log};
+use crate::nginx::request::HttpRequest;
+
+/// The pool process's head is trusted, and an app may send many headers.
+const HEAD_LIMIT: usize = 4 << 20;
+/// STDIN bytes read from the body per record batch.
+const STDIN_STEP: usize = 64 * 1024;
+/// How often a request waiting for a ready process looks again.
+const WAIT_STEP_MS: ngx_msec_t = 20;
+/// How long a broken connection waits for the supervisor to say how its
+/// process ended, so the log line can name it.
+const EXIT_WAIT_STEPS: u32 = 25;
+/// Idle connections kept per process in each worker.
+const IDLE_PER_SLOT: usize = 16;
+const REQUEST_ID: u16 = 1;
+
+pub struct PoolWsgi;
+
+impl Adapter for PoolWsgi {
+    const NAME: &'static str = "rust_wsgi";
+    const READ_TIMEOUT_DIRECTIVE: &'static str = "rust_wsgi_read_timeout";
+    type Job = &'static PoolTarget;
+
+    fn read_timeout(r: HttpRequest) -> ngx_msec_t {
+        r.loc_conf::<Module>().map_or(crate::wsgi::conf::WsgiLocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi.read_timeout)
+    }
+
+    /// The pool's request timeout: the client gets 504 as it passes (the
+    /// pool process logs the stuck thread's stack and is replaced).
+    fn total_timeout(r: HttpRequest) -> Option<ngx_msec_t> {
+        target(r).map(|t| t.timeout_ms as ngx_msec_t)
+    }
+
+    fn prepare(r: HttpRequest) -> Result<&'static PoolTarget, Refusal> {
+        let target = target(r).ok_or_else(|| Refusal { status: 500, message: "no pool is configured here".into() })?;
+        if slots::table().is_none() {
+            return Err(Refusal { status: 503, message: format!("rust_pool \"{}\" is not running (see the error log)", target.name) });
+        }
+        Ok(target)
+    }
+
+    fn start(target: &'static PoolTarget, r: HttpRequest, head: RequestHead, body: Body) -> Result<Box<dyn Source>, Refusal> {
+        let errors_level = r.loc_conf::<Module>().and_then(|c| c.wsgi.errors_level).unwrap_or(Level::Error);
+        let mut request = Box::new(PoolRequest {
+            req: r,
+            target,
+            slot: None,
+            conn: None,
+            out: Vec::new(),
+            out_at: 0,
+            head: Some(head),
+            body_len: body.len(),
+            body: body.reader(),
+            body_sent: false,
+            errors_level,
+            decoder: Decoder::new(),
+            response: Response::Head(Vec::new()),
+            complete: false,
+            in_flight: 0,
+            paused: false,
+            timer: None,
+            waited: 0,
+            broken: None,
+            pending: None,
+        });
+        let data = &mut *request as *mut PoolRequest as *mut c_void;
+        request.timer = Some(Timer::new(on_timer, data, r.log(), false));
+        request.dispatch();
+        Ok(request)
+    }
+}
+
+fn target(r: HttpRequest) -> Option<&'static PoolTarget> {
+    r.loc_conf::<Module>().and_then(|c| c.wsgi.pool.as_ref())
+}
+
+/// The content handler of `rust_wsgi ... pool=` and `rust_wsgi_pool`.
+///
+/// # Safety
+/// Only nginx calls it, with a live request.
+pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with the live request.
+    unsafe { engine::handle::<PoolWsgi>(r) }
+}
+
+enum Response {
+    Head(Vec<u8>),
+    Body,
+    Done,
+}
+
+struct Dispatched {
+    index: usize,
+    serial: u32,
+    pid: u32,
+}
+
+struct PoolRequest {
+    req: HttpRequest,
+    target: &'static PoolTarget,
+    slot: Option<Dispatched>,
+    conn: Option<Conn>,
+    /// Records not yet written.
+    out: Vec<u8>,
+    out_at: usize,
+    /// Until it is turned into params at dispatch.
+    head: Option<RequestHead>,
+    body_len: u64,
+    body: BodyReader,
+    body_sent: bool,
+    errors_level: Level,
+    decoder: Decoder,
+    response: Response,
+    /// END_REQUEST arrived: the connection can be reused.
+    complete: bool,
+    in_flight: usize,
+    paused: bool,
+    timer: Option<Timer>,
+    /// Steps waited for a ready process (or for an exit status).
+    waited: u32,
+    /// The connection broke mid-request: what to say once the exit is known.
+    broken: Option<String>,
+    /// Events for the next timer run (see [`PoolRequest::post`]).
+    pending: Option<Vec<Event>>,
+}
+
+thread_local! {
+    /// Kept-alive connections of this worker, by slot.
+    static IDLE: RefCell<HashMap<usize, Vec<(u32, Conn)>>> = RefCell::new(HashMap::new());
+    /// This worker's requests sent to each slot and not yet over.
+    static SENT: RefCell<HashMap<usize, u32>> = RefCell::new(HashMap::new());
+}
+
+impl PoolRequest {
+    fn fail(&mut self, status: u16, line: String) -> Vec<Event> {
+        self.response = Response::Done;
+        vec![Event::Fail { status, lines: vec![line] }]
+    }
+
+    /// Picks a process and connects, or waits a step for one to be ready.
+    fn dispatch(&mut self) {
+        let Some(table) = slots::table() else { return };
+        let name = &self.target.name;
+        let Some(pool) = table.pool_index(name.as_bytes()) else { return self.wait() };
+        let busy = |i: usize| SENT.with_borrow(|s| s.get(&i).copied().unwrap_or(0));
+        let mut candidates: Vec<(u32, usize)> = table
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state() == State::Ready && s.pool.load(std::sync::atomic::Ordering::Relaxed) as usize == pool)
+            .map(|(i, s)| (s.active.load(std::sync::atomic::Ordering::Relaxed).max(busy(i)), i))
+            .collect();
+        candidates.sort_unstable();
+        for (_, index) in candidates {
+            let slot = &table.slots[index];
+            let serial = slot.serial.load(std::sync::atomic::Ordering::Acquire);
+            let pid = slot.pid.load(std::sync::atomic::Ordering::Relaxed);
+            let conn = match take_idle(index, serial) {
+                Some(conn) => conn,
+                None => match connect(table.supervisor.load(std::sync::atomic::Ordering::Relaxed), index, serial, self.req.log()) {
+                    Ok(conn) => conn,
+                    // Gone, or its backlog is full: the next one.
+                    Err(_) => continue,
+                },
+            };
+            self.attach(conn, Dispatched { index, serial, pid });
+            return;
+        }
+        if table.pools[pool].failing.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            let events = self.fail(
+                503,
+                format!("rust_pool \"{name}\" is in a crash loop: its processes die before they are ready (see the error log)"),
+            );
+            return self.post(events);
+        }
+        self.wait();
+    }
+
+    fn wait(&mut self) {
+        self.waited += 1;
+        if u64::from(self.waited) * WAIT_STEP_MS as u64 > self.target.queue_timeout_ms {
+            let events = self.fail(503, format!("rust_pool \"{}\": no process was ready within queue_timeout", self.target.name));
+            return self.post(events);
+        }
+        if let Some(timer) = self.timer.as_mut() {
+            timer.arm(WAIT_STEP_MS);
+        }
+    }
+
+    /// Delivers `events` from a timer or a later event, never from inside
+    /// the engine's own call into us.
+    fn post(&mut self, events: Vec<Event>) {
+        self.broken = None;
+        self.pending = Some(events);
+        if let Some(timer) = self.timer.as_mut() {
+            timer.arm(0);
+        }
+    }
+
+    fn attach(&mut self, conn: Conn, slot: Dispatched) {
+        let data = self as *mut PoolRequest as *mut c_void;
+        conn.rebind(data, Some(on_read), Some(on_write));
+        conn.set_log(self.req.log());
+        SENT.with_borrow_mut(|s| *s.entry(slot.index).or_default() += 1);
+        let extras = Extras {
+            app: self.target.key.clone(),
+            queued_at_us: monotonic_us(),
+            errors_level: level_name(self.errors_level).into(),
+        };
+        if let Some(head) = self.head.take() {
+            let params = to_params(&head, self.body_len, &extras);
+            fcgi::push_begin_request(&mut self.out, REQUEST_ID, fcgi::RESPONDER, fcgi::KEEP_CONN);
+            fcgi::push_params(&mut self.out, REQUEST_ID, params.iter().map(|(n, v)| (n.as_slice(), v.as_slice())));
+        }
+        self.slot = Some(slot);
+        self.conn = Some(conn);
+        self.write();
+        if let Some(conn) = self.conn.as_ref() {
+            let _ = conn.want_read();
+        }
+    }
+
+    /// Writes records while the socket takes them, refilling from the body.
+    fn write(&mut self) {
+        let Some(fd) = self.conn.as_ref().map(Conn::fd) else { return };
+        loop {
+            if self.out_at >= self.out.len() {
+                self.out.clear();
+                self.out_at = 0;
+                if self.body_sent {
+                    return;
+                }
+                match self.body.read(Some(STDIN_STEP)) {
+                    Ok(chunk) if !chunk.is_empty() => fcgi::push_stream(&mut self.out, fcgi::STDIN, REQUEST_ID, &chunk),
+                    Ok(_) => {
+                        fcgi::push_stream_end(&mut self.out, fcgi::STDIN, REQUEST_ID);
+                        self.body_sent = true;
+                    }
+                    Err(e) => {
+                        let events = self.fail(500, format!("rust_pool: cannot read the request body: {e}"));
+                        return self.post(events);
+                    }
+                }
+            }
+            // SAFETY: sending from our buffer on our non-blocking socket.
+            let n = unsafe { libc::send(fd, self.out[self.out_at..].as_ptr().cast(), self.out.len() - self.out_at, libc::MSG_NOSIGNAL) };
+            if n > 0 {
+                self.out_at += n as usize;
+                continue;
+            }
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+                if let Some(conn) = self.conn.as_ref() {
+                    let _ = conn.want_write();
+                }
+                return;
+            }
+            // The process is gone; reading tells how (EOF).
+            self.body_sent = true;
+            self.out.clear();
+            self.out_at = 0;
+            return;
+        }
+    }
+
+    /// Reads records up to the window; returns events for the engine.
+    fn read(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        let Some(fd) = self.conn.as_ref().map(Conn::fd) else { return events };
+        let mut buf = [0u8; 65536];
+        loop {
+            if matches!(self.response, Response::Done) {
+                break;
+            }
+            if self.in_flight >= WINDOW {
+                self.paused = true;
+                break;
+            }
+            // SAFETY: reading into our buffer from our non-blocking socket.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                self.decoder.feed(&buf[..n as usize]);
+                self.records(&mut events);
+                continue;
+            }
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+                if let Some(conn) = self.conn.as_ref() {
+                    let _ = conn.want_read();
+                }
+                break;
+            }
+            self.lost();
+            break;
+        }
+        events
+    }
+
+    fn records(&mut self, events: &mut Vec<Event>) {
+        loop {
+            let record = match self.decoder.next_record() {
+                Ok(Some(record)) => record,
+                Ok(None) => return,
+                Err(e) => {
+                    events.extend(self.fail(502, format!("rust_pool \"{}\": the pool process broke the protocol: {e}", self.target.name)));
+                    return;
+                }
+            };
+            if matches!(self.response, Response::Done) {
+                return;
+            }
+            match record.kind {
+                fcgi::STDOUT if !record.content.is_empty() => self.stdout(record.content, events),
+                fcgi::STDERR => {
+                    for line in String::from_utf8_lossy(&record.content).lines() {
+                        let (level, text) = split_level(line);
+                        events.push(Event::Log(level, text.to_string()));
+                    }
+                }
+                fcgi::END_REQUEST => {
+                    let status = fcgi::parse_end_request(&record.content).map_or(502, |e| e.app_status);
+                    self.complete = true;
+                    let was = std::mem::replace(&mut self.response, Response::Done);
+                    events.push(match (was, status) {
+                        (Response::Body, 0) => Event::End,
+                        // Lines were logged from STDERR already.
+                        (Response::Body, _) => Event::Fail { status: 500, lines: vec![] },
+                        (Response::Head(_), 400..=599) => Event::Fail { status: status as u16, lines: vec![] },
+                        (_, _) => Event::Fail {
+                            status: 502,
+                            lines: vec![format!("rust_pool \"{}\": the pool process ended the request without a response", self.target.name)],
+                        },
+                    });
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn stdout(&mut self, content: Vec<u8>, events: &mut Vec<Event>) {
+        match &mut self.response {
+            Response::Body => {
+                self.in_flight += cost(content.len());
+                events.push(Event::Body(content.into()));
+            }
+            Response::Head(buf) => {
+                buf.extend_from_slice(&content);
+                match parse::parse(buf, HEAD_LIMIT) {
+                    Ok(None) => {}
+                    Ok(Some((CgiHead::Response(head), used))) => {
+                        let rest = buf.split_off(used);
+                        events.push(Event::Head(head));
+                        self.response = Response::Body;
+                        if !rest.is_empty() {
+                            self.in_flight += cost(rest.len());
+                            events.push(Event::Body(rest.into()));
+                        }
+                    }
+                    Ok(Some((CgiHead::LocalRedirect { .. }, _))) | Err(_) => {
+                        events.extend(self.fail(502, format!("rust_pool \"{}\": the pool process sent a bad response head", self.target.name)));
+                    }
+                }
+            }
+            Response::Done => {}
+        }
+    }
+
+    /// The connection ended mid-request: wait briefly for the supervisor
+    /// to record how the process ended, then answer 502 naming it.
+    fn lost(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.close();
+        }
+        self.complete = false;
+        let pid = self.slot.as_ref().map_or(0, |s| s.pid);
+        let when = if matches!(self.response, Response::Head(_)) { "before its response" } else { "in the middle of its response" };
+        self.response = Response::Done;
+        self.broken = Some(format!("rust_pool \"{}\": process {pid} closed the connection {when}", self.target.name));
+        self.waited = 0;
+        if let Some(timer) = self.timer.as_mut() {
+            timer.arm(0);
+        }
+    }
+
+    /// Timer: waiting for a process, for an exit status, or delivering.
+    fn on_timer(&mut self) -> Option<Vec<Event>> {
+        if let Some(events) = self.pending.take() {
+            return Some(events);
+        }
+        if let Some(line) = self.broken.clone() {
+            let pid = self.slot.as_ref().map_or(0, |s| s.pid);
+            let exit = slots::table().and_then(|t| t.exit_of(pid));
+            self.waited += 1;
+            if exit.is_none() && self.waited < EXIT_WAIT_STEPS {
+                if let Some(timer) = self.timer.as_mut() {
+                    timer.arm(WAIT_STEP_MS);
+                }
+                return None;
+            }
+            let how = match exit {
+                Some((status, ExitCause::Stopped)) => format!(": it was stopped by the pool ({})", describe(status, ExitCause::Stopped)),
+                Some((status, cause)) => format!(": it {}", describe(status, cause)),
+                None => ": it is still running (it closed the connection itself)".into(),
+            };
+            self.broken = None;
+            return Some(vec![Event::Fail { status: 502, lines: vec![format!("{line}{how}")] }]);
+        }
+        if self.conn.is_none() {
+            self.dispatch();
+        }
+        self.pending.take()
+    }
+}
+
+impl Source for PoolRequest {
+    fn ack(&mut self, bytes: usize) {
+        self.in_flight = self.in_flight.saturating_sub(bytes);
+        if self.paused && self.in_flight < WINDOW {
+            self.paused = false;
+            if let Some(conn) = self.conn.as_ref() {
+                conn.post_read();
+            }
+        }
+    }
+
+    fn abandon(&mut self, ending: Ending) {
+        if let Some(mut timer) = self.timer.take() {
+            timer.disarm();
+        }
+        let slot = self.slot.take();
+        if let Some(slot) = &slot {
+            SENT.with_borrow_mut(|s| {
+                if let Some(n) = s.get_mut(&slot.index) {
+                    *n = n.saturating_sub(1);
+                }
+            });
+        }
+        let Some(conn) = self.conn.take() else { return };
+        match slot {
+            Some(slot) if self.complete && ending == Ending::Done && self.decoder.buffered() == 0 => keep_idle(slot, conn),
+            // Mid-request: closing tells the pool process to stop.
+            _ => conn.close(),
+        }
+    }
+}
+
+fn take_idle(index: usize, serial: u32) -> Option<Conn> {
+    IDLE.with_borrow_mut(|idle| {
+        let list = idle.get_mut(&index)?;
+        while let Some((s, conn)) = list.pop() {
+            if s == serial {
+                return Some(conn);
+            }
+            conn.close();
+        }
+        None
+    })
+}
+
+fn keep_idle(slot: Dispatched, conn: Conn) {
+    // The fd is the idle connection's name in its handler.
+    conn.rebind(conn.fd() as usize as *mut c_void, Some(on_idle_read), None);
+    conn.set_log(Log::cycle());
+    if conn.want_read().is_err() {
+        return conn.close();
+    }
+    IDLE.with_borrow_mut(|idle| {
+        let list = idle.entry(slot.index).or_default();
+        if list.len() >= IDLE_PER_SLOT {
+            conn.close();
+        } else {
+            list.push((slot.serial, conn));
+        }
+    });
+}
+
+/// Closes every kept-alive connection (worker exit).
+pub fn close_idle() {
+    let all: Vec<Conn> = IDLE.with_borrow_mut(|idle| idle.drain().flat_map(|(_, list)| list.into_iter().map(|(_, c)| c)).collect());
+    all.into_iter().for_each(Conn::close);
+}
+
+fn connect(supervisor: u32, index: usize, serial: u32, log: Log) -> io::Result<Conn> {
+    let name = slots::socket_name(supervisor, index, serial);
+    let (addr, len) = sockaddr(&name)?;
+    // SAFETY: plain syscalls on a socket we own; the address is valid.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let owned = OwnedFd::from_raw_fd(fd);
+        // A unix socket connects at once or fails (EAGAIN: backlog full).
+        if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Conn::register(owned, log, std::ptr::null_mut(), None, None).map_err(io::Error::other)
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Emerg => "emerg",
+        Level::Alert => "alert",
+        Level::Crit => "crit",
+        Level::Error => "error",
+        Level::Warn => "warn",
+        Level::Notice => "notice",
+        Level::Info => "info",
+        Level::Debug => "debug",
+    }
+}
+
+/// The pool process wrote (or closed).
+unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
+    catch_panic(Log::cycle(), "rust_pool read", || {
+        // SAFETY: the connection's data is its PoolRequest while attached;
+        // abandon closes or rebinds it before the request goes.
+        let request = unsafe { &mut *(Conn::data_of(ev) as *mut PoolRequest) };
+        let req = request.req;
+        let events = request.read();
+        if !events.is_empty() {
+            engine::deliver(req, events);
+        }
+    });
+}
+
+/// The socket can take more of the request.
+unsafe extern "C" fn on_write(ev: *mut ngx_event_t) {
+    catch_panic(Log::cycle(), "rust_pool write", || {
+        // SAFETY: as in `on_read`.
+        let request = unsafe { &mut *(Conn::data_of(ev) as *mut PoolRequest) };
+        request.write();
+    });
+}
+
+unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
+    catch_panic(Log::cycle(), "rust_pool timer", || {
+        // SAFETY: the timer's data is its PoolRequest; abandon disarms it
+        // before the request goes.
+        let request = unsafe { &mut *(Timer::data_of(ev) as *mut PoolRequest) };
+        let req = request.req;
+        if let Some(events) = request.on_timer() {
+            engine::deliver(req, events);
+        }
+    });
+}
+
+/// Anything on an idle connection (the process closed it) ends it.
+unsafe extern "C" fn on_idle_read(ev: *mut ngx_event_t) {
+    catch_panic(Log::cycle(), "rust_pool idle", || {
+        // SAFETY: idle connections carry their fd as data.
+        let fd = unsafe { Conn::data_of(ev) } as usize as i32;
+        let conn = IDLE.with_borrow_mut(|idle| {
+            idle.values_mut().find_map(|list| list.iter().position(|(_, c)| c.fd() == fd).map(|at| list.remove(at).1))
+        });
+        if let Some(conn) = conn {
+            conn.close();
+        }
+    });
+}

@@ -1,0 +1,396 @@
+//! `rust_pool` and the settings of one pool.
+//!
+//! ```nginx
+//! rust_pool NAME [app=PATH[:CALLABLE]] [processes=N] [threads=N]
+//!                [home=DIR] [path=DIR]... [env=NAME=VALUE]...
+//!                [max_requests=N] [max_requests_jitter=N] [max_lifetime=TIME] [max_rss=SIZE]
+//!                [timeout=TIME] [queue_timeout=TIME] [user=USER[:GROUP]] [reload=script|off|DIR];
+//! ```
+//!
+//! A pool is declared once in `http {}`, like `thread_pool` or
+//! `proxy_cache_path`; locations send requests to it with
+//! `rust_wsgi PATH pool=NAME;` (mod_wsgi's `process-group=`) or
+//! `rust_wsgi_pool NAME;` for the pool's own `app=`. Everything here also
+//! runs under `nginx -t`: it only checks and records.
+
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+
+use nginx_sys::{ngx_command_t, ngx_conf_t};
+use serde::{Deserialize, Serialize};
+
+use crate::conf::MainConf;
+use crate::nginx::conf::{args, conf_error, conf_warn, full_path, ConfResult, CONF_OK};
+use crate::python::apps::{AppSpec, Reload};
+use crate::python::config::{Home, PythonSettings};
+
+/// One pool, as the supervisor receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSpec {
+    pub name: String,
+    /// Every app the pool's processes import: its own `app=` first, then
+    /// those of the locations that use it.
+    pub apps: Vec<AppSpec>,
+    /// Whether `apps[0]` came from `app=`.
+    pub has_own_app: bool,
+    /// Over all of nginx, not per worker.
+    pub processes: u32,
+    pub threads: u32,
+    /// `home=`, `path=`, `env=`, else the http block's `rust_python_*`.
+    pub python: PythonSettings,
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    /// 0: no limit.
+    pub max_lifetime_ms: u64,
+    /// Bytes; 0: no limit.
+    pub max_rss: u64,
+    pub timeout_ms: u64,
+    pub queue_timeout_ms: u64,
+    pub user: Option<User>,
+    pub reload: Reload,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl PoolSpec {
+    pub const DEFAULT_PROCESSES: u32 = 2;
+    /// As `rust_wsgi_threads`.
+    pub const DEFAULT_THREADS: u32 = 8;
+    /// As `rust_wsgi_read_timeout`.
+    pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+    pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 30_000;
+
+    fn new(name: &str) -> PoolSpec {
+        PoolSpec {
+            name: name.to_owned(),
+            apps: Vec::new(),
+            has_own_app: false,
+            processes: Self::DEFAULT_PROCESSES,
+            threads: Self::DEFAULT_THREADS,
+            python: PythonSettings::default(),
+            max_requests: 0,
+            max_requests_jitter: 0,
+            max_lifetime_ms: 0,
+            max_rss: 0,
+            timeout_ms: Self::DEFAULT_TIMEOUT_MS,
+            queue_timeout_ms: Self::DEFAULT_QUEUE_TIMEOUT_MS,
+            user: None,
+            reload: Reload::Script,
+        }
+    }
+
+    /// The key a request names its app by.
+    pub fn app_key(app: &AppSpec) -> String {
+        format!("{}:{}", app.path.display(), app.callable)
+    }
+
+    /// Adds an app a location serves here; returns its key.
+    pub fn add_app(&mut self, app: AppSpec) -> String {
+        let key = Self::app_key(&app);
+        if !self.apps.contains(&app) {
+            self.apps.push(app);
+        }
+        key
+    }
+}
+
+/// Where a location sends its requests (`rust_wsgi ... pool=`,
+/// `rust_wsgi_pool`); completed when the location is merged.
+#[derive(Debug, Clone, Default)]
+pub struct PoolTarget {
+    pub name: String,
+    /// The location's own app; None for the pool's `app=`.
+    pub app: Option<AppSpec>,
+    /// The key the pool process knows the app by.
+    pub key: String,
+    pub timeout_ms: u64,
+    pub queue_timeout_ms: u64,
+}
+
+/// The http block's pools.
+#[derive(Default)]
+pub struct PoolMainConf {
+    pub pools: Vec<PoolSpec>,
+}
+
+impl PoolMainConf {
+    pub fn find_mut(&mut self, name: &str) -> Option<&mut PoolSpec> {
+        self.pools.iter_mut().find(|p| p.name == name)
+    }
+
+    /// The pools as the supervisor gets them: those without
+    /// `home=`/`path=`/`env=` take the http block's `rust_python_*`, as
+    /// embedded apps do.
+    pub fn with_python(&self, python: &PythonSettings) -> Vec<PoolSpec> {
+        let mut pools = self.pools.clone();
+        for pool in &mut pools {
+            if pool.python.home.is_none() {
+                pool.python.home = python.home.clone();
+            }
+            if pool.python.path.is_empty() {
+                pool.python.path = python.path.clone();
+            }
+            for (name, value) in &python.env {
+                if !pool.python.env.iter().any(|(n, _)| n == name) {
+                    pool.python.env.push((name.clone(), value.clone()));
+                }
+            }
+        }
+        pools
+    }
+
+    /// Completes a location's target; the error names the fix.
+    pub fn resolve(&mut self, target: &mut PoolTarget) -> Result<(), String> {
+        let Some(pool) = self.find_mut(&target.name) else {
+            return Err(format!("unknown pool \"{0}\"; declare it in the http block with rust_pool {0} ...", target.name));
+        };
+        target.key = match target.app.clone() {
+            Some(app) => pool.add_app(app),
+            None if pool.has_own_app => PoolSpec::app_key(&pool.apps[0]),
+            None => {
+                return Err(format!(
+                    "rust_wsgi_pool {0}: the pool has no app=; give it one, or write rust_wsgi /path/to/app.py pool={0}",
+                    target.name
+                ))
+            }
+        };
+        target.timeout_ms = pool.timeout_ms;
+        target.queue_timeout_ms = pool.queue_timeout_ms;
+        Ok(())
+    }
+}
+
+/// "30s", "500ms", "1h", "2d" in ms; a bare number is seconds, as in nginx.
+pub fn parse_ms(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let scale = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// "512k", "256m", "1g" in bytes, as nginx sizes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let lower = text.to_ascii_lowercase();
+    let (number, scale) = match lower.chars().last()? {
+        'k' => (&lower[..lower.len() - 1], 1 << 10),
+        'm' => (&lower[..lower.len() - 1], 1 << 20),
+        'g' => (&lower[..lower.len() - 1], 1 << 30),
+        _ => (lower.as_str(), 1),
+    };
+    number.parse::<u64>().ok()?.checked_mul(scale)
+}
+
+/// Parses the options after the pool's name. `resolve` turns a path from
+/// the configuration into an absolute one.
+pub fn parse_options(name: &str, options: &[String], resolve: impl Fn(&str) -> PathBuf) -> Result<PoolSpec, String> {
+    if name.is_empty() || name.len() > crate::pool::slots::NAME_MAX || name.contains(['=', '/', '"']) {
+        return Err(format!("\"{name}\" is not a valid pool name; use letters, digits, - and _ (at most 64)"));
+    }
+    let mut spec = PoolSpec::new(name);
+    let mut home = None;
+    for option in options {
+        let Some((key, value)) = option.split_once('=') else {
+            return Err(format!("unknown option \"{option}\"; options are written key=value"));
+        };
+        let number = || value.parse::<u64>().map_err(|_| format!("\"{option}\": {key} takes a whole number"));
+        let time = || parse_ms(value).ok_or_else(|| format!("\"{option}\": {key} takes a time such as 30s, 500ms or 1h"));
+        match key {
+            "app" => {
+                let mut app = AppSpec::parse(value).map_err(|e| format!("\"{option}\": {e}"))?;
+                app.path = resolve(&app.path.to_string_lossy());
+                spec.apps.insert(0, app);
+                spec.has_own_app = true;
+            }
+            "processes" => spec.processes = bounded(option, number()?, 1, 128)? as u32,
+            "threads" => spec.threads = bounded(option, number()?, 1, 1024)? as u32,
+            "home" => home = Some(resolve(value)),
+            "path" => {
+                let dir = resolve(value);
+                if !dir.is_dir() {
+                    return Err(format!("\"{option}\": \"{}\" is not a directory", dir.display()));
+                }
+                spec.python.path.push(dir);
+            }
+            "env" => match value.split_once('=') {
+                Some((n, v)) if !n.is_empty() => spec.python.env.push((n.to_owned(), v.to_owned())),
+                _ => return Err(format!("\"{option}\": write env=NAME=VALUE")),
+            },
+            "max_requests" => spec.max_requests = number()?,
+            "max_requests_jitter" => spec.max_requests_jitter = number()?,
+            "max_lifetime" => spec.max_lifetime_ms = time()?,
+            "max_rss" => {
+                spec.max_rss = parse_size(value).ok_or_else(|| format!("\"{option}\": max_rss takes a size such as 256m or 1g"))?
+            }
+            "timeout" => spec.timeout_ms = time()?.max(1),
+            "queue_timeout" => spec.queue_timeout_ms = time()?.max(1),
+            "user" => spec.user = Some(lookup_user(value).map_err(|e| format!("\"{option}\": {e}"))?),
+            "reload" => {
+                spec.reload = match value {
+                    "off" => Reload::Off,
+                    "script" => Reload::Script,
+                    dir => {
+                        let dir = resolve(dir);
+                        if !dir.is_dir() {
+                            return Err(format!("\"{option}\": use reload=script, reload=off or reload=/path/to/code/directory"));
+                        }
+                        Reload::Directory(dir)
+                    }
+                }
+            }
+            _ => return Err(format!("unknown option \"{key}\"")),
+        }
+    }
+    if let Some(home) = home {
+        spec.python.home = Some(Home::inspect(&home).map_err(|e| format!("home=: {e}"))?);
+    }
+    if spec.max_requests_jitter > 0 && spec.max_requests == 0 {
+        return Err("max_requests_jitter needs max_requests".into());
+    }
+    Ok(spec)
+}
+
+fn bounded(option: &str, n: u64, low: u64, high: u64) -> Result<u64, String> {
+    if (low..=high).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("\"{option}\": must be from {low} to {high}"))
+    }
+}
+
+/// `USER[:GROUP]` to ids, with the user's own group by default.
+fn lookup_user(value: &str) -> Result<User, String> {
+    let (user, group) = match value.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (value, None),
+    };
+    let c = |s: &str| std::ffi::CString::new(s).map_err(|_| format!("\"{s}\" is not a valid name"));
+    let user_c = c(user)?;
+    // SAFETY: getpwnam/getgrnam return pointers into static storage that we
+    // copy out of at once; configuration parsing is single-threaded.
+    unsafe {
+        let pw = libc::getpwnam(user_c.as_ptr());
+        if pw.is_null() {
+            return Err(format!("no user \"{user}\""));
+        }
+        let (uid, mut gid) = ((*pw).pw_uid, (*pw).pw_gid);
+        if let Some(group) = group {
+            let group_c = c(group)?;
+            let gr = libc::getgrnam(group_c.as_ptr());
+            if gr.is_null() {
+                return Err(format!("no group \"{group}\""));
+            }
+            gid = (*gr).gr_gid;
+        }
+        Ok(User { name: user.to_owned(), uid, gid })
+    }
+}
+
+/// `rust_pool NAME option=value ...;`
+pub(crate) unsafe extern "C" fn rust_pool(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes the configuration being parsed and this module's
+    // main conf.
+    let (cf_ref, mcf) = unsafe { (&*cf, &mut *(conf as *mut MainConf)) };
+    let words: Vec<String> = args(cf_ref)[1..].iter().map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()).collect();
+    let name = &words[0];
+    if mcf.pool.find_mut(name).is_some() {
+        return conf_error(cf, &format!("\"rust_pool {name}\" is duplicate; each pool is declared once"));
+    }
+    if mcf.pool.pools.len() >= crate::pool::slots::MAX_POOLS {
+        return conf_error(cf, &format!("too many pools; at most {} can be declared", crate::pool::slots::MAX_POOLS));
+    }
+    let resolve = |p: &str| full_path(cf_ref, Path::new(p));
+    let spec = match parse_options(name, &words[1..], resolve) {
+        Ok(spec) => spec,
+        Err(problem) => return conf_error(cf, &format!("\"rust_pool {name}\": {problem}")),
+    };
+    if spec.user.is_some() && unsafe { libc::geteuid() } != 0 {
+        conf_warn(cf, &format!("\"rust_pool {name}\": user= only works when nginx's master runs as root; ignored"));
+    }
+    let total: u32 = mcf.pool.pools.iter().map(|p| p.processes).sum::<u32>() + spec.processes;
+    // Room for every pool to replace its processes one at a time.
+    if (total as usize) * 2 > crate::pool::slots::MAX_SLOTS {
+        return conf_error(cf, &format!("\"rust_pool {name}\": more than {} pool processes in all", crate::pool::slots::MAX_SLOTS / 2));
+    }
+    mcf.pool.pools.push(spec);
+    CONF_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(options: &[&str]) -> Result<PoolSpec, String> {
+        let options: Vec<String> = options.iter().map(|s| s.to_string()).collect();
+        parse_options("app", &options, |p| PathBuf::from("/prefix").join(p))
+    }
+
+    #[test]
+    fn defaults() {
+        let spec = parse(&[]).unwrap();
+        assert_eq!((spec.processes, spec.threads), (2, 8));
+        assert_eq!((spec.timeout_ms, spec.queue_timeout_ms), (60_000, 30_000));
+        assert_eq!(spec.reload, Reload::Script);
+        assert!(spec.apps.is_empty());
+    }
+
+    #[test]
+    fn options() {
+        let spec = parse(&[
+            "app=/srv/app.py:create",
+            "processes=4",
+            "threads=2",
+            "max_requests=1000",
+            "max_requests_jitter=50",
+            "max_lifetime=1h",
+            "max_rss=256m",
+            "timeout=30s",
+            "queue_timeout=500ms",
+            "env=A=b=c",
+            "reload=off",
+        ])
+        .unwrap();
+        assert_eq!(spec.apps, vec![AppSpec { path: "/srv/app.py".into(), callable: "create".into() }]);
+        assert!(spec.has_own_app);
+        assert_eq!((spec.processes, spec.threads, spec.max_requests, spec.max_requests_jitter), (4, 2, 1000, 50));
+        assert_eq!((spec.max_lifetime_ms, spec.max_rss, spec.timeout_ms, spec.queue_timeout_ms), (3_600_000, 256 << 20, 30_000, 500));
+        assert_eq!(spec.python.env, vec![("A".to_string(), "b=c".to_string())]);
+        assert_eq!(spec.reload, Reload::Off);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        assert!(parse(&["processes=0"]).unwrap_err().contains("from 1 to 128"));
+        assert!(parse(&["threads=x"]).unwrap_err().contains("whole number"));
+        assert!(parse(&["timeout=soon"]).unwrap_err().contains("time such as"));
+        assert!(parse(&["colour=red"]).unwrap_err().contains("unknown option \"colour\""));
+        assert!(parse(&["processes"]).unwrap_err().contains("key=value"));
+        assert!(parse(&["max_requests_jitter=5"]).unwrap_err().contains("needs max_requests"));
+        assert!(parse(&["user=no-such-user-here"]).unwrap_err().contains("no user"));
+        assert!(parse_options("a/b", &[], |p: &str| PathBuf::from(p)).unwrap_err().contains("not a valid pool name"));
+    }
+
+    #[test]
+    fn times_and_sizes() {
+        assert_eq!(parse_ms("30"), Some(30_000));
+        assert_eq!(parse_ms("250ms"), Some(250));
+        assert_eq!(parse_ms("2m"), Some(120_000));
+        assert_eq!(parse_ms("x"), None);
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("512K"), Some(512 << 10));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("m"), None);
+    }
+}

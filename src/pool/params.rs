@@ -1,0 +1,171 @@
+//! A captured request as FastCGI params, and back.
+//!
+//! nginx workers send the CGI meta-variables any FastCGI responder
+//! understands. A pool process rebuilds the [`RequestHead`] from them and
+//! makes the environ with the same code as embedded mode, so an app sees the
+//! same environ either way. Headers travel as their HTTP_* variables
+//! (repeats already joined), which is all an environ is made of.
+//!
+//! Three params of our own, which other responders ignore: `RUST_APP` (which
+//! of the pool's apps), `RUST_QUEUED_AT` (CLOCK_MONOTONIC µs when nginx
+//! sent the request, for the queue timeout; the clock is system-wide) and
+//! `RUST_ERRORS_LEVEL` (the location's `rust_wsgi_errors_level`).
+
+use crate::core::capture::RequestHead;
+use crate::core::meta::{header, http_vars, split_script_name};
+
+pub const APP: &[u8] = b"RUST_APP";
+pub const QUEUED_AT: &[u8] = b"RUST_QUEUED_AT";
+pub const ERRORS_LEVEL: &[u8] = b"RUST_ERRORS_LEVEL";
+
+/// What a request carries beyond its head.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    pub app: String,
+    pub queued_at_us: u64,
+    pub errors_level: String,
+}
+
+/// The params for `head`, whose body is `content_length` bytes.
+pub fn to_params(head: &RequestHead, content_length: u64, extras: &Extras) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut params: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(16 + head.headers.len());
+    let mut put = |name: &[u8], value: &[u8]| params.push((name.to_vec(), value.to_vec()));
+    let (script_name, path_info) = split_script_name(head.location.as_deref(), &head.path);
+    put(b"REQUEST_METHOD", &head.method);
+    put(b"REQUEST_URI", &head.raw_uri);
+    put(b"SCRIPT_NAME", script_name);
+    put(b"PATH_INFO", path_info);
+    put(b"QUERY_STRING", &head.query);
+    put(b"SERVER_PROTOCOL", &head.protocol);
+    put(b"SERVER_NAME", &head.server_name);
+    if let Some(port) = head.server_port {
+        put(b"SERVER_PORT", port.to_string().as_bytes());
+    }
+    put(b"REMOTE_ADDR", &head.remote_addr);
+    if let Some(port) = head.remote_port {
+        put(b"REMOTE_PORT", port.to_string().as_bytes());
+    }
+    if head.https {
+        put(b"HTTPS", b"on");
+    }
+    if let Some(content_type) = header(&head.headers, "content-type") {
+        put(b"CONTENT_TYPE", content_type);
+    }
+    if head.has_body {
+        put(b"CONTENT_LENGTH", content_length.to_string().as_bytes());
+    }
+    put(APP, extras.app.as_bytes());
+    put(QUEUED_AT, extras.queued_at_us.to_string().as_bytes());
+    put(ERRORS_LEVEL, extras.errors_level.as_bytes());
+    for (name, value) in http_vars(&head.headers) {
+        // The name is latin-1 text, one char per byte of the header's name.
+        params.push((name.chars().map(|c| c as u8).collect(), value));
+    }
+    params
+}
+
+/// Rebuilds the head (and our extras) from params.
+pub fn from_params(params: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(RequestHead, Extras), String> {
+    let mut head = RequestHead::default();
+    let mut extras = Extras::default();
+    let (mut script_name, mut path_info) = (Vec::new(), Vec::new());
+    let number = |name: &str, v: &[u8]| -> Result<u64, String> {
+        std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).ok_or_else(|| format!("{name} is not a number"))
+    };
+    for (name, value) in params {
+        match name.as_slice() {
+            b"REQUEST_METHOD" => head.method = value,
+            b"REQUEST_URI" => head.raw_uri = value,
+            b"SCRIPT_NAME" => script_name = value,
+            b"PATH_INFO" => path_info = value,
+            b"QUERY_STRING" => head.query = value,
+            b"SERVER_PROTOCOL" => head.protocol = value,
+            b"SERVER_NAME" => head.server_name = value,
+            b"SERVER_PORT" => head.server_port = Some(number("SERVER_PORT", &value)? as u16),
+            b"REMOTE_ADDR" => head.remote_addr = value,
+            b"REMOTE_PORT" => head.remote_port = Some(number("REMOTE_PORT", &value)? as u16),
+            b"HTTPS" => head.https = value.eq_ignore_ascii_case(b"on"),
+            b"CONTENT_TYPE" => head.headers.push((b"content-type".to_vec(), value)),
+            b"CONTENT_LENGTH" => head.has_body = true,
+            APP => extras.app = String::from_utf8_lossy(&value).into_owned(),
+            QUEUED_AT => extras.queued_at_us = number("RUST_QUEUED_AT", &value)?,
+            ERRORS_LEVEL => extras.errors_level = String::from_utf8_lossy(&value).into_owned(),
+            _ => {
+                if let Some(header) = name.strip_prefix(b"HTTP_") {
+                    let header = header.iter().map(|&c| if c == b'_' { b'-' } else { c.to_ascii_lowercase() }).collect();
+                    head.headers.push((header, value));
+                }
+            }
+        }
+    }
+    if head.method.is_empty() {
+        return Err("no REQUEST_METHOD".into());
+    }
+    head.location = (!script_name.is_empty()).then(|| script_name.clone());
+    script_name.extend_from_slice(&path_info);
+    head.path = script_name;
+    Ok((head, extras))
+}
+
+/// CLOCK_MONOTONIC in µs: the same clock in every process of the machine.
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(n: &str, v: &str) -> (Vec<u8>, Vec<u8>) {
+        (n.as_bytes().to_vec(), v.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_head_survives_the_trip() {
+        let head = RequestHead {
+            method: b"POST".to_vec(),
+            raw_uri: b"/app/x%20y?a=1".to_vec(),
+            path: b"/app/x y".to_vec(),
+            query: b"a=1".to_vec(),
+            protocol: b"HTTP/1.1".to_vec(),
+            headers: vec![h("Host", "h"), h("Content-Type", "text/plain"), h("Cookie", "a=1"), h("cookie", "b=2"), h("X-Caf\u{e9}", "\u{e9}")],
+            remote_addr: b"127.0.0.1".to_vec(),
+            remote_port: Some(5555),
+            server_name: b"h".to_vec(),
+            server_port: Some(8080),
+            https: true,
+            location: Some(b"/app/".to_vec()),
+            has_body: true,
+        };
+        let extras = Extras { app: "/a.py:application".into(), queued_at_us: 42, errors_level: "warn".into() };
+        let params = to_params(&head, 3, &extras);
+        assert!(params.contains(&h("CONTENT_LENGTH", "3")));
+        assert!(params.contains(&h("HTTP_COOKIE", "a=1; b=2")));
+        let (back, extras_back) = from_params(params).unwrap();
+        assert_eq!(extras_back, extras);
+        assert_eq!((back.method, back.raw_uri, back.query, back.protocol), (head.method, head.raw_uri, head.query, head.protocol));
+        assert_eq!(split_script_name(back.location.as_deref(), &back.path), (&b"/app"[..], &b"/x y"[..]));
+        assert_eq!((back.remote_port, back.server_port, back.https, back.has_body), (Some(5555), Some(8080), true, true));
+        // The same HTTP_* variables come out of the rebuilt headers.
+        assert_eq!(http_vars(&back.headers), http_vars(&head.headers));
+        assert_eq!(header(&back.headers, "content-type"), Some(&b"text/plain"[..]));
+    }
+
+    #[test]
+    fn no_body_no_length_and_root_mount() {
+        let head = RequestHead { method: b"GET".to_vec(), path: b"/x".to_vec(), location: Some(b"/".to_vec()), ..Default::default() };
+        let params = to_params(&head, 0, &Extras::default());
+        assert!(!params.iter().any(|(n, _)| n == b"CONTENT_LENGTH"));
+        let (back, _) = from_params(params).unwrap();
+        assert!(!back.has_body);
+        assert_eq!(split_script_name(back.location.as_deref(), &back.path), (&b""[..], &b"/x"[..]));
+    }
+
+    #[test]
+    fn a_request_without_a_method_is_refused() {
+        assert!(from_params(vec![h("REQUEST_URI", "/")]).is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! A pool process: Python and the pool's apps, serving FastCGI on fd 0.
+//!
+//! It is built like an nginx worker running `rust_wsgi`, from the same
+//! parts: the interpreter keeper thread, `threads=` Python threads taking
+//! jobs from a [`JobQueue`](crate::core::jobs::JobQueue), and responses
+//! coming back through exchanges and a bridge eventfd. The difference is
+//! the front: instead of nginx's event loop, [`super::front`] reads
+//! requests from FastCGI connections and writes responses back to them.
+//!
+//! Every app is imported before the process says it is ready, so a broken
+//! new version never takes requests: the supervisor keeps the old
+//! processes serving and logs the traceback (from this process's stderr).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::Python;
+
+use super::conf::PoolSpec;
+use super::log::mark;
+use super::spawn::CONTROL_FD;
+use super::{front, slots};
+use crate::core::bridge::Bridge;
+use crate::core::workers::Workers;
+use crate::nginx::log::Level;
+use crate::python::apps::{App, LoadError, Logger};
+use crate::python::{interpreter, stdio};
+use crate::wsgi::serving;
+
+/// Exit code for "the app failed to import".
+pub const EXIT_IMPORT_FAILED: i32 = 3;
+/// Exit code for "Python did not start".
+pub const EXIT_NO_PYTHON: i32 = 4;
+
+/// How long threads still in app code get when the process stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
+/// A line for the supervisor to log.
+fn say(level: Level, message: &str) {
+    for line in message.lines() {
+        eprintln!("{}", mark(level, line));
+    }
+}
+
+/// Runs the pool process; returns its exit code.
+pub fn main(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> i32 {
+    let Some(table) = slots::table() else { return 1 };
+    let interpreter = match interpreter::start(spec.python.clone(), |message| say(Level::Alert, &message)) {
+        Ok(interpreter) => interpreter,
+        Err(e) => {
+            say(Level::Alert, &format!("cannot start Python: {e}"));
+            return EXIT_NO_PYTHON;
+        }
+    };
+    if !interpreter::wait_ready() {
+        return EXIT_NO_PYTHON;
+    }
+    let logger: Logger = Arc::new(|level, message: String| say(level, &message));
+    stdio::set_worker_log(Arc::clone(&logger));
+
+    let mut apps: HashMap<String, Arc<App>> = HashMap::new();
+    for app in &spec.apps {
+        let loaded = Arc::new(App::new(app.clone(), spec.reload.clone(), Arc::clone(&logger)));
+        let imported = Python::attach(|py| loaded.callable(py).map(drop));
+        if let Err(LoadError::Failed(lines)) = imported {
+            lines.iter().for_each(|l| say(Level::Error, l));
+            say(Level::Error, &format!("\"{}\" failed to import; this process does not serve", app.path.display()));
+            return EXIT_IMPORT_FAILED;
+        }
+        apps.insert(PoolSpec::app_key(app), loaded);
+    }
+    let default_app = spec.has_own_app.then(|| spec.apps.first().map(PoolSpec::app_key)).flatten();
+
+    let (bridge, efd) = match Bridge::new() {
+        Ok(pair) => pair,
+        Err(e) => {
+            say(Level::Alert, &format!("eventfd() failed: {e}"));
+            return 1;
+        }
+    };
+    let threads = match Workers::start("rgw-pool", spec.threads as usize, Duration::from_micros(100), serving::run_thread) {
+        Ok(threads) => threads,
+        Err(e) => {
+            say(Level::Alert, &format!("cannot start threads: {e}"));
+            return 1;
+        }
+    };
+    let signals = match front::termination_signals() {
+        Ok(fd) => fd,
+        Err(e) => {
+            say(Level::Alert, &format!("signalfd() failed: {e}"));
+            return 1;
+        }
+    };
+    // Ready: the supervisor lets nginx send requests from now on.
+    // SAFETY: writing one byte to our control pipe.
+    unsafe { libc::write(CONTROL_FD, b"R".as_ptr().cast(), 1) };
+
+    let front = front::Front::new(front::Setup {
+        table,
+        slot,
+        bridge: Arc::clone(&bridge),
+        efd,
+        signals,
+        apps,
+        default_app,
+        jobs: &threads,
+        queue_timeout_us: spec.queue_timeout_ms * 1000,
+        nginx_uid,
+    });
+    front.run();
+    threads.shutdown(SHUTDOWN_GRACE);
+    interpreter.stop(SHUTDOWN_GRACE);
+    0
+}

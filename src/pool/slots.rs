@@ -1,0 +1,308 @@
+//! The table every process of the pool machinery shares: which pool
+//! processes exist, their state and their counters.
+//!
+//! It is one anonymous `MAP_SHARED` mapping made in nginx's master before it
+//! forks anything, so the supervisor, the pool processes and every
+//! generation of nginx workers see the same memory (nginx's own shared zones
+//! are remade when a reload changes their size, which the long-lived
+//! supervisor would not see). Every field is an atomic: the writers are
+//! other processes.
+//!
+//! - The supervisor assigns slots (pool, pid, state) and samples RSS.
+//! - A pool process counts its requests and marks itself ready.
+//! - nginx workers read it to pick a process, and to report status.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// Pools one nginx can declare.
+pub const MAX_POOLS: usize = 32;
+/// Pool processes at once, over all pools (rolling restarts need a few
+/// more than the configured total).
+pub const MAX_SLOTS: usize = 512;
+/// Longest pool name.
+pub const NAME_MAX: usize = 64;
+/// Bytes of the current request's URI kept for the status report.
+pub const URI_MAX: usize = 120;
+/// Recent exits remembered, for nginx workers to name why a connection
+/// broke.
+pub const EXITS: usize = 64;
+
+/// A slot's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum State {
+    Empty = 0,
+    /// Forked; importing the app.
+    Starting = 1,
+    /// Takes requests.
+    Ready = 2,
+    /// Finishing its requests, then exiting; takes no new ones.
+    Draining = 3,
+    /// Told to stop, or exited and not yet reaped.
+    Stopping = 4,
+}
+
+impl State {
+    fn from_u32(v: u32) -> State {
+        match v {
+            1 => State::Starting,
+            2 => State::Ready,
+            3 => State::Draining,
+            4 => State::Stopping,
+            _ => State::Empty,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Empty => "empty",
+            State::Starting => "starting",
+            State::Ready => "ready",
+            State::Draining => "draining",
+            State::Stopping => "stopping",
+        }
+    }
+}
+
+#[repr(C)]
+pub struct PoolEntry {
+    /// Non-zero once the name is written.
+    used: AtomicU32,
+    name_len: AtomicU32,
+    name: [AtomicU8; NAME_MAX],
+    /// Processes restarted after they died or were recycled.
+    pub restarts: AtomicU64,
+    /// Non-zero while the pool is in a crash loop: requests get 503.
+    pub failing: AtomicU32,
+    /// `threads=` of the current configuration.
+    pub threads: AtomicU32,
+}
+
+#[repr(C)]
+pub struct Slot {
+    state: AtomicU32,
+    pub pool: AtomicU32,
+    pub pid: AtomicU32,
+    /// Bumped each time the slot is given to a new process, so a reader can
+    /// tell a reused slot from the process it knew.
+    pub serial: AtomicU32,
+    /// Requests received and not yet answered (including queued ones).
+    pub active: AtomicU32,
+    pub served: AtomicU64,
+    /// Unix time in ms when the process was started.
+    pub started_ms: AtomicU64,
+    /// Unix time in ms when the oldest running request started; 0 if idle.
+    pub busy_since_ms: AtomicU64,
+    pub rss: AtomicU64,
+    uri_len: AtomicU32,
+    uri: [AtomicU8; URI_MAX],
+}
+
+#[repr(C)]
+pub struct Exit {
+    pub pid: AtomicU32,
+    /// The wait status; valid once `pid` is set.
+    pub status: AtomicU32,
+    /// What the supervisor knows beyond the status (see [`ExitCause`]).
+    pub cause: AtomicU32,
+}
+
+/// Why a process ended, as far as the supervisor can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ExitCause {
+    /// On its own (a crash, an exit call).
+    Own = 0,
+    /// The supervisor stopped it (recycling, timeout, shutdown).
+    Stopped = 1,
+    /// The kernel's OOM killer.
+    OutOfMemory = 2,
+}
+
+#[repr(C)]
+pub struct Table {
+    magic: AtomicU64,
+    /// The supervisor's pid, part of every socket name.
+    pub supervisor: AtomicU32,
+    next_exit: AtomicU32,
+    pub pools: [PoolEntry; MAX_POOLS],
+    pub slots: [Slot; MAX_SLOTS],
+    pub exits: [Exit; EXITS],
+}
+
+const MAGIC: u64 = 0x7267_772d_706f_6f6c; // "rgw-pool"
+
+static TABLE: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The table, once [`create`] ran in this process or an ancestor.
+pub fn table() -> Option<&'static Table> {
+    // SAFETY: the pointer is either null or the mapping made by `create`,
+    // which is never unmapped.
+    NonNull::new(TABLE.load(Ordering::Acquire)).map(|p| unsafe { &*p.as_ptr() })
+}
+
+/// Maps the table (zeroed), once per process tree.
+pub fn create() -> std::io::Result<&'static Table> {
+    if let Some(table) = table() {
+        return Ok(table);
+    }
+    // SAFETY: a fresh anonymous mapping; zeroed memory is a valid Table
+    // (atomics of zero).
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            std::mem::size_of::<Table>(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    TABLE.store(ptr.cast(), Ordering::Release);
+    // SAFETY: just mapped, and never unmapped.
+    let table = unsafe { &*(ptr as *const Table) };
+    table.magic.store(MAGIC, Ordering::Release);
+    Ok(table)
+}
+
+fn write_bytes(len: &AtomicU32, buf: &[AtomicU8], bytes: &[u8]) {
+    let n = bytes.len().min(buf.len());
+    for (cell, &b) in buf.iter().zip(&bytes[..n]) {
+        cell.store(b, Ordering::Relaxed);
+    }
+    len.store(n as u32, Ordering::Release);
+}
+
+fn read_bytes(len: &AtomicU32, buf: &[AtomicU8]) -> Vec<u8> {
+    let n = (len.load(Ordering::Acquire) as usize).min(buf.len());
+    buf[..n].iter().map(|c| c.load(Ordering::Relaxed)).collect()
+}
+
+impl PoolEntry {
+    pub fn name(&self) -> Option<Vec<u8>> {
+        (self.used.load(Ordering::Acquire) != 0).then(|| read_bytes(&self.name_len, &self.name))
+    }
+}
+
+impl Table {
+    /// The entry for pool `name`, made if new (supervisor only).
+    pub fn pool_index_or_add(&self, name: &str) -> Option<usize> {
+        if let Some(i) = self.pool_index(name.as_bytes()) {
+            return Some(i);
+        }
+        let i = self.pools.iter().position(|p| p.used.load(Ordering::Acquire) == 0)?;
+        let entry = &self.pools[i];
+        write_bytes(&entry.name_len, &entry.name, name.as_bytes());
+        entry.used.store(1, Ordering::Release);
+        Some(i)
+    }
+
+    pub fn pool_index(&self, name: &[u8]) -> Option<usize> {
+        self.pools.iter().position(|p| p.name().as_deref() == Some(name))
+    }
+
+    /// A free slot, claimed for `pool` (supervisor only).
+    pub fn claim(&self, pool: usize, pid: u32) -> Option<usize> {
+        let i = self.slots.iter().position(|s| s.state() == State::Empty)?;
+        let slot = &self.slots[i];
+        slot.pool.store(pool as u32, Ordering::Relaxed);
+        slot.pid.store(pid, Ordering::Relaxed);
+        slot.active.store(0, Ordering::Relaxed);
+        slot.served.store(0, Ordering::Relaxed);
+        slot.busy_since_ms.store(0, Ordering::Relaxed);
+        slot.rss.store(0, Ordering::Relaxed);
+        slot.uri_len.store(0, Ordering::Relaxed);
+        slot.started_ms.store(unix_ms(), Ordering::Relaxed);
+        slot.serial.fetch_add(1, Ordering::Relaxed);
+        slot.set_state(State::Starting);
+        Some(i)
+    }
+
+    /// Remembers how `pid` ended.
+    pub fn record_exit(&self, pid: u32, status: i32, cause: ExitCause) {
+        let i = self.next_exit.fetch_add(1, Ordering::Relaxed) as usize % EXITS;
+        let exit = &self.exits[i];
+        exit.status.store(status as u32, Ordering::Relaxed);
+        exit.cause.store(cause as u32, Ordering::Relaxed);
+        exit.pid.store(pid, Ordering::Release);
+    }
+
+    /// How `pid` ended, if it is among the recent exits.
+    pub fn exit_of(&self, pid: u32) -> Option<(i32, ExitCause)> {
+        self.exits.iter().find(|e| e.pid.load(Ordering::Acquire) == pid).map(|e| {
+            let cause = match e.cause.load(Ordering::Relaxed) {
+                1 => ExitCause::Stopped,
+                2 => ExitCause::OutOfMemory,
+                _ => ExitCause::Own,
+            };
+            (e.status.load(Ordering::Relaxed) as i32, cause)
+        })
+    }
+}
+
+impl Slot {
+    pub fn state(&self) -> State {
+        State::from_u32(self.state.load(Ordering::Acquire))
+    }
+
+    pub fn set_state(&self, state: State) {
+        self.state.store(state as u32, Ordering::Release);
+    }
+
+    /// Moves from `from` to `to` unless someone else changed it first.
+    pub fn transition(&self, from: State, to: State) -> bool {
+        self.state.compare_exchange(from as u32, to as u32, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    pub fn set_uri(&self, uri: &[u8]) {
+        write_bytes(&self.uri_len, &self.uri, uri);
+    }
+
+    pub fn uri(&self) -> Vec<u8> {
+        read_bytes(&self.uri_len, &self.uri)
+    }
+}
+
+/// The abstract unix socket a pool process listens on. Abstract names need
+/// no directory and vanish with their socket; the pool process accepts
+/// only nginx's own user (see SO_PEERCRED in the pool process).
+pub fn socket_name(supervisor: u32, slot: usize, pid: u32) -> Vec<u8> {
+    format!("\0ngx-rust-gateway/{supervisor}/{slot}/{pid}").into_bytes()
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_slots_and_exits() {
+        let table = create().expect("mmap");
+        let pool = table.pool_index_or_add("app").expect("pool");
+        assert_eq!(table.pool_index_or_add("app"), Some(pool));
+        assert_eq!(table.pool_index(b"app"), Some(pool));
+        assert_eq!(table.pool_index(b"other"), None);
+
+        let slot = table.claim(pool, 1234).expect("slot");
+        let s = &table.slots[slot];
+        assert_eq!(s.state(), State::Starting);
+        assert!(s.transition(State::Starting, State::Ready));
+        assert!(!s.transition(State::Starting, State::Ready));
+        s.set_uri(&[b'x'; 500]);
+        assert_eq!(s.uri().len(), URI_MAX);
+        assert_ne!(table.claim(pool, 99), Some(slot));
+
+        table.record_exit(1234, 9, ExitCause::OutOfMemory);
+        assert_eq!(table.exit_of(1234), Some((9, ExitCause::OutOfMemory)));
+        assert_eq!(table.exit_of(4321), None);
+    }
+}

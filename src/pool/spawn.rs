@@ -1,0 +1,244 @@
+//! Making the supervisor and pool processes out of forks, cleanly.
+//!
+//! Both are forks of single-threaded processes (the master, then the
+//! supervisor), so Rust code may run in the child. What each child inherits
+//! from nginx is cut off before anything else happens: every signal back to
+//! its default and unblocked (the master blocks most of them), every fd
+//! closed but its own (nginx's listening sockets are not close-on-exec), and
+//! a pool process gets SIGKILL when the supervisor dies (PR_SET_PDEATHSIG).
+//!
+//! A pool process gets what FastCGI gives a responder: its listening socket
+//! on fd 0. Its stdout and stderr are a pipe to the supervisor, which logs
+//! the lines; fd 3 is a control pipe ("R" when ready, "T" after a timeout).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::conf::PoolSpec;
+
+/// Where a pool process finds its listening socket (FastCGI's convention).
+pub const LISTEN_FD: RawFd = 0;
+/// The pool process's control pipe to the supervisor.
+pub const CONTROL_FD: RawFd = 3;
+
+/// Resets what the supervisor inherited from nginx's master.
+pub fn become_supervisor(channel: RawFd) {
+    // SAFETY: plain syscalls in a fresh single-threaded child; `channel` is
+    // moved to fd 3 and everything above it closed.
+    unsafe {
+        reset_signals();
+        // Signals meant for nginx (a `pkill nginx` too) are not for us: we
+        // stop when the master's pipe ends.
+        for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH, libc::SIGPIPE] {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+        if channel != 3 {
+            libc::dup2(channel, 3);
+            libc::close(channel);
+        }
+        close_from(4);
+        set_title("rust pool supervisor");
+    }
+}
+
+/// Every signal to its default disposition, none blocked.
+///
+/// # Safety
+/// Only for a process that owns its signal handling (a fresh child).
+unsafe fn reset_signals() {
+    // SAFETY: plain syscalls.
+    unsafe {
+        for signal in 1..libc::SIGRTMIN() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+/// Closes every fd from `first` up.
+///
+/// # Safety
+/// The caller must own every such fd (a fresh child).
+unsafe fn close_from(first: u32) {
+    // SAFETY: plain syscalls.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) != 0 {
+            for fd in first as RawFd..65536 {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+/// "nginx: TITLE" in ps, as nginx names its own processes.
+fn set_title(title: &str) {
+    if let Ok(title) = CString::new(title) {
+        // SAFETY: nginx's own proctitle code, set up in main() before any
+        // configuration was read; it copies the string.
+        unsafe { nginx_sys::ngx_setproctitle(title.as_ptr().cast_mut()) };
+        let short = CString::new(title.as_bytes().iter().take(15).copied().collect::<Vec<u8>>()).unwrap_or_default();
+        // SAFETY: plain prctl with a NUL-terminated name.
+        unsafe { libc::prctl(libc::PR_SET_NAME, short.as_ptr()) };
+    }
+}
+
+pub struct Launch<'a> {
+    pub spec: &'a PoolSpec,
+    pub slot: usize,
+    /// The abstract socket name (leading NUL included).
+    pub socket: &'a [u8],
+    pub nginx_uid: u32,
+    pub env: &'a [(String, String)],
+}
+
+pub struct Child {
+    pub pid: libc::pid_t,
+    pub pidfd: OwnedFd,
+    /// Its stdout and stderr.
+    pub output: OwnedFd,
+    pub control: OwnedFd,
+}
+
+/// Starts a pool process (supervisor only).
+pub fn spawn(launch: &Launch) -> io::Result<Child> {
+    let listener = listen(launch.socket)?;
+    let (output_read, output_write) = pipe()?;
+    let (control_read, control_write) = pipe()?;
+    // SAFETY: plain syscall.
+    let supervisor = unsafe { libc::getpid() };
+    // SAFETY: the supervisor is single-threaded; the child never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: a fresh single-threaded child arranging its own fds.
+        unsafe {
+            libc::setpgid(0, 0);
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::getppid() != supervisor {
+                libc::_exit(1);
+            }
+            reset_signals();
+            // A client that goes away must not kill the process mid-write.
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            libc::dup2(listener.as_raw_fd(), LISTEN_FD);
+            libc::dup2(output_write.as_raw_fd(), 1);
+            libc::dup2(output_write.as_raw_fd(), 2);
+            libc::dup2(control_write.as_raw_fd(), CONTROL_FD);
+            close_from(4);
+        }
+        std::mem::forget((listener, output_read, output_write, control_read, control_write));
+        set_title(&format!("rust pool {}", launch.spec.name));
+        let code = match drop_privileges(launch.spec) {
+            Ok(()) => {
+                set_environment(launch.env, &launch.spec.python.env);
+                super::process::main(launch.spec, launch.slot, launch.nginx_uid)
+            }
+            Err(e) => {
+                eprintln!("{}", super::log::mark(crate::nginx::log::Level::Alert, &format!("cannot switch to user {e}")));
+                1
+            }
+        };
+        // SAFETY: leaving without running destructors or atexit handlers
+        // of a process that may have Python threads.
+        unsafe { libc::_exit(code) }
+    }
+    drop((listener, output_write, control_write));
+    // SAFETY: plain syscall; checked below.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+    if pidfd < 0 {
+        let err = io::Error::last_os_error();
+        // SAFETY: our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        return Err(err);
+    }
+    // SAFETY: a fresh descriptor we own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Child { pid, pidfd, output: output_read, control: control_read })
+}
+
+/// The user and group of `user=`, when we are root.
+fn drop_privileges(spec: &PoolSpec) -> Result<(), String> {
+    let Some(user) = &spec.user else { return Ok(()) };
+    // SAFETY: plain syscalls.
+    unsafe {
+        if libc::geteuid() != 0 {
+            return Ok(());
+        }
+        let name = CString::new(user.name.as_str()).map_err(|_| user.name.clone())?;
+        if libc::setgid(user.gid) != 0
+            || libc::initgroups(name.as_ptr(), user.gid) != 0
+            || libc::setuid(user.uid) != 0
+        {
+            return Err(format!("\"{}\": {}", user.name, io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// The environment nginx gives its workers, the pool's env=, and a PATH.
+fn set_environment(nginx: &[(String, String)], pool: &[(String, String)]) {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    for (name, _) in vars {
+        std::env::remove_var(name);
+    }
+    std::env::set_var("PATH", "/usr/local/bin:/usr/bin:/bin");
+    for (name, value) in nginx.iter().chain(pool) {
+        std::env::set_var(name, value);
+    }
+}
+
+fn listen(name: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscalls on a socket we own; the address is built in a
+    // zeroed sockaddr_un with the name's length checked.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let sock = OwnedFd::from_raw_fd(fd);
+        let (addr, len) = sockaddr(name)?;
+        if libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 || libc::listen(fd, 1024) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(sock)
+    }
+}
+
+/// An abstract-namespace address for `name` (which starts with NUL).
+pub fn sockaddr(name: &[u8]) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: zeroed is a valid sockaddr_un.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if name.len() > addr.sun_path.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "socket name too long"));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, &src) in addr.sun_path.iter_mut().zip(name) {
+        *dst = src as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + name.len();
+    Ok((addr, len as libc::socklen_t))
+}
+
+/// A pipe whose read end (ours) is non-blocking.
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: plain syscall; the fds are checked and owned.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let pair = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
+        let flags = libc::fcntl(fds[0], libc::F_GETFL);
+        libc::fcntl(fds[0], libc::F_SETFL, flags | libc::O_NONBLOCK);
+        Ok(pair)
+    }
+}

@@ -1,0 +1,637 @@
+//! The pool supervisor: a single-threaded process forked from nginx's
+//! master (see [`super::master`]) that starts, watches, recycles and stops
+//! the pool processes.
+//!
+//! It is the only process that forks them, and it never runs Python, so a
+//! pool process never starts as a copy of a process with Python threads.
+//! It blocks in poll(2) on: the master's pipe (new plans; its end means
+//! nginx is gone), each process's pidfd (its exit), its stderr (log lines)
+//! and its control pipe ("ready"). Its state is mirrored into the shared
+//! [`slots`] table, which is how nginx workers find processes.
+//!
+//! Replacement is always rolling: a process is retired (new configuration,
+//! recycling) only once a successor for it is ready, so a pool keeps at
+//! least N-1 processes serving. A process that dies before it is ready, or
+//! soon after, backs off exponentially; three in a row put the pool in a
+//! crash loop, logged as such, and nginx answers 503 instead of waiting.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use super::conf::PoolSpec;
+use super::log::ErrorLog;
+use super::master::Plan;
+use super::slots::{self, ExitCause, State, Table};
+use super::spawn;
+use crate::nginx::log::Level;
+
+/// A process that dies sooner than this after its start counts towards a
+/// crash loop.
+const QUICK: Duration = Duration::from_secs(5);
+/// Quick deaths in a row that make a crash loop.
+const CRASH_LOOP: u32 = 3;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long a process told to stop may take before SIGKILL, beyond the
+/// pool's request timeout while it drains.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// RSS and lifetime checks.
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Starting,
+    Ready,
+    /// Told to finish its requests and exit.
+    Draining,
+}
+
+struct Proc {
+    pid: libc::pid_t,
+    slot: usize,
+    pool: String,
+    generation: u64,
+    phase: Phase,
+    started: Instant,
+    /// Replace it (recycling) as soon as a successor is ready.
+    retire: Option<String>,
+    /// SIGKILL at this time, once told to stop.
+    kill_at: Option<Instant>,
+    /// The supervisor stopped it: its end is no failure.
+    stopped: bool,
+    /// Requests after which it is recycled (max_requests with jitter).
+    request_limit: u64,
+    pidfd: OwnedFd,
+    output: Option<OwnedFd>,
+    control: Option<OwnedFd>,
+    partial: Vec<u8>,
+}
+
+struct Pool {
+    spec: PoolSpec,
+    index: usize,
+    generation: u64,
+    /// Quick deaths in a row.
+    failures: u32,
+    /// No new process before this (backoff).
+    next_start: Instant,
+}
+
+struct Supervisor {
+    table: &'static Table,
+    channel: Option<OwnedFd>,
+    inbox: Vec<u8>,
+    log: ErrorLog,
+    plan: Option<Plan>,
+    pools: Vec<Pool>,
+    procs: Vec<Proc>,
+    next_tick: Instant,
+    seed: u64,
+}
+
+/// The supervisor's life; never returns.
+pub fn run(table: &'static Table, channel: OwnedFd) -> ! {
+    spawn::become_supervisor(channel.as_raw_fd());
+    // SAFETY: plain syscall.
+    table.supervisor.store(unsafe { libc::getpid() } as u32, std::sync::atomic::Ordering::Release);
+    let mut sup = Supervisor {
+        table,
+        channel: Some(channel),
+        inbox: Vec::new(),
+        log: ErrorLog::stderr(),
+        plan: None,
+        pools: Vec::new(),
+        procs: Vec::new(),
+        next_tick: Instant::now() + TICK,
+        seed: slots::unix_ms(),
+    };
+    loop {
+        sup.reconcile();
+        if sup.channel.is_none() && sup.procs.is_empty() {
+            // SAFETY: nothing of ours is left to clean up.
+            unsafe { libc::_exit(0) }
+        }
+        sup.wait();
+    }
+}
+
+impl Supervisor {
+    /// Blocks until something happens or the next deadline, and handles it.
+    fn wait(&mut self) {
+        let now = Instant::now();
+        let mut deadline = self.next_tick;
+        for pool in &self.pools {
+            if pool.next_start > now {
+                deadline = deadline.min(pool.next_start);
+            }
+        }
+        for proc in &self.procs {
+            if let Some(at) = proc.kill_at {
+                deadline = deadline.min(at);
+            }
+        }
+        let timeout = deadline.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32;
+
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        let poll = |fd: RawFd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        if let Some(channel) = &self.channel {
+            fds.push(poll(channel.as_raw_fd()));
+        }
+        for proc in &self.procs {
+            fds.push(poll(proc.pidfd.as_raw_fd()));
+            fds.push(poll(proc.output.as_ref().map_or(-1, |f| f.as_raw_fd())));
+            fds.push(poll(proc.control.as_ref().map_or(-1, |f| f.as_raw_fd())));
+        }
+        // SAFETY: `fds` is a valid array of pollfd; negative fds are skipped.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n < 0 {
+            return;
+        }
+        let ready = |i: usize| fds.get(i).is_some_and(|p| p.revents != 0);
+        let mut at = 0;
+        if self.channel.is_some() {
+            if ready(0) {
+                self.read_channel();
+            }
+            at = 1;
+        }
+        // Handle by pid: handling one may remove others from the list.
+        let pids: Vec<(libc::pid_t, bool, bool, bool)> =
+            self.procs.iter().enumerate().map(|(i, p)| (p.pid, ready(at + 3 * i), ready(at + 3 * i + 1), ready(at + 3 * i + 2))).collect();
+        for (pid, exited, output, control) in pids {
+            if output {
+                self.read_output(pid, false);
+            }
+            if control {
+                self.read_control(pid);
+            }
+            if exited {
+                self.reap(pid);
+            }
+        }
+        let now = Instant::now();
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            self.tick();
+        }
+        for proc in &mut self.procs {
+            if proc.kill_at.is_some_and(|at| at <= now) {
+                proc.kill_at = None;
+                self.log.write(Level::Warn, &format!("rust_pool \"{}\": process {} did not stop in time; sending SIGKILL", proc.pool, proc.pid));
+                // SAFETY: our own child's process group.
+                unsafe { libc::kill(-proc.pid, libc::SIGKILL) };
+            }
+        }
+    }
+
+    fn read_channel(&mut self) {
+        let Some(channel) = &self.channel else { return };
+        let mut buf = [0u8; 65536];
+        // SAFETY: reading into our buffer from our pipe.
+        let n = unsafe { libc::read(channel.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 || (n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted) {
+            // nginx's master is gone: stop everything.
+            self.channel = None;
+            self.shutdown();
+            return;
+        }
+        if n < 0 {
+            return;
+        }
+        self.inbox.extend_from_slice(&buf[..n as usize]);
+        while self.inbox.len() >= 4 {
+            let len = u32::from_le_bytes([self.inbox[0], self.inbox[1], self.inbox[2], self.inbox[3]]) as usize;
+            if self.inbox.len() < 4 + len {
+                break;
+            }
+            let message: Vec<u8> = self.inbox.drain(..4 + len).skip(4).collect();
+            match serde_json::from_slice::<Plan>(&message) {
+                Ok(plan) => self.apply(plan),
+                Err(e) => self.log.write(Level::Alert, &format!("rust_pool: the supervisor got a plan it cannot read: {e}")),
+            }
+        }
+    }
+
+    /// A new configuration: new pools start, changed pools roll over to a
+    /// new generation, removed pools drain.
+    fn apply(&mut self, plan: Plan) {
+        self.log = ErrorLog::new(plan.error_log.clone(), plan.log_level);
+        for spec in &plan.pools {
+            match self.pools.iter_mut().find(|p| p.spec.name == spec.name) {
+                Some(pool) if pool.spec == *spec => {}
+                Some(pool) => {
+                    let rolling = pool.spec.processes != spec.processes && same_except_count(&pool.spec, spec);
+                    pool.spec = spec.clone();
+                    pool.failures = 0;
+                    if !rolling {
+                        pool.generation += 1;
+                        self.log.write(Level::Notice, &format!("rust_pool \"{}\": configuration changed; replacing its processes one by one", spec.name));
+                    }
+                }
+                None => {
+                    let Some(index) = self.table.pool_index_or_add(&spec.name) else {
+                        self.log.write(Level::Alert, &format!("rust_pool \"{}\": no room in the pool table", spec.name));
+                        continue;
+                    };
+                    self.pools.push(Pool { spec: spec.clone(), index, generation: 1, failures: 0, next_start: Instant::now() });
+                }
+            }
+            if let Some(pool) = self.pools.iter().find(|p| p.spec.name == spec.name) {
+                let entry = &self.table.pools[pool.index];
+                entry.threads.store(spec.threads, std::sync::atomic::Ordering::Relaxed);
+                entry.failing.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let removed: Vec<String> =
+            self.pools.iter().filter(|p| !plan.pools.iter().any(|s| s.name == p.spec.name)).map(|p| p.spec.name.clone()).collect();
+        for name in removed {
+            self.log.write(Level::Notice, &format!("rust_pool \"{name}\": no longer configured; its processes finish their requests and exit"));
+            self.pools.retain(|p| p.spec.name != name);
+        }
+        self.plan = Some(plan);
+    }
+
+    /// Brings every pool towards its plan: start what is missing, retire
+    /// what a ready successor replaces, drain what no pool wants.
+    fn reconcile(&mut self) {
+        if self.channel.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        // Processes of pools that are gone.
+        let orphans: Vec<libc::pid_t> = self
+            .procs
+            .iter()
+            .filter(|p| p.phase != Phase::Draining && !self.pools.iter().any(|pool| pool.spec.name == p.pool))
+            .map(|p| p.pid)
+            .collect();
+        for pid in orphans {
+            self.drain(pid, None);
+        }
+        for i in 0..self.pools.len() {
+            let (name, generation, want) = {
+                let pool = &self.pools[i];
+                (pool.spec.name.clone(), pool.generation, pool.spec.processes as usize)
+            };
+            let current = |p: &Proc| p.pool == name && p.generation == generation && p.retire.is_none() && p.phase != Phase::Draining;
+            let live: Vec<&Proc> = self.procs.iter().filter(|p| current(p)).collect();
+            let ready = live.iter().filter(|p| p.phase == Phase::Ready).count();
+            let starting = live.iter().filter(|p| p.phase == Phase::Starting).count();
+            let outgoing: Vec<libc::pid_t> = self
+                .procs
+                .iter()
+                .filter(|p| p.pool == name && !current(p) && p.phase != Phase::Draining)
+                .map(|p| p.pid)
+                .collect();
+
+            // Retire old processes as successors become ready, keeping
+            // `want` serving.
+            let keep_old = want.saturating_sub(ready);
+            for &pid in outgoing.iter().skip(keep_old) {
+                let why = self.procs.iter().find(|p| p.pid == pid).and_then(|p| p.retire.clone());
+                self.drain(pid, why);
+            }
+            // More than wanted (the count went down): the newest go.
+            if ready + starting > want {
+                let extra: Vec<libc::pid_t> = self.procs.iter().filter(|p| current(p)).map(|p| p.pid).rev().take(ready + starting - want).collect();
+                for pid in extra {
+                    self.drain(pid, Some("the pool's process count went down".into()));
+                }
+            }
+            // Start what is missing: one at a time while replacing (memory),
+            // or while backing off after failures.
+            let missing = want.saturating_sub(ready + starting);
+            let careful = !outgoing.is_empty() || self.pools[i].failures > 0;
+            let allowed = if careful { usize::from(starting == 0).min(missing) } else { missing };
+            if allowed > 0 && self.pools[i].next_start <= now {
+                for _ in 0..allowed {
+                    self.start(i);
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, pool_at: usize) {
+        let Some(plan) = &self.plan else { return };
+        let pool = &self.pools[pool_at];
+        // SAFETY: plain syscall.
+        let me = unsafe { libc::getpid() } as u32;
+        let Some(slot) = self.table.claim(pool.index, 0) else {
+            self.log.write(Level::Alert, &format!("rust_pool \"{}\": no free process slot", pool.spec.name));
+            return;
+        };
+        let serial = self.table.slots[slot].serial.load(std::sync::atomic::Ordering::Relaxed);
+        let name = slots::socket_name(me, slot, serial);
+        let launch = spawn::Launch { spec: &pool.spec, slot, socket: &name, nginx_uid: plan.nginx_uid, env: &plan.env };
+        match spawn::spawn(&launch) {
+            Ok(child) => {
+                self.table.slots[slot].pid.store(child.pid as u32, std::sync::atomic::Ordering::Release);
+                let limit = request_limit(&pool.spec, &mut self.seed);
+                self.log.write(Level::Info, &format!("rust_pool \"{}\": started process {}", pool.spec.name, child.pid));
+                self.procs.push(Proc {
+                    pid: child.pid,
+                    slot,
+                    pool: pool.spec.name.clone(),
+                    generation: pool.generation,
+                    phase: Phase::Starting,
+                    started: Instant::now(),
+                    retire: None,
+                    kill_at: None,
+                    stopped: false,
+                    request_limit: limit,
+                    pidfd: child.pidfd,
+                    output: Some(child.output),
+                    control: Some(child.control),
+                    partial: Vec::new(),
+                });
+            }
+            Err(e) => {
+                self.table.slots[slot].set_state(State::Empty);
+                self.log.write(Level::Alert, &format!("rust_pool \"{}\": cannot start a process: {e}", pool.spec.name));
+                let pool = &mut self.pools[pool_at];
+                pool.next_start = Instant::now() + BACKOFF_MAX;
+            }
+        }
+    }
+
+    /// Tells a process to finish its requests and exit (SIGTERM), with
+    /// SIGKILL after the pool's request timeout and a grace period.
+    fn drain(&mut self, pid: libc::pid_t, why: Option<String>) {
+        let timeout = |name: &str| {
+            self.pools.iter().find(|p| p.spec.name == name).map_or(Duration::ZERO, |p| Duration::from_millis(p.spec.timeout_ms))
+        };
+        let Some(at) = self.procs.iter().position(|p| p.pid == pid) else { return };
+        let grace = timeout(&self.procs[at].pool) + STOP_GRACE;
+        let proc = &mut self.procs[at];
+        if proc.phase == Phase::Draining {
+            return;
+        }
+        if let Some(why) = why {
+            self.log.write(Level::Notice, &format!("rust_pool \"{}\": recycling process {}: {why}", proc.pool, proc.pid));
+        }
+        proc.phase = Phase::Draining;
+        proc.stopped = true;
+        proc.kill_at = Some(Instant::now() + grace);
+        self.table.slots[proc.slot].set_state(State::Draining);
+        // SAFETY: our own child.
+        unsafe { libc::kill(proc.pid, libc::SIGTERM) };
+    }
+
+    /// nginx is gone: every process stops now (SIGTERM, SIGKILL soon).
+    fn shutdown(&mut self) {
+        for proc in &mut self.procs {
+            proc.stopped = true;
+            proc.phase = Phase::Draining;
+            proc.kill_at = Some(Instant::now() + STOP_GRACE);
+            self.table.slots[proc.slot].set_state(State::Stopping);
+            // SAFETY: our own child.
+            unsafe { libc::kill(proc.pid, libc::SIGTERM) };
+        }
+    }
+
+    fn read_output(&mut self, pid: libc::pid_t, to_end: bool) {
+        let Some(at) = self.procs.iter().position(|p| p.pid == pid) else { return };
+        let proc = &mut self.procs[at];
+        let Some(fd) = proc.output.as_ref().map(AsRawFd::as_raw_fd) else { return };
+        let mut buf = [0u8; 16384];
+        let mut eof = false;
+        loop {
+            // SAFETY: reading into our buffer from our non-blocking pipe.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                proc.partial.extend_from_slice(&buf[..n as usize]);
+                if !to_end {
+                    break;
+                }
+                continue;
+            }
+            eof = n == 0;
+            break;
+        }
+        let prefix = format!("rust_pool \"{}\" process {}: ", proc.pool, proc.pid);
+        let lines = take_lines(&mut proc.partial, eof || to_end);
+        if eof {
+            proc.output = None;
+        }
+        for line in lines {
+            let (level, text) = super::log::split_level(&line);
+            self.log.write(level, &format!("{prefix}{text}"));
+        }
+    }
+
+    fn read_control(&mut self, pid: libc::pid_t) {
+        let Some(at) = self.procs.iter().position(|p| p.pid == pid) else { return };
+        let proc = &mut self.procs[at];
+        let Some(control) = proc.control.as_ref() else { return };
+        let mut buf = [0u8; 64];
+        // SAFETY: reading into our buffer from our non-blocking pipe.
+        let n = unsafe { libc::read(control.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 {
+            proc.control = None;
+            return;
+        }
+        if n < 0 {
+            return;
+        }
+        let mut timed_out = false;
+        for &byte in &buf[..n as usize] {
+            match byte {
+                b'R' if proc.phase == Phase::Starting => {
+                    proc.phase = Phase::Ready;
+                    self.table.slots[proc.slot].transition(State::Starting, State::Ready);
+                    if let Some(pool) = self.pools.iter_mut().find(|p| p.spec.name == proc.pool) {
+                        if pool.failures >= CRASH_LOOP {
+                            self.log.write(Level::Notice, &format!("rust_pool \"{}\": out of its crash loop; serving again", pool.spec.name));
+                        }
+                        pool.failures = 0;
+                        self.table.pools[pool.index].failing.store(0, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                b'T' => {
+                    // A request passed the timeout (the process logged its
+                    // stack): it is stuck, so it stops now and is replaced.
+                    proc.retire = Some("a request passed the pool's timeout".into());
+                    timed_out = true;
+                }
+                _ => {}
+            }
+        }
+        if timed_out {
+            self.drain(pid, Some("a request passed the pool's timeout".into()));
+        }
+    }
+
+    /// The pidfd says the process exited: reap it, log how, and let the
+    /// pool replace it (with backoff when it died young).
+    fn reap(&mut self, pid: libc::pid_t) {
+        let mut status = 0;
+        // SAFETY: reaping our own child without blocking.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } != pid {
+            return;
+        }
+        self.read_output(pid, true);
+        let Some(at) = self.procs.iter().position(|p| p.pid == pid) else { return };
+        let proc = self.procs.remove(at);
+        // What the process started dies with it.
+        // SAFETY: signalling our child's process group.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let oom = !proc.stopped && libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL && oom_killed();
+        let cause = if proc.stopped { ExitCause::Stopped } else if oom { ExitCause::OutOfMemory } else { ExitCause::Own };
+        self.table.record_exit(pid as u32, status, cause);
+        let slot = &self.table.slots[proc.slot];
+        let active = slot.active.load(std::sync::atomic::Ordering::Relaxed);
+        slot.set_state(State::Empty);
+        let how = describe(status, cause);
+        let Some(pool) = self.pools.iter_mut().find(|p| p.spec.name == proc.pool) else { return };
+        let entry = &self.table.pools[pool.index];
+        if proc.stopped {
+            self.log.write(Level::Info, &format!("rust_pool \"{}\": process {pid} {how}", proc.pool));
+            if proc.generation == pool.generation && proc.retire.is_some() {
+                entry.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            return;
+        }
+        entry.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let young = proc.phase == Phase::Starting || proc.started.elapsed() < QUICK;
+        pool.failures = if young { pool.failures + 1 } else { 1 };
+        let backoff = (BACKOFF_MIN * 2u32.saturating_pow(pool.failures.saturating_sub(1))).min(BACKOFF_MAX);
+        pool.next_start = Instant::now() + if young { backoff } else { Duration::ZERO };
+        let when = if proc.phase == Phase::Starting { "before it was ready".to_string() } else { format!("while serving {active} request(s)") };
+        if young && pool.failures >= CRASH_LOOP {
+            entry.failing.store(1, std::sync::atomic::Ordering::Relaxed);
+            self.log.write(
+                Level::Error,
+                &format!(
+                    "rust_pool \"{}\": crash loop: process {pid} {how} {when}, {} times in a row; next try in {} ms, and requests get 503 until a process is ready",
+                    proc.pool,
+                    pool.failures,
+                    backoff.as_millis()
+                ),
+            );
+        } else {
+            self.log.write(Level::Error, &format!("rust_pool \"{}\": process {pid} {how} {when}; starting another", proc.pool));
+        }
+    }
+
+    /// RSS, lifetime and request-count limits.
+    fn tick(&mut self) {
+        let mut retire = Vec::new();
+        for proc in &self.procs {
+            let slot = &self.table.slots[proc.slot];
+            let rss = rss_of(proc.pid);
+            slot.rss.store(rss, std::sync::atomic::Ordering::Relaxed);
+            if proc.phase != Phase::Ready || proc.retire.is_some() {
+                continue;
+            }
+            let Some(pool) = self.pools.iter().find(|p| p.spec.name == proc.pool) else { continue };
+            let spec = &pool.spec;
+            let served = slot.served.load(std::sync::atomic::Ordering::Relaxed);
+            if spec.max_rss > 0 && rss > spec.max_rss {
+                retire.push((proc.pid, format!("its RSS of {} MiB is above max_rss", rss >> 20)));
+            } else if proc.request_limit > 0 && served >= proc.request_limit {
+                retire.push((proc.pid, format!("it served {served} requests (max_requests)")));
+            } else if spec.max_lifetime_ms > 0 && proc.started.elapsed() > Duration::from_millis(spec.max_lifetime_ms) {
+                retire.push((proc.pid, "it reached max_lifetime".to_string()));
+            }
+        }
+        // One at a time per pool, so the pool never has fewer than N-1
+        // processes serving.
+        for (pid, why) in retire {
+            let pool = self.procs.iter().find(|p| p.pid == pid).map(|p| p.pool.clone()).unwrap_or_default();
+            if self.procs.iter().any(|p| p.pool == pool && p.retire.is_some() && p.phase != Phase::Draining) {
+                continue;
+            }
+            if let Some(proc) = self.procs.iter_mut().find(|p| p.pid == pid) {
+                proc.retire = Some(why);
+            }
+        }
+    }
+}
+
+fn same_except_count(a: &PoolSpec, b: &PoolSpec) -> bool {
+    let mut a = a.clone();
+    a.processes = b.processes;
+    a == *b
+}
+
+/// max_requests, spread by up to max_requests_jitter so processes started
+/// together are not recycled together.
+fn request_limit(spec: &PoolSpec, seed: &mut u64) -> u64 {
+    if spec.max_requests == 0 {
+        return 0;
+    }
+    // xorshift: enough to spread restarts.
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    spec.max_requests + if spec.max_requests_jitter > 0 { *seed % (spec.max_requests_jitter + 1) } else { 0 }
+}
+
+/// Complete lines (without their newline); with `all`, the rest too.
+fn take_lines(partial: &mut Vec<u8>, all: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    while let Some(end) = partial.iter().position(|&c| c == b'\n') {
+        let line: Vec<u8> = partial.drain(..=end).collect();
+        lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_string());
+    }
+    while partial.len() > 2000 || (all && !partial.is_empty()) {
+        let take = partial.len().min(2000);
+        let line: Vec<u8> = partial.drain(..take).collect();
+        lines.push(String::from_utf8_lossy(&line).into_owned());
+    }
+    lines
+}
+
+/// "exited with code 3", "was killed by signal 11 (SIGSEGV)", ...
+pub fn describe(status: i32, cause: ExitCause) -> String {
+    if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        // SAFETY: strsignal returns a static or thread-local string.
+        let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(signal)) }.to_string_lossy().into_owned();
+        let oom = if cause == ExitCause::OutOfMemory { ", by the kernel's OOM killer" } else { "" };
+        format!("was killed by signal {signal} ({name}{oom})")
+    } else {
+        format!("exited with code {}", libc::WEXITSTATUS(status))
+    }
+}
+
+/// Whether the kernel's OOM killer has struck in our cgroup (cgroup v2
+/// counts it in memory.events).
+fn oom_killed() -> bool {
+    let Ok(cgroup) = std::fs::read_to_string("/proc/self/cgroup") else { return false };
+    let Some(path) = cgroup.lines().find_map(|l| l.strip_prefix("0::")) else { return false };
+    let events = std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.events")).unwrap_or_default();
+    static SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = events.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0);
+    count > SEEN.swap(count, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Resident memory of `pid` in bytes.
+fn rss_of(pid: libc::pid_t) -> u64 {
+    let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else { return 0 };
+    // SAFETY: plain sysconf.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    statm.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()).map_or(0, |pages| pages * page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_and_bounded() {
+        let mut partial = b"one\r\ntwo\nthr".to_vec();
+        assert_eq!(take_lines(&mut partial, false), vec!["one", "two"]);
+        assert_eq!(partial, b"thr");
+        assert_eq!(take_lines(&mut partial, true), vec!["thr"]);
+        let mut long = vec![b'x'; 4500];
+        assert_eq!(take_lines(&mut long, false).len(), 2);
+    }
+
+    #[test]
+    fn exits_are_described() {
+        assert_eq!(describe(3 << 8, ExitCause::Own), "exited with code 3");
+        assert!(describe(libc::SIGSEGV, ExitCause::Own).starts_with("was killed by signal 11 ("));
+        assert!(describe(libc::SIGKILL, ExitCause::OutOfMemory).contains("OOM killer"));
+    }
+}
