@@ -40,6 +40,9 @@ pub struct Plan {
     /// The user nginx's workers run as: pool processes accept connections
     /// from it (and from root) only.
     pub nginx_uid: u32,
+    /// And its group: pool processes run as this user and group unless
+    /// `user=` says otherwise (when the master is root).
+    pub nginx_gid: u32,
     /// The variables nginx gives its workers (TZ and `env` directives), for
     /// the pool processes' environment.
     pub env: Vec<(String, String)>,
@@ -146,7 +149,7 @@ fn plan_of(cycle: &ngx_cycle_t, mcf: &MainConf) -> Plan {
         let path = (!name.is_empty()).then(|| PathBuf::from(String::from_utf8_lossy(name).into_owned()));
         (path, cycle.new_log.log_level)
     };
-    Plan { pools: mcf.pool.with_python(&mcf.python), error_log, log_level, nginx_uid: worker_uid(cycle), env: worker_env(cycle) }
+    Plan { pools: mcf.pool.with_python(&mcf.python), error_log, log_level, nginx_uid: worker_uid(cycle), nginx_gid: worker_gid(cycle), env: worker_env(cycle) }
 }
 
 /// `ngx_core_conf_t` of the cycle.
@@ -169,6 +172,14 @@ fn worker_uid(cycle: &ngx_cycle_t) -> u32 {
         Some(ccf) if ccf.user != u32::MAX => ccf.user,
         // SAFETY: plain syscall.
         _ => unsafe { libc::geteuid() },
+    }
+}
+
+fn worker_gid(cycle: &ngx_cycle_t) -> u32 {
+    match core_conf(cycle) {
+        Some(ccf) if ccf.user != u32::MAX => ccf.group,
+        // SAFETY: plain syscall.
+        _ => unsafe { libc::getegid() },
     }
 }
 

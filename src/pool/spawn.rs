@@ -13,7 +13,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use super::conf::PoolSpec;
 
@@ -22,8 +22,10 @@ pub const LISTEN_FD: RawFd = 0;
 /// The pool process's control pipe to the supervisor.
 pub const CONTROL_FD: RawFd = 3;
 
-/// Resets what the supervisor inherited from nginx's master.
-pub fn become_supervisor(channel: RawFd) {
+/// Resets what the supervisor inherited from nginx's master; the channel
+/// ends up as fd 3, returned.
+pub fn become_supervisor(channel: OwnedFd) -> OwnedFd {
+    let channel = channel.into_raw_fd();
     // SAFETY: plain syscalls in a fresh single-threaded child; `channel` is
     // moved to fd 3 and everything above it closed.
     unsafe {
@@ -39,6 +41,7 @@ pub fn become_supervisor(channel: RawFd) {
         }
         close_from(4);
         set_title("rust pool supervisor");
+        OwnedFd::from_raw_fd(3)
     }
 }
 
@@ -93,6 +96,7 @@ pub struct Launch<'a> {
     /// The abstract socket name (leading NUL included).
     pub socket: &'a [u8],
     pub nginx_uid: u32,
+    pub nginx_gid: u32,
     pub env: &'a [(String, String)],
 }
 
@@ -134,7 +138,7 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
         }
         std::mem::forget((listener, output_read, output_write, control_read, control_write));
         set_title(&format!("rust pool {}", launch.spec.name));
-        let code = match drop_privileges(launch.spec) {
+        let code = match drop_privileges(launch) {
             Ok(()) => {
                 set_environment(launch.env, &launch.spec.python.env);
                 super::process::main(launch.spec, launch.slot, launch.nginx_uid)
@@ -165,20 +169,28 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
     Ok(Child { pid, pidfd, output: output_read, control: control_read })
 }
 
-/// The user and group of `user=`, when we are root.
-fn drop_privileges(spec: &PoolSpec) -> Result<(), String> {
-    let Some(user) = &spec.user else { return Ok(()) };
+/// When we are root: the user and group of `user=`, else those of nginx's
+/// workers (as mod_wsgi's daemons take Apache's user by default).
+fn drop_privileges(launch: &Launch) -> Result<(), String> {
     // SAFETY: plain syscalls.
     unsafe {
         if libc::geteuid() != 0 {
             return Ok(());
         }
-        let name = CString::new(user.name.as_str()).map_err(|_| user.name.clone())?;
-        if libc::setgid(user.gid) != 0
-            || libc::initgroups(name.as_ptr(), user.gid) != 0
-            || libc::setuid(user.uid) != 0
-        {
-            return Err(format!("\"{}\": {}", user.name, io::Error::last_os_error()));
+        let failed = |who: &str| format!("{who}: {}", io::Error::last_os_error());
+        match &launch.spec.user {
+            Some(user) => {
+                let name = CString::new(user.name.as_str()).map_err(|_| user.name.clone())?;
+                if libc::setgid(user.gid) != 0 || libc::initgroups(name.as_ptr(), user.gid) != 0 || libc::setuid(user.uid) != 0 {
+                    return Err(failed(&format!("\"{}\"", user.name)));
+                }
+            }
+            None if launch.nginx_uid != 0 => {
+                if libc::setgid(launch.nginx_gid) != 0 || libc::setgroups(0, std::ptr::null()) != 0 || libc::setuid(launch.nginx_uid) != 0 {
+                    return Err(failed(&format!("uid {}", launch.nginx_uid)));
+                }
+            }
+            None => {}
         }
     }
     Ok(())

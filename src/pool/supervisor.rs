@@ -91,7 +91,7 @@ struct Supervisor {
 
 /// The supervisor's life; never returns.
 pub fn run(table: &'static Table, channel: OwnedFd) -> ! {
-    spawn::become_supervisor(channel.as_raw_fd());
+    let channel = spawn::become_supervisor(channel);
     // SAFETY: plain syscall.
     table.supervisor.store(unsafe { libc::getpid() } as u32, std::sync::atomic::Ordering::Release);
     let mut sup = Supervisor {
@@ -322,7 +322,7 @@ impl Supervisor {
         };
         let serial = self.table.slots[slot].serial.load(std::sync::atomic::Ordering::Relaxed);
         let name = slots::socket_name(me, slot, serial);
-        let launch = spawn::Launch { spec: &pool.spec, slot, socket: &name, nginx_uid: plan.nginx_uid, env: &plan.env };
+        let launch = spawn::Launch { spec: &pool.spec, slot, socket: &name, nginx_uid: plan.nginx_uid, nginx_gid: plan.nginx_gid, env: &plan.env };
         match spawn::spawn(&launch) {
             Ok(child) => {
                 self.table.slots[slot].pid.store(child.pid as u32, std::sync::atomic::Ordering::Release);

@@ -65,7 +65,7 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(
     run_tests http_get http_request http_start http_finish
-    nginx_reload nginx_pid worker_pids server_port servroot error_log_text
+    nginx_reload nginx_pid worker_pids pool_pids children_of server_port servroot error_log_text
     nginx_command nginx_wait_exit venv expand
 );
 
@@ -400,13 +400,25 @@ sub nginx_reload {
     kill 'HUP', $NGINX_PID;
 }
 
-# The worker processes of the running nginx, from /proc.
+# The worker processes of the running nginx, from /proc (not the pool
+# supervisor, which is also the master's child).
 sub worker_pids {
+    return grep { (slurp("/proc/$_/cmdline") // '') =~ /worker process/ } children_of($NGINX_PID);
+}
+
+# The pool processes of the running nginx.
+sub pool_pids {
+    my @supervisors = grep { (slurp("/proc/$_/cmdline") // '') =~ /rust pool supervisor/ } children_of($NGINX_PID);
+    return map { children_of($_) } @supervisors;
+}
+
+sub children_of {
+    my ($parent) = @_;
     my @pids;
     for my $stat (glob '/proc/[0-9]*/stat') {
         my $line = slurp($stat) // next;
-        my ($pid, $ppid) = $line =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
-        push @pids, $pid if $ppid == $NGINX_PID;
+        my ($pid, $state, $ppid) = $line =~ /^(\d+) \(.*\) (\S+) (\d+)/ or next;
+        push @pids, $pid if $ppid == $parent && $state ne 'Z';
     }
     return sort { $a <=> $b } @pids;
 }

@@ -1,0 +1,264 @@
+# rust_pool: apps in processes the module supervises, outside nginx's workers.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::Gateway;
+
+# Waits up to $timeout seconds for $cond; true if it held.
+sub wait_for {
+    my ($cond, $timeout) = @_;
+    my $deadline = Time::HiRes::time() + $timeout;
+    while (Time::HiRes::time() < $deadline) {
+        return 1 if $cond->();
+        Time::HiRes::sleep(0.05);
+    }
+    return 0;
+}
+
+sub alive { my @pids = @_; return grep { kill 0, $_ } @pids }
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a pool serves the app from its own processes, with the same environ as embedded mode
+--- http_config
+rust_pool env processes=2 threads=2;
+--- config
+location /embedded/ {
+    rust_wsgi $TEST_NGINX_APPS/environ.py;
+}
+location /pooled/ {
+    rust_wsgi $TEST_NGINX_APPS/environ.py pool=env;
+}
+--- perl
+use JSON::PP;
+my $req = sub {
+    my ($prefix) = @_;
+    my $body = 'x' x 10;
+    my $r = http_request("POST $prefix/a%20b/c?q=1&r=%C3%A9 HTTP/1.1\r\nHost: example.test\r\nX-Trace: 1\r\n"
+        . "X-Trace: 2\r\nCookie: a=1\r\nCookie: b=2\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nConnection: close\r\n\r\n$body");
+    is($r->{status}, 200, "$prefix answers");
+    return decode_json($r->{body});
+};
+my $embedded = $req->('/embedded');
+my $pooled = $req->('/pooled');
+for my $env ($embedded, $pooled) {
+    delete $env->{REMOTE_PORT};
+    $env->{SCRIPT_NAME} =~ s{^/(embedded|pooled)}{/PREFIX};
+    $env->{$_} =~ s{/(embedded|pooled)/}{/PREFIX/} for qw(REQUEST_URI RAW_URI);
+}
+is_deeply($pooled, $embedded, 'the environ is the same, key for key');
+is($pooled->{PATH_INFO}, '/a b/c', 'PATH_INFO decoded');
+is($pooled->{HTTP_X_TRACE}, '1, 2', 'repeated headers joined');
+is($pooled->{HTTP_COOKIE}, 'a=1; b=2', 'cookies joined with ;');
+my @pool = pool_pids();
+is(scalar @pool, 2, 'two pool processes run');
+my @workers = worker_pids();
+isnt($pool[0], $workers[0], 'they are not nginx workers');
+--- no_error_log
+[error]
+
+
+=== TEST 2: request bodies stream in and responses stream out, large ones too
+--- http_config
+rust_pool p processes=1 threads=2;
+client_max_body_size 20m;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/echo.py pool=p;
+}
+location /stream {
+    rust_wsgi $TEST_NGINX_APPS/stream.py pool=p;
+}
+--- perl
+use Digest::SHA qw(sha256_hex);
+my $data = join '', map { chr(($_ * 7) % 256) } 1 .. 3_000_000;
+my $r = http_request("POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: " . length($data) . "\r\nConnection: close\r\n\r\n$data");
+is($r->{status}, 200, 'a 3 MB upload is served');
+is(sha256_hex($r->{body}), sha256_hex($data), 'and echoed back intact');
+$r = http_get('/stream?n=20000');
+is($r->{status}, 200, 'a streamed response');
+my @lines = split /\n/, $r->{body};
+is(scalar @lines, 20000, 'all 20000 chunks arrive');
+is($lines[-1], 'chunk 19999', 'in order');
+is($r->{headers}{'x-custom'}[0], 'yes', 'with the app headers');
+--- error_log
+stream.py: close() called
+
+
+=== TEST 3: a process that exits or segfaults mid-request gives 502 naming how it died, and the pool recovers
+--- http_config
+rust_pool c processes=1 threads=2;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/crash.py pool=c;
+}
+--- perl
+my $r = http_get('/exit');
+is($r->{status}, 502, 'os._exit: 502');
+$r = http_get('/segv');
+is($r->{status}, 502, 'SIGSEGV: 502');
+ok(main::wait_for(sub { http_get('/')->{status} == 200 }, 5), 'the pool serves again');
+my $log = error_log_text();
+like($log, qr/\[error\] .*rust_pool "c": process \d+ closed the connection before its response: it exited with code 7, client: .*request: "GET \/exit /, 'the exit code is named in the request\'s log line');
+like($log, qr/\[error\] .*rust_pool "c": process \d+ closed the connection before its response: it was killed by signal 11 \(Segmentation fault\), client: .*request: "GET \/segv /, 'the signal too');
+like($log, qr/rust_pool "c": process \d+ exited with code 7 while serving 1 request\(s\); starting another/, 'the supervisor logs the exit');
+
+
+=== TEST 4: a process that dies after sending the head: the client connection is closed, not padded
+--- http_config
+rust_pool c processes=1;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/crash.py pool=c;
+}
+--- perl
+my $r = http_request("GET /half HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+is($r->{status}, 200, 'the head had gone out');
+ok(!$r->{chunked_complete}, 'the chunked body is not terminated as if complete');
+like($r->{body}, qr/^first half/, 'what was sent arrived');
+like(error_log_text(), qr/process \d+ closed the connection in the middle of its response: it exited with code 9/, 'logged');
+
+
+=== TEST 5: kill -9 of nginx's master: no pool process is left
+--- http_config
+rust_pool k processes=2;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py pool=k;
+}
+--- perl
+is(http_get('/')->{status}, 200, 'served');
+my @pool = pool_pids();
+is(scalar @pool, 2, 'two pool processes');
+my @workers = worker_pids();
+kill 'KILL', nginx_pid();
+ok(main::wait_for(sub { !main::alive(@pool) }, 5), 'the pool processes are gone within 5 s');
+kill 'KILL', @workers;
+nginx_wait_exit(5);
+
+
+=== TEST 6: nginx -s quit and nginx -s stop leave no pool process
+--- http_config
+rust_pool q processes=2;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py pool=q;
+}
+--- perl
+is(http_get('/')->{status}, 200, 'served');
+my @pool = pool_pids();
+is(scalar @pool, 2, 'two pool processes');
+kill 'QUIT', nginx_pid();
+ok(nginx_wait_exit(10), 'nginx quits');
+ok(main::wait_for(sub { !main::alive(@pool) }, 5), 'and its pool processes are gone');
+
+
+=== TEST 7: an app that fails to import puts the pool in a crash loop: 503 and a clear log line, not a fork loop
+--- http_config
+rust_pool b processes=1 queue_timeout=10s;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/broken.py pool=b;
+}
+--- perl
+use Time::HiRes qw(time);
+my $t0 = time;
+my $r = http_get('/');
+is($r->{status}, 503, 'the answer is 503');
+cmp_ok(time - $t0, '<', 5, 'within a few seconds, not at the queue timeout');
+my $log = error_log_text();
+like($log, qr/rust_pool "b": crash loop: process \d+ exited with code 3 before it was ready, 3 times in a row; next try in \d+ ms/, 'the crash loop is logged');
+like($log, qr/rust_pool "b" process \d+: Traceback/, 'with the traceback');
+my $starts = () = $log =~ /started process/g;
+cmp_ok($starts, '<=', 5, "no hot fork loop ($starts starts)");
+
+
+=== TEST 8: an exception in the app: 500, traceback in the request's log line; the process lives on
+--- http_config
+rust_pool r processes=1;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/raises.py pool=r;
+}
+--- perl
+my @before = pool_pids();
+my $r = http_get('/');
+is($r->{status}, 500, 'the answer is 500');
+$r = http_get('/?crlf');
+is($r->{status}, 500, 'a header with CRLF: 500');
+unlike($r->{raw} // '', qr/pwned/, 'not split');
+is_deeply([pool_pids()], \@before, 'the same process serves on');
+my $log = error_log_text();
+like($log, qr/\[error\] .*ZeroDivisionError: deliberate failure in raises.py, client: .*request: "GET \/ /, 'traceback in the request context');
+
+
+=== TEST 9: nginx -s reload with a changed process count
+--- http_config
+rust_pool n processes=1;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py pool=n;
+}
+--- perl
+is(http_get('/')->{status}, 200, 'served');
+is(scalar(pool_pids()), 1, 'one process');
+my $conf = servroot() . '/conf/nginx.conf';
+my $text = do { local (@ARGV, $/) = $conf; <> };
+$text =~ s/processes=1/processes=3/;
+open my $fh, '>', $conf or die; print $fh $text; close $fh;
+nginx_reload();
+ok(main::wait_for(sub { scalar(pool_pids()) == 3 }, 10), 'three processes after the reload');
+is(http_get('/')->{status}, 200, 'served after it');
+$text =~ s/processes=3/processes=2/;
+open $fh, '>', $conf or die; print $fh $text; close $fh;
+nginx_reload();
+ok(main::wait_for(sub { scalar(pool_pids()) == 2 }, 10), 'two after another');
+--- error_log
+the pool's process count went down
+
+
+=== TEST 10: a location naming an unknown pool fails nginx -t with the fix
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py pool=nosuch;
+}
+--- must_die
+--- error_log eval
+qr{unknown pool "nosuch"; declare it in the http block with rust_pool nosuch \.\.\. in .*nginx.conf:\d+}
+
+
+=== TEST 11: bad rust_pool options fail nginx -t with the reason
+--- http_config
+rust_pool p processes=0;
+--- must_die
+--- error_log eval
+qr{"rust_pool p": "processes=0": must be from 1 to 128 in .*nginx.conf:\d+}
+
+
+=== TEST 12: rust_wsgi_pool serves the pool's own app=
+--- http_config
+rust_pool own app=$TEST_NGINX_APPS/hello.py processes=1;
+--- config
+location / {
+    rust_wsgi_pool own;
+}
+--- request
+GET /
+--- error_code: 200
+--- response_body chomp
+Hello, world!
+
+
+=== TEST 13: rust_wsgi_pool on a pool without app= fails with the fix
+--- http_config
+rust_pool none processes=1;
+--- config
+location / {
+    rust_wsgi_pool none;
+}
+--- must_die
+--- error_log eval
+qr{rust_wsgi_pool none: the pool has no app=; give it one, or write rust_wsgi /path/to/app.py pool=none}
