@@ -50,6 +50,8 @@ pub struct Setup<'a> {
     pub default_app: Option<String>,
     pub jobs: &'a Workers<Job>,
     pub queue_timeout_us: u64,
+    /// The pool's request timeout (`timeout=`).
+    pub timeout_ms: u64,
     pub nginx_uid: u32,
 }
 
@@ -60,6 +62,12 @@ pub struct Front<'a> {
     /// Exchange id to connection key.
     running: HashMap<u64, u64>,
     draining: bool,
+    /// A request passed the timeout; the supervisor is replacing us.
+    timed_out: bool,
+    /// Requests whose connection nginx closed (client gone, nginx's own
+    /// timeout) while the app still runs them: still watched for the
+    /// timeout, until their thread lets go of the exchange.
+    orphans: Vec<(Arc<Exchange>, u64, Vec<u8>)>,
 }
 
 struct Conn {
@@ -132,7 +140,7 @@ pub fn termination_signals() -> io::Result<OwnedFd> {
 impl<'a> Front<'a> {
     pub fn new(setup: Setup<'a>) -> Front<'a> {
         set_nonblocking(LISTEN_FD);
-        Front { setup, conns: HashMap::new(), next_key: 1, running: HashMap::new(), draining: false }
+        Front { setup, conns: HashMap::new(), next_key: 1, running: HashMap::new(), draining: false, timed_out: false, orphans: Vec::new() }
     }
 
     /// Serves until told to stop and every request is answered.
@@ -152,9 +160,16 @@ impl<'a> Front<'a> {
                 let events = if conn.out_at < conn.out.len() { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
                 fds.push(pollfd(conn.fd.as_raw_fd(), events));
             }
+            // While requests run, look at their age four times a second.
+            self.orphans.retain(|(exchange, _, _)| Arc::strong_count(exchange) > 1);
+            let busy = !self.orphans.is_empty() || self.conns.values().any(|c| c.request.as_ref().is_some_and(|a| a.exchange.is_some()));
+            let wait = if busy && !self.timed_out { 250 } else { -1 };
             // SAFETY: `fds` is a valid pollfd array.
-            if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+            if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) } < 0 {
                 continue;
+            }
+            if busy && !self.timed_out {
+                self.check_timeouts();
             }
             if fds[0].revents != 0 {
                 self.on_signal();
@@ -176,6 +191,40 @@ impl<'a> Front<'a> {
             }
             self.publish_load();
         }
+    }
+
+    /// A request past the pool's timeout: nginx has answered 504 by now.
+    /// The supervisor is told to replace this process (its thread is
+    /// stuck), and every thread's Python stack goes to the log.
+    fn check_timeouts(&mut self) {
+        let now = unix_ms();
+        let running = self.conns.values().filter_map(|c| c.request.as_ref()).filter(|a| a.exchange.is_some()).map(|a| (a.started_ms, &a.uri));
+        let orphans = self.orphans.iter().map(|(_, started, uri)| (*started, uri));
+        let stuck = running.chain(orphans).find(|(started, _)| *started > 0 && now.saturating_sub(*started) > self.setup.timeout_ms);
+        let Some((started_ms, uri)) = stuck else { return };
+        self.timed_out = true;
+        say(
+            Level::Error,
+            &format!(
+                "request \"{}\" has run for {} ms, past the pool's timeout of {} ms; this process will be replaced. Its Python threads:",
+                String::from_utf8_lossy(uri),
+                now - started_ms,
+                self.setup.timeout_ms
+            ),
+        );
+        // SAFETY: writing one byte to our control pipe.
+        unsafe { libc::write(super::spawn::CONTROL_FD, b"T".as_ptr().cast(), 1) };
+        // faulthandler writes straight to fd 2 (the supervisor's pipe),
+        // from C, whatever state the stuck thread is in.
+        pyo3::Python::attach(|py| {
+            use pyo3::types::{PyAnyMethods, PyDictMethods};
+            let _ = py.import("faulthandler").and_then(|f| {
+                let kwargs = pyo3::types::PyDict::new(py);
+                kwargs.set_item("file", 2)?;
+                kwargs.set_item("all_threads", true)?;
+                f.call_method("dump_traceback", (), Some(&kwargs))
+            });
+        });
     }
 
     fn on_signal(&mut self) {
@@ -342,6 +391,9 @@ impl<'a> Front<'a> {
         active.exchange = Some(Arc::clone(&exchange));
         active.started_ms = unix_ms();
         self.running.insert(exchange.id(), key);
+        // At once, not at the end of the loop: if the app kills the
+        // process, the supervisor reads how many requests died with it.
+        self.setup.table.slots[self.setup.slot].active.fetch_add(1, Ordering::Relaxed);
         let sink = ResponseSink::new(Arc::clone(&exchange));
         let name = if extras.app.is_empty() { self.setup.default_app.clone().unwrap_or_default() } else { extras.app.clone() };
         let Some(app) = self.setup.apps.get(&name).cloned() else {
@@ -488,6 +540,7 @@ impl<'a> Front<'a> {
         let Some(conn) = self.conns.get_mut(&key) else { return };
         if let Some(exchange) = conn.request.take().and_then(|a| a.exchange) {
             self.running.remove(&exchange.id());
+            self.setup.table.slots[self.setup.slot].active.fetch_sub(1, Ordering::Relaxed);
         }
         self.setup.table.slots[self.setup.slot].served.fetch_add(1, Ordering::Relaxed);
         if !conn.keep || self.draining {
@@ -496,28 +549,29 @@ impl<'a> Front<'a> {
     }
 
     fn close(&mut self, key: u64) {
-        if let Some(conn) = self.conns.remove(&key) {
-            if let Some(exchange) = conn.request.and_then(|a| a.exchange) {
-                exchange.abandon();
-                self.running.remove(&exchange.id());
+        let Some(conn) = self.conns.remove(&key) else { return };
+        let Some(active) = conn.request else { return };
+        if let Some(exchange) = active.exchange {
+            exchange.abandon();
+            self.running.remove(&exchange.id());
+            self.setup.table.slots[self.setup.slot].active.fetch_sub(1, Ordering::Relaxed);
+            if !active.ended {
+                self.orphans.push((exchange, active.started_ms, active.uri));
             }
         }
     }
 
-    /// The slot's load and oldest request, for nginx's choice and status.
+    /// The slot's oldest request, for the status report.
     fn publish_load(&self) {
         let slot = &self.setup.table.slots[self.setup.slot];
-        let mut active = 0;
         let mut oldest: Option<(u64, &[u8])> = None;
         for conn in self.conns.values() {
             if let Some(a) = conn.request.as_ref().filter(|a| a.exchange.is_some()) {
-                active += 1;
                 if oldest.is_none_or(|(t, _)| a.started_ms < t) {
                     oldest = Some((a.started_ms, &a.uri));
                 }
             }
         }
-        slot.active.store(active, Ordering::Relaxed);
         slot.busy_since_ms.store(oldest.map_or(0, |(t, _)| t), Ordering::Relaxed);
         if let Some((_, uri)) = oldest {
             slot.set_uri(uri);

@@ -24,7 +24,7 @@ use super::{front, slots};
 use crate::core::bridge::Bridge;
 use crate::core::workers::Workers;
 use crate::nginx::log::Level;
-use crate::python::apps::{App, LoadError, Logger};
+use crate::python::apps::{App, LoadError, Logger, Reload};
 use crate::python::{interpreter, stdio};
 use crate::wsgi::serving;
 
@@ -61,7 +61,9 @@ pub fn main(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> i32 {
 
     let mut apps: HashMap<String, Arc<App>> = HashMap::new();
     for app in &spec.apps {
-        let loaded = Arc::new(App::new(app.clone(), spec.reload.clone(), Arc::clone(&logger)));
+        // New code comes as new processes (the supervisor's rolling restart),
+        // never as a re-import inside a serving one.
+        let loaded = Arc::new(App::new(app.clone(), Reload::Off, Arc::clone(&logger)));
         let imported = Python::attach(|py| loaded.callable(py).map(drop));
         if let Err(LoadError::Failed(lines)) = imported {
             lines.iter().for_each(|l| say(Level::Error, l));
@@ -107,6 +109,7 @@ pub fn main(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> i32 {
         default_app,
         jobs: &threads,
         queue_timeout_us: spec.queue_timeout_ms * 1000,
+        timeout_ms: spec.timeout_ms,
         nginx_uid,
     });
     front.run();

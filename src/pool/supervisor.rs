@@ -16,7 +16,7 @@
 //! crash loop, logged as such, and nginx answers 503 instead of waiting.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::conf::PoolSpec;
 use super::log::ErrorLog;
@@ -24,6 +24,7 @@ use super::master::Plan;
 use super::slots::{self, ExitCause, State, Table};
 use super::spawn;
 use crate::nginx::log::Level;
+use crate::python::apps::Reload;
 
 /// A process that dies sooner than this after its start counts towards a
 /// crash loop.
@@ -70,7 +71,14 @@ struct Proc {
 struct Pool {
     spec: PoolSpec,
     index: usize,
+    /// Bumped by a new configuration or new code: processes of older
+    /// generations are replaced, one by one.
     generation: u64,
+    /// The newest mtime of the pool's code, as last seen.
+    code: Option<SystemTime>,
+    /// This generation failed to import while older processes still serve:
+    /// they go on, and nothing new starts until the code changes again.
+    broken: bool,
     /// Quick deaths in a row.
     failures: u32,
     /// No new process before this (backoff).
@@ -225,6 +233,8 @@ impl Supervisor {
                     pool.failures = 0;
                     if !rolling {
                         pool.generation += 1;
+                        pool.broken = false;
+                        pool.code = code_mtime(spec);
                         self.log.write(Level::Notice, &format!("rust_pool \"{}\": configuration changed; replacing its processes one by one", spec.name));
                     }
                 }
@@ -233,7 +243,16 @@ impl Supervisor {
                         self.log.write(Level::Alert, &format!("rust_pool \"{}\": no room in the pool table", spec.name));
                         continue;
                     };
-                    self.pools.push(Pool { spec: spec.clone(), index, generation: 1, failures: 0, next_start: Instant::now() });
+                    let code = code_mtime(spec);
+                    self.pools.push(Pool {
+                        spec: spec.clone(),
+                        index,
+                        generation: 1,
+                        code,
+                        broken: false,
+                        failures: 0,
+                        next_start: Instant::now(),
+                    });
                 }
             }
             if let Some(pool) = self.pools.iter().find(|p| p.spec.name == spec.name) {
@@ -300,7 +319,7 @@ impl Supervisor {
             }
             // Start what is missing: one at a time while replacing (memory),
             // or while backing off after failures.
-            let missing = want.saturating_sub(ready + starting);
+            let missing = if self.pools[i].broken && !outgoing.is_empty() { 0 } else { want.saturating_sub(ready + starting) };
             let careful = !outgoing.is_empty() || self.pools[i].failures > 0;
             let allowed = if careful { usize::from(starting == 0).min(missing) } else { missing };
             if allowed > 0 && self.pools[i].next_start <= now {
@@ -458,6 +477,10 @@ impl Supervisor {
         }
         if timed_out {
             self.drain(pid, Some("a request passed the pool's timeout".into()));
+            // Its thread is stuck: no waiting for the request to finish.
+            if let Some(proc) = self.procs.iter_mut().find(|p| p.pid == pid) {
+                proc.kill_at = Some(Instant::now() + STOP_GRACE);
+            }
         }
     }
 
@@ -492,6 +515,19 @@ impl Supervisor {
             return;
         }
         entry.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let import_failed = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == super::process::EXIT_IMPORT_FAILED;
+        let older_serving = self.procs.iter().any(|p| p.pool == proc.pool && p.generation < proc.generation && p.phase == Phase::Ready);
+        if proc.phase == Phase::Starting && import_failed && older_serving {
+            pool.broken = true;
+            self.log.write(
+                Level::Error,
+                &format!(
+                    "rust_pool \"{}\": the new code failed to import (traceback above); the previous version keeps serving until the code changes again",
+                    proc.pool
+                ),
+            );
+            return;
+        }
         let young = proc.phase == Phase::Starting || proc.started.elapsed() < QUICK;
         pool.failures = if young { pool.failures + 1 } else { 1 };
         let backoff = (BACKOFF_MIN * 2u32.saturating_pow(pool.failures.saturating_sub(1))).min(BACKOFF_MAX);
@@ -513,8 +549,18 @@ impl Supervisor {
         }
     }
 
-    /// RSS, lifetime and request-count limits.
+    /// Changed code, RSS, lifetime and request-count limits.
     fn tick(&mut self) {
+        for pool in &mut self.pools {
+            let code = code_mtime(&pool.spec);
+            if code.is_some() && code != pool.code {
+                pool.code = code;
+                pool.generation += 1;
+                pool.broken = false;
+                pool.failures = 0;
+                self.log.write(Level::Notice, &format!("rust_pool \"{}\": its code changed; replacing its processes one by one", pool.spec.name));
+            }
+        }
         let mut retire = Vec::new();
         for proc in &self.procs {
             let slot = &self.table.slots[proc.slot];
@@ -544,6 +590,33 @@ impl Supervisor {
             if let Some(proc) = self.procs.iter_mut().find(|p| p.pid == pid) {
                 proc.retire = Some(why);
             }
+        }
+    }
+}
+
+/// The newest modification time of the pool's code: its app files
+/// (`reload=script`) or the `.py` files under a directory; None with
+/// `reload=off`. One stat per file per second.
+fn code_mtime(spec: &PoolSpec) -> Option<SystemTime> {
+    let mtime = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    match &spec.reload {
+        Reload::Off => None,
+        Reload::Script => spec.apps.iter().filter_map(|a| mtime(&a.path)).max(),
+        Reload::Directory(dir) => {
+            let mut newest = None;
+            let mut dirs = vec![dir.clone()];
+            while let Some(dir) = dirs.pop() {
+                let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    match entry.file_type() {
+                        Ok(t) if t.is_dir() => dirs.push(path),
+                        Ok(_) if path.extension().is_some_and(|e| e == "py") => newest = newest.max(mtime(&path)),
+                        _ => {}
+                    }
+                }
+            }
+            newest
         }
     }
 }

@@ -18,6 +18,19 @@ sub wait_for {
 
 sub alive { my @pids = @_; return grep { kill 0, $_ } @pids }
 
+sub write_app {
+    my ($path, $body, $broken) = @_;
+    open my $fh, '>', "$path.tmp" or die $!;
+    print $fh "def application(environ, start_response)" . ($broken ? "\n" : ":\n");
+    print $fh "    start_response('200 OK', [('Content-Type', 'text/plain')])\n";
+    print $fh "    return [b'$body']\n";
+    close $fh;
+    chmod 0644, "$path.tmp";
+    rename "$path.tmp", $path or die $!;
+}
+
+sub pid_of { my ($r) = @_; return ($r->{body} =~ /pid=(\d+)/)[0] // 0 }
+
 run_tests();
 
 __DATA__
@@ -262,3 +275,130 @@ location / {
 --- must_die
 --- error_log eval
 qr{rust_wsgi_pool none: the pool has no app=; give it one, or write rust_wsgi /path/to/app.py pool=none}
+
+
+=== TEST 14: changed code rolls through the pool under load: no failed request, old or new body, the new one within seconds
+--- setup
+main::write_app(servroot() . '/html/app.py', 'v1');
+--- http_config
+rust_pool roll processes=2 threads=2;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_HTML_DIR/app.py pool=roll;
+}
+--- perl
+use Time::HiRes qw(sleep time);
+is(http_get('/')->{body}, 'v1', 'v1 at first');
+my @old = pool_pids();
+my ($bad, $seen_v2, $t_change) = (0, 0, 0);
+my $t0 = time;
+while (time - $t0 < 6) {
+    if (!$t_change && time - $t0 > 0.5) {
+        main::write_app(servroot() . '/html/app.py', 'v2');
+        $t_change = time;
+    }
+    my $r = http_get('/');
+    $bad++ unless $r->{status} == 200 && $r->{body} =~ /^v[12]$/;
+    if ($r->{body} eq 'v2' && !$seen_v2) { $seen_v2 = time - $t_change }
+    last if $seen_v2 && time - $t_change > 3;
+}
+is($bad, 0, 'every response was 200 with the old or the new body');
+ok($seen_v2 > 0 && $seen_v2 < 4, sprintf('v2 served %.2f s after the change', $seen_v2));
+ok(main::wait_for(sub { !main::alive(@old) }, 10), 'the old processes are gone');
+is(scalar(pool_pids()), 2, 'two processes again');
+--- error_log
+its code changed; replacing its processes one by one
+
+
+=== TEST 15: new code that fails to import: the old processes keep serving and the traceback is logged
+--- setup
+main::write_app(servroot() . '/html/app.py', 'v1');
+--- http_config
+rust_pool roll processes=1;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_HTML_DIR/app.py pool=roll;
+}
+--- perl
+use Time::HiRes qw(sleep);
+is(http_get('/')->{body}, 'v1', 'v1');
+main::write_app(servroot() . '/html/app.py', 'v2', 'broken');
+ok(main::wait_for(sub { error_log_text() =~ /the new code failed to import/ }, 8), 'the failure is noticed');
+my $ok = 0;
+$ok += http_get('/')->{body} eq 'v1' for 1 .. 20;
+is($ok, 20, 'v1 keeps serving');
+sleep 1.5;
+my $tracebacks = () = error_log_text() =~ /SyntaxError/g;
+is($tracebacks, 1, 'the traceback is logged once, not on every retry');
+main::write_app(servroot() . '/html/app.py', 'v3');
+ok(main::wait_for(sub { http_get('/')->{body} eq 'v3' }, 8), 'fixed code is picked up');
+
+
+=== TEST 16: a request past the pool's timeout gets 504 at once, its stack is logged, and the process is replaced
+--- http_config
+rust_pool t processes=1 threads=2 timeout=1s;
+--- config
+location /slow {
+    rust_wsgi $TEST_NGINX_APPS/slow.py pool=t;
+}
+location / {
+    rust_wsgi $TEST_NGINX_APPS/crash.py pool=t;
+}
+--- perl
+use Time::HiRes qw(time);
+my $before = main::pid_of(http_get('/'));
+ok($before, "served by $before");
+my $t0 = time;
+my $r = http_get('/slow?s=30');
+is($r->{status}, 504, 'the answer is 504');
+cmp_ok(time - $t0, '<', 2, 'at the timeout, not later');
+ok(main::wait_for(sub { !main::alive($before) }, 8), 'the stuck process is gone');
+ok(main::wait_for(sub { main::pid_of(http_get('/')) && main::pid_of(http_get('/')) != $before }, 8), 'another one serves');
+my $log = error_log_text();
+like($log, qr/request "\/slow\?s=30" has run for \d+ ms, past the pool's timeout of 1000 ms/, 'the timeout is logged');
+like($log, qr/File ".*slow.py", line \d+ in application/, 'with the stuck thread\'s Python stack');
+like($log, qr/recycling process $before: a request passed the pool's timeout/, 'and the recycling');
+
+
+=== TEST 17: a process whose memory grows past max_rss is recycled, gracefully
+--- http_config
+rust_pool leak processes=1 max_rss=150m;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/leak.py pool=leak;
+}
+--- perl
+use Time::HiRes qw(sleep);
+my $first = main::pid_of(http_get('/'));
+my ($bad, $other) = (0, 0);
+for (1 .. 40) {
+    my $r = http_get('/');
+    $bad++ unless $r->{status} == 200;
+    my $pid = main::pid_of($r);
+    if ($pid && $pid != $first) { $other = $pid; last }
+    sleep 0.2;
+}
+is($bad, 0, 'no request failed');
+ok($other, "a new process took over ($other after $first)");
+--- error_log eval
+qr/recycling process \d+: its RSS of \d+ MiB is above max_rss/
+
+
+=== TEST 18: max_requests recycles a process after that many requests
+--- http_config
+rust_pool mr processes=1 max_requests=5;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/crash.py pool=mr;
+}
+--- perl
+use Time::HiRes qw(sleep);
+my %pids;
+for (1 .. 30) {
+    my $r = http_get('/');
+    $pids{main::pid_of($r)}++ if $r->{status} == 200;
+    sleep 0.1;
+}
+cmp_ok(scalar(keys %pids), '>=', 2, 'more than one process served');
+--- error_log eval
+qr/recycling process \d+: it served \d+ requests \(max_requests\)/
