@@ -115,7 +115,7 @@ const fn directive(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 const NO_POST: *mut c_void = std::ptr::null_mut();
 
-pub static mut COMMANDS: [ngx_command_t; 24] = [
+pub static mut COMMANDS: [ngx_command_t; 25] = [
     // rust_wsgi*
     directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, wsgi::rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_wsgi_pool"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, wsgi::rust_wsgi_pool, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
@@ -145,6 +145,7 @@ pub static mut COMMANDS: [ngx_command_t; 24] = [
     directive(ngx_string!("rust_python_env"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2, python::rust_python_env, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
     // rust_pool
     directive(ngx_string!("rust_pool"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, pool::rust_pool, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_pool_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, wsgi::rust_pool_status, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     // rust_cgi*
     directive(ngx_string!("rust_cgi"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, cgi::rust_cgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_cgi_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, cgi::rust_cgi_pass, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),

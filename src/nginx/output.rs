@@ -233,3 +233,40 @@ impl OutputChain {
         }
     }
 }
+
+/// Answers `r` with a small body made here (a status page), the way
+/// nginx's stub_status does; returns what the content handler returns.
+pub fn send_small(r: HttpRequest, status: u16, content_type: &[u8], body: &[u8]) -> nginx_sys::ngx_int_t {
+    let error = nginx_sys::NGX_HTTP_INTERNAL_SERVER_ERROR as nginx_sys::ngx_int_t;
+    // SAFETY: the request is live (a content handler's); the buffer and
+    // chain link come from its pool and are fully set before nginx reads
+    // them.
+    unsafe {
+        let rc = nginx_sys::ngx_http_discard_request_body(r.as_ptr());
+        if rc != nginx_sys::NGX_OK as nginx_sys::ngx_int_t {
+            return rc;
+        }
+        if r.set_status(status, None).is_err()
+            || r.add_response_header(b"Content-Type", content_type).is_err()
+            || r.add_response_header(b"Content-Length", body.len().to_string().as_bytes()).is_err()
+        {
+            return error;
+        }
+        let rc = r.send_header();
+        if rc == nginx_sys::NGX_ERROR as nginx_sys::ngx_int_t || rc > nginx_sys::NGX_OK as nginx_sys::ngx_int_t || r.header_only() {
+            return rc;
+        }
+        let b = nginx_sys::ngx_create_temp_buf(r.pool(), body.len().max(1));
+        let cl = ngx_alloc_chain_link(r.pool());
+        if b.is_null() || cl.is_null() {
+            return error;
+        }
+        ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
+        (*b).last = (*b).last.add(body.len());
+        (*b).set_last_buf(1);
+        (*b).set_last_in_chain(1);
+        (*cl).buf = b;
+        (*cl).next = ptr::null_mut();
+        nginx_sys::ngx_http_output_filter(r.as_ptr(), cl)
+    }
+}

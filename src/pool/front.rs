@@ -37,6 +37,8 @@ use crate::wsgi::serving::{Job, Request};
 const SPILL: usize = 1 << 20;
 /// Output buffered per connection before file ranges stop being read in.
 const OUT_HIGH: usize = 256 * 1024;
+/// How long a draining process keeps idle connections open.
+const DRAIN_IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// File bytes read per step.
 const FILE_STEP: u64 = 64 * 1024;
 
@@ -61,7 +63,8 @@ pub struct Front<'a> {
     next_key: u64,
     /// Exchange id to connection key.
     running: HashMap<u64, u64>,
-    draining: bool,
+    /// Since when the process drains (SIGTERM).
+    draining: Option<std::time::Instant>,
     /// A request passed the timeout; the supervisor is replacing us.
     timed_out: bool,
     /// Requests whose connection nginx closed (client gone, nginx's own
@@ -140,19 +143,22 @@ pub fn termination_signals() -> io::Result<OwnedFd> {
 impl<'a> Front<'a> {
     pub fn new(setup: Setup<'a>) -> Front<'a> {
         set_nonblocking(LISTEN_FD);
-        Front { setup, conns: HashMap::new(), next_key: 1, running: HashMap::new(), draining: false, timed_out: false, orphans: Vec::new() }
+        Front { setup, conns: HashMap::new(), next_key: 1, running: HashMap::new(), draining: None, timed_out: false, orphans: Vec::new() }
     }
 
     /// Serves until told to stop and every request is answered.
     pub fn run(mut self) {
         loop {
-            if self.draining && self.conns.is_empty() {
-                return;
+            if self.draining.is_some() {
+                self.close_idle();
+                if self.conns.is_empty() {
+                    return;
+                }
             }
             let mut fds = vec![
                 pollfd(self.setup.signals.as_raw_fd(), libc::POLLIN),
                 pollfd(self.setup.efd.as_raw_fd(), libc::POLLIN),
-                pollfd(if self.draining { -1 } else { LISTEN_FD }, libc::POLLIN),
+                pollfd(if self.draining.is_some() { -1 } else { LISTEN_FD }, libc::POLLIN),
             ];
             let keys: Vec<u64> = self.conns.keys().copied().collect();
             for key in &keys {
@@ -163,7 +169,7 @@ impl<'a> Front<'a> {
             // While requests run, look at their age four times a second.
             self.orphans.retain(|(exchange, _, _)| Arc::strong_count(exchange) > 1);
             let busy = !self.orphans.is_empty() || self.conns.values().any(|c| c.request.as_ref().is_some_and(|a| a.exchange.is_some()));
-            let wait = if busy && !self.timed_out { 250 } else { -1 };
+            let wait = if self.draining.is_some() { 100 } else if busy && !self.timed_out { 250 } else { -1 };
             // SAFETY: `fds` is a valid pollfd array.
             if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) } < 0 {
                 continue;
@@ -231,10 +237,20 @@ impl<'a> Front<'a> {
         let mut info = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
         // SAFETY: reading one siginfo into our buffer.
         while unsafe { libc::read(self.setup.signals.as_raw_fd(), info.as_mut_ptr().cast(), info.len()) } > 0 {}
-        if !self.draining {
-            self.draining = true;
+        if self.draining.is_none() {
+            self.draining = Some(std::time::Instant::now());
             // SAFETY: closing our listening socket: no new connections.
             unsafe { libc::close(LISTEN_FD) };
+        }
+    }
+
+    /// While draining: idle connections close, but only after a grace
+    /// period. An nginx worker may have taken one from its keepalive cache
+    /// just before the supervisor marked us draining, and its request
+    /// must still be served, not met with a closed socket.
+    fn close_idle(&mut self) {
+        if self.draining.is_some_and(|since| since.elapsed() < DRAIN_IDLE_GRACE) {
+            return;
         }
         let idle: Vec<u64> = self.conns.iter().filter(|(_, c)| c.request.is_none() && c.out_at >= c.out.len()).map(|(k, _)| *k).collect();
         for key in idle {
@@ -543,7 +559,7 @@ impl<'a> Front<'a> {
             self.setup.table.slots[self.setup.slot].active.fetch_sub(1, Ordering::Relaxed);
         }
         self.setup.table.slots[self.setup.slot].served.fetch_add(1, Ordering::Relaxed);
-        if !conn.keep || self.draining {
+        if !conn.keep {
             self.conns.remove(&key);
         }
     }

@@ -9,7 +9,7 @@
 //! - [`process`]: a pool process: Python and the apps.
 //! - [`front`]: its FastCGI server side.
 //! - [`client`]: the nginx side, an engine adapter speaking FastCGI.
-//! - [`slots`]: the table all of them share.
+//! - [`slots`]: the table all of them share; [`status`] reports it.
 //! - [`fastcgi`], [`params`], [`log`]: the wire format and log lines.
 
 pub mod client;
@@ -22,4 +22,5 @@ pub mod params;
 pub mod process;
 pub mod slots;
 pub mod spawn;
+pub mod status;
 pub mod supervisor;

@@ -85,11 +85,13 @@ pub struct WsgiLocConf {
     /// `rust_wsgi ... pool=NAME` or `rust_wsgi_pool NAME`: served by a pool
     /// instead of embedded.
     pub pool: Option<PoolTarget>,
+    /// `rust_pool_status prometheus;` (else JSON).
+    pub status_prometheus: bool,
 }
 
 impl Default for WsgiLocConf {
     fn default() -> Self {
-        WsgiLocConf { app: None, read_timeout: UNSET_MSEC, errors_level: None, reload: None, pool: None }
+        WsgiLocConf { app: None, read_timeout: UNSET_MSEC, errors_level: None, reload: None, pool: None, status_prometheus: false }
     }
 }
 
@@ -320,4 +322,18 @@ mod tests {
         assert_eq!(parse_micros("5"), None);
         assert_eq!(parse_micros("fast"), None);
     }
+}
+
+/// `rust_pool_status [json|prometheus];`
+pub(crate) unsafe extern "C" fn rust_pool_status(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_wsgi`.
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
+    match args(cf_ref).get(1).map(|a| a.as_bytes()) {
+        None | Some(b"json") => {}
+        Some(b"prometheus") => lcf.status_prometheus = true,
+        Some(other) => {
+            return conf_error(cf, &format!("\"rust_pool_status {}\": give json or prometheus", String::from_utf8_lossy(other)))
+        }
+    }
+    set_handler(cf, Some(crate::pool::status::content_handler))
 }

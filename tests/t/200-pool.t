@@ -402,3 +402,68 @@ for (1 .. 30) {
 cmp_ok(scalar(keys %pids), '>=', 2, 'more than one process served');
 --- error_log eval
 qr/recycling process \d+: it served \d+ requests \(max_requests\)/
+
+
+=== TEST 19: the status endpoint reports pools and processes in JSON and Prometheus formats, with the numbers the test produced
+--- http_config
+rust_pool st processes=2 threads=3;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/crash.py pool=st;
+}
+location = /status {
+    rust_pool_status;
+}
+location = /metrics {
+    rust_pool_status prometheus;
+}
+--- perl
+use JSON::PP;
+use Time::HiRes qw(sleep);
+http_get('/') for 1 .. 7;
+is(http_get('/exit')->{status}, 502, 'one process killed');
+ok(main::wait_for(sub {
+    my $s = decode_json(http_get('/status')->{body});
+    my @p = @{ $s->{pools}[0]{processes} };
+    @p == 2 && !grep { $_->{state} ne 'ready' || !$_->{rss_bytes} } @p;
+}, 5), 'replaced, and both sampled');
+sleep 0.3;
+my $r = http_get('/status');
+is($r->{headers}{'content-type'}[0], 'application/json', 'JSON');
+my $status = decode_json($r->{body});
+my ($pool) = grep { $_->{name} eq 'st' } @{ $status->{pools} };
+ok($pool, 'the pool is listed');
+is($pool->{threads}, 3, 'its threads');
+is($pool->{restarts}, 1, 'one restart');
+is(scalar @{ $pool->{processes} }, 2, 'two processes');
+is_deeply([sort { $a <=> $b } map { $_->{pid} } @{ $pool->{processes} }], [pool_pids()], 'their pids');
+my $served = 0;
+$served += $_->{requests} for @{ $pool->{processes} };
+cmp_ok($served, '>=', 0, "requests counted ($served)");
+ok((grep { $_->{state} eq 'ready' && $_->{rss_bytes} > 1_000_000 } @{ $pool->{processes} }) == 2, 'both ready, with their RSS');
+http_get('/') for 1 .. 5;
+sleep 0.2;
+my $after = decode_json(http_get('/status')->{body});
+my $served_after = 0;
+$served_after += $_->{requests} for @{ $after->{pools}[0]{processes} };
+is($served_after - $served, 5, 'five more requests counted');
+my $m = http_get('/metrics');
+like($m->{body}, qr/^rust_pool_restarts_total\{pool="st"\} 1$/m, 'Prometheus: restarts');
+like($m->{body}, qr/^rust_pool_process_requests_total\{pool="st",pid="\d+",state="ready"\} \d+$/m, 'Prometheus: per process');
+like(http_get('/status?format=prometheus')->{body}, qr/^# TYPE rust_pool_failing gauge$/m, '?format=prometheus');
+
+
+=== TEST 20: Flask from a pool, with the http block's rust_python_home
+--- http_config
+rust_python_home $TEST_NGINX_VENV;
+rust_pool flask processes=1;
+--- config
+location /flask/ {
+    rust_wsgi $TEST_NGINX_APPS/flaskapp/app.py pool=flask;
+}
+--- perl
+my $r = http_get('/flask/');
+is($r->{body}, 'flask index', 'index');
+$r = http_get('/flask/json?x=1');
+like($r->{body}, qr/"script_root":\s*"\/flask"/, 'SCRIPT_NAME is the location');
+like($r->{body}, qr/"x":\s*"1"/, 'query arguments');

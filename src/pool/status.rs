@@ -1,0 +1,137 @@
+//! `rust_pool_status;`: every pool and its processes, from the shared
+//! table, as JSON (default) or in the Prometheus text format
+//! (`rust_pool_status prometheus;`, or `?format=prometheus`).
+
+use std::fmt::Write;
+
+use nginx_sys::{ngx_http_request_t, ngx_int_t};
+use serde::Serialize;
+
+use super::slots::{self, State, Table};
+use crate::core::catch_panic;
+use crate::module::Module;
+use crate::nginx::output::send_small;
+use crate::nginx::request::HttpRequest;
+
+#[derive(Serialize)]
+struct PoolStatus {
+    name: String,
+    threads: u32,
+    /// In a crash loop: requests get 503.
+    failing: bool,
+    restarts: u64,
+    processes: Vec<ProcessStatus>,
+}
+
+#[derive(Serialize)]
+struct ProcessStatus {
+    pid: u32,
+    state: &'static str,
+    requests: u64,
+    active: u32,
+    /// The oldest running request and its age.
+    current_request: Option<String>,
+    current_request_age_ms: Option<u64>,
+    rss_bytes: u64,
+    uptime_ms: u64,
+}
+
+fn snapshot(table: &Table) -> Vec<PoolStatus> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let now = slots::unix_ms();
+    let mut pools: Vec<PoolStatus> = Vec::new();
+    for (index, entry) in table.pools.iter().enumerate() {
+        let Some(name) = entry.name() else { continue };
+        let processes = table
+            .slots
+            .iter()
+            .filter(|s| s.state() != State::Empty && s.pool.load(Relaxed) as usize == index)
+            .map(|s| {
+                let busy = s.busy_since_ms.load(Relaxed);
+                ProcessStatus {
+                    pid: s.pid.load(Relaxed),
+                    state: s.state().name(),
+                    requests: s.served.load(Relaxed),
+                    active: s.active.load(Relaxed),
+                    current_request: (busy > 0).then(|| String::from_utf8_lossy(&s.uri()).into_owned()),
+                    current_request_age_ms: (busy > 0).then(|| now.saturating_sub(busy)),
+                    rss_bytes: s.rss.load(Relaxed),
+                    uptime_ms: now.saturating_sub(s.started_ms.load(Relaxed)),
+                }
+            })
+            .collect();
+        pools.push(PoolStatus {
+            name: String::from_utf8_lossy(&name).into_owned(),
+            threads: entry.threads.load(Relaxed),
+            failing: entry.failing.load(Relaxed) != 0,
+            restarts: entry.restarts.load(Relaxed),
+            processes,
+        });
+    }
+    pools
+}
+
+fn prometheus(pools: &[PoolStatus]) -> String {
+    let mut out = String::new();
+    let metrics: [(&str, &str, &str); 6] = [
+        ("rust_pool_restarts_total", "counter", "Processes restarted after they died or were recycled."),
+        ("rust_pool_failing", "gauge", "1 while the pool is in a crash loop."),
+        ("rust_pool_process_requests_total", "counter", "Requests a process has served."),
+        ("rust_pool_process_active_requests", "gauge", "Requests a process is serving now."),
+        ("rust_pool_process_resident_memory_bytes", "gauge", "Resident memory of a process."),
+        ("rust_pool_process_oldest_request_age_seconds", "gauge", "Age of a process's oldest running request."),
+    ];
+    for (name, kind, help) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for pool in pools {
+            let p = escape(&pool.name);
+            match name {
+                "rust_pool_restarts_total" => {
+                    let _ = writeln!(out, "{name}{{pool=\"{p}\"}} {}", pool.restarts);
+                }
+                "rust_pool_failing" => {
+                    let _ = writeln!(out, "{name}{{pool=\"{p}\"}} {}", u8::from(pool.failing));
+                }
+                _ => {
+                    for proc in &pool.processes {
+                        let value = match name {
+                            "rust_pool_process_requests_total" => proc.requests as f64,
+                            "rust_pool_process_active_requests" => proc.active as f64,
+                            "rust_pool_process_resident_memory_bytes" => proc.rss_bytes as f64,
+                            _ => proc.current_request_age_ms.unwrap_or(0) as f64 / 1000.0,
+                        };
+                        let _ = writeln!(out, "{name}{{pool=\"{p}\",pid=\"{}\",state=\"{}\"}} {value}", proc.pid, proc.state);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The content handler of `rust_pool_status`.
+///
+/// # Safety
+/// Only nginx calls it, with a live request.
+pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with the live request.
+    let Some(req) = (unsafe { HttpRequest::from_raw(r) }) else {
+        return nginx_sys::NGX_ERROR as ngx_int_t;
+    };
+    catch_panic(req.log(), "rust_pool_status", || {
+        let pools = slots::table().map(snapshot).unwrap_or_default();
+        let asked = req.args().split(|&c| c == b'&').any(|a| a == b"format=prometheus");
+        let configured = req.loc_conf::<Module>().is_some_and(|c| c.wsgi.status_prometheus);
+        if asked || configured {
+            send_small(req, 200, b"text/plain; version=0.0.4", prometheus(&pools).as_bytes())
+        } else {
+            let body = serde_json::to_vec_pretty(&serde_json::json!({ "pools": pools })).unwrap_or_default();
+            send_small(req, 200, b"application/json", &body)
+        }
+    })
+    .unwrap_or(nginx_sys::NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
+}
