@@ -492,7 +492,9 @@ fn take_idle(index: usize, serial: u32) -> Option<Conn> {
 
 fn keep_idle(slot: Dispatched, conn: Conn) {
     // The fd is the idle connection's name in its handler.
-    conn.rebind(conn.fd() as usize as *mut c_void, Some(on_idle_read), None);
+    // Both handlers stay set: once the write event has been armed, epoll
+    // reports it with every state change of the socket.
+    conn.rebind(conn.fd() as usize as *mut c_void, Some(on_idle_read), Some(on_idle_write));
     conn.set_log(Log::cycle());
     if conn.want_read().is_err() {
         return conn.close();
@@ -527,7 +529,8 @@ fn connect(supervisor: u32, index: usize, serial: u32, log: Log) -> io::Result<C
         if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
             return Err(io::Error::last_os_error());
         }
-        Conn::register(owned, log, std::ptr::null_mut(), None, None).map_err(io::Error::other)
+        // Handlers are set by `attach` before any event can run.
+        Conn::register(owned, log, std::ptr::null_mut(), None, Some(on_idle_write)).map_err(io::Error::other)
     }
 }
 
@@ -578,6 +581,9 @@ unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
         }
     });
 }
+
+/// An idle connection is writable: nothing to write.
+unsafe extern "C" fn on_idle_write(_ev: *mut ngx_event_t) {}
 
 /// Anything on an idle connection (the process closed it) ends it.
 unsafe extern "C" fn on_idle_read(ev: *mut ngx_event_t) {
