@@ -23,8 +23,9 @@ pub const LISTEN_FD: RawFd = 0;
 pub const CONTROL_FD: RawFd = 3;
 
 /// Resets what the supervisor inherited from nginx's master; the channel
-/// ends up as fd 3, returned.
-pub fn become_supervisor(channel: OwnedFd) -> OwnedFd {
+/// ends up as fd 3, returned with a signalfd for SIGTERM (a whole process
+/// group or cgroup being stopped: stop the pools, gracefully).
+pub fn become_supervisor(channel: OwnedFd) -> (OwnedFd, Option<OwnedFd>) {
     let channel = channel.into_raw_fd();
     // SAFETY: plain syscalls in a fresh single-threaded child; `channel` is
     // moved to fd 3 and everything above it closed.
@@ -41,7 +42,12 @@ pub fn become_supervisor(channel: OwnedFd) -> OwnedFd {
         }
         close_from(4);
         set_title("rust pool supervisor");
-        OwnedFd::from_raw_fd(3)
+        let mut term: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut term);
+        libc::sigaddset(&mut term, libc::SIGTERM);
+        libc::sigprocmask(libc::SIG_BLOCK, &term, std::ptr::null_mut());
+        let signals = libc::signalfd(-1, &term, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+        (OwnedFd::from_raw_fd(3), (signals >= 0).then(|| OwnedFd::from_raw_fd(signals)))
     }
 }
 

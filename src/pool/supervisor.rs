@@ -88,6 +88,8 @@ struct Pool {
 struct Supervisor {
     table: &'static Table,
     channel: Option<OwnedFd>,
+    /// SIGTERM to the supervisor itself: stop like when nginx is gone.
+    signals: Option<OwnedFd>,
     inbox: Vec<u8>,
     log: ErrorLog,
     plan: Option<Plan>,
@@ -99,12 +101,13 @@ struct Supervisor {
 
 /// The supervisor's life; never returns.
 pub fn run(table: &'static Table, channel: OwnedFd) -> ! {
-    let channel = spawn::become_supervisor(channel);
+    let (channel, signals) = spawn::become_supervisor(channel);
     // SAFETY: plain syscall.
     table.supervisor.store(unsafe { libc::getpid() } as u32, std::sync::atomic::Ordering::Release);
     let mut sup = Supervisor {
         table,
         channel: Some(channel),
+        signals,
         inbox: Vec::new(),
         log: ErrorLog::stderr(),
         plan: None,
@@ -142,6 +145,7 @@ impl Supervisor {
 
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let poll = |fd: RawFd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        fds.push(poll(self.signals.as_ref().map_or(-1, |s| s.as_raw_fd())));
         if let Some(channel) = &self.channel {
             fds.push(poll(channel.as_raw_fd()));
         }
@@ -156,12 +160,19 @@ impl Supervisor {
             return;
         }
         let ready = |i: usize| fds.get(i).is_some_and(|p| p.revents != 0);
-        let mut at = 0;
+        let mut at = 1;
         if self.channel.is_some() {
-            if ready(0) {
+            if ready(1) {
                 self.read_channel();
             }
-            at = 1;
+            at = 2;
+        }
+        if ready(0) {
+            self.signals = None;
+            if self.channel.take().is_some() {
+                self.log.write(Level::Notice, "rust_pool: the supervisor got SIGTERM; stopping the pools");
+                self.shutdown();
+            }
         }
         // Handle by pid: handling one may remove others from the list.
         let pids: Vec<(libc::pid_t, bool, bool, bool)> =
