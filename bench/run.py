@@ -208,6 +208,11 @@ http {
         """ % self.path("html")))
         if "rust_wsgi" in want:
             add(self.nginx("rust_wsgi", "wsgi", "location / { rust_wsgi %s/bench.py; }" % apps))
+        if "rust_pool" in want:
+            # The same app in two pool processes (as many as nginx workers
+            # and as the other peers' processes), reached over FastCGI.
+            add(self.nginx("rust_pool", "wsgi", "location / { rust_wsgi %s/bench.py pool=bench; }" % apps,
+                           http="rust_pool bench processes=2 threads=8;"))
         if "uwsgi" in want and shutil.which("uwsgi"):
             s = os.path.join(sock, "uwsgi.sock")
             peer = self.nginx("uwsgi", "wsgi", "location / { include %s; uwsgi_pass unix:%s; }" % (uwsgi_params(), s))
@@ -442,7 +447,7 @@ def summarize(results, memory, workers, args):
             md.append("| " + " | ".join(cols) + " |")
             md.append("|" + "---|" * len(cols))
             for r in rows:
-                cells = ["**%s**" % r["peer"] if r["peer"] in ("rust_wsgi", "rust_cgi") else r["peer"], "%.0f" % r["rps"]]
+                cells = ["**%s**" % r["peer"] if r["peer"] in ("rust_wsgi", "rust_pool", "rust_cgi") else r["peer"], "%.0f" % r["rps"]]
                 if base:
                     cells.append("%.2f" % r["x_baseline"] if "x_baseline" in r else "1.00" if r["peer"] == base else "")
                 cells.append("%.2f" % r["x_classic"] if "x_classic" in r else ("1.00" if r["peer"] == classic else ""))
@@ -481,7 +486,7 @@ def main():
     p.add_argument("--conns", type=lambda s: [int(c) for c in s.split(",")], default=[32, 1])
     p.add_argument("--workloads", type=lambda s: s.split(","), default=["hello", "64k", "upload", "cgi-sh", "cgi-py"])
     p.add_argument("--peers", type=lambda s: s.split(","),
-                   default=["rust_wsgi", "uwsgi", "gunicorn", "granian", "mod_wsgi", "fcgiwrap", "rust_cgi"])
+                   default=["rust_wsgi", "rust_pool", "uwsgi", "gunicorn", "granian", "mod_wsgi", "fcgiwrap", "rust_cgi"])
     p.add_argument("--venv", default=os.environ.get("RGW_BENCH_VENV", "/tmp/ngx-rust-gateway-bench-venv"))
     p.add_argument("--out", default=os.path.join(BENCH, "results"))
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
