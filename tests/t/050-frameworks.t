@@ -21,6 +21,67 @@ sub multipart {
     return $body . "--$boundary--\r\n";
 }
 
+sub make_django_site {
+    my $venv = venv();
+    my $html = servroot() . '/html';
+    my $db = servroot() . '/tmp/db.sqlite3';
+    mkdir "$html/mysite";
+    system("$venv/bin/django-admin", 'startproject', 'mysite', "$html/mysite") == 0 or die 'startproject failed';
+    my $settings = "$html/mysite/mysite/settings.py";
+    open my $in, '<', $settings or die $!;
+    my $text = do { local $/; <$in> };
+    close $in;
+    $text =~ s/^DEBUG = True/DEBUG = False/m;
+    $text =~ s/^ALLOWED_HOSTS = \[\]/ALLOWED_HOSTS = ["localhost"]/m;
+    $text =~ s/(["'])NAME\1: BASE_DIR \/ (["'])db.sqlite3\2/"NAME": "$db"/ or die 'cannot move the database';
+    $text .= "\nSTATIC_ROOT = '$html/static'\n";
+    # Django's own error reports go to stderr, which nginx points at error.log.
+    $text .= "LOGGING = {'version': 1, 'disable_existing_loggers': False, 'handlers': {'stderr': {'class': 'logging.StreamHandler'}}, "
+           . "'root': {'handlers': ['stderr'], 'level': 'WARNING'}}\n";
+    open my $out, '>', $settings or die $!;
+    print $out $text;
+    close $out;
+    local $ENV{DJANGO_SUPERUSER_PASSWORD} = 's3cret-pass';
+    for my $cmd (['migrate', '--noinput'], ['createsuperuser', '--noinput', '--username', 'admin', '--email', 'admin@example.com'],
+                 ['collectstatic', '--noinput']) {
+        system("cd $html/mysite && $venv/bin/python manage.py @$cmd >/dev/null") == 0 or die "manage.py @$cmd failed";
+    }
+    chmod 0666, $db;
+    system('chmod', '-R', 'a+rX', $html);
+}
+
+sub check_django {
+    my $r = http_get('/admin/login/?next=/admin/');
+    is($r->{status}, 200, 'login page');
+    like($r->{body}, qr/Django administration/, 'rendered by Django');
+    my $cookies = main::cookies_of($r);
+    like($cookies, qr/csrftoken=/, 'CSRF cookie');
+    my ($token) = $r->{body} =~ /name="csrfmiddlewaretoken" value="([^"]+)"/;
+    ok($token, 'CSRF token in the form');
+
+    my $form = "csrfmiddlewaretoken=$token&username=admin&password=s3cret-pass&next=%2Fadmin%2F";
+    $r = http_request("POST /admin/login/?next=/admin/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        . "Cookie: $cookies\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        . "Content-Length: " . length($form) . "\r\n\r\n$form");
+    is($r->{status}, 302, 'login accepted');
+    is($r->{headers}{location}[0], '/admin/', 'redirected to the admin');
+    my $session = main::cookies_of($r);
+    like($session, qr/sessionid=/, 'session cookie');
+
+    $r = http_get('/admin/', headers => "Cookie: $session");
+    is($r->{status}, 200, 'admin index');
+    like($r->{body}, qr/Site administration/, 'logged in');
+
+    $r = http_request("POST /admin/login/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        . "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 29\r\n\r\nusername=admin&password=wrong");
+    is($r->{status}, 403, 'a POST without the CSRF token is refused by Django');
+
+    $r = http_get('/static/admin/css/base.css');
+    is($r->{status}, 200, 'static file');
+    like($r->{headers}{'content-type'}[0], qr{text/css}, 'served by nginx as CSS');
+    ok(!$r->{headers}{'x-frame-options'}, 'not through Django (no X-Frame-Options)');
+}
+
 run_tests();
 
 __DATA__
@@ -88,32 +149,7 @@ ok($r->{body} eq substr($payload, 1000, 1000), 'the requested range, from the fi
 
 === TEST 2: Django: admin login page, CSRF-protected login POST, static files served by nginx
 --- setup
-my $venv = venv();
-my $html = servroot() . '/html';
-my $db = servroot() . '/tmp/db.sqlite3';
-mkdir "$html/mysite";
-system("$venv/bin/django-admin", 'startproject', 'mysite', "$html/mysite") == 0 or die 'startproject failed';
-my $settings = "$html/mysite/mysite/settings.py";
-open my $in, '<', $settings or die $!;
-my $text = do { local $/; <$in> };
-close $in;
-$text =~ s/^DEBUG = True/DEBUG = False/m;
-$text =~ s/^ALLOWED_HOSTS = \[\]/ALLOWED_HOSTS = ["localhost"]/m;
-$text =~ s/(["'])NAME\1: BASE_DIR \/ (["'])db.sqlite3\2/"NAME": "$db"/ or die 'cannot move the database';
-$text .= "\nSTATIC_ROOT = '$html/static'\n";
-# Django's own error reports go to stderr, which nginx points at error.log.
-$text .= "LOGGING = {'version': 1, 'disable_existing_loggers': False, 'handlers': {'stderr': {'class': 'logging.StreamHandler'}}, "
-       . "'root': {'handlers': ['stderr'], 'level': 'WARNING'}}\n";
-open my $out, '>', $settings or die $!;
-print $out $text;
-close $out;
-local $ENV{DJANGO_SUPERUSER_PASSWORD} = 's3cret-pass';
-for my $cmd (['migrate', '--noinput'], ['createsuperuser', '--noinput', '--username', 'admin', '--email', 'admin@example.com'],
-             ['collectstatic', '--noinput']) {
-    system("cd $html/mysite && $venv/bin/python manage.py @$cmd >/dev/null") == 0 or die "manage.py @$cmd failed";
-}
-chmod 0666, $db;
-system('chmod', '-R', 'a+rX', $html);
+main::make_django_site();
 --- http_config
 rust_python_home $TEST_NGINX_VENV;
 rust_python_path $TEST_NGINX_HTML_DIR/mysite;
@@ -127,33 +163,26 @@ location / {
     rust_wsgi $TEST_NGINX_HTML_DIR/mysite/mysite/wsgi.py;
 }
 --- perl
-my $r = http_get('/admin/login/?next=/admin/');
-is($r->{status}, 200, 'login page');
-like($r->{body}, qr/Django administration/, 'rendered by Django');
-my $cookies = main::cookies_of($r);
-like($cookies, qr/csrftoken=/, 'CSRF cookie');
-my ($token) = $r->{body} =~ /name="csrfmiddlewaretoken" value="([^"]+)"/;
-ok($token, 'CSRF token in the form');
+main::check_django();
+--- timeout: 30
 
-my $form = "csrfmiddlewaretoken=$token&username=admin&password=s3cret-pass&next=%2Fadmin%2F";
-$r = http_request("POST /admin/login/?next=/admin/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-    . "Cookie: $cookies\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-    . "Content-Length: " . length($form) . "\r\n\r\n$form");
-is($r->{status}, 302, 'login accepted');
-is($r->{headers}{location}[0], '/admin/', 'redirected to the admin');
-my $session = main::cookies_of($r);
-like($session, qr/sessionid=/, 'session cookie');
 
-$r = http_get('/admin/', headers => "Cookie: $session");
-is($r->{status}, 200, 'admin index');
-like($r->{body}, qr/Site administration/, 'logged in');
-
-$r = http_request("POST /admin/login/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-    . "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 29\r\n\r\nusername=admin&password=wrong");
-is($r->{status}, 403, 'a POST without the CSRF token is refused by Django');
-
-$r = http_get('/static/admin/css/base.css');
-is($r->{status}, 200, 'static file');
-like($r->{headers}{'content-type'}[0], qr{text/css}, 'served by nginx as CSS');
-ok(!$r->{headers}{'x-frame-options'}, 'not through Django (no X-Frame-Options)');
+=== TEST 3: Django from a pool: the same checks, the app in a pool process
+--- setup
+main::make_django_site();
+--- http_config
+rust_python_home $TEST_NGINX_VENV;
+rust_python_path $TEST_NGINX_HTML_DIR/mysite;
+rust_python_env DJANGO_SETTINGS_MODULE mysite.settings;
+rust_pool django processes=1;
+--- config
+location /static/ {
+    alias $TEST_NGINX_HTML_DIR/static/;
+    types { text/css css; application/javascript js; }
+}
+location / {
+    rust_wsgi $TEST_NGINX_HTML_DIR/mysite/mysite/wsgi.py pool=django;
+}
+--- perl
+main::check_django();
 --- timeout: 30

@@ -467,3 +467,20 @@ is($r->{body}, 'flask index', 'index');
 $r = http_get('/flask/json?x=1');
 like($r->{body}, qr/"script_root":\s*"\/flask"/, 'SCRIPT_NAME is the location');
 like($r->{body}, qr/"x":\s*"1"/, 'query arguments');
+
+
+=== TEST 21: nginx -s stop (SIGTERM) during a long request leaves no pool process either
+--- http_config
+rust_pool s processes=2;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/slow.py pool=s;
+}
+--- perl
+my @pool = pool_pids();
+ok(main::wait_for(sub { @pool = pool_pids(); @pool == 2 }, 5), 'two pool processes');
+my $slow = http_start("GET /?s=60 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+Time::HiRes::sleep(0.3);
+kill 'TERM', nginx_pid();
+ok(nginx_wait_exit(10), 'nginx stops');
+ok(main::wait_for(sub { !main::alive(@pool) }, 8), 'and its pool processes are gone, the busy one too');
