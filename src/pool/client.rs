@@ -239,7 +239,7 @@ impl PoolRequest {
         let extras = Extras {
             app: self.target.key.clone(),
             queued_at_us: monotonic_us(),
-            errors_level: level_name(self.errors_level).into(),
+            errors_level: super::log::name(self.errors_level).into(),
         };
         if let Some(head) = self.head.take() {
             let params = to_params(&head, self.body_len, &extras);
@@ -531,19 +531,6 @@ fn connect(supervisor: u32, index: usize, serial: u32, log: Log) -> io::Result<C
         }
         // Handlers are set by `attach` before any event can run.
         Conn::register(owned, log, std::ptr::null_mut(), None, Some(on_idle_write)).map_err(io::Error::other)
-    }
-}
-
-fn level_name(level: Level) -> &'static str {
-    match level {
-        Level::Emerg => "emerg",
-        Level::Alert => "alert",
-        Level::Crit => "crit",
-        Level::Error => "error",
-        Level::Warn => "warn",
-        Level::Notice => "notice",
-        Level::Info => "info",
-        Level::Debug => "debug",
     }
 }
 

@@ -44,7 +44,8 @@ impl ErrorLog {
     }
 }
 
-fn name(level: Level) -> &'static str {
+/// The level as `error_log` spells it.
+pub fn name(level: Level) -> &'static str {
     match level {
         Level::Emerg => "emerg",
         Level::Alert => "alert",
