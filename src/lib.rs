@@ -19,6 +19,7 @@ pub mod conf;
 pub mod core;
 pub mod module;
 pub mod nginx;
+pub mod os;
 pub mod pool;
 pub mod python;
 pub mod wsgi;

@@ -20,7 +20,7 @@ pub mod resolve;
 pub mod spawn;
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 
@@ -115,8 +115,10 @@ impl Adapter for Cgi {
         );
         env.apply(params, conf.param_drops.as_deref().unwrap_or_default());
 
-        let (ours, theirs) = socketpair().map_err(|e| failed("socketpair()", e))?;
-        let (stderr_read, stderr_write) = pipe().map_err(|e| failed("pipe()", e))?;
+        // The program's stdin and stdout: one socket, so nginx-side reads and
+        // writes share one connection and `shutdown(SHUT_WR)` ends its input.
+        let (ours, theirs) = crate::os::socketpair().map_err(|e| failed("socketpair()", e))?;
+        let (stderr_read, stderr_write) = crate::os::pipe().map_err(|e| failed("pipe()", e))?;
         let command = spawn::Command {
             program: c_path(&script.program),
             argv: std::iter::once(&script.program).chain(&script.args).map(|p| c_path(p)).collect(),
@@ -177,43 +179,4 @@ pub fn stop() {
 
 fn c_path(path: &std::path::Path) -> CString {
     CString::new(path.as_os_str().as_bytes()).unwrap_or_default()
-}
-
-/// The program's stdin/stdout: one socket, so nginx-side reads and writes
-/// share one connection and `shutdown(SHUT_WR)` ends its input.
-fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: plain syscalls; the fds are checked and owned.
-    unsafe {
-        if libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let pair = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
-        set_nonblocking(fds[0])?;
-        Ok(pair)
-    }
-}
-
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: as above.
-    unsafe {
-        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let pair = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
-        set_nonblocking(fds[0])?;
-        Ok(pair)
-    }
-}
-
-fn set_nonblocking(fd: i32) -> std::io::Result<()> {
-    // SAFETY: plain fcntl on our own fd.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }

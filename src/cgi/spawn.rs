@@ -119,11 +119,7 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
                 libc::_exit(127)
             }
         }
-        for signal in 1..=libc::SIGRTMAX() {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-        }
+        crate::os::default_signal_handlers();
         if libc::setpgid(0, 0) != 0 {
             fail(args);
         }
@@ -133,20 +129,11 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
         if libc::dup2(args.stdio, 0) < 0 || libc::dup2(args.stdio, 1) < 0 || libc::dup2(args.stderr, 2) < 0 {
             fail(args);
         }
-        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
-            // Kernels before 5.9: close them one by one.
-            let mut limit: libc::rlimit = std::mem::zeroed();
-            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 { limit.rlim_cur.min(1 << 20) } else { 65536 };
-            for fd in 3..max as libc::c_int {
-                libc::close(fd);
-            }
-        }
+        crate::os::close_fds_from(3);
         if libc::chdir(args.dir) != 0 {
             fail(args);
         }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut());
+        crate::os::unblock_all_signals();
         libc::execve(args.program, args.argv, args.envp);
         fail(args)
     }

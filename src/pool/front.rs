@@ -142,7 +142,8 @@ pub fn termination_signals() -> io::Result<OwnedFd> {
 
 impl<'a> Front<'a> {
     pub fn new(setup: Setup<'a>) -> Front<'a> {
-        set_nonblocking(LISTEN_FD);
+        // The listening socket comes from the supervisor, blocking.
+        let _ = crate::os::set_nonblocking(LISTEN_FD);
         Front { setup, conns: HashMap::new(), next_key: 1, running: HashMap::new(), draining: None, timed_out: false, orphans: Vec::new() }
     }
 
@@ -665,12 +666,4 @@ fn say(level: Level, message: &str) {
 
 fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
     libc::pollfd { fd, events, revents: 0 }
-}
-
-fn set_nonblocking(fd: RawFd) {
-    // SAFETY: plain fcntl on our own fd.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
 }

@@ -16,6 +16,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use super::conf::PoolSpec;
+use crate::os;
 
 /// Where a pool process finds its listening socket (FastCGI's convention).
 pub const LISTEN_FD: RawFd = 0;
@@ -40,7 +41,7 @@ pub fn become_supervisor(channel: OwnedFd) -> (OwnedFd, Option<OwnedFd>) {
             libc::dup2(channel, 3);
             libc::close(channel);
         }
-        close_from(4);
+        os::close_fds_from(4);
         set_title("rust pool supervisor");
         let mut term: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut term);
@@ -56,31 +57,10 @@ pub fn become_supervisor(channel: OwnedFd) -> (OwnedFd, Option<OwnedFd>) {
 /// # Safety
 /// Only for a process that owns its signal handling (a fresh child).
 unsafe fn reset_signals() {
-    // SAFETY: plain syscalls.
+    // SAFETY: as the caller promises.
     unsafe {
-        for signal in 1..libc::SIGRTMIN() {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
-}
-
-/// Closes every fd from `first` up.
-///
-/// # Safety
-/// The caller must own every such fd (a fresh child).
-unsafe fn close_from(first: u32) {
-    // SAFETY: plain syscalls.
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) != 0 {
-            for fd in first as RawFd..65536 {
-                libc::close(fd);
-            }
-        }
+        os::default_signal_handlers();
+        os::unblock_all_signals();
     }
 }
 
@@ -117,8 +97,8 @@ pub struct Child {
 /// Starts a pool process (supervisor only).
 pub fn spawn(launch: &Launch) -> io::Result<Child> {
     let listener = listen(launch.socket)?;
-    let (output_read, output_write) = pipe()?;
-    let (control_read, control_write) = pipe()?;
+    let (output_read, output_write) = os::pipe()?;
+    let (control_read, control_write) = os::pipe()?;
     // SAFETY: plain syscall.
     let supervisor = unsafe { libc::getpid() };
     // SAFETY: the supervisor is single-threaded; the child never returns.
@@ -140,7 +120,7 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
             libc::dup2(output_write.as_raw_fd(), 1);
             libc::dup2(output_write.as_raw_fd(), 2);
             libc::dup2(control_write.as_raw_fd(), CONTROL_FD);
-            close_from(4);
+            os::close_fds_from(4);
         }
         std::mem::forget((listener, output_read, output_write, control_read, control_write));
         set_title(&format!("rust pool {}", launch.spec.name));
@@ -191,12 +171,13 @@ fn drop_privileges(launch: &Launch) -> Result<(), String> {
                     return Err(failed(&format!("\"{}\"", user.name)));
                 }
             }
-            None if launch.nginx_uid != 0 => {
+            // nginx's workers run as root too: nothing to drop.
+            None if launch.nginx_uid == 0 => {}
+            None => {
                 if libc::setgid(launch.nginx_gid) != 0 || libc::setgroups(0, std::ptr::null()) != 0 || libc::setuid(launch.nginx_uid) != 0 {
                     return Err(failed(&format!("uid {}", launch.nginx_uid)));
                 }
             }
-            None => {}
         }
     }
     Ok(())
@@ -244,19 +225,4 @@ pub fn sockaddr(name: &[u8]) -> io::Result<(libc::sockaddr_un, libc::socklen_t)>
     }
     let len = std::mem::size_of::<libc::sa_family_t>() + name.len();
     Ok((addr, len as libc::socklen_t))
-}
-
-/// A pipe whose read end (ours) is non-blocking.
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: plain syscall; the fds are checked and owned.
-    unsafe {
-        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let pair = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
-        let flags = libc::fcntl(fds[0], libc::F_GETFL);
-        libc::fcntl(fds[0], libc::F_SETFL, flags | libc::O_NONBLOCK);
-        Ok(pair)
-    }
 }

@@ -1,0 +1,96 @@
+//! Small Linux helpers that CGI and the pool share: fds for talking to
+//! child processes, and the clean slate a child starts from.
+//!
+//! The child-side functions make system calls only (no allocation, no
+//! locks), so the CGI child may call them between vfork-style clone and
+//! execve.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// A pipe whose read end (ours, the first) is non-blocking; both ends are
+/// close-on-exec.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: plain syscall; the fds are checked and owned.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let pair = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
+        set_nonblocking(fds[0])?;
+        Ok(pair)
+    }
+}
+
+/// A unix stream socket pair, the first end non-blocking.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: as in `pipe`.
+    unsafe {
+        if libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let pair = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
+        set_nonblocking(fds[0])?;
+        Ok(pair)
+    }
+}
+
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain fcntl on the caller's fd.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Every signal back to its default disposition (nginx ignores SIGPIPE,
+/// and its handlers mean nothing in a child).
+///
+/// # Safety
+/// Only in a process that owns its signal handling: a fresh child.
+pub unsafe fn default_signal_handlers() {
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            // SAFETY: see above; glibc refuses its own reserved signals.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        }
+    }
+}
+
+/// An empty signal mask (nginx's master blocks most signals, and a
+/// spawning thread may block all of them).
+///
+/// # Safety
+/// As [`default_signal_handlers`].
+pub unsafe fn unblock_all_signals() {
+    // SAFETY: a zeroed sigset is valid storage for sigemptyset.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+/// Closes every fd from `first` up: nginx's listening and client sockets
+/// are not close-on-exec.
+///
+/// # Safety
+/// The caller must own every such fd (a fresh child).
+pub unsafe fn close_fds_from(first: RawFd) {
+    // SAFETY: plain syscalls on fds the caller owns.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0u32) != 0 {
+            // Kernels before 5.9: one by one, up to the fd limit.
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 { limit.rlim_cur.min(1 << 20) } else { 65536 };
+            for fd in first..max as RawFd {
+                libc::close(fd);
+            }
+        }
+    }
+}
