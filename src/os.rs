@@ -94,3 +94,38 @@ pub unsafe fn close_fds_from(first: RawFd) {
         }
     }
 }
+
+/// Takes the complete lines (without "\n" or "\r\n") off the front of
+/// what a child wrote; text longer than `longest` without a newline is cut
+/// into lines of that length. With `all` (the child is done), the rest is a
+/// line too.
+pub fn take_lines(partial: &mut Vec<u8>, all: bool, longest: usize) -> Vec<String> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes.strip_suffix(b"\r").unwrap_or(bytes)).into_owned();
+    let mut lines = Vec::new();
+    while let Some(end) = partial.iter().position(|&c| c == b'\n') {
+        let line: Vec<u8> = partial.drain(..=end).collect();
+        lines.push(text(&line[..line.len() - 1]));
+    }
+    while partial.len() > longest || (all && !partial.is_empty()) {
+        let take = partial.len().min(longest);
+        let line: Vec<u8> = partial.drain(..take).collect();
+        lines.push(text(&line));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_lines;
+
+    #[test]
+    fn lines_are_split_and_bounded() {
+        let mut partial = b"one\r\ntwo\nthr".to_vec();
+        assert_eq!(take_lines(&mut partial, false, 2000), vec!["one", "two"]);
+        assert_eq!(partial, b"thr");
+        assert_eq!(take_lines(&mut partial, true, 2000), vec!["thr"]);
+        let mut long = vec![b'x'; 4500];
+        assert_eq!(take_lines(&mut long, false, 2000).len(), 2);
+        assert_eq!(long.len(), 500);
+    }
+}

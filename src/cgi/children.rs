@@ -230,21 +230,10 @@ impl Child {
 
     fn log_lines(&mut self, all: bool) {
         let log = self.log();
-        while let Some(end) = self.partial.iter().position(|&c| c == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            self.log_line(log, &line[..line.len() - 1]);
-        }
         // Keep lines to what nginx's log can hold.
-        while self.partial.len() > 1800 || (all && !self.partial.is_empty()) {
-            let take = self.partial.len().min(1800);
-            let line: Vec<u8> = self.partial.drain(..take).collect();
-            self.log_line(log, &line);
+        for line in crate::os::take_lines(&mut self.partial, all, 1800) {
+            log.write(self.level, &format!("rust_cgi: \"{}\": {line}", self.script));
         }
-    }
-
-    fn log_line(&self, log: Log, line: &[u8]) {
-        let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
-        log.write(self.level, &format!("rust_cgi: \"{}\": {line}", self.script));
     }
 
     /// The pidfd is readable: the program exited.

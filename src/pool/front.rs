@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::fastcgi::{self as fcgi, Decoder, Record};
-use super::log::mark;
+use super::log::{mark, say};
 use super::params::{from_params, monotonic_us, Extras};
 use super::slots::{unix_ms, Table};
 use super::spawn::LISTEN_FD;
@@ -658,10 +658,6 @@ fn push_log(out: &mut Vec<u8>, id: u16, level: Level, message: &str) {
         text.push(b'\n');
         fcgi::push_stream(out, fcgi::STDERR, id, &text);
     }
-}
-
-fn say(level: Level, message: &str) {
-    eprintln!("{}", mark(level, message));
 }
 
 fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {

@@ -77,6 +77,14 @@ fn timestamp() -> String {
     }
 }
 
+/// A pool process's line for the supervisor to log: each line of
+/// `message` marked with `level`, on stderr.
+pub fn say(level: Level, message: &str) {
+    for line in message.lines() {
+        eprintln!("{}", mark(level, line));
+    }
+}
+
 /// `<N>message` for a line at `level`.
 pub fn mark(level: Level, message: &str) -> String {
     format!("<{}>{message}", level as usize - 1)

@@ -48,14 +48,10 @@ pub struct Plan {
     pub env: Vec<(String, String)>,
 }
 
-struct Link {
-    pid: libc::pid_t,
-    pipe: std::fs::File,
-}
-
 thread_local! {
-    /// Only ever set in the master (and in single-process mode).
-    static SUPERVISOR: RefCell<Option<Link>> = const { RefCell::new(None) };
+    /// The write end of the supervisor's pipe. Only ever set in the master
+    /// (and in single-process mode).
+    static SUPERVISOR: RefCell<Option<std::fs::File>> = const { RefCell::new(None) };
 }
 
 /// `init_module`: hands the supervisor the new configuration's pools,
@@ -90,7 +86,7 @@ fn send(plan: &Plan) -> std::io::Result<()> {
             start()?;
         }
         let written = SUPERVISOR.with_borrow_mut(|s| match s.as_mut() {
-            Some(link) => link.pipe.write_all(&frame),
+            Some(pipe) => pipe.write_all(&frame),
             None => Err(std::io::ErrorKind::NotConnected.into()),
         });
         match written {
@@ -127,17 +123,14 @@ fn start() -> std::io::Result<()> {
         supervisor::run(table, read);
     }
     drop(read);
-    SUPERVISOR.with_borrow_mut(|s| *s = Some(Link { pid, pipe: std::fs::File::from(write) }));
+    SUPERVISOR.with_borrow_mut(|s| *s = Some(std::fs::File::from(write)));
     Ok(())
 }
 
 /// In every process nginx forks from the master (workers, cache helpers):
 /// drop the pipe, so that only the master keeps the supervisor alive.
 pub fn forget_in_child() {
-    if let Some(link) = SUPERVISOR.with_borrow_mut(|s| s.take()) {
-        let _ = link.pid;
-        drop(link.pipe);
-    }
+    drop(SUPERVISOR.with_borrow_mut(|s| s.take()));
 }
 
 fn plan_of(cycle: &ngx_cycle_t, mcf: &MainConf) -> Plan {

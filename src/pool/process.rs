@@ -18,7 +18,7 @@ use std::time::Duration;
 use pyo3::Python;
 
 use super::conf::PoolSpec;
-use super::log::mark;
+use super::log::say;
 use super::spawn::CONTROL_FD;
 use super::{front, slots};
 use crate::core::bridge::Bridge;
@@ -35,13 +35,6 @@ pub const EXIT_NO_PYTHON: i32 = 4;
 
 /// How long threads still in app code get when the process stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
-
-/// A line for the supervisor to log.
-fn say(level: Level, message: &str) {
-    for line in message.lines() {
-        eprintln!("{}", mark(level, line));
-    }
-}
 
 /// Runs the pool process; returns its exit code.
 pub fn main(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> i32 {

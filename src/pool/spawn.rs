@@ -130,7 +130,7 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
                 super::process::main(launch.spec, launch.slot, launch.nginx_uid)
             }
             Err(e) => {
-                eprintln!("{}", super::log::mark(crate::nginx::log::Level::Alert, &format!("cannot switch to user {e}")));
+                super::log::say(crate::nginx::log::Level::Alert, &format!("cannot switch to user {e}"));
                 1
             }
         };

@@ -24,6 +24,7 @@ use super::master::Plan;
 use super::slots::{self, ExitCause, State, Table};
 use super::spawn;
 use crate::nginx::log::Level;
+use crate::os;
 use crate::python::apps::Reload;
 
 /// A process that dies sooner than this after its start counts towards a
@@ -439,7 +440,7 @@ impl Supervisor {
             break;
         }
         let prefix = format!("rust_pool \"{}\" process {}: ", proc.pool, proc.pid);
-        let lines = take_lines(&mut proc.partial, eof || to_end);
+        let lines = os::take_lines(&mut proc.partial, eof || to_end, 2000);
         if eof {
             proc.output = None;
         }
@@ -651,21 +652,6 @@ fn request_limit(spec: &PoolSpec, seed: &mut u64) -> u64 {
     spec.max_requests + if spec.max_requests_jitter > 0 { *seed % (spec.max_requests_jitter + 1) } else { 0 }
 }
 
-/// Complete lines (without their newline); with `all`, the rest too.
-fn take_lines(partial: &mut Vec<u8>, all: bool) -> Vec<String> {
-    let mut lines = Vec::new();
-    while let Some(end) = partial.iter().position(|&c| c == b'\n') {
-        let line: Vec<u8> = partial.drain(..=end).collect();
-        lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_string());
-    }
-    while partial.len() > 2000 || (all && !partial.is_empty()) {
-        let take = partial.len().min(2000);
-        let line: Vec<u8> = partial.drain(..take).collect();
-        lines.push(String::from_utf8_lossy(&line).into_owned());
-    }
-    lines
-}
-
 /// "exited with code 3", "was killed by signal 11 (SIGSEGV)", ...
 pub fn describe(status: i32, cause: ExitCause) -> String {
     if libc::WIFSIGNALED(status) {
@@ -701,16 +687,6 @@ fn rss_of(pid: libc::pid_t) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lines_are_split_and_bounded() {
-        let mut partial = b"one\r\ntwo\nthr".to_vec();
-        assert_eq!(take_lines(&mut partial, false), vec!["one", "two"]);
-        assert_eq!(partial, b"thr");
-        assert_eq!(take_lines(&mut partial, true), vec!["thr"]);
-        let mut long = vec![b'x'; 4500];
-        assert_eq!(take_lines(&mut long, false).len(), 2);
-    }
 
     #[test]
     fn exits_are_described() {
