@@ -77,6 +77,7 @@ impl MainConf {
 pub struct LocConf {
     pub wsgi: wsgi::WsgiLocConf,
     pub cgi: cgi::CgiLocConf,
+    pub pool: pool::PoolLocConf,
 }
 
 impl Merge for LocConf {
@@ -145,7 +146,7 @@ pub static mut COMMANDS: [ngx_command_t; 25] = [
     directive(ngx_string!("rust_python_env"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2, python::rust_python_env, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
     // rust_pool
     directive(ngx_string!("rust_pool"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, pool::rust_pool, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
-    directive(ngx_string!("rust_pool_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, wsgi::rust_pool_status, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_pool_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, pool::rust_pool_status, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     // rust_cgi*
     directive(ngx_string!("rust_cgi"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, cgi::rust_cgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_cgi_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, cgi::rust_cgi_pass, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),

@@ -5,13 +5,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_msec_t, ngx_parse_time, NGX_ERROR};
-use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
-use ngx::http::HttpModuleLocationConf;
+use ngx::http::HttpModuleMainConf;
 
 use super::parse::HEAD_LIMIT;
 use crate::conf::{merge_flag, merge_msec, LocConf, MainConf, UNSET_FLAG, UNSET_MSEC, UNSET_SIZE};
 use crate::module::Module;
-use crate::nginx::conf::{args, compile_complex_value, conf_error, full_path, level_arg, ConfResult, CONF_OK};
+use crate::nginx::conf::{args, compile_complex_value, conf_error, full_path, level_arg, set_content_handler, ConfResult, CONF_OK};
 use crate::nginx::log::Level;
 use crate::nginx::request::ComplexValue;
 
@@ -123,18 +122,17 @@ fn set_target(cf: *mut ngx_conf_t, lcf: &mut LocConf, target: Target, name: &str
     if lcf.cgi.target.is_some() {
         return conf_error(cf, &format!("\"{name}\": this location already runs CGI; use rust_cgi or rust_cgi_pass once"));
     }
-    if lcf.wsgi.app.is_some() {
+    if lcf.wsgi.app.is_some() || lcf.wsgi.pool.is_some() {
         return conf_error(cf, &format!("\"{name}\" and \"rust_wsgi\" cannot serve the same location"));
     }
     // SAFETY: directive handlers get the configuration being parsed.
     let cf_ref = unsafe { &*cf };
-    let (Some(mcf), Some(clcf)) = (Module::main_conf_mut(cf_ref), NgxHttpCoreModule::location_conf_mut(cf_ref)) else {
-        return conf_error(cf, &format!("\"{name}\": no http or location configuration"));
+    let Some(mcf) = Module::main_conf_mut(cf_ref) else {
+        return conf_error(cf, &format!("\"{name}\": no http configuration"));
     };
     mcf.cgi.used = true;
-    clcf.handler = Some(super::content_handler);
     lcf.cgi.target = Some(target);
-    CONF_OK
+    set_content_handler(cf, Some(super::content_handler))
 }
 
 /// `rust_cgi;`

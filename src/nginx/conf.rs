@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use nginx_sys::{ngx_conf_t, ngx_str_t, NGX_LOG_EMERG};
 
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+
 use super::log::Level;
 use super::request::ComplexValue;
 
@@ -27,6 +29,16 @@ pub fn conf_error(cf: *mut ngx_conf_t, message: &str) -> ConfResult {
 /// Logs a configuration warning without failing.
 pub fn conf_warn(cf: *mut ngx_conf_t, message: &str) {
     ngx::ngx_conf_log_error!(nginx_sys::NGX_LOG_WARN, cf, "{}", message);
+}
+
+/// Makes `handler` the content handler of the location being configured.
+pub(crate) fn set_content_handler(cf: *mut ngx_conf_t, handler: nginx_sys::ngx_http_handler_pt) -> ConfResult {
+    // SAFETY: called from a directive handler with its configuration.
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
+        return conf_error(cf, "no location configuration");
+    };
+    clcf.handler = handler;
+    CONF_OK
 }
 
 /// The directive's arguments, the directive's own name first.

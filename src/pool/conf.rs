@@ -20,7 +20,7 @@ use nginx_sys::{ngx_command_t, ngx_conf_t};
 use serde::{Deserialize, Serialize};
 
 use crate::conf::MainConf;
-use crate::nginx::conf::{args, conf_error, conf_warn, full_path, ConfResult, CONF_OK};
+use crate::nginx::conf::{args, conf_error, conf_warn, full_path, set_content_handler, ConfResult, CONF_OK};
 use crate::python::apps::{AppSpec, Reload};
 use crate::python::config::{Home, PythonSettings};
 
@@ -110,6 +110,13 @@ pub struct PoolTarget {
     pub key: String,
     pub timeout_ms: u64,
     pub queue_timeout_ms: u64,
+}
+
+/// Per location.
+#[derive(Default)]
+pub struct PoolLocConf {
+    /// `rust_pool_status prometheus;` (else JSON).
+    pub status_prometheus: bool,
 }
 
 /// The http block's pools.
@@ -326,6 +333,21 @@ pub(crate) unsafe extern "C" fn rust_pool(cf: *mut ngx_conf_t, _cmd: *mut ngx_co
     }
     mcf.pool.pools.push(spec);
     CONF_OK
+}
+
+/// `rust_pool_status [json|prometheus];`
+pub(crate) unsafe extern "C" fn rust_pool_status(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes the configuration being parsed and this module's
+    // location conf.
+    let (cf_ref, lcf) = unsafe { (&*cf, &mut (*(conf as *mut crate::conf::LocConf)).pool) };
+    match args(cf_ref).get(1).map(|a| a.as_bytes()) {
+        None | Some(b"json") => {}
+        Some(b"prometheus") => lcf.status_prometheus = true,
+        Some(other) => {
+            return conf_error(cf, &format!("\"rust_pool_status {}\": give json or prometheus", String::from_utf8_lossy(other)))
+        }
+    }
+    set_content_handler(cf, Some(super::status::content_handler))
 }
 
 #[cfg(test)]

@@ -125,7 +125,7 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
     catch_panic(req.log(), "rust_pool_status", || {
         let pools = slots::table().map(snapshot).unwrap_or_default();
         let asked = req.args().split(|&c| c == b'&').any(|a| a == b"format=prometheus");
-        let configured = req.loc_conf::<Module>().is_some_and(|c| c.wsgi.status_prometheus);
+        let configured = req.loc_conf::<Module>().is_some_and(|c| c.pool.status_prometheus);
         if asked || configured {
             send_small(req, 200, b"text/plain; version=0.0.4", prometheus(&pools).as_bytes())
         } else {

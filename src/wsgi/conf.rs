@@ -4,12 +4,11 @@ use std::ffi::c_void;
 use std::path::Path;
 
 use nginx_sys::{ngx_command_t, ngx_conf_check_num_bounds, ngx_conf_num_bounds_t, ngx_conf_t, ngx_int_t, ngx_msec_t};
-use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
-use ngx::http::HttpModuleLocationConf;
+use ngx::http::HttpModuleMainConf;
 
 use crate::conf::{merge_msec, LocConf, UNSET_MSEC};
 use crate::module::Module;
-use crate::nginx::conf::{args, conf_error, full_path, level_arg, ConfResult, CONF_OK};
+use crate::nginx::conf::{args, conf_error, full_path, level_arg, set_content_handler, ConfResult, CONF_OK};
 use crate::nginx::log::Level;
 use crate::pool::conf::PoolTarget;
 use crate::python::apps::{AppSpec, Reload};
@@ -85,13 +84,11 @@ pub struct WsgiLocConf {
     /// `rust_wsgi ... pool=NAME` or `rust_wsgi_pool NAME`: served by a pool
     /// instead of embedded.
     pub pool: Option<PoolTarget>,
-    /// `rust_pool_status prometheus;` (else JSON).
-    pub status_prometheus: bool,
 }
 
 impl Default for WsgiLocConf {
     fn default() -> Self {
-        WsgiLocConf { app: None, read_timeout: UNSET_MSEC, errors_level: None, reload: None, pool: None, status_prometheus: false }
+        WsgiLocConf { app: None, read_timeout: UNSET_MSEC, errors_level: None, reload: None, pool: None }
     }
 }
 
@@ -195,22 +192,13 @@ pub(crate) unsafe extern "C" fn rust_wsgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_co
             return conf_error(cf, &format!("\"rust_wsgi\": unknown option \"{option}\"; the only option is pool=NAME"));
         };
         lcf.pool = Some(PoolTarget { name: name.to_owned(), app: Some(spec), ..Default::default() });
-        return set_handler(cf, Some(crate::pool::client::content_handler));
+        return set_content_handler(cf, Some(crate::pool::client::content_handler));
     }
     let Some(mcf) = Module::main_conf_mut(cf_ref) else {
         return conf_error(cf, "\"rust_wsgi\": no http configuration");
     };
     lcf.app = Some(mcf.wsgi.app_index(spec));
-    set_handler(cf, Some(crate::wsgi::content_handler))
-}
-
-fn set_handler(cf: *mut ngx_conf_t, handler: nginx_sys::ngx_http_handler_pt) -> ConfResult {
-    // SAFETY: called from a directive handler with its configuration.
-    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
-        return conf_error(cf, "no location configuration");
-    };
-    clcf.handler = handler;
-    CONF_OK
+    set_content_handler(cf, Some(crate::wsgi::content_handler))
 }
 
 /// `rust_wsgi_pool NAME;`: the pool's own `app=`, served from the pool.
@@ -226,7 +214,7 @@ pub(crate) unsafe extern "C" fn rust_wsgi_pool(cf: *mut ngx_conf_t, _cmd: *mut n
     }
     let name = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
     lcf.pool = Some(PoolTarget { name, app: None, ..Default::default() });
-    set_handler(cf, Some(crate::pool::client::content_handler))
+    set_content_handler(cf, Some(crate::pool::client::content_handler))
 }
 
 fn check_app_file(path: &Path) -> Result<(), String> {
@@ -322,18 +310,4 @@ mod tests {
         assert_eq!(parse_micros("5"), None);
         assert_eq!(parse_micros("fast"), None);
     }
-}
-
-/// `rust_pool_status [json|prometheus];`
-pub(crate) unsafe extern "C" fn rust_pool_status(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
-    // SAFETY: as in `rust_wsgi`.
-    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
-    match args(cf_ref).get(1).map(|a| a.as_bytes()) {
-        None | Some(b"json") => {}
-        Some(b"prometheus") => lcf.status_prometheus = true,
-        Some(other) => {
-            return conf_error(cf, &format!("\"rust_pool_status {}\": give json or prometheus", String::from_utf8_lossy(other)))
-        }
-    }
-    set_handler(cf, Some(crate::pool::status::content_handler))
 }

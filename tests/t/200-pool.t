@@ -484,3 +484,16 @@ Time::HiRes::sleep(0.3);
 kill 'TERM', nginx_pid();
 ok(nginx_wait_exit(10), 'nginx stops');
 ok(main::wait_for(sub { !main::alive(@pool) }, 8), 'and its pool processes are gone, the busy one too');
+
+
+=== TEST 22: rust_cgi after rust_wsgi ... pool= in one location fails nginx -t, as with embedded rust_wsgi
+--- http_config
+rust_pool p processes=1;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py pool=p;
+    rust_cgi;
+}
+--- must_die
+--- error_log eval
+qr{"rust_cgi" and "rust_wsgi" cannot serve the same location in .*nginx.conf:\d+}
