@@ -21,7 +21,7 @@ use nginx_sys::{ngx_event_t, ngx_http_request_t, ngx_int_t, ngx_msec_t};
 use super::conf::PoolTarget;
 use super::fastcgi::{self as fcgi, Decoder};
 use super::log::split_level;
-use super::params::{monotonic_us, to_params, Extras};
+use super::params::{monotonic_us, write_params, Extras};
 use super::slots::{self, ExitCause, State};
 use super::spawn::sockaddr;
 use super::supervisor::describe;
@@ -242,9 +242,10 @@ impl PoolRequest {
             errors_level: super::log::name(self.errors_level).into(),
         };
         if let Some(head) = self.head.take() {
-            let params = to_params(&head, self.body_len, &extras);
+            let mut params = Vec::with_capacity(1024);
+            write_params(&head, self.body_len, &extras, |name, value| fcgi::encode_pair(&mut params, name, value));
             fcgi::push_begin_request(&mut self.out, REQUEST_ID, fcgi::RESPONDER, fcgi::KEEP_CONN);
-            fcgi::push_params(&mut self.out, REQUEST_ID, params.iter().map(|(n, v)| (n.as_slice(), v.as_slice())));
+            fcgi::push_params(&mut self.out, REQUEST_ID, &params);
         }
         self.slot = Some(slot);
         self.conn = Some(conn);

@@ -171,19 +171,11 @@ pub fn encode_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// Appends a whole PARAMS stream: all pairs encoded, split into PARAMS
-/// records, then the empty PARAMS record.
-pub fn push_params<'a>(
-    out: &mut Vec<u8>,
-    request_id: u16,
-    pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-) {
-    // Pairs may straddle records, so encode them first and split after.
-    let mut encoded = Vec::new();
-    for (name, value) in pairs {
-        encode_pair(&mut encoded, name, value);
-    }
-    push_stream(out, PARAMS, request_id, &encoded);
+/// Appends a whole PARAMS stream: the pairs (encoded with [`encode_pair`];
+/// they may straddle records, so they are encoded first and split here),
+/// then the empty PARAMS record.
+pub fn push_params(out: &mut Vec<u8>, request_id: u16, encoded: &[u8]) {
+    push_stream(out, PARAMS, request_id, encoded);
     push_stream_end(out, PARAMS, request_id);
 }
 
@@ -513,7 +505,7 @@ mod tests {
             (b"EMPTY", b""),
         ];
         let mut out = Vec::new();
-        push_params(&mut out, 3, pairs.iter().copied());
+        push_params(&mut out, 3, &encode_all(pairs.iter().copied()));
 
         let records = decode_all(&out);
         assert!(
@@ -534,8 +526,16 @@ mod tests {
 
         // No pairs still ends the stream.
         let mut out = Vec::new();
-        push_params(&mut out, 3, std::iter::empty());
+        push_params(&mut out, 3, &[]);
         assert_eq!(out, [1, PARAMS, 0, 3, 0, 0, 0, 0]);
+    }
+
+    fn encode_all<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
+        let mut encoded = Vec::new();
+        for (name, value) in pairs {
+            encode_pair(&mut encoded, name, value);
+        }
+        encoded
     }
 
     fn sample_conversation() -> Vec<u8> {
@@ -544,10 +544,10 @@ mod tests {
         push_params(
             &mut out,
             1,
-            [
+            &encode_all([
                 (&b"REQUEST_METHOD"[..], &b"POST"[..]),
                 (b"QUERY_STRING", b"a=1"),
-            ],
+            ]),
         );
         let body: Vec<u8> = (0..150_000u32).map(|i| (i * 7 % 256) as u8).collect();
         push_stream(&mut out, STDIN, 1, &body);

@@ -26,10 +26,10 @@ pub struct Extras {
     pub errors_level: String,
 }
 
-/// The params for `head`, whose body is `content_length` bytes.
-pub fn to_params(head: &RequestHead, content_length: u64, extras: &Extras) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut params: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(16 + head.headers.len());
-    let mut put = |name: &[u8], value: &[u8]| params.push((name.to_vec(), value.to_vec()));
+/// Hands `put` each param for `head`, whose body is `content_length`
+/// bytes. Borrowed, not collected: nginx's thread encodes them straight
+/// into the request's records.
+pub fn write_params(head: &RequestHead, content_length: u64, extras: &Extras, mut put: impl FnMut(&[u8], &[u8])) {
     let (script_name, path_info) = split_script_name(head.location.as_deref(), &head.path);
     put(b"REQUEST_METHOD", &head.method);
     put(b"REQUEST_URI", &head.raw_uri);
@@ -59,9 +59,9 @@ pub fn to_params(head: &RequestHead, content_length: u64, extras: &Extras) -> Ve
     put(ERRORS_LEVEL, extras.errors_level.as_bytes());
     for (name, value) in http_vars(&head.headers) {
         // The name is latin-1 text, one char per byte of the header's name.
-        params.push((name.chars().map(|c| c as u8).collect(), value));
+        let name: Vec<u8> = name.chars().map(|c| c as u8).collect();
+        put(&name, &value);
     }
-    params
 }
 
 /// Rebuilds the head (and our extras) from params.
@@ -118,6 +118,12 @@ pub fn monotonic_us() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn to_params(head: &RequestHead, content_length: u64, extras: &Extras) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut params = Vec::new();
+        write_params(head, content_length, extras, |n, v| params.push((n.to_vec(), v.to_vec())));
+        params
+    }
 
     fn h(n: &str, v: &str) -> (Vec<u8>, Vec<u8>) {
         (n.as_bytes().to_vec(), v.as_bytes().to_vec())
