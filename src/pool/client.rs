@@ -5,7 +5,8 @@
 //! Everything here runs on nginx's thread without blocking. The process is
 //! the ready one with the fewest requests (its own count in the shared
 //! table, plus this worker's requests on their way to it). Connections are
-//! kept alive per process and reused; an idle one that closes is dropped.
+//! kept alive per process and reused; an idle one that closes is dropped,
+//! and one is checked before reuse.
 //! The body goes out as STDIN records as fast as the socket takes it, and
 //! the response is read only while the client keeps up (the engine's
 //! window), so the pool process's writes block when the client is slow.
@@ -482,13 +483,26 @@ fn take_idle(index: usize, serial: u32) -> Option<Conn> {
     IDLE.with_borrow_mut(|idle| {
         let list = idle.get_mut(&index)?;
         while let Some((s, conn)) = list.pop() {
-            if s == serial {
+            if s == serial && still_open(conn.fd()) {
                 return Some(conn);
             }
             conn.close();
         }
         None
     })
+}
+
+/// Whether an idle connection is still open. Its close is noticed by
+/// `on_idle_read`, but only when the event loop gets to it: a process that
+/// died moments ago (its slot not yet reaped) may have closed one that is
+/// still cached, and a request sent there would get a 502 for a crash it
+/// had no part in. An idle connection has nothing to read, so anything
+/// readable (EOF, an error) means it is finished.
+fn still_open(fd: std::os::fd::RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into our own buffer on our own socket.
+    let n = unsafe { libc::recv(fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
 }
 
 fn keep_idle(slot: Dispatched, conn: Conn) {

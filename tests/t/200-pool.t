@@ -497,3 +497,89 @@ location / {
 --- must_die
 --- error_log eval
 qr{"rust_cgi" and "rust_wsgi" cannot serve the same location in .*nginx.conf:\d+}
+
+
+=== TEST 23: a cached connection to a process that just died is not used: the request waits for the replacement, no 502
+--- listen: deferred
+--- http_config
+rust_pool k processes=1;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/crash.py pool=k;
+}
+--- perl
+use Time::HiRes qw(sleep);
+# The worker caches a connection to the process. With the worker and the
+# supervisor stopped, a request arrives and then the process dies. Resumed,
+# the worker takes the request first (deferred accept: in the same turn of
+# its event loop, before the dead connection's close handler runs) while
+# the table still shows the process ready.
+my $r = http_get('/');
+my $old = main::pid_of($r);
+ok($old, "served by process $old");
+my ($worker) = worker_pids();
+my @supervisor = supervisor_pids();
+is(scalar @supervisor, 1, 'the supervisor');
+kill 'STOP', $worker, @supervisor;
+my $s = http_start("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+sleep 0.2;
+kill 'KILL', $old;
+sleep 0.2;
+kill 'CONT', $worker;
+sleep 0.3;
+kill 'CONT', @supervisor;
+$r = http_finish($s);
+is($r->{status}, 200, 'the request is served');
+my $new = main::pid_of($r);
+ok($new && $new != $old, "by the new process $new");
+
+
+=== TEST 24: user= runs the pool's processes as that user and group, and nginx's workers can still reach them
+--- user_files
+>>> who.py
+import os
+def application(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [('%d:%d:%s' % (os.getuid(), os.getgid(), sorted(os.getgroups()))).encode()]
+--- http_config
+rust_pool asdaemon processes=1 user=daemon:daemon;
+rust_pool plain processes=1;
+--- config
+location /daemon {
+    rust_wsgi $TEST_NGINX_HTML_DIR/who.py pool=asdaemon;
+}
+location /plain {
+    rust_wsgi $TEST_NGINX_HTML_DIR/who.py pool=plain;
+}
+--- perl
+plan skip_all => 'user= needs nginx to run as root' if $> != 0;
+my ($uid, $gid) = (getpwnam('daemon'))[2, 3];
+my $r = http_get('/daemon');
+is($r->{status}, 200, 'served');
+is($r->{body}, "$uid:$gid:[$gid]", "as daemon ($uid:$gid), with only its own groups");
+my ($worker) = worker_pids();
+my ($wuid) = (stat "/proc/$worker")[4];
+my ($wgid) = (getpwuid($wuid))[3];
+like(http_get('/plain')->{body}, qr/^$wuid:$wgid:/, "without user=, as nginx's worker user ($wuid)");
+
+
+=== TEST 25: max_lifetime recycles a process once it is that old, without a failed request
+--- http_config
+rust_pool ml processes=1 max_lifetime=2s;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/crash.py pool=ml;
+}
+--- perl
+use Time::HiRes qw(sleep time);
+my (%pids, $bad);
+my $t0 = time;
+while (time - $t0 < 5.5) {
+    my $r = http_get('/');
+    if ($r->{status} == 200) { $pids{main::pid_of($r)}++ } else { $bad++ }
+    sleep 0.05;
+}
+ok(!$bad, 'no request failed');
+cmp_ok(scalar(keys %pids), '>=', 2, scalar(keys %pids) . ' processes served in turn');
+--- error_log eval
+qr/recycling process \d+: it reached max_lifetime/

@@ -65,7 +65,7 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(
     run_tests http_get http_request http_start http_finish
-    nginx_reload nginx_pid worker_pids pool_pids children_of server_port servroot error_log_text
+    nginx_reload nginx_pid worker_pids supervisor_pids pool_pids children_of server_port servroot error_log_text
     nginx_command nginx_wait_exit venv expand
 );
 
@@ -250,6 +250,8 @@ sub nginx_conf {
     my $main = $block->{main_config} // '';
     my $http = $block->{http_config} // '';
     my $server = $block->{config} // '';
+    # Extra listen options (a block that needs `deferred`, say).
+    my $listen = $block->{listen} ? " $block->{listen}" : '';
     my $conf = <<"CONF";
 load_module $MODULE;
 daemon off;
@@ -271,7 +273,7 @@ http {
     scgi_temp_path scgi_temp;
 $http
     server {
-        listen 127.0.0.1:$PORT;
+        listen 127.0.0.1:$PORT$listen;
         server_name localhost;
 $server
     }
@@ -406,10 +408,14 @@ sub worker_pids {
     return grep { (slurp("/proc/$_/cmdline") // '') =~ /worker process/ } children_of($NGINX_PID);
 }
 
+# The pool supervisor of the running nginx (none before a pool is declared).
+sub supervisor_pids {
+    return grep { (slurp("/proc/$_/cmdline") // '') =~ /rust pool supervisor/ } children_of($NGINX_PID);
+}
+
 # The pool processes of the running nginx.
 sub pool_pids {
-    my @supervisors = grep { (slurp("/proc/$_/cmdline") // '') =~ /rust pool supervisor/ } children_of($NGINX_PID);
-    return map { children_of($_) } @supervisors;
+    return map { children_of($_) } supervisor_pids();
 }
 
 sub children_of {
