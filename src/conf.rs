@@ -20,6 +20,7 @@ use nginx_sys::{
 use ngx::http::{Merge, MergeConfigError};
 use ngx::ngx_string;
 
+use crate::asgi::conf as asgi;
 use crate::cgi::conf as cgi;
 use crate::pool::conf as pool;
 use crate::nginx::conf::ConfResult;
@@ -53,6 +54,7 @@ pub fn merge_flag(value: &mut ngx_flag_t, prev: ngx_flag_t, default: bool) {
 #[derive(Default)]
 pub struct MainConf {
     pub wsgi: wsgi::WsgiMainConf,
+    pub asgi: asgi::AsgiMainConf,
     pub cgi: cgi::CgiMainConf,
     /// `rust_python_home`, `rust_python_path`, `rust_python_env`.
     pub python: PythonSettings,
@@ -63,7 +65,7 @@ pub struct MainConf {
 impl MainConf {
     /// Whether this worker runs Python.
     pub fn runs_python(&self) -> bool {
-        !self.wsgi.apps.is_empty()
+        !self.wsgi.apps.is_empty() || !self.asgi.apps.is_empty()
     }
 
     /// Whether this worker starts child processes.
@@ -75,9 +77,28 @@ impl MainConf {
 /// `location {}` level (also `http {}` and `server {}` for inherited values).
 #[derive(Default)]
 pub struct LocConf {
+    /// Also the Python settings of `rust_asgi` locations (read timeout,
+    /// reload), which both interfaces share.
     pub wsgi: wsgi::WsgiLocConf,
+    pub asgi: asgi::AsgiLocConf,
     pub cgi: cgi::CgiLocConf,
     pub pool: pool::PoolLocConf,
+}
+
+impl LocConf {
+    /// The directive that already makes this location serve requests, if
+    /// any: one location has one content handler.
+    pub fn served_by(&self) -> Option<&'static str> {
+        if self.wsgi.app.is_some() || self.wsgi.pool.is_some() {
+            Some("rust_wsgi")
+        } else if self.asgi.app.is_some() {
+            Some("rust_asgi")
+        } else if self.cgi.target.is_some() {
+            Some("rust_cgi")
+        } else {
+            None
+        }
+    }
 }
 
 impl Merge for LocConf {
@@ -97,7 +118,7 @@ pub unsafe extern "C" fn merge_loc_conf(cf: *mut ngx_conf_t, prev: *mut c_void, 
     // SAFETY: nginx passes this module's location confs at two levels.
     let (prev, lcf) = unsafe { (&*(prev as *const LocConf), &mut *(conf as *mut LocConf)) };
     let _ = lcf.merge(prev);
-    wsgi::merged(cf, &mut lcf.wsgi)
+    wsgi::merged(cf, lcf)
 }
 
 // ---- directives ---------------------------------------------------------------
@@ -116,7 +137,7 @@ const fn directive(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 const NO_POST: *mut c_void = std::ptr::null_mut();
 
-pub static mut COMMANDS: [ngx_command_t; 25] = [
+pub static mut COMMANDS: [ngx_command_t; 28] = [
     // rust_wsgi*
     directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, wsgi::rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_wsgi_pool"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, wsgi::rust_wsgi_pool, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
@@ -140,6 +161,18 @@ pub static mut COMMANDS: [ngx_command_t; 25] = [
     ),
     directive(ngx_string!("rust_wsgi_errors_level"), ANY_LEVEL | NGX_CONF_TAKE1, wsgi::rust_wsgi_errors_level, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_wsgi_reload"), ANY_LEVEL | NGX_CONF_TAKE1, wsgi::rust_wsgi_reload, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    // rust_asgi* (the read timeout and reload are the same settings as
+    // rust_wsgi's, under the name an ASGI user looks for)
+    directive(ngx_string!("rust_asgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, asgi::rust_asgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(
+        ngx_string!("rust_asgi_read_timeout"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        ngx_conf_set_msec_slot,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        offset_of!(LocConf, wsgi.read_timeout),
+        NO_POST,
+    ),
+    directive(ngx_string!("rust_asgi_reload"), ANY_LEVEL | NGX_CONF_TAKE1, wsgi::rust_wsgi_reload, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     // rust_python_*
     directive(ngx_string!("rust_python_home"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, python::rust_python_home, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_python_path"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, python::rust_python_path, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),

@@ -14,6 +14,7 @@
 //! - One folder per interface: [`wsgi`] and [`cgi`], with [`python`] for
 //!   the interpreter and app loading.
 
+pub mod asgi;
 pub mod cgi;
 pub mod conf;
 pub mod core;

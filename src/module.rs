@@ -113,9 +113,22 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             log.write(Level::Error, &format!("rust_gateway: cannot start in this worker: {e}"));
             return;
         }
-        if let Err(e) = crate::wsgi::start(mcf) {
-            log.write(Level::Error, &format!("rust_wsgi: cannot start in this worker: {e}"));
+        let Some(bridge) = runtime::bridge() else { return };
+        if let Err(e) = crate::python::start(mcf.python.clone(), &bridge) {
+            log.write(Level::Error, &format!("rust_gateway: cannot start Python in this worker: {e}"));
+            return;
         }
+        if !mcf.wsgi.apps.is_empty() {
+            if let Err(e) = crate::wsgi::start(mcf) {
+                log.write(Level::Error, &format!("rust_wsgi: cannot start in this worker: {e}"));
+            }
+        }
+        if !mcf.asgi.apps.is_empty() {
+            if let Err(e) = crate::asgi::start(mcf) {
+                log.write(Level::Error, &format!("rust_asgi: cannot start in this worker: {e}"));
+            }
+        }
+        crate::python::watch_directories(mcf, &bridge);
     });
     NGX_OK as ngx_int_t
 }
@@ -129,6 +142,8 @@ unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
         crate::cgi::stop();
         crate::pool::client::close_idle();
         crate::wsgi::stop();
+        crate::asgi::stop();
+        crate::python::stop();
         runtime::stop();
     });
 }

@@ -119,11 +119,12 @@ fn arg_string(cf: &ngx_conf_t, i: usize) -> String {
 
 /// Makes the location run CGI and records that workers start programs.
 fn set_target(cf: *mut ngx_conf_t, lcf: &mut LocConf, target: Target, name: &str) -> ConfResult {
-    if lcf.cgi.target.is_some() {
-        return conf_error(cf, &format!("\"{name}\": this location already runs CGI; use rust_cgi or rust_cgi_pass once"));
-    }
-    if lcf.wsgi.app.is_some() || lcf.wsgi.pool.is_some() {
-        return conf_error(cf, &format!("\"{name}\" and \"rust_wsgi\" cannot serve the same location"));
+    match lcf.served_by() {
+        Some("rust_cgi") => {
+            return conf_error(cf, &format!("\"{name}\": this location already runs CGI; use rust_cgi or rust_cgi_pass once"))
+        }
+        Some(other) => return conf_error(cf, &format!("\"{name}\" and \"{other}\" cannot serve the same location")),
+        None => {}
     }
     // SAFETY: directive handlers get the configuration being parsed.
     let cf_ref = unsafe { &*cf };

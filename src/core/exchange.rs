@@ -171,7 +171,8 @@ impl Exchange {
         }
     }
 
-    fn over_window(&self) -> bool {
+    /// The app has a window's worth in flight: it should wait.
+    pub fn window_full(&self) -> bool {
         let state = self.lock();
         state.unacked >= WINDOW && !state.abandoned
     }
@@ -263,7 +264,7 @@ impl ResponseSink {
     /// True when the app thread should wait for the client before producing
     /// more (see [`Exchange::wait_for_window`]).
     pub fn window_full(&self) -> bool {
-        self.exchange.over_window()
+        self.exchange.window_full()
     }
 
     pub fn log(&self, level: Level, message: String) {

@@ -21,6 +21,7 @@ pub mod capture;
 pub mod engine;
 pub mod exchange;
 pub mod head;
+pub mod inbox;
 pub mod jobs;
 pub mod meta;
 pub mod respond;

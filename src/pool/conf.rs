@@ -384,7 +384,7 @@ mod tests {
             "reload=off",
         ])
         .unwrap();
-        assert_eq!(spec.apps, vec![AppSpec { path: "/srv/app.py".into(), callable: "create".into() }]);
+        assert_eq!(spec.apps, vec![AppSpec { path: "/srv/app.py".into(), callable: "create".into(), explicit: true }]);
         assert!(spec.has_own_app);
         assert_eq!((spec.processes, spec.threads, spec.max_requests, spec.max_requests_jitter), (4, 2, 1000, 50));
         assert_eq!((spec.max_lifetime_ms, spec.max_rss, spec.timeout_ms, spec.queue_timeout_ms), (3_600_000, 256 << 20, 30_000, 500));

@@ -24,7 +24,7 @@ use super::{front, slots};
 use crate::core::bridge::Bridge;
 use crate::core::workers::Workers;
 use crate::nginx::log::Level;
-use crate::python::apps::{App, LoadError, Logger, Reload};
+use crate::python::apps::{App, Interface, LoadError, Logger, Reload};
 use crate::python::{interpreter, stdio};
 use crate::wsgi::serving;
 
@@ -56,7 +56,7 @@ pub fn main(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> i32 {
     for app in &spec.apps {
         // New code comes as new processes (the supervisor's rolling restart),
         // never as a re-import inside a serving one.
-        let loaded = Arc::new(App::new(app.clone(), Reload::Off, Arc::clone(&logger)));
+        let loaded = Arc::new(App::new(app.clone(), Interface::Wsgi, Reload::Off, Arc::clone(&logger)));
         let imported = Python::attach(|py| loaded.callable(py).map(drop));
         if let Err(LoadError::Failed(lines)) = imported {
             lines.iter().for_each(|l| say(Level::Error, l));

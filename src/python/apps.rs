@@ -29,6 +29,10 @@ use crate::nginx::log::Level;
 pub struct AppSpec {
     pub path: PathBuf,
     pub callable: String,
+    /// The callable was named in the configuration; otherwise it is the
+    /// interface's default (see [`Interface::default_callables`]).
+    #[serde(default)]
+    pub explicit: bool,
 }
 
 pub const DEFAULT_CALLABLE: &str = "application";
@@ -38,19 +42,19 @@ impl AppSpec {
     /// the callable only if it is a Python identifier (dots allowed, for an
     /// attribute of an object in the module).
     pub fn parse(arg: &str) -> Result<AppSpec, String> {
-        let (path, callable) = match arg.rsplit_once(':') {
+        let (path, callable, explicit) = match arg.rsplit_once(':') {
             Some((path, name)) if !name.contains('/') => {
                 if !is_dotted_identifier(name) {
                     return Err(format!("\"{name}\" is not a valid Python name for the callable"));
                 }
-                (path, name)
+                (path, name, true)
             }
-            _ => (arg, DEFAULT_CALLABLE),
+            _ => (arg, DEFAULT_CALLABLE, false),
         };
         if path.is_empty() {
             return Err("the app path is empty".into());
         }
-        Ok(AppSpec { path: PathBuf::from(path), callable: callable.to_owned() })
+        Ok(AppSpec { path: PathBuf::from(path), callable: callable.to_owned(), explicit })
     }
 
     /// The module name the file is imported under.
@@ -87,6 +91,54 @@ pub enum Reload {
     Directory(PathBuf),
 }
 
+/// Which protocol the app must speak. Checked at import, so an app given
+/// to the wrong directive fails with a message that names the right one,
+/// instead of with a confusing TypeError on its first request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    Wsgi,
+    Asgi,
+}
+
+impl Interface {
+    pub fn directive(self) -> &'static str {
+        match self {
+            Interface::Wsgi => "rust_wsgi",
+            Interface::Asgi => "rust_asgi",
+        }
+    }
+
+    /// The names looked for when the configuration names none: mod_wsgi's
+    /// `application` for WSGI; for ASGI also `app`, first, which is what
+    /// FastAPI and Starlette apps are called (Django's asgi.py has
+    /// `application`).
+    pub fn default_callables(self) -> &'static [&'static str] {
+        match self {
+            Interface::Wsgi => &["application"],
+            Interface::Asgi => &["app", "application"],
+        }
+    }
+
+    fn check(self, py: Python<'_>, target: &Bound<'_, PyAny>, name: &str, path: &str) -> PyResult<()> {
+        let inspect = py.import("inspect")?;
+        let coroutine = |f: &Bound<'_, PyAny>| -> PyResult<bool> { inspect.call_method1("iscoroutinefunction", (f,))?.is_truthy() };
+        let is_async = coroutine(target)? || (target.hasattr("__call__")? && coroutine(&target.getattr("__call__")?)?);
+        let plain = inspect.call_method1("isfunction", (target,))?.is_truthy()? || inspect.call_method1("ismethod", (target,))?.is_truthy()?;
+        let problem = match self {
+            Interface::Wsgi if is_async => {
+                format!("\"{name}\" in {path} is an ASGI app (its call is a coroutine); serve it with rust_asgi instead of rust_wsgi")
+            }
+            // Only a plain function can be told apart for sure: an object
+            // may return an awaitable from an ordinary __call__.
+            Interface::Asgi if !is_async && plain => format!(
+                "\"{name}\" in {path} is not an ASGI app (it is not an async function); a WSGI app is served with rust_wsgi instead of rust_asgi"
+            ),
+            _ => return Ok(()),
+        };
+        Err(pyo3::exceptions::PyTypeError::new_err(problem))
+    }
+}
+
 /// How often a changed script is looked for: one stat() per second per app,
 /// whatever the request rate.
 const CHECK_INTERVAL_MS: u64 = 1000;
@@ -111,6 +163,7 @@ pub type Logger = Arc<dyn Fn(Level, String) + Send + Sync>;
 
 pub struct App {
     pub spec: AppSpec,
+    interface: Interface,
     reload: Reload,
     log: Logger,
     /// The version serving now. Only touched with the GIL held and never
@@ -125,9 +178,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(spec: AppSpec, reload: Reload, log: Logger) -> App {
+    pub fn new(spec: AppSpec, interface: Interface, reload: Reload, log: Logger) -> App {
         App {
             spec,
+            interface,
             reload,
             log,
             current: Mutex::new(None),
@@ -217,7 +271,8 @@ impl App {
             Ok(callable) => {
                 *last_failure = None;
                 *self.current() = Some(Loaded { callable: callable.clone().unbind(), mtime });
-                (self.log)(Level::Notice, format!("rust_wsgi: reloaded \"{}\" after it changed", self.spec.path.display()));
+                let directive = self.interface.directive();
+                (self.log)(Level::Notice, format!("{directive}: reloaded \"{}\" after it changed", self.spec.path.display()));
                 Some(callable)
             }
             Err(err) => {
@@ -231,10 +286,15 @@ impl App {
     }
 
     fn report(&self, py: Python<'_>, what: &str, err: &PyErr) -> Vec<String> {
+        let callable = if self.spec.explicit {
+            format!("\"{}\"", self.spec.callable)
+        } else {
+            self.interface.default_callables().iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(" or ")
+        };
         let header = format!(
-            "rust_wsgi: {what} \"{}\" (callable \"{}\"); traceback follows",
+            "{}: {what} \"{}\" (callable {callable}); traceback follows",
+            self.interface.directive(),
             self.spec.path.display(),
-            self.spec.callable
         );
         errors::report(py, header, err)
     }
@@ -267,16 +327,11 @@ impl App {
         modules.set_item(&name, &module)?;
         let executed = spec.getattr("loader")?.call_method1("exec_module", (&module,));
         let callable = executed.and_then(|_| {
-            let mut target = module.clone();
-            for part in self.spec.callable.split('.') {
-                target = target.getattr(part)?;
-            }
+            let (name, target) = self.find_callable(&module, &path)?;
             if !target.is_callable() {
-                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                    "\"{}\" in {path} is not callable",
-                    self.spec.callable
-                )));
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!("\"{name}\" in {path} is not callable")));
             }
+            self.interface.check(py, &target, name, &path)?;
             Ok(target)
         });
         if callable.is_err() {
@@ -286,6 +341,31 @@ impl App {
             }
         }
         callable
+    }
+}
+
+impl App {
+    /// The configured callable (a dotted name), or the first of the
+    /// interface's default names that the module defines.
+    fn find_callable<'s, 'py>(&'s self, module: &Bound<'py, PyAny>, path: &str) -> PyResult<(&'s str, Bound<'py, PyAny>)> {
+        if !self.spec.explicit {
+            let names = self.interface.default_callables();
+            for name in names {
+                if module.hasattr(*name)? {
+                    return Ok((name, module.getattr(*name)?));
+                }
+            }
+            let wanted = names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(" or ");
+            return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                "{path} defines no {wanted}; name the callable: {} {path}:NAME",
+                self.interface.directive()
+            )));
+        }
+        let mut target = module.clone();
+        for part in self.spec.callable.split('.') {
+            target = target.getattr(part)?;
+        }
+        Ok((&self.spec.callable, target))
     }
 }
 
@@ -300,7 +380,7 @@ mod tests {
     #[test]
     fn default_callable() {
         let spec = AppSpec::parse("/srv/app.py").unwrap();
-        assert_eq!(spec, AppSpec { path: "/srv/app.py".into(), callable: "application".into() });
+        assert_eq!(spec, AppSpec { path: "/srv/app.py".into(), callable: "application".into(), explicit: false });
     }
 
     #[test]

@@ -61,15 +61,6 @@ impl WsgiMainConf {
         self.spin_us.unwrap_or(Self::DEFAULT_SPIN_US)
     }
 
-    fn app_index(&mut self, spec: AppSpec) -> usize {
-        match self.apps.iter().position(|a| a.spec == spec) {
-            Some(i) => i,
-            None => {
-                self.apps.push(AppConf { spec, reload: None });
-                self.apps.len() - 1
-            }
-        }
-    }
 }
 
 pub struct WsgiLocConf {
@@ -112,23 +103,27 @@ impl WsgiLocConf {
 
 /// After merging a location: record how its app reloads. An app is imported
 /// once per worker, so every location that serves it must agree.
-pub(crate) fn merged(cf: *mut ngx_conf_t, lcf: &mut WsgiLocConf) -> ConfResult {
+pub(crate) fn merged(cf: *mut ngx_conf_t, lcf: &mut LocConf) -> ConfResult {
     // SAFETY: nginx passes the configuration being parsed.
     let Some(mcf) = Module::main_conf_mut(unsafe { &*cf }) else { return CONF_OK };
-    if let Some(target) = lcf.pool.as_mut() {
+    if let Some(target) = lcf.wsgi.pool.as_mut() {
         return match mcf.pool.resolve(target) {
             Ok(()) => CONF_OK,
             Err(problem) => conf_error(cf, &problem),
         };
     }
-    let Some(index) = lcf.app else { return CONF_OK };
-    let reload = lcf.reload.clone().unwrap_or(Reload::Script);
-    let app = &mut mcf.wsgi.apps[index];
+    let (apps, index, directive) = match (lcf.wsgi.app, lcf.asgi.app) {
+        (Some(index), _) => (&mut mcf.wsgi.apps, index, "rust_wsgi_reload"),
+        (None, Some(index)) => (&mut mcf.asgi.apps, index, "rust_asgi_reload"),
+        (None, None) => return CONF_OK,
+    };
+    let reload = lcf.wsgi.reload.clone().unwrap_or(Reload::Script);
+    let app = &mut apps[index];
     match &app.reload {
         Some(agreed) if *agreed != reload => conf_error(
             cf,
             &format!(
-                "\"{}\" is served by locations with different rust_wsgi_reload settings; an app is imported once per worker, so give them the same one",
+                "\"{}\" is served by locations with different {directive} settings; an app is imported once per worker, so give them the same one",
                 app.spec.path.display()
             ),
         ),
@@ -155,65 +150,90 @@ unsafe fn loc<'a>(conf: *mut c_void) -> &'a mut WsgiLocConf {
 pub(crate) unsafe extern "C" fn rust_wsgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: nginx passes the configuration being parsed and this module's
     // location conf.
-    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
-    if lcf.app.is_some() || lcf.pool.is_some() {
-        return conf_error(cf, "\"rust_wsgi\" is duplicate; a location serves one app");
-    }
-    // SAFETY: as above.
-    if unsafe { (*(conf as *mut LocConf)).cgi.target.is_some() } {
-        return conf_error(cf, "\"rust_wsgi\" and \"rust_cgi\" cannot serve the same location");
-    }
-    let arg = args(cf_ref)[1].as_bytes();
-    let Ok(arg) = std::str::from_utf8(arg) else {
-        return conf_error(cf, "\"rust_wsgi\": the app path must be valid UTF-8");
+    let (cf_ref, lcf) = unsafe { (&*cf, &mut *(conf as *mut LocConf)) };
+    let (spec, pool) = match app_directive(cf, lcf, "rust_wsgi", "WSGI") {
+        Ok(parsed) => parsed,
+        Err(e) => return e,
     };
-    let mut spec = match AppSpec::parse(arg) {
-        Ok(spec) => spec,
-        Err(problem) => {
-            return conf_error(
-                cf,
-                &format!("\"rust_wsgi {arg}\": {problem}; write rust_wsgi /path/to/app.py or /path/to/app.py:callable"),
-            )
-        }
-    };
-    spec.path = full_path(cf_ref, &spec.path);
-    if let Err(problem) = check_app_file(&spec.path) {
-        return conf_error(
-            cf,
-            &format!(
-                "\"rust_wsgi\": app file \"{}\" {problem}; give the path of the Python file that defines the WSGI callable",
-                spec.path.display()
-            ),
-        );
-    }
-    if let Some(option) = args(cf_ref).get(2) {
-        let option = String::from_utf8_lossy(option.as_bytes()).into_owned();
-        let Some(name) = option.strip_prefix("pool=").filter(|n| !n.is_empty()) else {
-            return conf_error(cf, &format!("\"rust_wsgi\": unknown option \"{option}\"; the only option is pool=NAME"));
-        };
-        lcf.pool = Some(PoolTarget { name: name.to_owned(), app: Some(spec), ..Default::default() });
+    if let Some(name) = pool {
+        lcf.wsgi.pool = Some(PoolTarget { name, app: Some(spec), ..Default::default() });
         return set_content_handler(cf, Some(crate::pool::client::content_handler));
     }
     let Some(mcf) = Module::main_conf_mut(cf_ref) else {
         return conf_error(cf, "\"rust_wsgi\": no http configuration");
     };
-    lcf.app = Some(mcf.wsgi.app_index(spec));
+    lcf.wsgi.app = Some(app_index(&mut mcf.wsgi.apps, spec));
     set_content_handler(cf, Some(crate::wsgi::content_handler))
+}
+
+/// The arguments of `rust_wsgi` and `rust_asgi`: the app file (checked
+/// now, so a typo fails `nginx -t`) and an optional `pool=NAME`.
+pub(crate) fn app_directive(
+    cf: *mut ngx_conf_t,
+    lcf: &LocConf,
+    directive: &str,
+    interface: &str,
+) -> Result<(AppSpec, Option<String>), ConfResult> {
+    // SAFETY: directive handlers get the configuration being parsed.
+    let cf_ref = unsafe { &*cf };
+    match lcf.served_by() {
+        Some(other) if other == directive => {
+            return Err(conf_error(cf, &format!("\"{directive}\" is duplicate; a location serves one app")))
+        }
+        Some(other) => return Err(conf_error(cf, &format!("\"{directive}\" and \"{other}\" cannot serve the same location"))),
+        None => {}
+    }
+    let arg = args(cf_ref)[1].as_bytes();
+    let Ok(arg) = std::str::from_utf8(arg) else {
+        return Err(conf_error(cf, &format!("\"{directive}\": the app path must be valid UTF-8")));
+    };
+    let mut spec = AppSpec::parse(arg).map_err(|problem| {
+        conf_error(
+            cf,
+            &format!("\"{directive} {arg}\": {problem}; write {directive} /path/to/app.py or /path/to/app.py:callable"),
+        )
+    })?;
+    spec.path = full_path(cf_ref, &spec.path);
+    if let Err(problem) = check_app_file(&spec.path) {
+        return Err(conf_error(
+            cf,
+            &format!(
+                "\"{directive}\": app file \"{}\" {problem}; give the path of the Python file that defines the {interface} callable",
+                spec.path.display()
+            ),
+        ));
+    }
+    let Some(option) = args(cf_ref).get(2) else { return Ok((spec, None)) };
+    let option = String::from_utf8_lossy(option.as_bytes()).into_owned();
+    match option.strip_prefix("pool=").filter(|n| !n.is_empty()) {
+        Some(name) => Ok((spec, Some(name.to_owned()))),
+        None => Err(conf_error(cf, &format!("\"{directive}\": unknown option \"{option}\"; the only option is pool=NAME"))),
+    }
+}
+
+/// The index of `spec` in `apps`, added if new: a file that several
+/// locations serve is imported once.
+pub(crate) fn app_index(apps: &mut Vec<AppConf>, spec: AppSpec) -> usize {
+    match apps.iter().position(|a| a.spec == spec) {
+        Some(i) => i,
+        None => {
+            apps.push(AppConf { spec, reload: None });
+            apps.len() - 1
+        }
+    }
 }
 
 /// `rust_wsgi_pool NAME;`: the pool's own `app=`, served from the pool.
 pub(crate) unsafe extern "C" fn rust_wsgi_pool(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: as in `rust_wsgi`.
-    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
-    if lcf.app.is_some() || lcf.pool.is_some() {
-        return conf_error(cf, "\"rust_wsgi_pool\": this location already serves an app");
-    }
-    // SAFETY: as above.
-    if unsafe { (*(conf as *mut LocConf)).cgi.target.is_some() } {
-        return conf_error(cf, "\"rust_wsgi_pool\" and \"rust_cgi\" cannot serve the same location");
+    let (cf_ref, lcf) = unsafe { (&*cf, &mut *(conf as *mut LocConf)) };
+    match lcf.served_by() {
+        Some("rust_wsgi") => return conf_error(cf, "\"rust_wsgi_pool\": this location already serves an app"),
+        Some(other) => return conf_error(cf, &format!("\"rust_wsgi_pool\" and \"{other}\" cannot serve the same location")),
+        None => {}
     }
     let name = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
-    lcf.pool = Some(PoolTarget { name, app: None, ..Default::default() });
+    lcf.wsgi.pool = Some(PoolTarget { name, app: None, ..Default::default() });
     set_content_handler(cf, Some(crate::pool::client::content_handler))
 }
 
@@ -243,11 +263,12 @@ pub(crate) unsafe extern "C" fn rust_wsgi_errors_level(cf: *mut ngx_conf_t, _cmd
 }
 
 /// `rust_wsgi_reload script | off | directory=path;`
-pub(crate) unsafe extern "C" fn rust_wsgi_reload(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
-    // SAFETY: as in `rust_wsgi`.
-    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
+/// (also `rust_asgi_reload`: the same setting)
+pub(crate) unsafe extern "C" fn rust_wsgi_reload(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_wsgi`; `cmd` is the entry of our directive table.
+    let (cf_ref, lcf, name) = unsafe { (&*cf, loc(conf), String::from_utf8_lossy((*cmd).name.as_bytes()).into_owned()) };
     if lcf.reload.is_some() {
-        return conf_error(cf, "\"rust_wsgi_reload\" is duplicate");
+        return conf_error(cf, &format!("\"{name}\" is duplicate"));
     }
     let arg = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
     let reload = match arg.as_str() {
@@ -257,11 +278,11 @@ pub(crate) unsafe extern "C" fn rust_wsgi_reload(cf: *mut ngx_conf_t, _cmd: *mut
             Some(dir) if !dir.is_empty() => {
                 let dir = full_path(cf_ref, Path::new(dir));
                 if !dir.is_dir() {
-                    return conf_error(cf, &format!("\"rust_wsgi_reload\": \"{}\" is not a directory", dir.display()));
+                    return conf_error(cf, &format!("\"{name}\": \"{}\" is not a directory", dir.display()));
                 }
                 Reload::Directory(dir)
             }
-            _ => return conf_error(cf, &format!("\"rust_wsgi_reload {arg}\": use script, off or directory=/path/to/code")),
+            _ => return conf_error(cf, &format!("\"{name} {arg}\": use script, off or directory=/path/to/code")),
         },
     };
     lcf.reload = Some(reload);

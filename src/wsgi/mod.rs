@@ -16,7 +16,6 @@ pub mod serving;
 pub mod types;
 
 use std::cell::RefCell;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,21 +26,17 @@ use crate::conf::MainConf;
 use crate::core::capture::{Body, RequestHead};
 use crate::core::engine::{self, Adapter, Refusal, Source};
 use crate::core::exchange::{Exchange, ResponseSink};
-use crate::core::{runtime, threaded, watch};
+use crate::core::{runtime, threaded};
 use crate::core::workers::Workers;
 use crate::module::Module;
-use crate::nginx::log::{Level, Log};
-use crate::nginx::process;
+use crate::nginx::log::Level;
 use crate::nginx::request::HttpRequest;
-use crate::python::apps::{App, Logger, Reload};
-use crate::python::interpreter::{self, Interpreter};
-use crate::python::stdio;
+use crate::python::apps::{App, Interface};
 
 /// How long worker shutdown waits for threads still inside app code.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
 
 struct WsgiWorker {
-    interpreter: Interpreter,
     threads: Workers<serving::Job>,
     apps: Vec<Arc<App>>,
 }
@@ -105,52 +100,19 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
     unsafe { engine::handle::<Wsgi>(r) }
 }
 
-/// Starts Python and the thread pool in this worker, and imports every app.
+/// Starts the thread pool in this worker (Python is started already, see
+/// [`crate::python::start`]), and imports every app.
 pub fn start(mcf: &MainConf) -> Result<(), String> {
     let bridge = runtime::bridge().ok_or("the module's runtime did not start")?;
-    let on_error = {
-        let bridge = Arc::clone(&bridge);
-        move |message| bridge.log(Level::Error, message)
-    };
-    let interpreter =
-        interpreter::start(mcf.python.clone(), on_error).map_err(|e| format!("cannot start the Python thread: {e}"))?;
     let spin = std::time::Duration::from_micros(mcf.wsgi.spin_us());
     let threads = Workers::start("rgw-wsgi", mcf.wsgi.threads(), spin, serving::run_thread)
         .map_err(|e| format!("cannot start the rust_wsgi threads: {e}"))?;
-    let logger: Logger = {
-        let bridge = Arc::clone(&bridge);
-        Arc::new(move |level, message| bridge.log(level, message))
-    };
-    stdio::set_worker_log(Arc::clone(&logger));
-    let apps: Vec<Arc<App>> = mcf
-        .wsgi
-        .apps
-        .iter()
-        .map(|app| {
-            let reload = app.reload.clone().unwrap_or(Reload::Script);
-            Arc::new(App::new(app.spec.clone(), reload, Arc::clone(&logger)))
-        })
-        .collect();
-    let watched: Vec<PathBuf> = mcf
-        .wsgi
-        .apps
-        .iter()
-        .filter_map(|app| match &app.reload {
-            Some(Reload::Directory(dir)) => Some(dir.clone()),
-            _ => None,
-        })
-        .collect();
-    if !watched.is_empty() {
-        if !process::recycle_possible() {
-            bridge.log(Level::Warn, "rust_wsgi_reload directory=... needs master_process on; not watching".into());
-        } else if let Err(e) = watch::start(&watched, Log::cycle()) {
-            bridge.log(Level::Error, format!("rust_wsgi_reload: {e}"));
-        }
-    }
+    let logger = crate::python::worker_logger(&bridge);
+    let apps = crate::python::apps_of(&mcf.wsgi.apps, Interface::Wsgi, &logger);
     for app in &apps {
         let _ = threads.submit(serving::Job::Preload(Arc::clone(app), Arc::clone(&bridge)));
     }
-    WORKER.with(|w| *w.borrow_mut() = Some(WsgiWorker { interpreter, threads, apps }));
+    WORKER.with(|w| *w.borrow_mut() = Some(WsgiWorker { threads, apps }));
     Ok(())
 }
 
@@ -160,6 +122,5 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
 pub fn stop() {
     if let Some(worker) = WORKER.with(|w| w.borrow_mut().take()) {
         worker.threads.shutdown(SHUTDOWN_GRACE);
-        worker.interpreter.stop(SHUTDOWN_GRACE);
     }
 }

@@ -325,7 +325,7 @@ location / {
 GET /
 --- error_code: 500
 --- error_log eval
-qr/AttributeError: module '_rust_wsgi.*' has no attribute 'application'/
+qr/AttributeError: .*nocallable.py defines no "application"; name the callable: rust_wsgi .*nocallable.py:NAME/
 
 
 === TEST 17: the same app file in several locations is imported once per worker

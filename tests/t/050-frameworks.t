@@ -10,17 +10,6 @@ sub cookies_of {
     return join '; ', map { (split /;/, $_)[0] } @{ $r->{headers}{'set-cookie'} // [] };
 }
 
-sub multipart {
-    my ($boundary, @parts) = @_;
-    my $body = '';
-    while (my ($name, $spec) = splice @parts, 0, 2) {
-        $body .= "--$boundary\r\nContent-Disposition: form-data; name=\"$name\"";
-        $body .= "; filename=\"$spec->{filename}\"\r\nContent-Type: application/octet-stream" if $spec->{filename};
-        $body .= "\r\n\r\n$spec->{data}\r\n";
-    }
-    return $body . "--$boundary--\r\n";
-}
-
 sub make_django_site {
     my $venv = venv();
     my $html = servroot() . '/html';
@@ -111,7 +100,7 @@ $r = http_request("POST /flask/form HTTP/1.1\r\nHost: localhost\r\nConnection: c
 is($r->{body}, "hello W\xc3\xbcrfel (de)", 'form POST, UTF-8 decoded');
 
 my $data = join '', map { chr(($_ * 31) % 256) } 1 .. 300_000;
-my $body = main::multipart('XyZ', note => { data => 'a note' }, file => { filename => 'up.bin', data => $data });
+my $body = multipart('XyZ', note => { data => 'a note' }, file => { filename => 'up.bin', data => $data });
 $r = http_request("POST /flask/upload HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
     . "Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: " . length($body) . "\r\n\r\n$body");
 like($r->{body}, qr/"size":\s*300000/, 'multipart upload size');

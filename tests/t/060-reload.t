@@ -87,23 +87,13 @@ location / {
     rust_wsgi $TEST_NGINX_HTML_DIR/app.py;
 }
 --- perl
-use Time::HiRes qw(sleep time);
-my (%seen, $bad, $changed_at, $new_at);
-my $t0 = time;
-while (time - $t0 < 3.5) {
-    if (!$changed_at && time - $t0 > 1) {
-        main::write_app(servroot() . '/html/app.py', 'new');
-        $changed_at = time;
-    }
-    my $r = http_get('/');
-    $seen{$r->{body}}++;
-    $bad++ unless $r->{status} == 200 && ($r->{body} eq 'old' || $r->{body} eq 'new');
-    $new_at //= time if $r->{body} eq 'new';
-}
-ok(!$bad, 'no failed or mixed response') or diag(explain(\%seen));
-ok($seen{old} && $seen{new}, "both versions served ($seen{old} old, $seen{new} new)");
-cmp_ok($new_at - $changed_at, '<', 2, sprintf('the new body appeared %.2f s after the change', $new_at - $changed_at));
-
+my ($bad, $seen, $new_after) = changed_under_load(
+    seconds => 3.5, change_after => 1, old => 'old', new => 'new',
+    change => sub { main::write_app(servroot() . '/html/app.py', 'new') },
+);
+ok(!$bad, 'no failed or mixed response') or diag(explain($seen));
+ok($seen->{old} && $seen->{new}, "both versions served ($seen->{old} old, $seen->{new} new)");
+ok($new_after > 0 && $new_after < 2, sprintf('the new body appeared %.2f s after the change', $new_after));
 
 === TEST 4: rust_wsgi_reload off keeps the imported code
 --- setup

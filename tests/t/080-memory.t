@@ -5,13 +5,6 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::Gateway;
 
-sub vm_hwm {
-    my ($pid) = @_;
-    open my $fh, '<', "/proc/$pid/status" or return 0;
-    while (<$fh>) { return $1 if /^VmHWM:\s+(\d+) kB/ }
-    return 0;
-}
-
 run_tests();
 
 __DATA__
@@ -26,7 +19,7 @@ location / {
 use Time::HiRes qw(sleep time);
 http_get('/?chunks=4');    # warm: Python and the app are loaded
 my ($worker) = worker_pids();
-my $before = main::vm_hwm($worker);
+my $before = vm_hwm($worker);
 my $s = http_start("GET /?chunks=16384 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
 my ($total, $buf, $t0) = (0, '', time);
 while (1) {
@@ -36,7 +29,7 @@ while (1) {
     sleep 0.005;    # about 200 MB/s: slower than the app produces
 }
 close $s;
-my $after = main::vm_hwm($worker);
+my $after = vm_hwm($worker);
 my $growth = ($after - $before) / 1024;
 cmp_ok($total, '>', 1 << 30, sprintf('1 GiB delivered in %.1f s', time - $t0));
 cmp_ok($growth, '<', 64, sprintf('peak RSS grew %.1f MiB (%.1f -> %.1f MiB)', $growth, $before / 1024, $after / 1024));
@@ -57,11 +50,11 @@ location / {
 use Time::HiRes qw(sleep);
 http_get('/');    # warm: Python is loaded
 my ($worker) = worker_pids();
-my $before = main::vm_hwm($worker);
+my $before = vm_hwm($worker);
 my $s = http_start("GET /drip HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
 sysread($s, my $buf, 1024);
 like($buf, qr{^HTTP/1.1 200}, 'streaming');
 sleep 3;
-my $growth = (main::vm_hwm($worker) - $before) / 1024;
+my $growth = (vm_hwm($worker) - $before) / 1024;
 cmp_ok($growth, '<', 32, sprintf('peak RSS grew %.1f MiB', $growth));
 close $s;

@@ -5,17 +5,6 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::Gateway;
 
-# Waits up to $timeout seconds for $cond; true if it held.
-sub wait_for {
-    my ($cond, $timeout) = @_;
-    my $deadline = Time::HiRes::time() + $timeout;
-    while (Time::HiRes::time() < $deadline) {
-        return 1 if $cond->();
-        Time::HiRes::sleep(0.05);
-    }
-    return 0;
-}
-
 sub alive { my @pids = @_; return grep { kill 0, $_ } @pids }
 
 sub write_app {
@@ -113,7 +102,7 @@ my $r = http_get('/exit');
 is($r->{status}, 502, 'os._exit: 502');
 $r = http_get('/segv');
 is($r->{status}, 502, 'SIGSEGV: 502');
-ok(main::wait_for(sub { http_get('/')->{status} == 200 }, 5), 'the pool serves again');
+ok(wait_for(sub { http_get('/')->{status} == 200 }, 5), 'the pool serves again');
 my $log = error_log_text();
 like($log, qr/\[error\] .*rust_pool "c": process \d+ closed the connection before its response: it exited with code 7, client: .*request: "GET \/exit /, 'the exit code is named in the request\'s log line');
 like($log, qr/\[error\] .*rust_pool "c": process \d+ closed the connection before its response: it was killed by signal 11 \(Segmentation fault\), client: .*request: "GET \/segv /, 'the signal too');
@@ -148,7 +137,7 @@ my @pool = pool_pids();
 is(scalar @pool, 2, 'two pool processes');
 my @workers = worker_pids();
 kill 'KILL', nginx_pid();
-ok(main::wait_for(sub { !main::alive(@pool) }, 5), 'the pool processes are gone within 5 s');
+ok(wait_for(sub { !main::alive(@pool) }, 5), 'the pool processes are gone within 5 s');
 kill 'KILL', @workers;
 nginx_wait_exit(5);
 
@@ -166,7 +155,7 @@ my @pool = pool_pids();
 is(scalar @pool, 2, 'two pool processes');
 kill 'QUIT', nginx_pid();
 ok(nginx_wait_exit(10), 'nginx quits');
-ok(main::wait_for(sub { !main::alive(@pool) }, 5), 'and its pool processes are gone');
+ok(wait_for(sub { !main::alive(@pool) }, 5), 'and its pool processes are gone');
 
 
 === TEST 7: an app that fails to import puts the pool in a crash loop: 503 and a clear log line, not a fork loop
@@ -223,12 +212,12 @@ my $text = do { local (@ARGV, $/) = $conf; <> };
 $text =~ s/processes=1/processes=3/;
 open my $fh, '>', $conf or die; print $fh $text; close $fh;
 nginx_reload();
-ok(main::wait_for(sub { scalar(pool_pids()) == 3 }, 10), 'three processes after the reload');
+ok(wait_for(sub { scalar(pool_pids()) == 3 }, 10), 'three processes after the reload');
 is(http_get('/')->{status}, 200, 'served after it');
 $text =~ s/processes=3/processes=2/;
 open $fh, '>', $conf or die; print $fh $text; close $fh;
 nginx_reload();
-ok(main::wait_for(sub { scalar(pool_pids()) == 2 }, 10), 'two after another');
+ok(wait_for(sub { scalar(pool_pids()) == 2 }, 10), 'two after another');
 --- error_log
 the pool's process count went down
 
@@ -287,24 +276,15 @@ location / {
     rust_wsgi $TEST_NGINX_HTML_DIR/app.py pool=roll;
 }
 --- perl
-use Time::HiRes qw(sleep time);
 is(http_get('/')->{body}, 'v1', 'v1 at first');
 my @old = pool_pids();
-my ($bad, $seen_v2, $t_change) = (0, 0, 0);
-my $t0 = time;
-while (time - $t0 < 6) {
-    if (!$t_change && time - $t0 > 0.5) {
-        main::write_app(servroot() . '/html/app.py', 'v2');
-        $t_change = time;
-    }
-    my $r = http_get('/');
-    $bad++ unless $r->{status} == 200 && $r->{body} =~ /^v[12]$/;
-    if ($r->{body} eq 'v2' && !$seen_v2) { $seen_v2 = time - $t_change }
-    last if $seen_v2 && time - $t_change > 3;
-}
+my ($bad, $seen, $new_after) = changed_under_load(
+    seconds => 6, change_after => 0.5, old => 'v1', new => 'v2',
+    change => sub { main::write_app(servroot() . '/html/app.py', 'v2') },
+);
 is($bad, 0, 'every response was 200 with the old or the new body');
-ok($seen_v2 > 0 && $seen_v2 < 4, sprintf('v2 served %.2f s after the change', $seen_v2));
-ok(main::wait_for(sub { !main::alive(@old) }, 10), 'the old processes are gone');
+ok($new_after > 0 && $new_after < 4, sprintf('v2 served %.2f s after the change', $new_after));
+ok(wait_for(sub { !main::alive(@old) }, 10), 'the old processes are gone');
 is(scalar(pool_pids()), 2, 'two processes again');
 --- error_log
 its code changed; replacing its processes one by one
@@ -323,7 +303,7 @@ location / {
 use Time::HiRes qw(sleep);
 is(http_get('/')->{body}, 'v1', 'v1');
 main::write_app(servroot() . '/html/app.py', 'v2', 'broken');
-ok(main::wait_for(sub { error_log_text() =~ /the new code failed to import/ }, 8), 'the failure is noticed');
+ok(wait_for(sub { error_log_text() =~ /the new code failed to import/ }, 8), 'the failure is noticed');
 my $ok = 0;
 $ok += http_get('/')->{body} eq 'v1' for 1 .. 20;
 is($ok, 20, 'v1 keeps serving');
@@ -331,7 +311,7 @@ sleep 1.5;
 my $tracebacks = () = error_log_text() =~ /SyntaxError/g;
 is($tracebacks, 1, 'the traceback is logged once, not on every retry');
 main::write_app(servroot() . '/html/app.py', 'v3');
-ok(main::wait_for(sub { http_get('/')->{body} eq 'v3' }, 8), 'fixed code is picked up');
+ok(wait_for(sub { http_get('/')->{body} eq 'v3' }, 8), 'fixed code is picked up');
 
 
 === TEST 16: a request past the pool's timeout gets 504 at once, its stack is logged, and the process is replaced
@@ -352,8 +332,8 @@ my $t0 = time;
 my $r = http_get('/slow?s=30');
 is($r->{status}, 504, 'the answer is 504');
 cmp_ok(time - $t0, '<', 2, 'at the timeout, not later');
-ok(main::wait_for(sub { !main::alive($before) }, 8), 'the stuck process is gone');
-ok(main::wait_for(sub { main::pid_of(http_get('/')) && main::pid_of(http_get('/')) != $before }, 8), 'another one serves');
+ok(wait_for(sub { !main::alive($before) }, 8), 'the stuck process is gone');
+ok(wait_for(sub { main::pid_of(http_get('/')) && main::pid_of(http_get('/')) != $before }, 8), 'another one serves');
 my $log = error_log_text();
 like($log, qr/request "\/slow\?s=30" has run for \d+ ms, past the pool's timeout of 1000 ms/, 'the timeout is logged');
 like($log, qr/File ".*slow.py", line \d+ in application/, 'with the stuck thread\'s Python stack');
@@ -422,7 +402,7 @@ use JSON::PP;
 use Time::HiRes qw(sleep);
 http_get('/') for 1 .. 7;
 is(http_get('/exit')->{status}, 502, 'one process killed');
-ok(main::wait_for(sub {
+ok(wait_for(sub {
     my $s = decode_json(http_get('/status')->{body});
     my @p = @{ $s->{pools}[0]{processes} };
     @p == 2 && !grep { $_->{state} ne 'ready' || !$_->{rss_bytes} } @p;
@@ -478,12 +458,12 @@ location / {
 }
 --- perl
 my @pool = pool_pids();
-ok(main::wait_for(sub { @pool = pool_pids(); @pool == 2 }, 5), 'two pool processes');
+ok(wait_for(sub { @pool = pool_pids(); @pool == 2 }, 5), 'two pool processes');
 my $slow = http_start("GET /?s=60 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
 Time::HiRes::sleep(0.3);
 kill 'TERM', nginx_pid();
 ok(nginx_wait_exit(10), 'nginx stops');
-ok(main::wait_for(sub { !main::alive(@pool) }, 8), 'and its pool processes are gone, the busy one too');
+ok(wait_for(sub { !main::alive(@pool) }, 8), 'and its pool processes are gone, the busy one too');
 
 
 === TEST 22: rust_cgi after rust_wsgi ... pool= in one location fails nginx -t, as with embedded rust_wsgi

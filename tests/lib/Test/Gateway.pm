@@ -67,6 +67,7 @@ our @EXPORT = qw(
     run_tests http_get http_request http_start http_finish
     nginx_reload nginx_pid worker_pids supervisor_pids pool_pids children_of server_port servroot error_log_text
     nginx_command nginx_wait_exit venv expand
+    wait_for multipart changed_under_load vm_hwm
 );
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../../..');
@@ -416,6 +417,60 @@ sub supervisor_pids {
 # The pool processes of the running nginx.
 sub pool_pids {
     return map { children_of($_) } supervisor_pids();
+}
+
+# Peak resident memory of $pid, in KiB.
+sub vm_hwm {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/status" or return 0;
+    while (<$fh>) { return $1 if /^VmHWM:\s+(\d+) kB/ }
+    return 0;
+}
+
+# Waits up to $timeout seconds for $cond; true if it held.
+sub wait_for {
+    my ($cond, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        return 1 if $cond->();
+        Time::HiRes::sleep(0.05);
+    }
+    return 0;
+}
+
+# A multipart/form-data body: name => 'value' or name => { filename, data }.
+sub multipart {
+    my ($boundary, @parts) = @_;
+    my $body = '';
+    while (my ($name, $spec) = splice @parts, 0, 2) {
+        my ($data, $filename) = ref $spec ? ($spec->{data}, $spec->{filename}) : ($spec);
+        $body .= "--$boundary\r\nContent-Disposition: form-data; name=\"$name\"";
+        $body .= "; filename=\"$filename\"\r\nContent-Type: application/octet-stream" if defined $filename;
+        $body .= "\r\n\r\n$data\r\n";
+    }
+    return $body . "--$boundary--\r\n";
+}
+
+# Sends GET / in a loop for up to $seconds, calling $change once after
+# $change_after seconds. Returns how many responses were neither a 200 with
+# $old nor one with $new, how many of each there were, and how long after
+# the change $new first appeared (0 if never).
+sub changed_under_load {
+    my (%o) = @_;
+    my ($bad, %seen, $changed_at, $new_after) = (0);
+    my $t0 = time;
+    while (time - $t0 < $o{seconds}) {
+        if (!$changed_at && time - $t0 > $o{change_after}) {
+            $o{change}->();
+            $changed_at = time;
+        }
+        my $r = http_get('/');
+        $seen{$r->{body}}++;
+        $bad++ unless $r->{status} == 200 && ($r->{body} eq $o{old} || $r->{body} eq $o{new});
+        $new_after //= time - $changed_at if $changed_at && $r->{body} eq $o{new};
+        last if defined $new_after && time - $changed_at > $new_after + 1;
+    }
+    return ($bad, \%seen, $new_after // 0);
 }
 
 sub children_of {

@@ -1,0 +1,47 @@
+//! `rust_asgi` settings and its directive handler.
+
+use std::ffi::c_void;
+
+use nginx_sys::{ngx_command_t, ngx_conf_t};
+
+use crate::conf::LocConf;
+use crate::module::Module;
+use ngx::http::HttpModuleMainConf;
+use crate::nginx::conf::{conf_error, set_content_handler, ConfResult};
+use crate::wsgi::conf::{app_directive, app_index, AppConf};
+
+/// Per worker process.
+#[derive(Default)]
+pub struct AsgiMainConf {
+    /// Every app named by `rust_asgi`, each once (see
+    /// [`crate::wsgi::conf::WsgiMainConf::apps`]).
+    pub apps: Vec<AppConf>,
+}
+
+#[derive(Default)]
+pub struct AsgiLocConf {
+    /// Index into [`AsgiMainConf::apps`] when `rust_asgi` is set here.
+    pub app: Option<usize>,
+}
+
+/// `rust_asgi /path/to/app.py[:callable];`
+pub(crate) unsafe extern "C" fn rust_asgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes the configuration being parsed and this module's
+    // location conf.
+    let (cf_ref, lcf) = unsafe { (&*cf, &mut *(conf as *mut LocConf)) };
+    let (spec, pool) = match app_directive(cf, lcf, "rust_asgi", "ASGI") {
+        Ok(parsed) => parsed,
+        Err(e) => return e,
+    };
+    if pool.is_some() {
+        return conf_error(
+            cf,
+            "\"rust_asgi\": pool= is not available for ASGI apps yet; serve the app embedded (drop pool=) or as WSGI from the pool",
+        );
+    }
+    let Some(mcf) = Module::main_conf_mut(cf_ref) else {
+        return conf_error(cf, "\"rust_asgi\": no http configuration");
+    };
+    lcf.asgi.app = Some(app_index(&mut mcf.asgi.apps, spec));
+    set_content_handler(cf, Some(super::content_handler))
+}

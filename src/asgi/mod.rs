@@ -1,0 +1,146 @@
+//! `rust_asgi`: ASGI 3 apps in nginx's worker processes.
+//!
+//! Each nginx worker runs one asyncio event loop on a thread of its own
+//! (uvloop when it is installed). The engine in [`crate::core`] does the
+//! nginx side as for WSGI; requests reach the loop through an inbox with
+//! an eventfd the loop watches, and responses come back through the
+//! request's exchange and the bridge.
+//!
+//! - [`types`]: the scope.
+//! - [`serving`]: the loop thread and what nginx's thread sends it.
+//! - [`io`]: receive and send for one HTTP request.
+//! - `protocol.py`: the asyncio side (awaitables, tasks, lifespan).
+//! - [`conf`]: the `rust_asgi` directive.
+
+pub mod conf;
+pub mod io;
+pub mod serving;
+pub mod types;
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t};
+
+use self::serving::{HttpStart, Inbound};
+use crate::conf::MainConf;
+use crate::core::capture::{Body, RequestHead};
+use crate::core::engine::{self, Adapter, Ending, Refusal, Source};
+use crate::core::exchange::{Exchange, ResponseSink};
+use crate::core::inbox::Inbox;
+use crate::core::{runtime, threaded, workers};
+use crate::module::Module;
+use crate::nginx::request::HttpRequest;
+use crate::python::apps::Interface;
+use crate::wsgi::conf::WsgiLocConf;
+
+struct AsgiWorker {
+    inbox: Arc<Inbox<Inbound>>,
+    thread: JoinHandle<()>,
+}
+
+thread_local! {
+    static WORKER: RefCell<Option<AsgiWorker>> = const { RefCell::new(None) };
+}
+
+pub struct Asgi;
+
+impl Adapter for Asgi {
+    const NAME: &'static str = "rust_asgi";
+    const READ_TIMEOUT_DIRECTIVE: &'static str = "rust_asgi_read_timeout";
+    /// The app's index, and the loop's inbox.
+    type Job = (usize, Arc<Inbox<Inbound>>);
+
+    fn read_timeout(r: HttpRequest) -> ngx_msec_t {
+        r.loc_conf::<Module>().map_or(WsgiLocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi.read_timeout)
+    }
+
+    fn prepare(r: HttpRequest) -> Result<Self::Job, Refusal> {
+        let refuse = |message: &str| Refusal { status: 500, message: message.into() };
+        let index = r.loc_conf::<Module>().and_then(|c| c.asgi.app).ok_or_else(|| refuse("no app is configured here"))?;
+        if runtime::bridge().is_none() {
+            return Err(refuse("the module's runtime is not running in this worker (see the error logged at worker start)"));
+        }
+        if serving::FAILED.load(Ordering::Relaxed) {
+            return Err(refuse("the event loop of this worker is not running (see the error logged at worker start)"));
+        }
+        let inbox = WORKER
+            .with_borrow(|w| w.as_ref().map(|w| Arc::clone(&w.inbox)))
+            .ok_or_else(|| refuse("the event loop did not start in this worker (see the error logged at start-up)"))?;
+        Ok((index, inbox))
+    }
+
+    fn start((app, inbox): Self::Job, r: HttpRequest, head: RequestHead, body: Body) -> Result<Box<dyn Source>, Refusal> {
+        let bridge = runtime::bridge().ok_or_else(|| Refusal { status: 500, message: "the module's runtime stopped".into() })?;
+        let exchange = Exchange::new(bridge);
+        let id = exchange.id();
+        let wants_credit = Arc::new(AtomicBool::new(false));
+        let sink = ResponseSink::new(Arc::clone(&exchange));
+        let start = HttpStart { id, app, head, body, sink, wants_credit: Arc::clone(&wants_credit) };
+        inbox.push(Inbound::Http(Box::new(start)));
+        let inner = threaded::attach(r, Arc::clone(&exchange));
+        Ok(Box::new(AsgiSource { inner, exchange, id, inbox, wants_credit }))
+    }
+}
+
+/// The nginx side of an ASGI request: the exchange's source, which also
+/// tells the loop when the window has room and when the request is over.
+struct AsgiSource {
+    inner: Box<dyn Source>,
+    exchange: Arc<Exchange>,
+    id: u64,
+    inbox: Arc<Inbox<Inbound>>,
+    wants_credit: Arc<AtomicBool>,
+}
+
+impl Source for AsgiSource {
+    fn ack(&mut self, bytes: usize) {
+        self.inner.ack(bytes);
+        // See HttpConn::window for the other half of this handshake.
+        if self.wants_credit.load(Ordering::SeqCst) && !self.exchange.window_full() && self.wants_credit.swap(false, Ordering::SeqCst) {
+            self.inbox.push(Inbound::Credit(self.id));
+        }
+    }
+
+    fn abandon(&mut self, ending: Ending) {
+        self.inner.abandon(ending);
+        self.inbox.push(Inbound::Gone(self.id));
+    }
+}
+
+/// The content handler `rust_asgi` installs.
+///
+/// # Safety
+/// Only nginx calls it, with a live request.
+pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with the live request.
+    unsafe { engine::handle::<Asgi>(r) }
+}
+
+/// Starts the event loop thread in this worker (Python is started
+/// already); it imports every app and runs their lifespan startup.
+pub fn start(mcf: &MainConf) -> Result<(), String> {
+    let bridge = runtime::bridge().ok_or("the module's runtime did not start")?;
+    let logger = crate::python::worker_logger(&bridge);
+    let apps = crate::python::apps_of(&mcf.asgi.apps, Interface::Asgi, &logger);
+    let inbox = Arc::new(Inbox::new().map_err(|e| format!("eventfd() failed: {e}"))?);
+    let thread = {
+        let inbox = Arc::clone(&inbox);
+        workers::spawn("rgw-asgi".into(), move || serving::run(inbox, apps, logger))
+            .map_err(|e| format!("cannot start the event loop thread: {e}"))?
+    };
+    WORKER.with(|w| *w.borrow_mut() = Some(AsgiWorker { inbox, thread }));
+    Ok(())
+}
+
+/// Worker exit: lifespan shutdown, then the loop stops. nginx waited for
+/// running requests already.
+pub fn stop() {
+    let Some(worker) = WORKER.with(|w| w.borrow_mut().take()) else { return };
+    worker.inbox.push(Inbound::Stop);
+    let grace = Duration::from_secs_f64(serving::SHUTDOWN_TIMEOUT_S + 0.5);
+    workers::wait_all(vec![worker.thread], grace);
+}

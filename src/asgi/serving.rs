@@ -1,0 +1,218 @@
+//! The loop thread: one asyncio event loop per nginx worker, which runs
+//! every ASGI app of the worker.
+//!
+//! nginx's thread never touches it directly. It pushes [`Inbound`]
+//! messages into an [`Inbox`] whose eventfd the loop watches
+//! (`loop.add_reader`), so the loop sleeps in its own epoll until there is
+//! work and nginx's thread never takes the GIL. Responses go the other way
+//! through each request's exchange and the bridge, like WSGI's.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+
+use super::io::HttpConn;
+use super::types::http_scope;
+use crate::core::capture::{Body, RequestHead};
+use crate::core::exchange::ResponseSink;
+use crate::core::inbox::Inbox;
+use crate::nginx::log::Level;
+use crate::python::apps::{App, LoadError, Logger};
+use crate::python::interpreter;
+
+/// What nginx's thread tells the loop.
+pub enum Inbound {
+    Http(Box<HttpStart>),
+    /// The request's window has room again.
+    Credit(u64),
+    /// nginx is done with the request (complete, client gone, timeout).
+    Gone(u64),
+    /// Worker exit: lifespan shutdown, then stop the loop.
+    Stop,
+}
+
+pub struct HttpStart {
+    pub id: u64,
+    pub app: usize,
+    pub head: RequestHead,
+    pub body: Body,
+    pub sink: ResponseSink,
+    pub wants_credit: Arc<AtomicBool>,
+}
+
+/// How long worker exit lets lifespan shutdown handlers run.
+pub const SHUTDOWN_TIMEOUT_S: f64 = 5.0;
+
+/// Whether the loop runs; requests are refused once it has failed.
+pub static FAILED: AtomicBool = AtomicBool::new(false);
+
+/// The loop thread's body.
+pub fn run(inbox: Arc<Inbox<Inbound>>, apps: Vec<Arc<App>>, logger: Logger) {
+    if !interpreter::wait_ready() {
+        FAILED.store(true, Ordering::SeqCst);
+        return refuse_all(&inbox, "Python did not start in this worker (see the error log)");
+    }
+    interpreter::keep_thread_state();
+    let outcome = Python::attach(|py| serve(py, Arc::clone(&inbox), apps, Arc::clone(&logger)).map_err(|e| {
+        crate::python::errors::report(py, "rust_asgi: the event loop failed; traceback follows".into(), &e)
+    }));
+    if let Err(lines) = outcome {
+        FAILED.store(true, Ordering::SeqCst);
+        lines.into_iter().for_each(|line| logger(Level::Error, line));
+        refuse_all(&inbox, "the event loop of this worker failed (see the error log)");
+    }
+}
+
+fn serve(py: Python<'_>, inbox: Arc<Inbox<Inbound>>, apps: Vec<Arc<App>>, logger: Logger) -> PyResult<()> {
+    let code = CString::new(include_str!("protocol.py")).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    let protocol = PyModule::from_code(py, &code, c"rust_asgi/protocol.py", c"_rust_asgi_protocol")?;
+    let event_loop = protocol.call_method0("new_loop")?;
+    py.import("asyncio")?.call_method1("set_event_loop", (&event_loop,))?;
+    let log = Py::new(py, LogFn { logger: Arc::clone(&logger) })?;
+    let serving = protocol.getattr("Serving")?.call1((&event_loop, log))?;
+    let fd = inbox.fd();
+    let server = Py::new(
+        py,
+        Server { inbox, apps, live: HashMap::new(), serving: serving.clone().unbind(), event_loop: event_loop.clone().unbind() },
+    )?;
+    event_loop.call_method1("add_reader", (fd, server.getattr(py, "drain")?))?;
+    server.bind(py).borrow().preload(py);
+    event_loop.call_method0("run_forever")?;
+    event_loop.call_method0("close")?;
+    Ok(())
+}
+
+/// After a failure: answer every request that still arrives, until exit.
+fn refuse_all(inbox: &Inbox<Inbound>, why: &str) {
+    loop {
+        let mut pollfd = libc::pollfd { fd: inbox.fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd; blocking here is this thread's job.
+        unsafe { libc::poll(&mut pollfd, 1, -1) };
+        for item in inbox.take() {
+            match item {
+                Inbound::Http(start) => start.sink.fail(500, vec![format!("rust_asgi: {why}")]),
+                Inbound::Stop => return,
+                _ => {}
+            }
+        }
+    }
+}
+
+#[pyclass(module = "rust_asgi")]
+struct LogFn {
+    logger: Logger,
+}
+
+#[pymethods]
+impl LogFn {
+    /// `log(level, message)` from protocol.py; a multi-line message (a
+    /// traceback) becomes one log line per line.
+    fn __call__(&self, level: &str, message: &str) {
+        let level = Level::from_name(level).unwrap_or(Level::Error);
+        for line in message.lines().filter(|l| !l.trim().is_empty()) {
+            (self.logger)(level, line.to_owned());
+        }
+    }
+}
+
+#[pyclass(module = "rust_asgi")]
+struct Server {
+    inbox: Arc<Inbox<Inbound>>,
+    apps: Vec<Arc<App>>,
+    /// protocol.Http objects of requests nginx still serves, by exchange id.
+    live: HashMap<u64, Py<PyAny>>,
+    serving: Py<PyAny>,
+    event_loop: Py<PyAny>,
+}
+
+impl Server {
+    /// Imports every app and runs its lifespan startup at worker start,
+    /// so the first request pays for neither and a failure shows at once.
+    fn preload(&self, py: Python<'_>) {
+        for (index, app) in self.apps.iter().enumerate() {
+            match app.callable(py) {
+                Ok(callable) => {
+                    if let Err(e) = self.serving.call_method1(py, "lifespan", (index, callable)) {
+                        e.print(py);
+                    }
+                }
+                // Logged as the worker's error; requests answer 500.
+                Err(LoadError::Failed(lines)) => {
+                    let log = self.serving.getattr(py, "log");
+                    if let Ok(log) = log {
+                        let _ = log.call1(py, ("error", lines.join("\n")));
+                    }
+                }
+                Err(LoadError::StillBroken) => {}
+            }
+        }
+    }
+
+    fn start_http(&mut self, py: Python<'_>, start: HttpStart) -> PyResult<()> {
+        let HttpStart { id, app: index, head, body, sink, wants_credit } = start;
+        let Some(app) = self.apps.get(index).cloned() else {
+            sink.fail(500, vec!["rust_asgi: unknown app".into()]);
+            return Ok(());
+        };
+        let callable = match app.callable(py) {
+            Ok(callable) => callable,
+            Err(LoadError::Failed(lines)) => {
+                sink.fail(500, lines);
+                return Ok(());
+            }
+            Err(LoadError::StillBroken) => {
+                sink.fail(
+                    500,
+                    vec![format!(
+                        "rust_asgi: \"{}\" failed to load and has not changed since (its traceback was logged then)",
+                        app.spec.path.display()
+                    )],
+                );
+                return Ok(());
+            }
+        };
+        let scope = http_scope(py, &head)?;
+        let conn = Py::new(py, HttpConn::new(sink, body.reader(), wants_credit, app.spec.path.display().to_string()))?;
+        let http = self.serving.call_method1(py, "http", (index, callable, scope, conn))?;
+        self.live.insert(id, http);
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Server {
+    /// The inbox's reader callback: everything nginx's thread sent.
+    fn drain(&mut self, py: Python<'_>) {
+        for item in self.inbox.take() {
+            let outcome = match item {
+                Inbound::Http(start) => self.start_http(py, *start),
+                Inbound::Credit(id) => match self.live.get(&id) {
+                    Some(http) => http.call_method0(py, "credit").map(drop),
+                    None => Ok(()),
+                },
+                Inbound::Gone(id) => match self.live.remove(&id) {
+                    Some(http) => http.call_method0(py, "disconnected").map(drop),
+                    None => Ok(()),
+                },
+                Inbound::Stop => self.stop(py),
+            };
+            if let Err(e) = outcome {
+                // A bug on our side, not the app's: keep the loop running.
+                e.print(py);
+            }
+        }
+    }
+}
+
+impl Server {
+    /// Lifespan shutdown, then `loop.stop()` (protocol.py's `stop`).
+    fn stop(&mut self, py: Python<'_>) -> PyResult<()> {
+        let stopping = self.serving.call_method1(py, "stop", (SHUTDOWN_TIMEOUT_S,))?;
+        self.event_loop.call_method1(py, "create_task", (stopping,))?;
+        Ok(())
+    }
+}

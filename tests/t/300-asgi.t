@@ -1,0 +1,374 @@
+# rust_asgi: ASGI 3 apps on an asyncio loop in each worker.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::Gateway;
+
+sub marks { my ($name) = @_; return Test::Gateway::slurp(servroot() . "/tmp/$name") // '' }
+
+sub write_app {
+    my ($path, $body) = @_;
+    open my $fh, '>', "$path.tmp" or die $!;
+    print $fh "async def app(scope, receive, send):\n";
+    print $fh "    if scope['type'] != 'http':\n        raise RuntimeError('http only')\n";
+    print $fh "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n";
+    print $fh "    await send({'type': 'http.response.body', 'body': b'$body'})\n";
+    close $fh;
+    chmod 0644, "$path.tmp";
+    rename "$path.tmp", $path or die $!;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: the scope is complete: root_path is the location, path the whole path, headers lowercased byte pairs
+--- http_config
+rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
+--- config
+location /api/ {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
+}
+--- perl
+use JSON::PP;
+my $r = http_get('/api/scope?a=1&b=%20', headers => "X-Custom-Thing: Yes\nCookie: a=1\nCookie: b=2");
+is($r->{status}, 200, 'served');
+my $s = decode_json($r->{body});
+is($s->{type}, 'http', 'type');
+is_deeply($s->{asgi}, { version => '3.0', spec_version => '2.3' }, 'asgi versions');
+is($s->{http_version}, '1.1', 'http_version');
+is($s->{method}, 'GET', 'method');
+is($s->{scheme}, 'http', 'scheme');
+is($s->{path}, '/api/scope', 'path includes root_path');
+is($s->{root_path}, '/api', 'root_path is the location prefix');
+is($s->{raw_path}, '/api/scope', 'raw_path');
+is($s->{query_string}, 'a=1&b=%20', 'query_string, raw');
+is_deeply($s->{client}, ['127.0.0.1', $s->{client}[1]], 'client address');
+like($s->{client}[1], qr/^\d+$/, 'client port');
+is_deeply($s->{server}, ['localhost', server_port()], 'server');
+ok((grep { $_->[0] eq 'x-custom-thing' && $_->[1] eq 'Yes' } @{ $s->{headers} }), 'header names lowercased, values as sent');
+is(scalar(grep { $_->[0] eq 'cookie' } @{ $s->{headers} }), 2, 'repeated headers stay separate pairs');
+ok(exists $s->{extensions}{'http.response.pathsend'}, 'pathsend advertised');
+ok(!exists $s->{extensions}{'http.response.trailers'}, 'trailers not advertised');
+ok(!$s->{has_state}, 'no state without lifespan support');
+$r = http_request("GET /api/sc%6Fpe HTTP/1.0\r\nHost: localhost\r\n\r\n");
+$s = decode_json($r->{body});
+is($s->{http_version}, '1.0', 'HTTP/1.0');
+is($s->{path}, '/api/scope', 'path decoded');
+is($s->{raw_path}, '/api/sc%6Fpe', 'raw_path as sent');
+--- error_log
+does not support the lifespan protocol
+
+
+=== TEST 2: request bodies arrive as http.request events in pieces, with more_body; empty bodies as one event
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
+}
+--- perl
+my $body = join '', map { chr(65 + $_ % 26) } 1 .. 300_000;
+my $r = http_request(Test::Gateway::build_request("POST /echo\n$body"));
+is($r->{status}, 200, 'served');
+is(length $r->{body}, 300_000, 'whole body');
+ok($r->{body} eq $body, 'intact');
+cmp_ok($r->{headers}{'x-events'}[0], '>=', 4, "in $r->{headers}{'x-events'}[0] events");
+$r = http_request(Test::Gateway::build_request("POST /echo\n"));
+is($r->{headers}{'x-events'}[0], 1, 'an empty body is one event');
+$r = http_request("POST /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+is($r->{body}, 'hello world', 'a chunked body');
+is($r->{headers}{'content-length'}[0], 11, 'a one-message response gets a Content-Length');
+
+
+=== TEST 3: 1 GiB streamed in 64 KiB sends to a slower client: send() waits, worker peak RSS grows < 64 MiB
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
+}
+--- timeout: 120
+--- perl
+use Time::HiRes qw(sleep time);
+http_get('/stream?4,10');    # warm
+my ($worker) = worker_pids();
+my $before = vm_hwm($worker);
+my $s = http_start("GET /stream?16384,65536 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+my ($total, $buf, $t0) = (0, '', time);
+sleep 1;    # not reading at all: without backpressure it would all be buffered by now
+my $stalled = (vm_hwm($worker) - $before) / 1024;
+while (1) {
+    my $n = sysread($s, $buf, 1 << 20);
+    last unless $n;
+    $total += $n;
+    sleep 0.005;
+}
+close $s;
+my $growth = (vm_hwm($worker) - $before) / 1024;
+cmp_ok($total, '>', 1 << 30, sprintf('1 GiB delivered in %.1f s', time - $t0));
+cmp_ok($stalled, '<', 32, sprintf('RSS grew %.1f MiB while the client did not read', $stalled));
+cmp_ok($growth, '<', 64, sprintf('peak RSS grew %.1f MiB', $growth));
+
+
+=== TEST 4: a client that leaves: a send()ing app gets an OSError, a receive()ing one http.disconnect, after a complete response too
+--- http_config
+rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
+}
+--- perl
+use Time::HiRes qw(sleep);
+my $s = http_start("GET /forever HTTP/1.1\r\nHost: localhost\r\n\r\n");
+sysread($s, my $buf, 4096);
+like($buf, qr/tick/, 'streaming');
+close $s;
+ok(wait_for(sub { main::marks('forever') =~ /send raised ClientDisconnected|cancelled/ }, 5), 'the streaming app learns the client left: ' . main::marks('forever'));
+$s = http_start("POST /listen HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi");
+sleep 0.3;
+close $s;
+ok(wait_for(sub { main::marks('listen') =~ /http.disconnect/ }, 5), 'receive() returns http.disconnect');
+is(http_get('/wait-disconnect')->{body}, 'waiting', 'a complete response');
+ok(wait_for(sub { main::marks('disconnect') =~ /http.disconnect/ }, 5), 'then receive() returns http.disconnect');
+is(http_get('/scope')->{status}, 200, 'the worker serves on');
+
+
+=== TEST 5: app errors: 500 with the traceback before the head, a closed connection after it; bad messages are named
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
+}
+--- perl
+my $r = http_get('/boom');
+is($r->{status}, 500, 'exception before the response: 500');
+$r = http_get('/late-boom');
+is($r->{status}, 200, 'exception after the head: the head was sent');
+unlike($r->{raw}, qr/\r\n0\r\n\r\n$/, 'and the chunked body is not terminated');
+is(http_get('/no-response')->{status}, 500, 'returning without a response: 500');
+$r = http_get('/unfinished');
+unlike($r->{raw}, qr/\r\n0\r\n\r\n$/, 'returning with more_body still set: not terminated');
+$r = http_get('/crlf');
+is($r->{status}, 500, 'CR LF in a header value: 500');
+ok(!exists $r->{headers}{injected}, 'and the response is not split');
+is(http_get('/str-body')->{status}, 500, 'a str body: 500');
+is(http_get('/bad-status')->{status}, 500, 'a bad status: 500');
+is(http_get('/twice')->{status}, 500, 'http.response.start twice: 500');
+is(http_get('/scope')->{status}, 200, 'the worker serves on');
+--- error_log eval
+[
+  qr/rust_asgi: ".*asgiraw.py" raised an exception; traceback follows/,
+  qr/ValueError: boom before the response/,
+  qr/raised an exception after the response started \(the connection is closed\)/,
+  qr/returned without sending a response/,
+  qr/returned before finishing its response/,
+  qr/invalid value for header "x-bad": contains CR or LF/,
+  qr/the body must be a byte string, not str/,
+  qr/invalid status 99/,
+  qr/http.response.start was already sent/,
+]
+
+
+=== TEST 6: http.response.pathsend sends the file from nginx; a blocking call in an executor leaves the loop free
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
+}
+--- perl
+use Time::HiRes qw(time);
+my $r = http_get('/pathsend');
+is($r->{status}, 200, 'served');
+is($r->{body}, Test::Gateway::slurp(servroot() . '/apps/asgiraw.py'), 'the file');
+is($r->{headers}{'content-length'}[0], length $r->{body}, 'with its length');
+is(http_get('/sync-in-thread')->{body}, 'from a thread', 'run_in_executor');
+my $slow = http_start("GET /sleep?2 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+my $t0 = time;
+my $ok = 0;
+$ok += http_get('/scope')->{status} == 200 for 1 .. 20;
+my $fast = time - $t0;
+is($ok, 20, 'other requests are served while one sleeps');
+cmp_ok($fast, '<', 1.5, sprintf('twenty of them in %.2f s, not after the sleep', $fast));
+is(http_finish($slow)->{body}, 'slept', 'and the sleeper finishes');
+
+
+=== TEST 7: Starlette: routes, path params, JSON, url_for under the location, forms, uploads, files, background tasks, lifespan state
+--- http_config
+rust_python_home $TEST_NGINX_VENV;
+rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
+--- config
+location /star/ {
+    rust_asgi $TEST_NGINX_APPS/starletteapp/app.py;
+}
+--- perl
+use JSON::PP;
+ok(wait_for(sub { main::marks('startup') =~ /started/ }, 10), 'the lifespan startup ran at worker start');
+my $r = http_get('/star/');
+is($r->{body}, 'starlette index', 'index');
+$r = http_get('/star/items/42?q=x');
+my $j = decode_json($r->{body});
+is($j->{id}, 42, 'path parameter');
+is($j->{q}, 'x', 'query parameter');
+is($j->{root_path}, '/star', 'root_path');
+is($j->{url}, 'http://localhost/star/items/7', 'url_for knows the mount point');
+is($j->{greeting}, 'hello from lifespan', 'lifespan state reaches the request');
+is(http_get('/star/items/notanumber')->{status}, 404, 'routing 404');
+my $form = Test::Gateway::build_request("POST /star/form\nname=Ada&lang=Python", "Content-Type: application/x-www-form-urlencoded");
+$j = decode_json(http_request($form)->{body});
+is_deeply($j, { name => 'Ada', lang => 'Python' }, 'urlencoded form');
+my $payload = join '', map { chr($_ % 256) } 1 .. 200_000;
+my $body = multipart('XyZ', title => 'upload', file => { filename => 'blob.bin', data => $payload });
+$j = decode_json(http_request(Test::Gateway::build_request("POST /star/form\n$body", "Content-Type: multipart/form-data; boundary=XyZ"))->{body});
+is($j->{title}, 'upload', 'multipart field');
+is($j->{file}{filename}, 'blob.bin', 'upload filename');
+is($j->{file}{size}, 200_000, 'upload size');
+$r = http_get('/star/file');
+is($r->{body}, Test::Gateway::slurp(servroot() . '/apps/starletteapp/payload.txt'), 'FileResponse');
+is($r->{headers}{'content-length'}[0], 65537, 'with its Content-Length');
+is(http_get('/star/background?token=t0k3n')->{body}, 'queued', 'response before the background task');
+ok(wait_for(sub { main::marks('background') =~ /t0k3n/ }, 5), 'the background task ran');
+nginx_command('-s', 'quit');
+ok(nginx_wait_exit(10), 'nginx quits');
+like(main::marks('shutdown'), qr/stopped/, 'the lifespan shutdown ran on quit');
+
+
+=== TEST 8: Starlette's StreamingResponse reaches the client piece by piece, not at the end
+--- http_config
+rust_python_home $TEST_NGINX_VENV;
+rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/starletteapp/app.py;
+}
+--- perl
+use Time::HiRes qw(time);
+my $t0 = time;
+my $s = http_start("GET /stream?n=5&delay=0.3 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+my ($data, @arrivals) = ('');
+my $sel = IO::Select->new($s);
+while ($sel->can_read(5)) {
+    my $n = sysread($s, my $buf, 65536) or last;
+    $data .= $buf;
+    push @arrivals, time - $t0;
+}
+my @parts = $data =~ /part (\d) /g;
+is("@parts", '0 1 2 3 4', 'all parts, in order');
+cmp_ok($arrivals[0], '<', 0.5, sprintf('the first part arrived after %.2f s', $arrivals[0]));
+cmp_ok($arrivals[-1], '>', 1.1, sprintf('the last after %.2f s', $arrivals[-1]));
+cmp_ok(scalar @arrivals, '>=', 4, scalar(@arrivals) . ' separate arrivals');
+
+
+=== TEST 9: a failed lifespan startup is logged with its message; the location answers 500 until the code is fixed
+--- setup
+use File::Copy;
+copy(servroot() . '/apps/asgilifespanfail.py', servroot() . '/html/app.py') or die $!;
+--- config
+location / {
+    rust_asgi $TEST_NGINX_HTML_DIR/app.py:app;
+}
+--- perl
+is(http_get('/')->{status}, 500, '500 while startup failed');
+is(http_get('/')->{status}, 500, 'still');
+main::write_app(servroot() . '/html/app.py', 'fixed');
+ok(wait_for(sub { http_get('/')->{body} eq 'fixed' }, 5), 'the fixed code serves');
+--- error_log eval
+[
+  qr/the app's lifespan startup failed; its requests answer 500 until its code changes:/,
+  qr/the database is not there/,
+  qr/the app's lifespan startup failed \(logged at start\); answering 500/,
+]
+
+
+=== TEST 10: the wrong directive for the app's protocol says which one to use
+--- config
+location /a {
+    rust_asgi $TEST_NGINX_APPS/wsgiapp_for_asgi.py;
+}
+location /w {
+    rust_wsgi $TEST_NGINX_APPS/asgiapp_for_wsgi.py;
+}
+--- perl
+is(http_get('/a')->{status}, 500, 'a WSGI app under rust_asgi: 500');
+is(http_get('/w')->{status}, 500, 'an ASGI app under rust_wsgi: 500');
+--- error_log eval
+[
+  qr/"application" in .*wsgiapp_for_asgi.py is not an ASGI app \(it is not an async function\); a WSGI app is served with rust_wsgi instead of rust_asgi/,
+  qr/"application" in .*asgiapp_for_wsgi.py is an ASGI app \(its call is a coroutine\); serve it with rust_asgi instead of rust_wsgi/,
+]
+
+
+=== TEST 11: changed code is picked up under load: every response 200 with the old or the new body, the new one within 2 s
+--- setup
+main::write_app(servroot() . '/html/app.py', 'v1');
+--- config
+location / {
+    rust_asgi $TEST_NGINX_HTML_DIR/app.py:app;
+}
+--- perl
+is(http_get('/')->{body}, 'v1', 'v1 at first');
+my ($bad, $seen, $new_after) = changed_under_load(
+    seconds => 5, change_after => 0.5, old => 'v1', new => 'v2',
+    change => sub { main::write_app(servroot() . '/html/app.py', 'v2') },
+);
+is($bad, 0, 'every response was 200 with the old or the new body');
+ok($new_after > 0 && $new_after < 2, sprintf('v2 served %.2f s after the change', $new_after));
+--- error_log
+rust_asgi: reloaded
+
+
+=== TEST 12: configuration mistakes fail nginx -t with the fix
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/nothere.py;
+}
+--- must_die
+--- error_log eval
+qr{"rust_asgi": app file ".*nothere.py" does not exist; give the path of the Python file that defines the ASGI callable in .*nginx.conf:\d+}
+
+
+=== TEST 13: rust_asgi and rust_wsgi in one location fail nginx -t
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/hello.py;
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
+}
+--- must_die
+--- error_log eval
+qr{"rust_asgi" and "rust_wsgi" cannot serve the same location in .*nginx.conf:\d+}
+
+
+=== TEST 14: rust_asgi_reload directory=: a changed module recycles the worker, after the lifespan shutdown ran
+--- setup
+File::Path::make_path(servroot() . "/html/pkgapp/pkg");
+Test::Gateway::write_file(servroot() . '/html/pkgapp/pkg/__init__.py', '');
+Test::Gateway::write_file(servroot() . '/html/pkgapp/pkg/greeting.py', "TEXT = b'asgi v1'\n");
+Test::Gateway::write_file(servroot() . '/html/pkgapp/app.py', <<'PY');
+import os
+from pkg import greeting
+
+
+async def app(scope, receive, send):
+    if scope['type'] == 'lifespan':
+        while True:
+            event = await receive()
+            if event['type'] == 'lifespan.shutdown':
+                with open(os.environ['MARKS'] + '/shutdown', 'a') as f:
+                    f.write('%d\n' % os.getpid())
+                await send({'type': 'lifespan.shutdown.complete'})
+                return
+            await send({'type': 'lifespan.startup.complete'})
+    await send({'type': 'http.response.start', 'status': 200, 'headers': [(b'x-pid', str(os.getpid()).encode())]})
+    await send({'type': 'http.response.body', 'body': greeting.TEXT})
+PY
+system('chmod', '-R', 'a+rX', servroot() . '/html/pkgapp');
+--- http_config
+rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
+--- config
+location / {
+    rust_asgi $TEST_NGINX_HTML_DIR/pkgapp/app.py;
+    rust_asgi_reload directory=$TEST_NGINX_HTML_DIR/pkgapp;
+}
+--- perl
+my $r = http_get('/');
+is($r->{body}, 'asgi v1', 'v1 at first');
+my $old_pid = $r->{headers}{'x-pid'}[0];
+Test::Gateway::write_file(servroot() . '/html/pkgapp/pkg/greeting.py', "TEXT = b'asgi v2'\n");
+ok(wait_for(sub { $r = http_get('/'); $r->{body} eq 'asgi v2' }, 5), 'the new module is served');
+isnt($r->{headers}{'x-pid'}[0], $old_pid, 'by a fresh worker');
+like(main::marks('shutdown'), qr/^$old_pid$/m, 'the old worker ran the lifespan shutdown');
