@@ -7,8 +7,6 @@
 //! from nginx's thread instead of waiting here.
 
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -16,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString};
 use pyo3::intern;
 
+use super::credit::{Credit, GONE, SENT, WAIT};
 use crate::core::capture::BodyReader;
 use crate::core::exchange::ResponseSink;
 use crate::core::head::ResponseHead;
@@ -24,12 +23,6 @@ use crate::python::{errors, lend};
 /// Request body bytes per `http.request` event.
 const BODY_PIECE: usize = 64 * 1024;
 
-/// What `send` tells `protocol.py`.
-const SENT: u8 = 0;
-/// The window is full: await credit before the next send.
-const WAIT: u8 = 1;
-/// nginx is done with the request (the client left).
-const GONE: u8 = 2;
 /// The head is queued: publish it on the loop's next turn unless a body
 /// message takes it along first.
 const STARTED: u8 = 3;
@@ -53,16 +46,14 @@ pub struct HttpConn {
     /// body, the head gets a Content-Length and the response is not
     /// chunked.
     head: Option<ResponseHead>,
-    /// Set while the loop waits for window credit; nginx's thread sends
-    /// credit when it clears it (see [`super::AsgiSource`]).
-    wants_credit: Arc<AtomicBool>,
+    credit: Credit,
     /// For log lines.
     app: String,
 }
 
 impl HttpConn {
-    pub fn new(sink: ResponseSink, body: BodyReader, wants_credit: Arc<AtomicBool>, app: String) -> HttpConn {
-        HttpConn { sink: Some(sink), body, body_read: false, phase: Phase::Head, head: None, wants_credit, app }
+    pub fn new(sink: ResponseSink, body: BodyReader, credit: Credit, app: String) -> HttpConn {
+        HttpConn { sink: Some(sink), body, body_read: false, phase: Phase::Head, head: None, credit, app }
     }
 
     fn fail(&mut self, line: String) {
@@ -168,20 +159,12 @@ impl HttpConn {
         }
     }
 
-    /// WAIT when the loop must await credit. The flag is set before the
-    /// window is looked at again, and nginx's thread clears it after it
-    /// frees room, so the credit cannot be missed.
+    /// WAIT when the loop must await credit (see [`Credit`]).
     fn window(&self) -> u8 {
-        let Some(sink) = self.sink.as_ref() else { return GONE };
-        if !sink.window_full() {
-            return SENT;
-        }
-        self.wants_credit.store(true, Ordering::SeqCst);
-        if sink.window_full() {
-            WAIT
-        } else {
-            self.wants_credit.store(false, Ordering::SeqCst);
-            SENT
+        match self.sink.as_ref() {
+            None => GONE,
+            Some(sink) if self.credit.must_wait(sink) => WAIT,
+            Some(_) => SENT,
         }
     }
 }

@@ -9,22 +9,27 @@
 //! - [`types`]: the scope.
 //! - [`serving`]: the loop thread and what nginx's thread sends it.
 //! - [`io`]: receive and send for one HTTP request.
+//! - [`upgrade`], [`ws`]: WebSockets, nginx's side and the loop's.
 //! - `protocol.py`: the asyncio side (awaitables, tasks, lifespan).
 //! - [`conf`]: the `rust_asgi` directive.
 
 pub mod conf;
+pub mod credit;
 pub mod io;
 pub mod serving;
 pub mod types;
+pub mod upgrade;
+pub mod ws;
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t};
+use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR};
 
+use self::credit::Credit;
 use self::serving::{HttpStart, Inbound};
 use crate::conf::MainConf;
 use crate::core::capture::{Body, RequestHead};
@@ -33,7 +38,10 @@ use crate::core::exchange::{Exchange, ResponseSink};
 use crate::core::inbox::Inbox;
 use crate::core::{runtime, threaded, workers};
 use crate::module::Module;
+use crate::core::catch_panic;
+use crate::nginx::log::Level;
 use crate::nginx::request::HttpRequest;
+use crate::nginx::takeover::is_websocket_request;
 use crate::python::apps::Interface;
 use crate::wsgi::conf::WsgiLocConf;
 
@@ -77,12 +85,12 @@ impl Adapter for Asgi {
         let bridge = runtime::bridge().ok_or_else(|| Refusal { status: 500, message: "the module's runtime stopped".into() })?;
         let exchange = Exchange::new(bridge);
         let id = exchange.id();
-        let wants_credit = Arc::new(AtomicBool::new(false));
+        let credit = Credit::default();
         let sink = ResponseSink::new(Arc::clone(&exchange));
-        let start = HttpStart { id, app, head, body, sink, wants_credit: Arc::clone(&wants_credit) };
+        let start = HttpStart { id, app, head, body, sink, credit: credit.clone() };
         inbox.push(Inbound::Http(Box::new(start)));
         let inner = threaded::attach(r, Arc::clone(&exchange));
-        Ok(Box::new(AsgiSource { inner, exchange, id, inbox, wants_credit }))
+        Ok(Box::new(AsgiSource { inner, exchange, id, inbox, credit }))
     }
 }
 
@@ -93,16 +101,13 @@ struct AsgiSource {
     exchange: Arc<Exchange>,
     id: u64,
     inbox: Arc<Inbox<Inbound>>,
-    wants_credit: Arc<AtomicBool>,
+    credit: Credit,
 }
 
 impl Source for AsgiSource {
     fn ack(&mut self, bytes: usize) {
         self.inner.ack(bytes);
-        // See HttpConn::window for the other half of this handshake.
-        if self.wants_credit.load(Ordering::SeqCst) && !self.exchange.window_full() && self.wants_credit.swap(false, Ordering::SeqCst) {
-            self.inbox.push(Inbound::Credit(self.id));
-        }
+        self.credit.after_ack(&self.exchange, &self.inbox);
     }
 
     fn abandon(&mut self, ending: Ending) {
@@ -117,8 +122,27 @@ impl Source for AsgiSource {
 /// Only nginx calls it, with a live request.
 pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls content handlers with the live request.
-    unsafe { engine::handle::<Asgi>(r) }
+    let Some(req) = (unsafe { HttpRequest::from_raw(r) }) else { return NGX_ERROR as ngx_int_t };
+    if !is_websocket_request(&req) {
+        // SAFETY: as above.
+        return unsafe { engine::handle::<Asgi>(r) };
+    }
+    catch_panic(req.log(), "rust_asgi websocket", || match Asgi::prepare(req) {
+        Ok((app, inbox)) => {
+            let idle = Asgi::read_timeout(req);
+            upgrade::start(req, app, inbox, idle, MAX_MESSAGE)
+        }
+        Err(refusal) => {
+            req.log().write(Level::Error, &format!("rust_asgi: {}", refusal.message));
+            refusal.status as ngx_int_t
+        }
+    })
+    .unwrap_or(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
 }
+
+/// The largest WebSocket message (and frame) accepted, as uvicorn's
+/// default: a bigger one closes the connection with 1009.
+pub const MAX_MESSAGE: usize = 16 << 20;
 
 /// Starts the event loop thread in this worker (Python is started
 /// already); it imports every app and runs their lifespan startup.

@@ -12,6 +12,7 @@ the app's task, and the lifespan protocol.
 """
 
 import asyncio
+import collections
 
 DISCONNECT = "http.disconnect"
 # What HttpConn.send returns (asgi/io.rs).
@@ -94,6 +95,52 @@ class Http:
         elif self.task is not None and not self.task.done() and not self.conn.complete():
             # Neither in receive() nor in send(): only a cancel reaches it.
             self.task.cancel()
+
+
+class WebSocket:
+    """One WebSocket: receive() takes what nginx's thread pushed (the
+    connect event first), send() goes to WsConn (asgi/ws.rs)."""
+
+    __slots__ = ("conn", "loop", "task", "events", "waiter", "waiting_for", "gone")
+
+    def __init__(self, conn, loop):
+        self.conn = conn
+        self.loop = loop
+        self.task = None
+        self.events = collections.deque([{"type": "websocket.connect"}])
+        self.waiter = None
+        self.waiting_for = None
+        self.gone = False
+
+    async def receive(self):
+        while not self.events:
+            if self.gone:
+                return {"type": "websocket.disconnect", "code": 1006}
+            await self._wait("receive")
+        event = self.events.popleft()
+        if event["type"] == "websocket.receive":
+            data = event.get("text")
+            self.conn.consumed(len(data if data is not None else event["bytes"]))
+        return event
+
+    async def send(self, message):
+        if self.gone:
+            raise ClientDisconnected("the client went away")
+        outcome = self.conn.send(message)
+        if outcome == WAIT:
+            await self._wait("send")
+        if self.gone or outcome == GONE:
+            raise ClientDisconnected("the client went away")
+
+    _wait = Http._wait
+    credit = Http.credit
+
+    def push(self, event):
+        self.events.append(event)
+        if event["type"] == "websocket.disconnect":
+            self.gone = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
 
 class Lifespan:
@@ -218,6 +265,13 @@ class Serving:
         self.requests.add(http.task)
         http.task.add_done_callback(self.requests.discard)
         return http
+
+    def websocket(self, index, app, scope, conn):
+        ws = WebSocket(conn, self.loop)
+        ws.task = self.loop.create_task(self.serve(self.lifespan(index, app), scope, ws))
+        self.requests.add(ws.task)
+        ws.task.add_done_callback(self.requests.discard)
+        return ws
 
     async def serve(self, lifespan, scope, http):
         conn = http.conn

@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::PyModule;
+use pyo3::types::{PyBytes, PyDict, PyModule};
 
+use super::credit::Credit;
 use super::io::HttpConn;
-use super::types::http_scope;
+use super::types::{http_scope, websocket_scope};
+use super::ws::WsConn;
 use crate::core::capture::{Body, RequestHead};
 use crate::core::exchange::ResponseSink;
 use crate::core::inbox::Inbox;
@@ -31,8 +33,26 @@ pub enum Inbound {
     Credit(u64),
     /// nginx is done with the request (complete, client gone, timeout).
     Gone(u64),
+    /// A WebSocket handshake for the app.
+    WsStart(Box<WsStart>),
+    /// Something for a WebSocket's receive().
+    WsEvent(u64, WsEvent),
     /// Worker exit: lifespan shutdown, then stop the loop.
     Stop,
+}
+
+pub struct WsStart {
+    pub id: u64,
+    pub app: usize,
+    pub head: RequestHead,
+    pub sink: ResponseSink,
+    pub credit: Credit,
+}
+
+pub enum WsEvent {
+    Text(String),
+    Bytes(Vec<u8>),
+    Disconnect(u16),
 }
 
 pub struct HttpStart {
@@ -41,7 +61,7 @@ pub struct HttpStart {
     pub head: RequestHead,
     pub body: Body,
     pub sink: ResponseSink,
-    pub wants_credit: Arc<AtomicBool>,
+    pub credit: Credit,
 }
 
 /// How long worker exit lets lifespan shutdown handlers run.
@@ -95,6 +115,7 @@ fn refuse_all(inbox: &Inbox<Inbound>, why: &str) {
         for item in inbox.take() {
             match item {
                 Inbound::Http(start) => start.sink.fail(500, vec![format!("rust_asgi: {why}")]),
+                Inbound::WsStart(start) => start.sink.fail(500, vec![format!("rust_asgi: {why}")]),
                 Inbound::Stop => return,
                 _ => {}
             }
@@ -152,17 +173,17 @@ impl Server {
         }
     }
 
-    fn start_http(&mut self, py: Python<'_>, start: HttpStart) -> PyResult<()> {
-        let HttpStart { id, app: index, head, body, sink, wants_credit } = start;
-        let Some(app) = self.apps.get(index).cloned() else {
+    /// The app's callable, or None after answering 500 (a failed import).
+    fn callable<'py>(&self, py: Python<'py>, index: usize, sink: ResponseSink) -> Option<(Bound<'py, PyAny>, ResponseSink)> {
+        let Some(app) = self.apps.get(index) else {
             sink.fail(500, vec!["rust_asgi: unknown app".into()]);
-            return Ok(());
+            return None;
         };
-        let callable = match app.callable(py) {
-            Ok(callable) => callable,
+        match app.callable(py) {
+            Ok(callable) => Some((callable, sink)),
             Err(LoadError::Failed(lines)) => {
                 sink.fail(500, lines);
-                return Ok(());
+                None
             }
             Err(LoadError::StillBroken) => {
                 sink.fail(
@@ -172,15 +193,65 @@ impl Server {
                         app.spec.path.display()
                     )],
                 );
-                return Ok(());
+                None
             }
-        };
+        }
+    }
+
+    fn app_name(&self, index: usize) -> String {
+        self.apps.get(index).map(|a| a.spec.path.display().to_string()).unwrap_or_default()
+    }
+
+    fn start_http(&mut self, py: Python<'_>, start: HttpStart) -> PyResult<()> {
+        let HttpStart { id, app: index, head, body, sink, credit } = start;
+        let Some((callable, sink)) = self.callable(py, index, sink) else { return Ok(()) };
         let scope = http_scope(py, &head)?;
-        let conn = Py::new(py, HttpConn::new(sink, body.reader(), wants_credit, app.spec.path.display().to_string()))?;
+        let conn = Py::new(py, HttpConn::new(sink, body.reader(), credit, self.app_name(index)))?;
         let http = self.serving.call_method1(py, "http", (index, callable, scope, conn))?;
         self.live.insert(id, http);
         Ok(())
     }
+
+    fn start_websocket(&mut self, py: Python<'_>, start: WsStart) -> PyResult<()> {
+        let WsStart { id, app: index, head, sink, credit } = start;
+        let Some((callable, sink)) = self.callable(py, index, sink) else { return Ok(()) };
+        let scope = websocket_scope(py, &head)?;
+        let conn = Py::new(py, WsConn::new(sink, credit, self.app_name(index)))?;
+        let ws = self.serving.call_method1(py, "websocket", (index, callable, scope, conn))?;
+        self.live.insert(id, ws);
+        Ok(())
+    }
+
+    fn websocket_event(&mut self, py: Python<'_>, id: u64, event: WsEvent) -> PyResult<()> {
+        let Some(ws) = self.live.get(&id) else { return Ok(()) };
+        let message = PyDict::new(py);
+        match event {
+            WsEvent::Text(text) => {
+                message.set_item("type", "websocket.receive")?;
+                message.set_item("text", text)?;
+            }
+            WsEvent::Bytes(bytes) => {
+                message.set_item("type", "websocket.receive")?;
+                message.set_item("bytes", PyBytes::new(py, &bytes))?;
+            }
+            WsEvent::Disconnect(code) => {
+                message.set_item("type", "websocket.disconnect")?;
+                message.set_item("code", code)?;
+            }
+        }
+        let last = matches!(event_kind(&message), Some(true));
+        ws.call_method1(py, "push", (message,))?;
+        if last {
+            self.live.remove(&id);
+        }
+        Ok(())
+    }
+}
+
+/// Whether a receive() event is the last one (a disconnect).
+fn event_kind(message: &Bound<'_, PyDict>) -> Option<bool> {
+    let kind = message.get_item("type").ok()??;
+    Some(kind.extract::<String>().ok()? == "websocket.disconnect")
 }
 
 #[pymethods]
@@ -198,6 +269,8 @@ impl Server {
                     Some(http) => http.call_method0(py, "disconnected").map(drop),
                     None => Ok(()),
                 },
+                Inbound::WsStart(start) => self.start_websocket(py, *start),
+                Inbound::WsEvent(id, event) => self.websocket_event(py, id, event),
                 Inbound::Stop => self.stop(py),
             };
             if let Err(e) = outcome {

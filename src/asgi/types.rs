@@ -1,5 +1,5 @@
-//! The ASGI connection scope of an HTTP request (the ASGI HTTP spec,
-//! version 2.3).
+//! ASGI connection scopes of HTTP requests and WebSocket handshakes (the
+//! ASGI HTTP and WebSocket spec, version 2.3).
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -12,16 +12,45 @@ use crate::core::meta::split_script_name;
 pub const SPEC_VERSION: &str = "2.3";
 
 pub fn http_scope<'py>(py: Python<'py>, head: &RequestHead) -> PyResult<Bound<'py, PyDict>> {
-    let scope = PyDict::new(py);
-    scope.set_item(intern!(py, "type"), intern!(py, "http"))?;
-    let asgi = PyDict::new(py);
-    asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
-    asgi.set_item(intern!(py, "spec_version"), intern!(py, SPEC_VERSION))?;
-    scope.set_item(intern!(py, "asgi"), asgi)?;
+    let scope = common_scope(py, head, intern!(py, "http"))?;
     scope.set_item(intern!(py, "http_version"), http_version(py, &head.protocol))?;
     scope.set_item(intern!(py, "method"), method(py, &head.method))?;
     let scheme = if head.https { intern!(py, "https") } else { intern!(py, "http") };
     scope.set_item(intern!(py, "scheme"), scheme)?;
+    let extensions = PyDict::new(py);
+    extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
+    scope.set_item(intern!(py, "extensions"), extensions)?;
+    Ok(scope)
+}
+
+/// The scope of a WebSocket handshake; `subprotocols` from
+/// Sec-WebSocket-Protocol, in the client's order.
+pub fn websocket_scope<'py>(py: Python<'py>, head: &RequestHead) -> PyResult<Bound<'py, PyDict>> {
+    let scope = common_scope(py, head, intern!(py, "websocket"))?;
+    scope.set_item(intern!(py, "http_version"), intern!(py, "1.1"))?;
+    let scheme = if head.https { intern!(py, "wss") } else { intern!(py, "ws") };
+    scope.set_item(intern!(py, "scheme"), scheme)?;
+    let subprotocols = PyList::empty(py);
+    for (name, value) in &head.headers {
+        if name.eq_ignore_ascii_case(b"sec-websocket-protocol") {
+            for protocol in value.split(|&c| c == b',').map(<[u8]>::trim_ascii).filter(|p| !p.is_empty()) {
+                subprotocols.append(String::from_utf8_lossy(protocol))?;
+            }
+        }
+    }
+    scope.set_item(intern!(py, "subprotocols"), subprotocols)?;
+    scope.set_item(intern!(py, "extensions"), PyDict::new(py))?;
+    Ok(scope)
+}
+
+/// What HTTP and WebSocket scopes share.
+fn common_scope<'py>(py: Python<'py>, head: &RequestHead, kind: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyDict>> {
+    let scope = PyDict::new(py);
+    scope.set_item(intern!(py, "type"), kind)?;
+    let asgi = PyDict::new(py);
+    asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
+    asgi.set_item(intern!(py, "spec_version"), intern!(py, SPEC_VERSION))?;
+    scope.set_item(intern!(py, "asgi"), asgi)?;
     // `path` is the whole decoded path, root_path included (the spec, and
     // what Starlette's routing expects); root_path is the location prefix.
     let (root_path, _) = split_script_name(head.location.as_deref(), &head.path);
@@ -40,9 +69,6 @@ pub fn http_scope<'py>(py: Python<'py>, head: &RequestHead) -> PyResult<Bound<'p
     let server_name: &[u8] = if head.server_name.is_empty() { b"localhost" } else { &head.server_name };
     let port = head.server_port.unwrap_or(if head.https { 443 } else { 80 });
     scope.set_item(intern!(py, "server"), (String::from_utf8_lossy(server_name), port))?;
-    let extensions = PyDict::new(py);
-    extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
-    scope.set_item(intern!(py, "extensions"), extensions)?;
     Ok(scope)
 }
 

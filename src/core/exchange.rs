@@ -55,6 +55,22 @@ pub enum Event {
     /// cannot be repaired.
     Fail { status: u16, lines: Vec<String> },
     Log(Level, String),
+    /// For a connection the app took over (a WebSocket), not a response.
+    Upgraded(Upgraded),
+}
+
+/// What an app sends on a WebSocket (see [`crate::asgi::upgrade`]).
+#[derive(Debug)]
+pub enum Upgraded {
+    /// Accept the handshake.
+    Accept { subprotocol: Option<String>, headers: Vec<(Vec<u8>, Vec<u8>)> },
+    Text(String),
+    Binary(Bytes),
+    /// Close (or, before the handshake was accepted, deny it: 403).
+    Close { code: u16, reason: String },
+    /// The app has taken this many bytes of received messages: nginx may
+    /// read more from the client.
+    Consumed(usize),
 }
 
 /// The request is over on the nginx side; nobody will read more output.
@@ -138,7 +154,11 @@ impl Exchange {
     fn publish(self: &Arc<Self>, batch: &mut Vec<Event>) -> Result<(), Abandoned> {
         let bytes: usize = batch
             .iter()
-            .map(|e| if let Event::Body(b) = e { cost(b.len()) } else { 0 })
+            .map(|e| match e {
+                Event::Body(b) | Event::Upgraded(Upgraded::Binary(b)) => cost(b.len()),
+                Event::Upgraded(Upgraded::Text(t)) => cost(t.len()),
+                _ => 0,
+            })
             .sum();
         let wake = {
             let mut state = self.lock();
@@ -253,6 +273,11 @@ impl ResponseSink {
         }
     }
 
+    /// Queues a message for an upgraded connection.
+    pub fn send_upgraded(&mut self, message: Upgraded) {
+        self.batch.push(Event::Upgraded(message));
+    }
+
     /// Publishes what is queued.
     pub fn flush(&mut self) -> Result<(), Abandoned> {
         if self.batch.is_empty() {
@@ -283,6 +308,13 @@ impl ResponseSink {
             self.batch.push(Event::End);
         }
         self.flush()
+    }
+
+    /// Ends an upgraded connection's exchange: the app returned.
+    pub fn finish_upgraded(mut self) {
+        self.done = true;
+        self.batch.push(Event::End);
+        let _ = self.flush();
     }
 
     /// Ends an exchange nobody waits for any more (the client left) without

@@ -137,7 +137,7 @@ impl RequestCtx {
                 }
                 Event::Redirect { uri, args } if !self.header_sent => return Next::Redirect { uri, args },
                 Event::Body(_) | Event::File { .. } | Event::Redirect { .. } if !self.header_sent => Err(()),
-                Event::Redirect { .. } => Err(()),
+                Event::Redirect { .. } | Event::Upgraded(_) => Err(()),
                 Event::Body(mut chunk) => {
                     let take = self.admit(req, chunk.len() as u64);
                     chunk.truncate(take as usize);

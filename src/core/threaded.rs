@@ -14,8 +14,25 @@ use super::exchange::Exchange;
 use crate::nginx::log::Log;
 use crate::nginx::request::HttpRequest;
 
+/// Where an exchange's events go: the engine, for a response; an
+/// adapter's own handler, for a connection it took over.
+#[derive(Clone)]
+enum Target {
+    Request(HttpRequest),
+    Handler(std::rc::Rc<dyn Fn(Vec<super::exchange::Event>)>),
+}
+
 thread_local! {
-    static LIVE: RefCell<HashMap<u64, HttpRequest>> = RefCell::new(HashMap::new());
+    static LIVE: RefCell<HashMap<u64, Target>> = RefCell::new(HashMap::new());
+}
+
+/// Sends `exchange`'s events to `handler` until [`detach`].
+pub fn attach_handler(exchange: &Exchange, handler: std::rc::Rc<dyn Fn(Vec<super::exchange::Event>)>) {
+    LIVE.with(|live| live.borrow_mut().insert(exchange.id(), Target::Handler(handler)));
+}
+
+pub fn detach(id: u64) {
+    LIVE.with(|live| live.borrow_mut().remove(&id));
 }
 
 /// The nginx side of an exchange.
@@ -34,15 +51,16 @@ impl Source for ExchangeSource {
 
 /// Makes `exchange` the source of `req`'s response.
 pub fn attach(req: HttpRequest, exchange: Arc<Exchange>) -> Box<dyn Source> {
-    LIVE.with(|live| live.borrow_mut().insert(exchange.id(), req));
+    LIVE.with(|live| live.borrow_mut().insert(exchange.id(), Target::Request(req)));
     Box::new(ExchangeSource(exchange))
 }
 
 /// The bridge says `exchange` has news.
 pub fn resume(exchange: &Exchange) {
-    let live = LIVE.with(|live| live.borrow().get(&exchange.id()).copied());
+    let live = LIVE.with(|live| live.borrow().get(&exchange.id()).cloned());
     match live {
-        Some(req) => engine::deliver(req, exchange.take_events()),
+        Some(Target::Request(req)) => engine::deliver(req, exchange.take_events()),
+        Some(Target::Handler(handler)) => handler(exchange.take_events()),
         // The request is gone (client left, timeout). Keep what the app
         // wanted logged; drop the rest.
         None => engine::log_orphans(Log::cycle(), exchange.take_events()),

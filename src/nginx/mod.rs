@@ -11,6 +11,7 @@ pub mod output;
 pub mod pool;
 pub mod process;
 pub mod request;
+pub mod takeover;
 
 /// Why an nginx call failed, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

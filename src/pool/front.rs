@@ -479,7 +479,7 @@ impl<'a> Front<'a> {
                     active.ended = true;
                 }
                 Event::Log(level, message) => push_log(&mut conn.out, id, level, &message),
-                Event::RawHead | Event::Redirect { .. } => {
+                Event::RawHead | Event::Redirect { .. } | Event::Upgraded(_) => {
                     push_log(&mut conn.out, id, Level::Error, "rust_pool: unsupported response event");
                     end_request(&mut conn.out, id, 502);
                     active.ended = true;

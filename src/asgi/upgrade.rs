@@ -1,0 +1,483 @@
+//! The nginx side of an ASGI WebSocket: the handshake, then the frames.
+//!
+//! The request is held open past the content handler. The app's first
+//! word (through the exchange) decides: `websocket.accept` sends the 101
+//! and takes the connection over, `websocket.close` denies with 403. Then
+//! tungstenite does RFC 6455 (framing, masking, fragments, UTF-8, ping and
+//! close replies, the size limit) over in-memory buffers, and the bytes go
+//! through nginx's own `recv` and `send` (TLS included). Nothing here
+//! blocks, and an idle connection costs no thread: the loop just holds an
+//! awaiting task.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t, NGX_DONE, NGX_ERROR, NGX_HTTP_FORBIDDEN, NGX_HTTP_INTERNAL_SERVER_ERROR};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+use super::credit::Credit;
+use super::serving::{Inbound, WsEvent, WsStart};
+use crate::core::capture::RequestHead;
+use crate::core::exchange::{cost, Event, Exchange, Upgraded};
+use crate::core::inbox::Inbox;
+use crate::core::{catch_panic, runtime, threaded};
+use crate::nginx::log::{Level, Log};
+use crate::nginx::request::HttpRequest;
+use crate::nginx::takeover::Takeover;
+
+/// Received message bytes the app has not taken yet, above which nginx
+/// stops reading from the client (TCP then pushes back on it).
+const UNCONSUMED_LIMIT: usize = 1 << 20;
+/// How long a close handshake may wait for the client's reply.
+const CLOSE_WAIT_MS: ngx_msec_t = 5_000;
+const READ_STEP: usize = 16 * 1024;
+
+/// In-memory stream for tungstenite: what nginx read, what it should send.
+#[derive(Default)]
+struct Pipe {
+    input: Vec<u8>,
+    at: usize,
+    output: Vec<u8>,
+}
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = &self.input[self.at..];
+        if left.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = left.len().min(buf.len());
+        buf[..n].copy_from_slice(&left[..n]);
+        self.at += n;
+        if self.at == self.input.len() {
+            self.input.clear();
+            self.at = 0;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the app to accept or deny.
+    Handshake,
+    Open,
+    /// A close frame went out; waiting for the reply (or the timer).
+    Closing,
+    Over,
+}
+
+pub struct Session {
+    conn: Takeover,
+    exchange: Arc<Exchange>,
+    inbox: Arc<Inbox<Inbound>>,
+    credit: Credit,
+    key: Vec<u8>,
+    ws: Option<WebSocket<Pipe>>,
+    phase: Phase,
+    idle_ms: ngx_msec_t,
+    max_message: usize,
+    /// Window charge written to the socket but not yet acked.
+    written_cost: usize,
+    unconsumed: usize,
+    /// The app was told the connection is over.
+    told: bool,
+    /// After a protocol error: our close frame is out, and what the client
+    /// still sends is read and dropped until it closes (closing at once
+    /// could reset the connection before the client reads the frame).
+    draining: bool,
+}
+
+type Shared = Rc<RefCell<Session>>;
+
+thread_local! {
+    /// Sessions by exchange id, for the connection's event handlers.
+    static SESSIONS: RefCell<std::collections::HashMap<usize, Shared>> = RefCell::new(std::collections::HashMap::new());
+}
+
+/// Starts a WebSocket handshake for `req` (the content handler saw an
+/// upgrade request). Returns what the content handler returns.
+pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: ngx_msec_t, max_message: usize) -> ngx_int_t {
+    let Some(bridge) = runtime::bridge() else { return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t };
+    let key = req.headers_in().find(|(n, _)| n.eq_ignore_ascii_case(b"sec-websocket-key")).map(|(_, v)| v.to_vec());
+    let version_ok = req.headers_in().any(|(n, v)| n.eq_ignore_ascii_case(b"sec-websocket-version") && v.trim_ascii() == b"13");
+    let Some(key) = key.filter(|_| version_ok) else {
+        req.log().write(Level::Info, "rust_asgi: a WebSocket handshake without Sec-WebSocket-Key or version 13");
+        return nginx_sys::NGX_HTTP_BAD_REQUEST as ngx_int_t;
+    };
+    let head = RequestHead::capture(&req);
+    let exchange = Exchange::new(bridge);
+    let id = exchange.id();
+    let credit = Credit::default();
+    let conn = Takeover::of(req);
+    let session = Rc::new(RefCell::new(Session {
+        conn,
+        exchange: Arc::clone(&exchange),
+        inbox: Arc::clone(&inbox),
+        credit: credit.clone(),
+        key,
+        ws: None,
+        phase: Phase::Handshake,
+        idle_ms,
+        max_message,
+        written_cost: 0,
+        unconsumed: 0,
+        told: false,
+        draining: false,
+    }));
+    let handler_session = Rc::clone(&session);
+    threaded::attach_handler(&exchange, Rc::new(move |events| on_events(&handler_session, events)));
+    if req.add_cleanup(on_cleanup, req.as_ptr().cast()).is_err() {
+        threaded::detach(id);
+        return NGX_ERROR as ngx_int_t;
+    }
+    SESSIONS.with_borrow_mut(|s| s.insert(req.as_ptr() as usize, Rc::clone(&session)));
+    conn.hold();
+    // Until the app answers, a client that leaves is noticed as usual.
+    req.set_event_handlers(on_handshake_write);
+    let sink = crate::core::exchange::ResponseSink::new(exchange);
+    inbox.push(Inbound::WsStart(Box::new(WsStart { id, app, head, sink, credit })));
+    NGX_DONE as ngx_int_t
+}
+
+/// Nothing to write during the handshake.
+unsafe extern "C" fn on_handshake_write(_r: *mut ngx_http_request_t) {}
+
+fn session_of(r: *mut ngx_http_request_t) -> Option<Shared> {
+    SESSIONS.with_borrow(|s| s.get(&(r as usize)).cloned())
+}
+
+/// The request is going away (normal end, client gone, error).
+unsafe extern "C" fn on_cleanup(data: *mut std::ffi::c_void) {
+    catch_panic(Log::cycle(), "rust_asgi websocket cleanup", || {
+        if let Some(session) = SESSIONS.with_borrow_mut(|s| s.remove(&(data as usize))) {
+            session.borrow_mut().release(1006);
+        }
+    });
+}
+
+unsafe extern "C" fn on_read(r: *mut ngx_http_request_t) {
+    catch_panic(Log::cycle(), "rust_asgi websocket read", || {
+        if let Some(session) = session_of(r) {
+            let end = session.borrow_mut().on_read();
+            conclude(&session, end);
+        }
+    });
+}
+
+unsafe extern "C" fn on_write(r: *mut ngx_http_request_t) {
+    catch_panic(Log::cycle(), "rust_asgi websocket write", || {
+        if let Some(session) = session_of(r) {
+            let end = session.borrow_mut().write_out();
+            conclude(&session, end);
+        }
+    });
+}
+
+fn on_events(session: &Shared, events: Vec<Event>) {
+    let end = session.borrow_mut().apply(events);
+    conclude(session, end);
+}
+
+/// Finalizes with `end` when a step said the connection is over.
+fn conclude(session: &Shared, end: Option<ngx_int_t>) {
+    let Some(rc) = end else { return };
+    let req = {
+        let mut s = session.borrow_mut();
+        if s.phase == Phase::Over {
+            return;
+        }
+        s.phase = Phase::Over;
+        s.release(1006);
+        s.conn.request()
+    };
+    let runner = req.posted_runner();
+    req.finalize(rc);
+    runner.run();
+}
+
+impl Session {
+    fn log(&self) -> Log {
+        self.conn.request().log()
+    }
+
+    /// Tells the app (once) and lets go of the exchange.
+    fn release(&mut self, code: u16) {
+        if !self.told {
+            self.told = true;
+            self.inbox.push(Inbound::WsEvent(self.exchange.id(), WsEvent::Disconnect(code)));
+        }
+        self.exchange.abandon();
+        threaded::detach(self.exchange.id());
+    }
+
+    fn apply(&mut self, events: Vec<Event>) -> Option<ngx_int_t> {
+        let log = self.log();
+        for event in events {
+            let end = match event {
+                Event::Log(level, message) => {
+                    log.write(level, &message);
+                    None
+                }
+                Event::Fail { lines, .. } => {
+                    lines.iter().for_each(|l| log.write(Level::Error, l));
+                    self.fail()
+                }
+                Event::End => self.app_returned(),
+                Event::Upgraded(message) => self.upgraded(message),
+                _ => None,
+            };
+            if end.is_some() {
+                return end;
+            }
+        }
+        None
+    }
+
+    fn fail(&mut self) -> Option<ngx_int_t> {
+        match self.phase {
+            Phase::Handshake => Some(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t),
+            Phase::Open => self.close(1011, "internal error"),
+            _ => None,
+        }
+    }
+
+    fn app_returned(&mut self) -> Option<ngx_int_t> {
+        match self.phase {
+            Phase::Handshake => {
+                self.log().write(Level::Error, "rust_asgi: the app returned without accepting or closing the WebSocket");
+                Some(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
+            }
+            Phase::Open => self.close(1000, ""),
+            _ => None,
+        }
+    }
+
+    fn upgraded(&mut self, message: Upgraded) -> Option<ngx_int_t> {
+        match (self.phase, message) {
+            (Phase::Handshake, Upgraded::Accept { subprotocol, headers }) => self.accept(subprotocol, headers),
+            // A close before the accept denies the handshake.
+            (Phase::Handshake, Upgraded::Close { .. }) => {
+                self.told = true;
+                Some(NGX_HTTP_FORBIDDEN as ngx_int_t)
+            }
+            (Phase::Open, Upgraded::Text(text)) => self.send(text.len(), Message::text(text)),
+            (Phase::Open, Upgraded::Binary(bytes)) => self.send(bytes.len(), Message::binary(bytes)),
+            (Phase::Open, Upgraded::Close { code, reason }) => self.close(code, &reason),
+            (_, Upgraded::Consumed(n)) => {
+                let was_paused = self.unconsumed >= UNCONSUMED_LIMIT;
+                self.unconsumed = self.unconsumed.saturating_sub(n);
+                if was_paused && self.unconsumed < UNCONSUMED_LIMIT && self.phase == Phase::Open {
+                    return self.on_read();
+                }
+                None
+            }
+            // Sends after a close are dropped (the app learns of the
+            // disconnect from receive()).
+            _ => None,
+        }
+    }
+
+    fn accept(&mut self, subprotocol: Option<String>, headers: Vec<(Vec<u8>, Vec<u8>)>) -> Option<ngx_int_t> {
+        let req = self.conn.request();
+        let accept_key = tungstenite::handshake::derive_accept_key(&self.key);
+        let set = || -> Result<(), crate::nginx::NgxError> {
+            req.set_status(101, Some(b"101 Switching Protocols"))?;
+            req.add_response_header(b"Upgrade", b"websocket")?;
+            req.add_response_header(b"Sec-WebSocket-Accept", accept_key.as_bytes())?;
+            if let Some(protocol) = &subprotocol {
+                req.add_response_header(b"Sec-WebSocket-Protocol", protocol.as_bytes())?;
+            }
+            for (name, value) in &headers {
+                req.add_response_header(name, value)?;
+            }
+            req.clear_content_length();
+            Ok(())
+        };
+        if set().is_err() {
+            return Some(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+        }
+        let rc = req.send_header();
+        if rc == NGX_ERROR as ngx_int_t || rc > nginx_sys::NGX_OK as ngx_int_t {
+            return Some(NGX_ERROR as ngx_int_t);
+        }
+        if self.conn.begin(on_read, on_write).is_err() {
+            return Some(NGX_ERROR as ngx_int_t);
+        }
+        // Small buffers: an idle connection should cost little (they grow
+        // for big messages), and our stream is memory, so tungstenite
+        // need not batch writes.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_message_size(Some(self.max_message))
+            .max_frame_size(Some(self.max_message));
+        let pipelined = self.conn.take_pipelined();
+        self.ws = Some(WebSocket::from_partially_read(Pipe::default(), pipelined, Role::Server, Some(config)));
+        self.phase = Phase::Open;
+        self.conn.restart_idle_timer(self.idle_ms);
+        self.on_read()
+    }
+
+    fn send(&mut self, len: usize, message: Message) -> Option<ngx_int_t> {
+        let ws = self.ws.as_mut()?;
+        if ws.write(message).is_err() {
+            return None;
+        }
+        self.written_cost += cost(len);
+        self.conn.restart_idle_timer(self.idle_ms);
+        self.write_out()
+    }
+
+    fn close(&mut self, code: u16, reason: &str) -> Option<ngx_int_t> {
+        let ws = self.ws.as_mut()?;
+        let _ = ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() }));
+        self.phase = Phase::Closing;
+        self.conn.restart_idle_timer(CLOSE_WAIT_MS);
+        self.write_out()
+    }
+
+    /// Sends what tungstenite queued; acks the app's window once it is all
+    /// in the socket.
+    fn write_out(&mut self) -> Option<ngx_int_t> {
+        // The 101 head goes through nginx's filters; frames must not pass
+        // it if the socket did not take it all at once.
+        match self.conn.flush_head() {
+            Ok(true) => {}
+            Ok(false) => return self.conn.want_events(true).err().map(|_| NGX_ERROR as ngx_int_t),
+            Err(_) => return Some(NGX_ERROR as ngx_int_t),
+        }
+        let ws = self.ws.as_mut()?;
+        let _ = ws.flush();
+        let pipe = ws.get_mut();
+        let mut sent = 0;
+        while sent < pipe.output.len() {
+            match self.conn.send(&pipe.output[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return Some(NGX_ERROR as ngx_int_t),
+            }
+        }
+        pipe.output.drain(..sent);
+        let drained = pipe.output.is_empty();
+        if drained && self.written_cost > 0 {
+            self.exchange.ack(std::mem::take(&mut self.written_cost));
+            self.credit.after_ack(&self.exchange, &self.inbox);
+        }
+        if self.conn.want_events(!drained).is_err() {
+            return Some(NGX_ERROR as ngx_int_t);
+        }
+        None
+    }
+
+    /// Reads frames while the app keeps up; control frames are answered.
+    fn on_read(&mut self) -> Option<ngx_int_t> {
+        if self.conn.timed_out() {
+            if self.phase == Phase::Open {
+                self.log().write(Level::Info, "rust_asgi: WebSocket idle timeout (rust_asgi_read_timeout); closing");
+                return self.close(1001, "idle timeout");
+            }
+            return Some(NGX_ERROR as ngx_int_t);
+        }
+        let mut buf = [0u8; READ_STEP];
+        let mut eof = false;
+        while self.unconsumed < UNCONSUMED_LIMIT && self.conn.readable() {
+            match self.conn.recv(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) if self.draining => {}
+                Ok(n) => {
+                    if let Some(ws) = self.ws.as_mut() {
+                        ws.get_mut().input.extend_from_slice(&buf[..n]);
+                    }
+                    if let Some(end) = self.frames() {
+                        return Some(end);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        if let Some(end) = self.frames() {
+            return Some(end);
+        }
+        if eof {
+            self.release(1006);
+            return Some(NGX_ERROR as ngx_int_t);
+        }
+        self.write_out()
+    }
+
+    /// Decodes what was read into messages for the app.
+    fn frames(&mut self) -> Option<ngx_int_t> {
+        let id = self.exchange.id();
+        loop {
+            if self.draining {
+                return None;
+            }
+            let ws = self.ws.as_mut()?;
+            match ws.read() {
+                Ok(Message::Text(text)) => {
+                    // Counted as protocol.py counts it: len() of the str.
+                    self.unconsumed += text.as_str().chars().count();
+                    self.conn.restart_idle_timer(self.idle_ms);
+                    self.inbox.push(Inbound::WsEvent(id, WsEvent::Text(text.as_str().to_owned())));
+                }
+                Ok(Message::Binary(bytes)) => {
+                    self.unconsumed += bytes.len();
+                    self.conn.restart_idle_timer(self.idle_ms);
+                    self.inbox.push(Inbound::WsEvent(id, WsEvent::Bytes(bytes.to_vec())));
+                }
+                Ok(Message::Close(frame)) => {
+                    // tungstenite queued the reply; the app hears the code.
+                    let code = frame.map_or(1005, |f| u16::from(f.code));
+                    if !self.told {
+                        self.told = true;
+                        self.inbox.push(Inbound::WsEvent(id, WsEvent::Disconnect(code)));
+                    }
+                    self.phase = Phase::Closing;
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    let _ = self.write_out();
+                    return Some(nginx_sys::NGX_OK as ngx_int_t);
+                }
+                Err(e) => {
+                    let (code, why) = match e {
+                        tungstenite::Error::Capacity(_) => (1009, "message too big"),
+                        tungstenite::Error::Utf8(_) => (1007, "invalid UTF-8"),
+                        _ => (1002, "protocol error"),
+                    };
+                    self.log().write(Level::Info, &format!("rust_asgi: closing a WebSocket: {e}"));
+                    if !self.told {
+                        self.told = true;
+                        self.inbox.push(Inbound::WsEvent(id, WsEvent::Disconnect(code)));
+                    }
+                    self.draining = true;
+                    return self.close(code, why);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+# rust_asgi WebSockets, driven by a real client (the websockets package).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use JSON::PP;
+use Test::Gateway;
+
+my $CLIENT = "$FindBin::Bin/../tools/ws_client.py";
+
+# Runs a ws_client.py scenario; returns its JSON result.
+sub ws {
+    my @args = @_;
+    my $python = venv() . '/bin/python';
+    my $out = `'$python' '$CLIENT' @{[server_port()]} @args 2>&1`;
+    my ($json) = $out =~ /^(\{.*\})\s*\z/ms;
+    return $json ? decode_json((split /\n/, $json)[-1]) : { error => $out };
+}
+
+sub marks { my ($name) = @_; return Test::Gateway::slurp(servroot() . "/tmp/$name") // '' }
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: echo: subprotocol and headers on accept, text and bytes both ways, a 1 MB message, ping, a close code and reason
+--- http_config
+rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py;
+}
+--- perl
+my $r = main::ws('echo');
+is($r->{subprotocol}, 'superchat', 'the subprotocol the app chose');
+is($r->{x_accepted}, 'yes', 'the header the app added to the 101');
+is($r->{text}, 'hello', 'text echoed');
+is_deeply($r->{bytes}, [0, 1, 255], 'bytes echoed');
+ok($r->{big_ok}, 'a 1 MB message echoed');
+ok($r->{pong}, 'a ping answered by nginx');
+is($r->{close_code}, 4000, 'the app closed with its code');
+is($r->{close_reason}, 'as asked', 'and its reason') or diag(explain($r));
+is(http_get('/echo')->{body}, 'plain http', 'plain HTTP on the same location');
+
+
+=== TEST 2: server push: messages the client never asked for, then a close with a code
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py;
+}
+--- perl
+my $r = main::ws('push', 20);
+is(scalar @{ $r->{messages} // [] }, 20, 'twenty messages') or diag(explain($r));
+is($r->{messages}[19], 'push 19', 'in order');
+is($r->{close_code}, 4001, 'close code');
+is($r->{close_reason}, 'bye', 'close reason');
+
+
+=== TEST 3: a denied handshake gets 403; no accept and a plain return gets 500; an exception closes with 1011
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py;
+}
+--- perl
+is(main::ws('deny')->{status}, 403, 'websocket.close before accept: 403');
+is(main::ws('status', '/noaccept')->{status}, 500, 'returning without accepting: 500');
+is(main::ws('raise')->{close_code}, 1011, 'an exception after accept: close 1011');
+is(main::ws('push', 2)->{close_code}, 4001, 'the worker serves on');
+--- error_log eval
+[
+  qr/the app returned without accepting or closing the WebSocket/,
+  qr/ValueError: broken websocket handler/,
+]
+
+
+=== TEST 4: a client that vanishes without a close frame: the app's receive() gets websocket.disconnect
+--- http_config
+rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py;
+}
+--- perl
+is(main::ws('leave')->{text}, 'one', 'talked first');
+ok(wait_for(sub { main::marks('echo') =~ /disconnect 1006/ }, 5), 'the app got websocket.disconnect 1006: ' . main::marks('echo'));
+
+
+=== TEST 5: a message over the limit closes the connection with 1009
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py;
+}
+--- perl
+is(main::ws('too-big', 17 * 1024 * 1024)->{close_code}, 1009, 'message too big: 1009');
+
+
+=== TEST 6: an idle WebSocket is closed after rust_asgi_read_timeout
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py;
+    rust_asgi_read_timeout 1s;
+}
+--- perl
+use IO::Socket::INET;
+use Time::HiRes qw(time);
+my $s = http_start("GET /idle HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+my $t0 = time;
+my $data = '';
+while (sysread($s, my $buf, 4096)) { $data .= $buf }
+like($data, qr{^HTTP/1.1 101 Switching Protocols\r\n}, "the handshake answered");
+like($data, qr{Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n}i, 'the accept key of RFC 6455');
+like($data, qr{\x88\x0e\x03\xe9idle timeout$}, 'then a close frame, 1001 "idle timeout"');
+my $took = time - $t0;
+ok($took > 0.8 && $took < 8, sprintf('after %.1f s', $took));
+
+
+=== TEST 7: 500 idle WebSockets in one worker: all open, memory bounded, no thread each
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py;
+}
+--- timeout: 60
+--- perl
+my ($worker) = worker_pids();
+main::ws('push', 1);    # warm: Python and the app are loaded
+my $before = vm_hwm($worker);
+my $threads_before = () = glob "/proc/$worker/task/*";
+my $python = venv() . '/bin/python';
+open my $client, '-|', "sleep 4 | '$python' '$FindBin::Bin/../tools/ws_client.py' @{[server_port()]} many 500" or die $!;
+my $first = <$client>;
+like($first // '', qr/"open": 500/, '500 connections open');
+my $during = vm_hwm($worker);
+my $threads = () = glob "/proc/$worker/task/*";
+my $rest = do { local $/; <$client> };
+close $client;
+my $growth = ($during - $before) / 1024;
+cmp_ok($growth, '<', 64, sprintf('worker peak RSS grew %.1f MiB (%.0f KiB per connection)', $growth, ($during - $before) / 500));
+is($threads, $threads_before, "no thread per connection ($threads threads)");
+like($rest, qr/"closed": 500/, 'all closed cleanly');
