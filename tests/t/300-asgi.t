@@ -52,6 +52,7 @@ is(scalar(grep { $_->[0] eq 'cookie' } @{ $s->{headers} }), 2, 'repeated headers
 ok(exists $s->{extensions}{'http.response.pathsend'}, 'pathsend advertised');
 ok(!exists $s->{extensions}{'http.response.trailers'}, 'trailers not advertised');
 ok(!$s->{has_state}, 'no state without lifespan support');
+like($s->{loop}, qr/^asyncio\./, "asyncio's own loop without uvloop installed ($s->{loop})");
 $r = http_request("GET /api/sc%6Fpe HTTP/1.0\r\nHost: localhost\r\n\r\n");
 $s = decode_json($r->{body});
 is($s->{http_version}, '1.0', 'HTTP/1.0');
@@ -208,6 +209,7 @@ is($j->{q}, 'x', 'query parameter');
 is($j->{root_path}, '/star', 'root_path');
 is($j->{url}, 'http://localhost/star/items/7', 'url_for knows the mount point');
 is($j->{greeting}, 'hello from lifespan', 'lifespan state reaches the request');
+is($j->{loop}, 'uvloop', 'uvloop, installed in the venv, runs the loop');
 is(http_get('/star/items/notanumber')->{status}, 404, 'routing 404');
 my $form = Test::Gateway::build_request("POST /star/form\nname=Ada&lang=Python", "Content-Type: application/x-www-form-urlencoded");
 $j = decode_json(http_request($form)->{body});

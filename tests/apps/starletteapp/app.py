@@ -34,6 +34,7 @@ async def index(request):
 
 async def item(request):
     return JSONResponse({
+        "loop": type(asyncio.get_running_loop()).__module__,
         "id": request.path_params["item_id"],
         "q": request.query_params.get("q"),
         "root_path": request.scope["root_path"],
