@@ -39,6 +39,12 @@ WSGI_WORKLOADS = [
     ("upload", "/upload", "post.lua", "nginx reading the body, no app"),
 ]
 CGI_WORKLOADS = [("cgi-sh", "/cgi-bin/hello.sh"), ("cgi-py", "/cgi-bin/hello.py")]
+# ASGI peers: HTTP by wrk, WebSocket echo round trips by bench/wsbench.
+ASGI_WORKLOADS = [
+    ("asgi-hello", "/hello", None, "nginx return 200"),
+    ("ws-echo", "/ws", "wsbench", None),
+]
+WSBENCH = os.path.join(BENCH, "wsbench/target/release/wsbench")
 
 
 def started(pid):
@@ -64,6 +70,18 @@ def wait_port(port, timeout=15):
         except OSError:
             time.sleep(0.05)
     return False
+
+
+def wait_unix(path, deadline):
+    """Until something accepts on the unix socket (a server whose workers
+    are still importing refuses connections)."""
+    while time.time() < deadline + 10:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(path)
+            return
+        except OSError:
+            time.sleep(0.05)
 
 
 class Peer:
@@ -248,17 +266,38 @@ http {
             argv = ["fcgiwrap", "-c", "2", "-s", "unix:" + s]
             peer.spawn(argv, self.path("tmp/fcgiwrap.log"), preexec_fn=drop_to_nobody if self.user else None)
             add(peer)
+        if "rust_asgi" in want:
+            # The venv's Python, so rust_asgi gets uvloop as uvicorn does.
+            add(self.nginx("rust_asgi", "asgi", "location / { rust_asgi %s/bench_asgi.py; }" % apps,
+                           http="rust_python_home %s;" % venv))
+        for name, server in (("uvicorn", "uvicorn"), ("granian-asgi", "granian")):
+            if name not in want or not os.path.exists(os.path.join(venv, "bin", server)):
+                continue
+            s = os.path.join(sock, name + ".sock")
+            peer = self.nginx(name, "asgi", """location / {
+                proxy_pass http://unix:%s; proxy_set_header Host $host; proxy_http_version 1.1;
+                proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $http_connection; }""" % s)
+            if server == "uvicorn":
+                argv = [os.path.join(venv, "bin/uvicorn"), "--workers", "2", "--uds", s, "--log-level", "error",
+                        "--no-access-log", "--app-dir", apps, "bench_asgi:app"]
+            else:
+                argv = [os.path.join(venv, "bin/granian"), "--interface", "asgi", "--workers", "2", "--uds", s,
+                        "--log-level", "error", "bench_asgi:app"]
+            peer.spawn(argv, self.path("tmp/%s.log" % name), cwd=apps,
+                       preexec_fn=drop_to_nobody if self.user else None)
+            add(peer)
         if "rust_cgi" in want:
             add(self.nginx("rust_cgi", "cgi", "location /cgi-bin/ { root %s; rust_cgi; }" % self.work))
         self.peers = started
-        for sockname in ("uwsgi.sock", "gunicorn.sock", "fcgiwrap.sock"):
+        for sockname in ("uwsgi.sock", "gunicorn.sock", "fcgiwrap.sock", "uvicorn.sock", "granian-asgi.sock"):
             deadline = time.time() + 10
-            while any(p.name == sockname.split(".")[0] for p in started) and not os.path.exists(os.path.join(sock, sockname)):
+            while any(p.name == sockname.rsplit(".", 1)[0] for p in started) and not os.path.exists(os.path.join(sock, sockname)):
                 if time.time() > deadline:
                     break
                 time.sleep(0.05)
             if os.path.exists(os.path.join(sock, sockname)):
                 os.chmod(os.path.join(sock, sockname), 0o666)
+                wait_unix(os.path.join(sock, sockname), deadline)
         for peer in started:
             if not wait_port(peer.port):
                 sys.exit("%s did not start (port %d)" % (peer.name, peer.port))
@@ -318,6 +357,8 @@ WSGIScriptAlias / %(apps)s/bench.py
                 peer.name, code.decode(), body[:60], path, self.work))
 
     def wrk(self, peer, path, conns, seconds, script):
+        if script == "wsbench":
+            return self.wsbench(peer, path, conns, seconds)
         argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "--latency", peer.url(path)]
         if script:
             argv[1:1] = ["-s", os.path.join(BENCH, script)]
@@ -326,6 +367,13 @@ WSGIScriptAlias / %(apps)s/bench.py
         lat = {m.group(1): to_us(m.group(2)) for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M)}
         errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
         return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"), "errors": errors.group(0) if errors else None}
+
+    def wsbench(self, peer, path, conns, seconds):
+        out = subprocess.run([WSBENCH, "ws://127.0.0.1:%d%s" % (peer.port, path), str(conns), str(seconds)],
+                             capture_output=True, text=True).stdout
+        r = json.loads(out)
+        return {"rps": r["rps"], "p50": r["p50"], "p99": r["p99"],
+                "errors": "%d connections failed" % r["errors"] if r["errors"] else None}
 
     def run(self):
         a = self.args
@@ -337,9 +385,14 @@ WSGIScriptAlias / %(apps)s/bench.py
         for name, path in CGI_WORKLOADS:
             if name in a.workloads:
                 plans.append((name, path, None, [p for p in self.peers if p.kind == "cgi"]))
+        for name, path, script, _ in ASGI_WORKLOADS:
+            if name in a.workloads:
+                kinds = ("baseline", "asgi") if script is None else ("asgi",)
+                plans.append((name, path, script, [p for p in self.peers if p.kind in kinds]))
         for name, path, script, peers in plans:
             for peer in peers:
-                self.check(peer, path, script)
+                if script != "wsbench":
+                    self.check(peer, path, script)
         # A worker with Python and the app loaded, before any load.
         idle_workers = {p.name: worker_rss(p) for p in self.peers if p.name in ("nginx", "rust_wsgi")}
         for rnd in range(a.rounds):
@@ -415,9 +468,9 @@ def summarize(results, memory, workers, args):
     """The tables (Markdown) and the machine-readable summary."""
     md, summary = [], {}
     for name, by_conns in results.items():
-        classic = "uwsgi" if not name.startswith("cgi") else "fcgiwrap"
-        base = "nginx" if not name.startswith("cgi") else None
-        baseline_what = next((w[3] for w in WSGI_WORKLOADS if w[0] == name), None)
+        classic, base = {"cgi": ("fcgiwrap", None), "asgi": ("uvicorn", "nginx"), "ws": ("uvicorn", None)}.get(
+            name.split("-")[0], ("uwsgi", "nginx"))
+        baseline_what = next((w[3] for w in WSGI_WORKLOADS + ASGI_WORKLOADS if w[0] == name), None)
         for conns, by_peer in by_conns.items():
             rounds = len(next(iter(by_peer.values())))
             best = [max(by_peer, key=lambda p: by_peer[p][i]["rps"] if p != base else -1) for i in range(rounds)]
@@ -447,7 +500,7 @@ def summarize(results, memory, workers, args):
             md.append("| " + " | ".join(cols) + " |")
             md.append("|" + "---|" * len(cols))
             for r in rows:
-                cells = ["**%s**" % r["peer"] if r["peer"] in ("rust_wsgi", "rust_pool", "rust_cgi") else r["peer"], "%.0f" % r["rps"]]
+                cells = ["**%s**" % r["peer"] if r["peer"].startswith("rust_") else r["peer"], "%.0f" % r["rps"]]
                 if base:
                     cells.append("%.2f" % r["x_baseline"] if "x_baseline" in r else "1.00" if r["peer"] == base else "")
                 cells.append("%.2f" % r["x_classic"] if "x_classic" in r else ("1.00" if r["peer"] == classic else ""))
@@ -484,9 +537,11 @@ def main():
     p.add_argument("--duration", type=int, default=3, help="seconds per measurement")
     p.add_argument("--warmup", type=int, default=1, help="seconds of warm-up before each")
     p.add_argument("--conns", type=lambda s: [int(c) for c in s.split(",")], default=[32, 1])
-    p.add_argument("--workloads", type=lambda s: s.split(","), default=["hello", "64k", "upload", "cgi-sh", "cgi-py"])
+    p.add_argument("--workloads", type=lambda s: s.split(","),
+                   default=["hello", "64k", "upload", "cgi-sh", "cgi-py", "asgi-hello", "ws-echo"])
     p.add_argument("--peers", type=lambda s: s.split(","),
-                   default=["rust_wsgi", "rust_pool", "uwsgi", "gunicorn", "granian", "mod_wsgi", "fcgiwrap", "rust_cgi"])
+                   default=["rust_wsgi", "rust_pool", "uwsgi", "gunicorn", "granian", "mod_wsgi", "fcgiwrap", "rust_cgi",
+                            "rust_asgi", "uvicorn", "granian-asgi"])
     p.add_argument("--venv", default=os.environ.get("RGW_BENCH_VENV", "/tmp/ngx-rust-gateway-bench-venv"))
     p.add_argument("--out", default=os.path.join(BENCH, "results"))
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
