@@ -138,3 +138,23 @@ my $growth = ($during - $before) / 1024;
 cmp_ok($growth, '<', 64, sprintf('worker peak RSS grew %.1f MiB (%.0f KiB per connection)', $growth, ($during - $before) / 500));
 is($threads, $threads_before, "no thread per connection ($threads threads)");
 like($rest, qr/"closed": 500/, 'all closed cleanly');
+
+
+=== TEST 8: FastAPI: pydantic models and validation, path, query and injected parameters, a WebSocket route
+--- http_config
+rust_python_home $TEST_NGINX_VENV;
+--- config
+location /api/ {
+    rust_asgi $TEST_NGINX_APPS/fastapiapp/app.py;
+}
+--- perl
+my $r = http_get('/api/items/5?q=x');
+is($r->{status}, 200, 'served');
+is_deeply(decode_json($r->{body}), { item_id => 5, q => 'x', currency => 'EUR' }, 'path, query and dependency');
+$r = http_request(Test::Gateway::build_request(qq{POST /api/items\n{"name": "pen", "price": 1.5, "tags": ["a"]}}, "Content-Type: application/json"));
+is_deeply(decode_json($r->{body}), { name => 'pen', total => 3, tags => ['a'] }, 'a pydantic model in and out');
+$r = http_request(Test::Gateway::build_request(qq{POST /api/items\n{"name": "pen"}}, "Content-Type: application/json"));
+is($r->{status}, 422, 'a validation error is 422');
+like($r->{body}, qr/"price"/, 'naming the missing field');
+is(http_get('/api/items/notanumber')->{status}, 422, 'a bad path parameter is 422');
+is_deeply(main::ws('fastapi')->{reply}, { room => 'lobby', echo => 'hi' }, 'the WebSocket route');

@@ -77,6 +77,10 @@ async def main(port, scenario, *args):
                 await ws.recv()
             except ConnectionClosed as closed:
                 out["close_code"] = closed.rcvd.code if closed.rcvd else None
+    elif scenario == "fastapi":
+        async with connect(base + "/api/ws/lobby") as ws:
+            await ws.send("hi")
+            out["reply"] = json.loads(await ws.recv())
     elif scenario == "many":
         # Opens N idle connections, says so, and holds them until stdin ends.
         n = int(args[0])
