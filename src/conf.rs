@@ -89,7 +89,9 @@ impl LocConf {
     /// The directive that already makes this location serve requests, if
     /// any: one location has one content handler.
     pub fn served_by(&self) -> Option<&'static str> {
-        if self.wsgi.app.is_some() || self.wsgi.pool.is_some() {
+        if let Some(target) = &self.wsgi.pool {
+            Some(if target.asgi { "rust_asgi" } else { "rust_wsgi" })
+        } else if self.wsgi.app.is_some() {
             Some("rust_wsgi")
         } else if self.asgi.app.is_some() {
             Some("rust_asgi")

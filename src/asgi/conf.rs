@@ -8,6 +8,7 @@ use crate::conf::LocConf;
 use crate::module::Module;
 use ngx::http::HttpModuleMainConf;
 use crate::nginx::conf::{conf_error, set_content_handler, ConfResult};
+use crate::pool::conf::PoolTarget;
 use crate::wsgi::conf::{app_directive, app_index, AppConf};
 
 /// Per worker process.
@@ -24,7 +25,7 @@ pub struct AsgiLocConf {
     pub app: Option<usize>,
 }
 
-/// `rust_asgi /path/to/app.py[:callable];`
+/// `rust_asgi /path/to/app.py[:callable] [pool=NAME];`
 pub(crate) unsafe extern "C" fn rust_asgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: nginx passes the configuration being parsed and this module's
     // location conf.
@@ -33,11 +34,9 @@ pub(crate) unsafe extern "C" fn rust_asgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_co
         Ok(parsed) => parsed,
         Err(e) => return e,
     };
-    if pool.is_some() {
-        return conf_error(
-            cf,
-            "\"rust_asgi\": pool= is not available for ASGI apps yet; serve the app embedded (drop pool=) or as WSGI from the pool",
-        );
+    if let Some(name) = pool {
+        lcf.wsgi.pool = Some(PoolTarget { name, app: Some(spec), asgi: true, ..Default::default() });
+        return set_content_handler(cf, Some(crate::pool::client::content_handler));
     }
     let Some(mcf) = Module::main_conf_mut(cf_ref) else {
         return conf_error(cf, "\"rust_asgi\": no http configuration");

@@ -109,12 +109,20 @@ fn target(r: HttpRequest) -> Option<&'static PoolTarget> {
     r.loc_conf::<Module>().and_then(|c| c.wsgi.pool.as_ref())
 }
 
-/// The content handler of `rust_wsgi ... pool=` and `rust_wsgi_pool`.
+/// The content handler of `rust_wsgi ... pool=`, `rust_wsgi_pool` and
+/// `rust_asgi ... pool=`.
 ///
 /// # Safety
 /// Only nginx calls it, with a live request.
 pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls content handlers with the live request.
+    let Some(req) = (unsafe { HttpRequest::from_raw(r) }) else { return nginx_sys::NGX_ERROR as ngx_int_t };
+    if target(req).is_some_and(|t| t.asgi) && crate::nginx::takeover::is_websocket_request(&req) {
+        // FastCGI has no upgrade: the connection cannot reach the pool.
+        req.log().write(Level::Error, "rust_asgi: WebSockets are not available through a pool; serve this location embedded (without pool=)");
+        return nginx_sys::NGX_HTTP_NOT_IMPLEMENTED as ngx_int_t;
+    }
+    // SAFETY: as above.
     unsafe { engine::handle::<PoolWsgi>(r) }
 }
 

@@ -33,6 +33,9 @@ pub struct PoolSpec {
     pub apps: Vec<AppSpec>,
     /// Whether `apps[0]` came from `app=`.
     pub has_own_app: bool,
+    /// The ASGI apps of locations that use the pool (`rust_asgi ... pool=`).
+    #[serde(default)]
+    pub asgi_apps: Vec<AppSpec>,
     /// Over all of nginx, not per worker.
     pub processes: u32,
     pub threads: u32,
@@ -70,6 +73,7 @@ impl PoolSpec {
             name: name.to_owned(),
             apps: Vec::new(),
             has_own_app: false,
+            asgi_apps: Vec::new(),
             processes: Self::DEFAULT_PROCESSES,
             threads: Self::DEFAULT_THREADS,
             python: PythonSettings::default(),
@@ -89,13 +93,24 @@ impl PoolSpec {
         format!("{}:{}", app.path.display(), app.callable)
     }
 
+    /// The key a request names an ASGI app by (distinct from the same
+    /// file served as WSGI).
+    pub fn asgi_key(app: &AppSpec) -> String {
+        format!("asgi:{}", Self::app_key(app))
+    }
+
     /// Adds an app a location serves here; returns its key.
-    pub fn add_app(&mut self, app: AppSpec) -> String {
-        let key = Self::app_key(&app);
-        if !self.apps.contains(&app) {
-            self.apps.push(app);
+    pub fn add_app(&mut self, app: AppSpec, asgi: bool) -> String {
+        let (key, list) = if asgi { (Self::asgi_key(&app), &mut self.asgi_apps) } else { (Self::app_key(&app), &mut self.apps) };
+        if !list.contains(&app) {
+            list.push(app);
         }
         key
+    }
+
+    /// Every app file, WSGI and ASGI (for the code-change check).
+    pub fn all_apps(&self) -> impl Iterator<Item = &AppSpec> {
+        self.apps.iter().chain(&self.asgi_apps)
     }
 }
 
@@ -106,6 +121,8 @@ pub struct PoolTarget {
     pub name: String,
     /// The location's own app; None for the pool's `app=`.
     pub app: Option<AppSpec>,
+    /// The app is ASGI (`rust_asgi ... pool=`).
+    pub asgi: bool,
     /// The key the pool process knows the app by.
     pub key: String,
     pub timeout_ms: u64,
@@ -157,7 +174,7 @@ impl PoolMainConf {
             return Err(format!("unknown pool \"{0}\"; declare it in the http block with rust_pool {0} ...", target.name));
         };
         target.key = match target.app.clone() {
-            Some(app) => pool.add_app(app),
+            Some(app) => pool.add_app(app, target.asgi),
             None if pool.has_own_app => PoolSpec::app_key(&pool.apps[0]),
             None => {
                 return Err(format!(

@@ -31,6 +31,9 @@ use crate::core::head::ResponseHead;
 use crate::core::workers::Workers;
 use crate::nginx::log::Level;
 use crate::python::apps::App;
+use crate::asgi::credit::Credit;
+use crate::asgi::serving::{HttpStart, Inbound};
+use crate::core::inbox::Inbox;
 use crate::wsgi::serving::{Job, Request};
 
 /// Request bodies above this go to a temp file instead of memory.
@@ -50,11 +53,19 @@ pub struct Setup<'a> {
     pub signals: OwnedFd,
     pub apps: HashMap<String, Arc<App>>,
     pub default_app: Option<String>,
+    pub asgi: Option<AsgiApps>,
     pub jobs: &'a Workers<Job>,
     pub queue_timeout_us: u64,
     /// The pool's request timeout (`timeout=`).
     pub timeout_ms: u64,
     pub nginx_uid: u32,
+}
+
+/// The pool's ASGI apps: by key, their index on the event loop, and the
+/// loop's inbox.
+pub struct AsgiApps {
+    pub keys: HashMap<String, usize>,
+    pub inbox: Arc<Inbox<Inbound>>,
 }
 
 pub struct Front<'a> {
@@ -101,9 +112,18 @@ struct Active {
     ended: bool,
     started_ms: u64,
     uri: Vec<u8>,
+    /// An ASGI request: its window credit, and the loop to tell.
+    asgi: Option<(Credit, Arc<Inbox<Inbound>>)>,
 }
 
 impl Active {
+    /// The request is over here: an ASGI app's receive() may be waiting.
+    fn gone(&self) {
+        if let (Some((_, inbox)), Some(exchange)) = (&self.asgi, &self.exchange) {
+            inbox.push(Inbound::Gone(exchange.id()));
+        }
+    }
+
     fn new(id: u16) -> Active {
         Active {
             id,
@@ -117,6 +137,7 @@ impl Active {
             ended: false,
             started_ms: 0,
             uri: Vec::new(),
+            asgi: None,
         }
     }
 }
@@ -413,6 +434,14 @@ impl<'a> Front<'a> {
         self.setup.table.slots[self.setup.slot].active.fetch_add(1, Ordering::Relaxed);
         let sink = ResponseSink::new(Arc::clone(&exchange));
         let name = if extras.app.is_empty() { self.setup.default_app.clone().unwrap_or_default() } else { extras.app.clone() };
+        if let Some(AsgiApps { keys, inbox }) = &self.setup.asgi {
+            if let Some(&app) = keys.get(&name) {
+                let credit = Credit::default();
+                active.asgi = Some((credit.clone(), Arc::clone(inbox)));
+                let start = HttpStart { id: exchange.id(), app, head, body, sink, credit };
+                return inbox.push(Inbound::Http(Box::new(start)));
+            }
+        }
         let Some(app) = self.setup.apps.get(&name).cloned() else {
             return sink.fail(500, vec![format!("rust_pool: this pool does not serve the app \"{name}\"; reload nginx")]);
         };
@@ -538,10 +567,14 @@ impl<'a> Front<'a> {
             }
             return self.close(key);
         }
-        let exchange = conn.request.as_ref().and_then(|a| a.exchange.clone());
         if conn.unacked > 0 {
-            if let Some(exchange) = &exchange {
-                exchange.ack(std::mem::take(&mut conn.unacked));
+            if let Some(active) = conn.request.as_ref() {
+                if let Some(exchange) = &active.exchange {
+                    exchange.ack(std::mem::take(&mut conn.unacked));
+                    if let Some((credit, inbox)) = &active.asgi {
+                        credit.after_ack(exchange, inbox);
+                    }
+                }
             }
         }
         if conn.request.as_ref().is_some_and(|a| a.ended) {
@@ -555,7 +588,9 @@ impl<'a> Front<'a> {
     /// next request if nginx asked to.
     fn finish(&mut self, key: u64) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
-        if let Some(exchange) = conn.request.take().and_then(|a| a.exchange) {
+        let active = conn.request.take();
+        active.iter().for_each(Active::gone);
+        if let Some(exchange) = active.and_then(|a| a.exchange) {
             self.running.remove(&exchange.id());
             self.setup.table.slots[self.setup.slot].active.fetch_sub(1, Ordering::Relaxed);
         }
@@ -568,6 +603,7 @@ impl<'a> Front<'a> {
     fn close(&mut self, key: u64) {
         let Some(conn) = self.conns.remove(&key) else { return };
         let Some(active) = conn.request else { return };
+        active.gone();
         if let Some(exchange) = active.exchange {
             exchange.abandon();
             self.running.remove(&exchange.id());

@@ -22,9 +22,10 @@ use super::log::say;
 use super::spawn::CONTROL_FD;
 use super::{front, slots};
 use crate::core::bridge::Bridge;
-use crate::core::workers::Workers;
+use crate::core::inbox::Inbox;
+use crate::core::workers::{self, Workers};
 use crate::nginx::log::Level;
-use crate::python::apps::{App, Interface, LoadError, Logger, Reload};
+use crate::python::apps::{App, AppSpec, Interface, LoadError, Logger, Reload};
 use crate::python::{interpreter, stdio};
 use crate::wsgi::serving;
 
@@ -38,32 +39,47 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs the pool process; returns its exit code.
 pub fn main(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> i32 {
-    let Some(table) = slots::table() else { return 1 };
+    serve(spec, slot, nginx_uid).unwrap_or_else(|code| code)
+}
+
+/// Imports an app before the process says it is ready. New code comes as
+/// new processes (the supervisor's rolling restart), never as a re-import
+/// inside a serving one.
+fn import(app: &AppSpec, interface: Interface, logger: &Logger) -> Result<Arc<App>, i32> {
+    let loaded = Arc::new(App::new(app.clone(), interface, Reload::Off, Arc::clone(logger)));
+    let imported = Python::attach(|py| loaded.callable(py).map(drop));
+    if let Err(LoadError::Failed(lines)) = imported {
+        lines.iter().for_each(|l| say(Level::Error, l));
+        say(Level::Error, &format!("\"{}\" failed to import; this process does not serve", app.path.display()));
+        return Err(EXIT_IMPORT_FAILED);
+    }
+    Ok(loaded)
+}
+
+fn serve(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> Result<i32, i32> {
+    let Some(table) = slots::table() else { return Err(1) };
     let interpreter = match interpreter::start(spec.python.clone(), |message| say(Level::Alert, &message)) {
         Ok(interpreter) => interpreter,
         Err(e) => {
             say(Level::Alert, &format!("cannot start Python: {e}"));
-            return EXIT_NO_PYTHON;
+            return Err(EXIT_NO_PYTHON);
         }
     };
     if !interpreter::wait_ready() {
-        return EXIT_NO_PYTHON;
+        return Err(EXIT_NO_PYTHON);
     }
     let logger: Logger = Arc::new(|level, message: String| say(level, &message));
     stdio::set_worker_log(Arc::clone(&logger));
 
     let mut apps: HashMap<String, Arc<App>> = HashMap::new();
     for app in &spec.apps {
-        // New code comes as new processes (the supervisor's rolling restart),
-        // never as a re-import inside a serving one.
-        let loaded = Arc::new(App::new(app.clone(), Interface::Wsgi, Reload::Off, Arc::clone(&logger)));
-        let imported = Python::attach(|py| loaded.callable(py).map(drop));
-        if let Err(LoadError::Failed(lines)) = imported {
-            lines.iter().for_each(|l| say(Level::Error, l));
-            say(Level::Error, &format!("\"{}\" failed to import; this process does not serve", app.path.display()));
-            return EXIT_IMPORT_FAILED;
-        }
-        apps.insert(PoolSpec::app_key(app), loaded);
+        apps.insert(PoolSpec::app_key(app), import(app, Interface::Wsgi, &logger)?);
+    }
+    let mut asgi_apps = Vec::new();
+    let mut asgi_keys = HashMap::new();
+    for app in &spec.asgi_apps {
+        asgi_keys.insert(PoolSpec::asgi_key(app), asgi_apps.len());
+        asgi_apps.push(import(app, Interface::Asgi, &logger)?);
     }
     let default_app = spec.has_own_app.then(|| spec.apps.first().map(PoolSpec::app_key)).flatten();
 
@@ -71,21 +87,39 @@ pub fn main(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> i32 {
         Ok(pair) => pair,
         Err(e) => {
             say(Level::Alert, &format!("eventfd() failed: {e}"));
-            return 1;
+            return Err(1);
         }
+    };
+    // ASGI apps run on an event loop thread, as in an nginx worker; its
+    // lifespan startup runs before its first request.
+    let asgi = if asgi_apps.is_empty() {
+        None
+    } else {
+        let inbox = Arc::new(Inbox::new().map_err(|e| {
+            say(Level::Alert, &format!("eventfd() failed: {e}"));
+            1
+        })?);
+        let thread = {
+            let (inbox, logger) = (Arc::clone(&inbox), Arc::clone(&logger));
+            workers::spawn("rgw-asgi".into(), move || crate::asgi::serving::run(inbox, asgi_apps, logger)).map_err(|e| {
+                say(Level::Alert, &format!("cannot start the event loop thread: {e}"));
+                1
+            })?
+        };
+        Some((asgi_keys, inbox, thread))
     };
     let threads = match Workers::start("rgw-pool", spec.threads as usize, Duration::from_micros(100), serving::run_thread) {
         Ok(threads) => threads,
         Err(e) => {
             say(Level::Alert, &format!("cannot start threads: {e}"));
-            return 1;
+            return Err(1);
         }
     };
     let signals = match front::termination_signals() {
         Ok(fd) => fd,
         Err(e) => {
             say(Level::Alert, &format!("signalfd() failed: {e}"));
-            return 1;
+            return Err(1);
         }
     };
     // Ready: the supervisor lets nginx send requests from now on.
@@ -100,6 +134,7 @@ pub fn main(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> i32 {
         signals,
         apps,
         default_app,
+        asgi: asgi.as_ref().map(|(keys, inbox, _)| front::AsgiApps { keys: keys.clone(), inbox: Arc::clone(inbox) }),
         jobs: &threads,
         queue_timeout_us: spec.queue_timeout_ms * 1000,
         timeout_ms: spec.timeout_ms,
@@ -107,6 +142,11 @@ pub fn main(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> i32 {
     });
     front.run();
     threads.shutdown(SHUTDOWN_GRACE);
+    if let Some((_, inbox, thread)) = asgi {
+        inbox.push(crate::asgi::serving::Inbound::Stop);
+        let grace = Duration::from_secs_f64(crate::asgi::serving::SHUTDOWN_TIMEOUT_S + 0.5);
+        workers::wait_all(vec![thread], grace);
+    }
     interpreter.stop(SHUTDOWN_GRACE);
-    0
+    Ok(0)
 }

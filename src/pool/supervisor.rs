@@ -613,7 +613,7 @@ fn code_mtime(spec: &PoolSpec) -> Option<SystemTime> {
     let mtime = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     match &spec.reload {
         Reload::Off => None,
-        Reload::Script => spec.apps.iter().filter_map(|a| mtime(&a.path)).max(),
+        Reload::Script => spec.all_apps().filter_map(|a| mtime(&a.path)).max(),
         Reload::Directory(dir) => {
             let mut newest = None;
             let mut dirs = vec![dir.clone()];

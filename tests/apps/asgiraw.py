@@ -31,6 +31,7 @@ async def app(scope, receive, send):
         shown["query_string"] = scope["query_string"].decode("latin-1")
         shown["has_state"] = "state" in scope
         shown["loop"] = type(asyncio.get_running_loop()).__module__
+        shown["pid"] = os.getpid()
         await start(send, headers=[(b"content-type", b"application/json")])
         await send({"type": "http.response.body", "body": json.dumps(shown).encode()})
     elif path == "/echo":

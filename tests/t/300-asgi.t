@@ -374,3 +374,44 @@ Test::Gateway::write_file(servroot() . '/html/pkgapp/pkg/greeting.py', "TEXT = b
 ok(wait_for(sub { $r = http_get('/'); $r->{body} eq 'asgi v2' }, 5), 'the new module is served');
 isnt($r->{headers}{'x-pid'}[0], $old_pid, 'by a fresh worker');
 like(main::marks('shutdown'), qr/^$old_pid$/m, 'the old worker ran the lifespan shutdown');
+
+
+=== TEST 15: rust_asgi ... pool=: the same apps from a pool's processes, lifespan there too; a WebSocket there is refused with 501
+--- http_config
+rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
+rust_pool ap processes=1 home=$TEST_NGINX_VENV env=MARKS=$TEST_NGINX_SERVROOT/tmp;
+--- config
+location /raw/ {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app pool=ap;
+}
+location /star/ {
+    rust_asgi $TEST_NGINX_APPS/starletteapp/app.py pool=ap;
+}
+--- perl
+use JSON::PP;
+my $r = http_get('/raw/scope?x=1');
+is($r->{status}, 200, 'served');
+my $s = decode_json($r->{body});
+is($s->{root_path}, '/raw', 'root_path is the location, as embedded');
+is($s->{path}, '/raw/scope', 'path');
+is($s->{query_string}, 'x=1', 'query_string');
+my @pool = pool_pids();
+is_deeply([$s->{pid}], \@pool, 'run by the pool process');
+is($s->{loop}, 'uvloop', "on the pool's venv's uvloop");
+$r = http_get('/raw/stream?64,65536');
+is(length $r->{body}, 64 * 65536, 'a streamed 4 MiB response');
+is(http_get('/raw/boom')->{status}, 500, 'an exception: 500');
+my $body = 'z' x 200_000;
+is(length http_request(Test::Gateway::build_request("POST /raw/echo\n$body"))->{body}, 200_000, 'a request body');
+my $j = decode_json(http_get('/star/items/3')->{body});
+is($j->{greeting}, 'hello from lifespan', "the lifespan ran in the pool process and its state reaches requests");
+like(main::marks('startup'), qr/^started $pool[0]$/m, 'in that process');
+my $ws = http_request("GET /raw/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+is($ws->{status}, 501, 'a WebSocket to a pool location: 501');
+my $s2 = http_start("GET /raw/forever HTTP/1.1\r\nHost: localhost\r\n\r\n");
+sysread($s2, my $buf, 4096);
+close $s2;
+ok(wait_for(sub { main::marks('forever') =~ /send raised ClientDisconnected|cancelled/ }, 5), 'a client that leaves reaches the app in the pool: ' . main::marks('forever'));
+--- error_log eval
+qr/WebSockets are not available through a pool/
