@@ -106,6 +106,7 @@ impl LocConf {
 impl Merge for LocConf {
     fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
         self.wsgi.merge(&prev.wsgi);
+        self.asgi.merge(&prev.asgi);
         self.cgi.merge(&prev.cgi);
         Ok(())
     }
@@ -139,7 +140,7 @@ const fn directive(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 const NO_POST: *mut c_void = std::ptr::null_mut();
 
-pub static mut COMMANDS: [ngx_command_t; 28] = [
+pub static mut COMMANDS: [ngx_command_t; 29] = [
     // rust_wsgi*
     directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, wsgi::rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_wsgi_pool"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, wsgi::rust_wsgi_pool, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
@@ -175,6 +176,14 @@ pub static mut COMMANDS: [ngx_command_t; 28] = [
         NO_POST,
     ),
     directive(ngx_string!("rust_asgi_reload"), ANY_LEVEL | NGX_CONF_TAKE1, wsgi::rust_wsgi_reload, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(
+        ngx_string!("rust_asgi_request_buffering"),
+        ANY_LEVEL | NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        offset_of!(LocConf, asgi.request_buffering),
+        NO_POST,
+    ),
     // rust_python_*
     directive(ngx_string!("rust_python_home"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, python::rust_python_home, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_python_path"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, python::rust_python_path, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),

@@ -2,7 +2,9 @@
 
 use std::ffi::c_void;
 
-use nginx_sys::{ngx_command_t, ngx_conf_t};
+use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_flag_t};
+
+use crate::conf::{merge_flag, UNSET_FLAG};
 
 use crate::conf::LocConf;
 use crate::module::Module;
@@ -19,10 +21,24 @@ pub struct AsgiMainConf {
     pub apps: Vec<AppConf>,
 }
 
-#[derive(Default)]
 pub struct AsgiLocConf {
     /// Index into [`AsgiMainConf::apps`] when `rust_asgi` is set here.
     pub app: Option<usize>,
+    /// `rust_asgi_request_buffering`, NGX_CONF_UNSET until set.
+    pub request_buffering: ngx_flag_t,
+}
+
+impl Default for AsgiLocConf {
+    fn default() -> Self {
+        AsgiLocConf { app: None, request_buffering: UNSET_FLAG }
+    }
+}
+
+impl AsgiLocConf {
+    pub fn merge(&mut self, prev: &Self) {
+        // Like proxy_request_buffering: nginx reads the whole body first.
+        merge_flag(&mut self.request_buffering, prev.request_buffering, true);
+    }
 }
 
 /// `rust_asgi /path/to/app.py[:callable] [pool=NAME];`

@@ -5,7 +5,7 @@
 //! and sends credit when it clears it. Either the loop sees the room or
 //! nginx sees the flag, so no wakeup is lost.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::serving::Inbound;
@@ -45,6 +45,46 @@ impl Credit {
     }
 }
 
+/// Unbuffered request body bytes handed to the loop and not yet taken by
+/// the app, above which nginx stops reading from the client.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// The same handshake for an unbuffered request body, the other way round:
+/// nginx's thread adds what it hands over and stops reading at the limit,
+/// raising a flag; the loop subtracts what the app takes and, below the
+/// limit with the flag raised, tells nginx to read again.
+#[derive(Clone, Default)]
+pub struct BodyFlow(Arc<(AtomicUsize, AtomicBool)>);
+
+impl BodyFlow {
+    /// nginx side: `n` more bytes went to the loop.
+    pub fn add(&self, n: usize) {
+        self.0 .0.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// nginx side: whether to read more now.
+    pub fn room(&self) -> bool {
+        let (held, paused) = &*self.0;
+        if held.load(Ordering::SeqCst) < BODY_LIMIT {
+            return true;
+        }
+        paused.store(true, Ordering::SeqCst);
+        if held.load(Ordering::SeqCst) < BODY_LIMIT {
+            paused.store(false, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    /// Loop side: the app took `n` bytes; true when nginx must be told to
+    /// read again.
+    pub fn took(&self, n: usize) -> bool {
+        let (held, paused) = &*self.0;
+        let before = held.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| Some(h.saturating_sub(n))).unwrap_or(0);
+        before.saturating_sub(n) < BODY_LIMIT && paused.load(Ordering::SeqCst) && paused.swap(false, Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +115,19 @@ mod tests {
         assert_eq!(sent.len(), 1, "one credit for one wait");
         assert!(matches!(sent[0], Inbound::Credit(id) if id == exchange.id()));
         sink.finish().unwrap();
+    }
+
+    #[test]
+    fn body_reading_pauses_at_the_limit_and_resumes_once_taken() {
+        let flow = BodyFlow::default();
+        flow.add(BODY_LIMIT - 1);
+        assert!(flow.room());
+        assert!(!flow.took(10), "nginx never paused: nothing to tell");
+        flow.add(100);
+        assert!(!flow.room(), "at the limit: stop reading");
+        assert!(!flow.took(10), "still at the limit");
+        assert!(flow.took(1000), "below it: tell nginx, once");
+        assert!(!flow.took(1000));
+        assert!(flow.room());
     }
 }

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString};
 use pyo3::intern;
 
-use super::credit::{Credit, GONE, SENT, WAIT};
+use super::credit::{BodyFlow, Credit, GONE, SENT, WAIT};
 use crate::core::capture::BodyReader;
 use crate::core::exchange::ResponseSink;
 use crate::core::head::ResponseHead;
@@ -41,6 +41,9 @@ pub struct HttpConn {
     sink: Option<ResponseSink>,
     body: BodyReader,
     body_read: bool,
+    /// An unbuffered body whose last piece the app has not taken yet.
+    streaming: bool,
+    flow: BodyFlow,
     phase: Phase,
     /// The head, held until the first body message: if that is the whole
     /// body, the head gets a Content-Length and the response is not
@@ -52,8 +55,9 @@ pub struct HttpConn {
 }
 
 impl HttpConn {
-    pub fn new(sink: ResponseSink, body: BodyReader, credit: Credit, app: String) -> HttpConn {
-        HttpConn { sink: Some(sink), body, body_read: false, phase: Phase::Head, head: None, credit, app }
+    pub fn new(sink: ResponseSink, body: BodyReader, credit: Credit, flow: BodyFlow, app: String) -> HttpConn {
+        let streaming = body.more_to_come();
+        HttpConn { sink: Some(sink), body, body_read: false, streaming, flow, phase: Phase::Head, head: None, credit, app }
     }
 
     fn fail(&mut self, line: String) {
@@ -178,14 +182,19 @@ impl HttpConn {
             return Ok(None);
         }
         let len = self.body.read_len(Some(BODY_PIECE));
+        if len == 0 && self.streaming {
+            // Nothing in yet: the pieces come through protocol.py's body().
+            self.body_read = true;
+            return Ok(None);
+        }
         let body = PyBytes::new_with(py, len, |buf| {
             // SAFETY: `buf` is the new bytes object's zeroed buffer of
             // `len` bytes, exactly what fill() writes.
             let out = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast(), len) };
             self.body.fill(out).map_err(PyErr::from)
         })?;
-        let more = self.body.remaining() > 0;
-        self.body_read = !more;
+        let more = self.body.remaining() > 0 || self.streaming;
+        self.body_read = self.body.remaining() == 0;
         let event = PyDict::new(py);
         event.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
         event.set_item(intern!(py, "body"), body)?;
@@ -215,6 +224,24 @@ impl HttpConn {
         self.release_head(None);
         if let Some(sink) = self.sink.as_mut() {
             let _ = sink.flush();
+        }
+    }
+
+    /// Pieces of an unbuffered body are still to come.
+    fn more_body(&self) -> bool {
+        self.streaming
+    }
+
+    /// The app took a piece of an unbuffered body (the last one with
+    /// `last`); nginx reads on if it had stopped for the app.
+    fn took(&mut self, n: usize, last: bool) {
+        if last {
+            self.streaming = false;
+        }
+        if self.flow.took(n) {
+            if let Some(sink) = self.sink.as_mut() {
+                sink.resume_body();
+            }
         }
     }
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR};
 
-use self::credit::Credit;
+use self::credit::{BodyFlow, Credit};
 use self::serving::{HttpStart, Inbound};
 use crate::conf::MainConf;
 use crate::core::capture::{Body, RequestHead};
@@ -66,6 +66,11 @@ impl Adapter for Asgi {
         r.loc_conf::<Module>().map_or(WsgiLocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi.read_timeout)
     }
 
+    /// `rust_asgi_request_buffering off`.
+    fn unbuffered_body(r: HttpRequest) -> bool {
+        r.loc_conf::<Module>().is_some_and(|c| c.asgi.request_buffering == 0)
+    }
+
     fn prepare(r: HttpRequest) -> Result<Self::Job, Refusal> {
         let refuse = |message: &str| Refusal { status: 500, message: message.into() };
         let index = r.loc_conf::<Module>().and_then(|c| c.asgi.app).ok_or_else(|| refuse("no app is configured here"))?;
@@ -86,11 +91,12 @@ impl Adapter for Asgi {
         let exchange = Exchange::new(bridge);
         let id = exchange.id();
         let credit = Credit::default();
+        let flow = BodyFlow::default();
         let sink = ResponseSink::new(Arc::clone(&exchange));
-        let start = HttpStart { id, app, head, body, sink, credit: credit.clone() };
+        let start = HttpStart { id, app, head, body, sink, credit: credit.clone(), flow: flow.clone() };
         inbox.push(Inbound::Http(Box::new(start)));
         let inner = threaded::attach(r, Arc::clone(&exchange));
-        Ok(Box::new(AsgiSource { inner, exchange, id, inbox, credit }))
+        Ok(Box::new(AsgiSource { inner, exchange, id, inbox, credit, flow }))
     }
 }
 
@@ -102,6 +108,7 @@ struct AsgiSource {
     id: u64,
     inbox: Arc<Inbox<Inbound>>,
     credit: Credit,
+    flow: BodyFlow,
 }
 
 impl Source for AsgiSource {
@@ -113,6 +120,15 @@ impl Source for AsgiSource {
     fn abandon(&mut self, ending: Ending) {
         self.inner.abandon(ending);
         self.inbox.push(Inbound::Gone(self.id));
+    }
+
+    fn more_body(&mut self, chunk: Vec<u8>, last: bool) {
+        self.flow.add(chunk.len());
+        self.inbox.push(Inbound::Body(self.id, chunk, last));
+    }
+
+    fn body_room(&mut self) -> bool {
+        self.flow.room()
     }
 }
 

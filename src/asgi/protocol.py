@@ -37,7 +37,7 @@ class ClientDisconnected(OSError):
 class Http:
     """One HTTP request: the app's receive and send, and its task."""
 
-    __slots__ = ("conn", "loop", "task", "waiter", "waiting_for", "gone")
+    __slots__ = ("conn", "loop", "task", "waiter", "waiting_for", "gone", "bodies")
 
     def __init__(self, conn, loop):
         self.conn = conn
@@ -46,15 +46,33 @@ class Http:
         self.waiter = None
         self.waiting_for = None
         self.gone = False
+        # Pieces of an unbuffered body that arrived before receive() asked.
+        self.bodies = None
 
     async def receive(self):
         if not self.gone:
             message = self.conn.receive()
             if message is not None:
                 return message
-            # The body is all read: the next event is the disconnect.
-            await self._wait("receive")
+            # rust_asgi_request_buffering off: the rest of the body as
+            # nginx reads it.
+            while self.conn.more_body() and not self.gone:
+                if self.bodies:
+                    chunk, last = self.bodies.popleft()
+                    self.conn.took(len(chunk), last)
+                    return {"type": "http.request", "body": chunk, "more_body": not last}
+                await self._wait("receive")
+            if not self.gone:
+                # The body is all read: the next event is the disconnect.
+                await self._wait("receive")
         return {"type": DISCONNECT}
+
+    def body(self, chunk, last):
+        if self.bodies is None:
+            self.bodies = collections.deque()
+        self.bodies.append((chunk, last))
+        if self.waiting_for == "receive" and not self.waiter.done():
+            self.waiter.set_result(None)
 
     async def send(self, message):
         if self.gone:

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyModule};
 
-use super::credit::Credit;
+use super::credit::{BodyFlow, Credit};
 use super::io::HttpConn;
 use super::types::{http_scope, websocket_scope};
 use super::ws::WsConn;
@@ -33,6 +33,8 @@ pub enum Inbound {
     Credit(u64),
     /// nginx is done with the request (complete, client gone, timeout).
     Gone(u64),
+    /// More of an unbuffered request body; true with the last piece.
+    Body(u64, Vec<u8>, bool),
     /// A WebSocket handshake for the app.
     WsStart(Box<WsStart>),
     /// Something for a WebSocket's receive().
@@ -62,6 +64,7 @@ pub struct HttpStart {
     pub body: Body,
     pub sink: ResponseSink,
     pub credit: Credit,
+    pub flow: BodyFlow,
 }
 
 /// How long worker exit lets lifespan shutdown handlers run.
@@ -203,10 +206,10 @@ impl Server {
     }
 
     fn start_http(&mut self, py: Python<'_>, start: HttpStart) -> PyResult<()> {
-        let HttpStart { id, app: index, head, body, sink, credit } = start;
+        let HttpStart { id, app: index, head, body, sink, credit, flow } = start;
         let Some((callable, sink)) = self.callable(py, index, sink) else { return Ok(()) };
         let scope = http_scope(py, &head)?;
-        let conn = Py::new(py, HttpConn::new(sink, body.reader(), credit, self.app_name(index)))?;
+        let conn = Py::new(py, HttpConn::new(sink, body.reader(), credit, flow, self.app_name(index)))?;
         let http = self.serving.call_method1(py, "http", (index, callable, scope, conn))?;
         self.live.insert(id, http);
         Ok(())
@@ -263,6 +266,10 @@ impl Server {
                 Inbound::Http(start) => self.start_http(py, *start),
                 Inbound::Credit(id) => match self.live.get(&id) {
                     Some(http) => http.call_method0(py, "credit").map(drop),
+                    None => Ok(()),
+                },
+                Inbound::Body(id, chunk, last) => match self.live.get(&id) {
+                    Some(http) => http.call_method1(py, "body", (PyBytes::new(py, &chunk), last)).map(drop),
                     None => Ok(()),
                 },
                 Inbound::Gone(id) => match self.live.remove(&id) {

@@ -82,6 +82,8 @@ impl Piece {
 pub struct Body {
     pieces: Vec<Piece>,
     len: u64,
+    /// Only the start of an unbuffered body: the rest comes later.
+    more: bool,
 }
 
 impl Body {
@@ -113,6 +115,12 @@ impl Body {
         let mut body = Body::default();
         body.push(Piece::Memory(Bytes::from(bytes)));
         body
+    }
+
+    /// The start of an unbuffered body, whose rest nginx reads later.
+    pub fn streaming(mut self) -> Body {
+        self.more = true;
+        self
     }
 
     /// The first `len` bytes of `file` (a pool process's spilled upload).
@@ -154,6 +162,11 @@ pub struct BodyReader {
 }
 
 impl BodyReader {
+    /// More of the body comes after these bytes (see [`Body::streaming`]).
+    pub fn more_to_come(&self) -> bool {
+        self.body.more
+    }
+
     /// Bytes not read yet.
     pub fn remaining(&self) -> u64 {
         self.body.len - self.passed - self.offset

@@ -22,8 +22,8 @@ use std::ffi::c_void;
 use std::ptr::NonNull;
 
 use nginx_sys::{
-    ngx_event_t, ngx_http_request_t, ngx_int_t, ngx_msec_t, NGX_DONE, NGX_ERROR,
-    NGX_HTTP_INTERNAL_SERVER_ERROR,
+    ngx_event_t, ngx_http_request_t, ngx_http_test_reading, ngx_int_t, ngx_msec_t, NGX_DONE, NGX_ERROR,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE,
 };
 
 use super::capture::{Body, RequestHead};
@@ -55,6 +55,11 @@ pub trait Adapter {
         None
     }
 
+    /// Read the request body unbuffered (the app sees it as it arrives)?
+    fn unbuffered_body(_r: HttpRequest) -> bool {
+        false
+    }
+
     /// Checks that the request can be served here and picks what serves it,
     /// before anything is captured. A refusal is logged and answered.
     fn prepare(r: HttpRequest) -> Result<Self::Job, Refusal>;
@@ -74,6 +79,15 @@ pub trait Source {
     /// The request is over: stop producing and let go of resources. With
     /// `Ending::Failed` (error, timeout, client gone) stop at once.
     fn abandon(&mut self, ending: Ending);
+
+    /// More of an unbuffered request body; `last` once it is all read.
+    fn more_body(&mut self, _chunk: Vec<u8>, _last: bool) {}
+
+    /// Whether to read more of an unbuffered body now. When not, the
+    /// producer publishes [`Event::ResumeBody`] once it has taken enough.
+    fn body_room(&mut self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +113,12 @@ pub unsafe fn handle<A: Adapter>(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(req) = (unsafe { HttpRequest::from_raw(r) }) else {
         return NGX_ERROR as ngx_int_t;
     };
-    catch_panic(req.log(), A::NAME, || req.read_body(body_ready::<A>))
+    catch_panic(req.log(), A::NAME, || {
+        if A::unbuffered_body(req) {
+            req.set_unbuffered_body();
+        }
+        req.read_body(body_ready::<A>)
+    })
         .unwrap_or(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
 }
 
@@ -123,7 +142,15 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
     };
     let job = A::prepare(req).map_err(refused)?;
     let head = RequestHead::capture(&req);
-    let body = Body::capture(&req).map_err(|e| {
+    // Unbuffered and not all read yet: what is in, copied (nginx reuses
+    // its buffer for the rest), and the rest through `stream_body`.
+    let streaming = req.reading_body();
+    let body = if streaming {
+        Ok(Body::from_bytes(req.take_unbuffered_body()).streaming())
+    } else {
+        Body::capture(&req)
+    };
+    let body = body.map_err(|e| {
         req.log().write(Level::Error, &format!("{}: cannot read the request body: {e}", A::NAME));
         internal_error
     })?;
@@ -145,8 +172,55 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
 
     let source = A::start(job, req, head, body).map_err(refused)?;
     // SAFETY: as above; `start` does not call back into the engine.
-    unsafe { (*ctx.as_ptr()).source = Some(source) };
+    unsafe {
+        (*ctx.as_ptr()).source = Some(source);
+        (*ctx.as_ptr()).body_streaming = streaming;
+    }
+    if streaming {
+        req.set_read_handler(on_body_event);
+    }
     Ok(())
+}
+
+/// Reads an unbuffered request body while its producer has room, handing
+/// each piece over as it comes. Returns how to end the request when
+/// reading failed (client gone, `client_body_timeout`).
+pub(crate) fn stream_body(req: HttpRequest, ctx: &mut RequestCtx) -> Option<Next> {
+    while ctx.body_streaming {
+        let source = ctx.source.as_mut()?;
+        if !source.body_room() {
+            // Resumed by Event::ResumeBody.
+            return None;
+        }
+        let rc = req.read_more_body();
+        if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+            ctx.body_streaming = false;
+            return Some(Next::Finalize(rc));
+        }
+        let chunk = req.take_unbuffered_body();
+        let last = !req.reading_body();
+        let empty = chunk.is_empty();
+        if !empty || last {
+            source.more_body(chunk, last);
+        }
+        if last {
+            ctx.body_streaming = false;
+            // As for any request the app works on: notice a client that
+            // leaves.
+            req.set_read_handler(ngx_http_test_reading);
+        } else if empty {
+            // The read event brings more.
+            return None;
+        }
+    }
+    None
+}
+
+/// `r->read_event_handler` while an unbuffered body is being read.
+unsafe extern "C" fn on_body_event(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx calls request handlers with a live request.
+    let Some(req) = (unsafe { HttpRequest::from_raw(r) }) else { return };
+    step(req, "request body", |ctx| stream_body(req, ctx).unwrap_or(Next::Wait));
 }
 
 /// Applies a producer's events to its request (nginx thread). The request

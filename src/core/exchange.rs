@@ -57,6 +57,9 @@ pub enum Event {
     Log(Level, String),
     /// For a connection the app took over (a WebSocket), not a response.
     Upgraded(Upgraded),
+    /// The app took enough of an unbuffered request body: nginx may read
+    /// more from the client.
+    ResumeBody,
 }
 
 /// What an app sends on a WebSocket (see [`crate::asgi::upgrade`]).
@@ -271,6 +274,12 @@ impl ResponseSink {
         if end > start {
             self.batch.push(Event::File { file, start, end, name });
         }
+    }
+
+    /// Tells nginx to read more of an unbuffered request body.
+    pub fn resume_body(&mut self) {
+        self.batch.push(Event::ResumeBody);
+        let _ = self.flush();
     }
 
     /// Queues a message for an upgraded connection.

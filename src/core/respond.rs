@@ -48,6 +48,11 @@ pub struct RequestCtx {
     /// The write event's timer is the app's read timeout (else the send
     /// timeout).
     waiting_on_app: bool,
+    /// An unbuffered request body is still being read (see
+    /// [`super::engine::stream_body`]).
+    pub body_streaming: bool,
+    /// The app asked for more of it (Event::ResumeBody).
+    body_resume: bool,
 }
 
 impl RequestCtx {
@@ -63,6 +68,8 @@ impl RequestCtx {
             remaining: None,
             ended: false,
             finished: false,
+            body_streaming: false,
+            body_resume: false,
             waiting_on_app: true,
         }
     }
@@ -106,6 +113,10 @@ impl RequestCtx {
             return Next::Wait;
         }
         match self.apply(req, events) {
+            Next::Wait if std::mem::take(&mut self.body_resume) => match super::engine::stream_body(req, self) {
+                Some(next) => next,
+                None => self.pump(req, true),
+            },
             Next::Wait => self.pump(req, true),
             next => next,
         }
@@ -138,6 +149,10 @@ impl RequestCtx {
                 Event::Redirect { uri, args } if !self.header_sent => return Next::Redirect { uri, args },
                 Event::Body(_) | Event::File { .. } | Event::Redirect { .. } if !self.header_sent => Err(()),
                 Event::Redirect { .. } | Event::Upgraded(_) => Err(()),
+                Event::ResumeBody => {
+                    self.body_resume = true;
+                    Ok(())
+                }
                 Event::Body(mut chunk) => {
                     let take = self.admit(req, chunk.len() as u64);
                     chunk.truncate(take as usize);

@@ -274,6 +274,58 @@ impl HttpRequest {
         nginx_sys::NGX_DONE as ngx_int_t
     }
 
+    /// Asks nginx's body reader not to buffer: the post handler runs after
+    /// the first read, and the rest comes through [`Self::read_more_body`]
+    /// (`proxy_request_buffering off`).
+    pub fn set_unbuffered_body(self) {
+        self.r_mut().set_request_body_no_buffering(1);
+    }
+
+    /// In unbuffered mode: nginx has not read the whole body yet.
+    pub fn reading_body(&self) -> bool {
+        self.r().reading_body() != 0
+    }
+
+    /// Reads more of an unbuffered body (the request's read handler calls
+    /// it): NGX_OK when all is read, NGX_AGAIN for later, or an HTTP error.
+    pub fn read_more_body(self) -> ngx_int_t {
+        // SAFETY: a live request whose body is read unbuffered.
+        unsafe { nginx_sys::ngx_http_read_unbuffered_request_body(self.as_ptr()) }
+    }
+
+    /// In unbuffered mode: copies out what nginx read since the last call
+    /// and marks it consumed, so nginx reuses its buffer for the next read
+    /// (what the upstream module does when it has sent them on).
+    pub fn take_unbuffered_body(self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let rb = self.r().request_body;
+        if rb.is_null() {
+            return out;
+        }
+        // SAFETY: rb->bufs is a chain in the request pool; unbuffered, its
+        // buffers are in memory (nginx's body buffer), and marking them
+        // consumed (pos = last) is how a consumer hands them back.
+        unsafe {
+            let mut cl: *mut ngx_chain_t = (*rb).bufs;
+            while let Some(link) = cl.as_ref() {
+                let b = &mut *link.buf;
+                if !b.pos.is_null() && b.last > b.pos && b.in_file() == 0 {
+                    let len = b.last.offset_from(b.pos) as usize;
+                    out.extend_from_slice(std::slice::from_raw_parts(b.pos, len));
+                    b.pos = b.last;
+                }
+                cl = link.next;
+            }
+            (*rb).bufs = ptr::null_mut();
+        }
+        out
+    }
+
+    /// Sets `r->read_event_handler` alone.
+    pub fn set_read_handler(self, read: RequestHandler) {
+        self.r_mut().read_event_handler = Some(read);
+    }
+
     /// The buffered body, in order. Valid once the body reader has finished.
     pub fn body_parts(&self) -> Vec<BodyPart<'_>> {
         let mut parts = Vec::new();

@@ -438,7 +438,7 @@ impl<'a> Front<'a> {
             if let Some(&app) = keys.get(&name) {
                 let credit = Credit::default();
                 active.asgi = Some((credit.clone(), Arc::clone(inbox)));
-                let start = HttpStart { id: exchange.id(), app, head, body, sink, credit };
+                let start = HttpStart { id: exchange.id(), app, head, body, sink, credit, flow: Default::default() };
                 return inbox.push(Inbound::Http(Box::new(start)));
             }
         }
@@ -508,6 +508,8 @@ impl<'a> Front<'a> {
                     active.ended = true;
                 }
                 Event::Log(level, message) => push_log(&mut conn.out, id, level, &message),
+                // The pool process buffers request bodies.
+                Event::ResumeBody => {}
                 Event::RawHead | Event::Redirect { .. } | Event::Upgraded(_) => {
                     push_log(&mut conn.out, id, Level::Error, "rust_pool: unsupported response event");
                     end_request(&mut conn.out, id, 502);

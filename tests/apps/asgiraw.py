@@ -46,6 +46,31 @@ async def app(scope, receive, send):
                 break
         await start(send, headers=[(b"x-events", str(len(sizes)).encode())])
         await send({"type": "http.response.body", "body": body})
+    elif path == "/progressive":
+        # One response line per http.request event, as each arrives.
+        await start(send)
+        total = 0
+        while True:
+            event = await receive()
+            if event["type"] != "http.request":
+                return
+            total += len(event["body"])
+            if event["body"]:
+                await send({"type": "http.response.body", "body": b"got %d\n" % total, "more_body": True})
+            if not event.get("more_body"):
+                break
+        await send({"type": "http.response.body", "body": b"done %d\n" % total})
+    elif path == "/slowread":
+        # Takes its time before reading the body at all.
+        await asyncio.sleep(float(query or "1"))
+        total = 0
+        while True:
+            event = await receive()
+            total += len(event.get("body", b""))
+            if not event.get("more_body"):
+                break
+        await start(send)
+        await send({"type": "http.response.body", "body": str(total).encode()})
     elif path == "/stream":
         # n pieces of `size` bytes, as fast as send() lets them go.
         n, size = (int(x) for x in query.split(","))

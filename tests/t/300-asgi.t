@@ -415,3 +415,64 @@ close $s2;
 ok(wait_for(sub { main::marks('forever') =~ /send raised ClientDisconnected|cancelled/ }, 5), 'a client that leaves reaches the app in the pool: ' . main::marks('forever'));
 --- error_log eval
 qr/WebSockets are not available through a pool/
+
+
+=== TEST 16: rust_asgi_request_buffering off: the app gets the body as it arrives, chunked too; buffered, it waits for all of it
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
+    rust_asgi_request_buffering off;
+}
+location /buffered/ {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
+}
+--- perl
+use IO::Select;
+# Sends $first, waits for $expect in the response, sends $rest; returns
+# what arrived before $rest went out, and everything.
+my $exchange = sub {
+    my ($uri, $headers, $first, $rest, $expect) = @_;
+    my $s = http_start("POST $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n$headers\r\n$first");
+    my ($early, $sel) = ('', IO::Select->new($s));
+    while ($sel->can_read(1.5)) {
+        sysread($s, my $buf, 4096) or last;
+        $early .= $buf;
+        last if $early =~ $expect;
+    }
+    print $s $rest;
+    my $all = $early;
+    while ($sel->can_read(5)) { sysread($s, my $buf, 4096) or last; $all .= $buf }
+    close $s;
+    return ($early, $all);
+};
+my ($early, $all) = $exchange->('/progressive', "Content-Length: 20\r\n", '0123456789', 'abcdefghij', qr/got 10\b/);
+like($early, qr/got 10\b/, 'unbuffered: the app answered the first 10 bytes before the rest was sent');
+like($all, qr/got 20\b.*done 20/s, 'then the rest');
+($early, $all) = $exchange->('/progressive', "Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n", "6\r\n world\r\n0\r\n\r\n", qr/got 5\b/);
+like($early, qr/got 5\b/, 'a chunked body, piece by piece');
+like($all, qr/done 11/, 'all of it');
+($early, $all) = $exchange->('/buffered/progressive', "Content-Length: 20\r\n", '0123456789', 'abcdefghij', qr/got/);
+unlike($early, qr/got/, 'buffered (the default): nothing before the whole body is in');
+like($all, qr/got 20\b.*done 20/s, 'then the whole body in one event');
+
+
+=== TEST 17: unbuffered, an app that does not read yet holds nginx back: 64 MiB upload, worker memory bounded
+--- config
+client_max_body_size 100m;
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
+    rust_asgi_request_buffering off;
+}
+--- timeout: 60
+--- perl
+http_get('/scope');    # warm
+my ($worker) = worker_pids();
+my $before = vm_hwm($worker);
+my $size = 64 << 20;
+my $s = http_start("POST /slowread?1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: $size\r\n\r\n");
+my $piece = 'u' x (1 << 20);
+print $s $piece for 1 .. 64;
+my $r = http_finish($s, timeout => 30);
+is($r->{body}, $size, 'all 64 MiB reached the app');
+my $growth = (vm_hwm($worker) - $before) / 1024;
+cmp_ok($growth, '<', 32, sprintf('worker peak RSS grew %.1f MiB', $growth));
