@@ -563,3 +563,23 @@ ok(!$bad, 'no request failed');
 cmp_ok(scalar(keys %pids), '>=', 2, scalar(keys %pids) . ' processes served in turn');
 --- error_log eval
 qr/recycling process \d+: it reached max_lifetime/
+
+
+=== TEST 26: isolation on request: two apps in one worker share module globals (one interpreter); in separate pools they do not
+--- http_config
+rust_pool pa processes=1;
+rust_pool pb processes=1;
+--- config
+location /a { rust_wsgi $TEST_NGINX_APPS/isolation/a.py; }
+location /b { rust_wsgi $TEST_NGINX_APPS/isolation/b.py; }
+location /pa { rust_wsgi $TEST_NGINX_APPS/isolation/a.py pool=pa; }
+location /pb { rust_wsgi $TEST_NGINX_APPS/isolation/b.py pool=pb; }
+--- perl
+like(http_get('/a')->{body}, qr/^a pid=/, 'embedded a');
+like(http_get('/b')->{body}, qr/^a,b pid=/, 'embedded b sees what a left in the shared module: one interpreter per worker');
+like(http_get('/pa')->{body}, qr/^a pid=/, 'pooled a');
+my $b = http_get('/pb')->{body};
+like($b, qr/^b pid=/, 'pooled b sees only itself: its own process');
+my ($pa) = http_get('/pa')->{body} =~ /pid=(\d+)/;
+my ($pb) = $b =~ /pid=(\d+)/;
+isnt($pa, $pb, 'two processes');
