@@ -39,7 +39,8 @@ use crate::core::inbox::Inbox;
 use crate::core::{runtime, threaded, workers};
 use crate::module::Module;
 use crate::core::catch_panic;
-use crate::nginx::log::Level;
+use crate::nginx::event::ExitWatch;
+use crate::nginx::log::{Level, Log};
 use crate::nginx::request::HttpRequest;
 use crate::nginx::takeover::is_websocket_request;
 use crate::python::apps::Interface;
@@ -48,6 +49,8 @@ use crate::wsgi::conf::WsgiLocConf;
 struct AsgiWorker {
     inbox: Arc<Inbox<Inbound>>,
     thread: JoinHandle<()>,
+    /// Closes WebSockets when a graceful shutdown starts.
+    exit_watch: Option<ExitWatch>,
 }
 
 thread_local! {
@@ -172,14 +175,34 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
         workers::spawn("rgw-asgi".into(), move || serving::run(inbox, apps, logger))
             .map_err(|e| format!("cannot start the event loop thread: {e}"))?
     };
-    WORKER.with(|w| *w.borrow_mut() = Some(AsgiWorker { inbox, thread }));
+    let exit_watch = ExitWatch::register(on_shutdown, Log::cycle())
+        .map_err(|e| bridge.log(Level::Warn, format!("rust_asgi: WebSockets will not be closed on a graceful shutdown: {e}")))
+        .ok();
+    WORKER.with(|w| *w.borrow_mut() = Some(AsgiWorker { inbox, thread, exit_watch }));
     Ok(())
+}
+
+/// nginx's graceful shutdown notice (see [`ExitWatch`]).
+unsafe extern "C" fn on_shutdown(ev: *mut nginx_sys::ngx_event_t) {
+    catch_panic(Log::cycle(), "rust_asgi shutdown", || {
+        // SAFETY: nginx calls this with our watch's read event.
+        if !unsafe { ExitWatch::shutting_down(ev) } {
+            return;
+        }
+        if let Some(watch) = WORKER.with_borrow_mut(|w| w.as_mut().and_then(|w| w.exit_watch.take())) {
+            watch.close();
+        }
+        upgrade::close_all_for_exit();
+    });
 }
 
 /// Worker exit: lifespan shutdown, then the loop stops. nginx waited for
 /// running requests already.
 pub fn stop() {
     let Some(worker) = WORKER.with(|w| w.borrow_mut().take()) else { return };
+    if let Some(watch) = worker.exit_watch {
+        watch.close();
+    }
     worker.inbox.push(Inbound::Stop);
     let grace = Duration::from_secs_f64(serving::SHUTDOWN_TIMEOUT_S + 0.5);
     workers::wait_all(vec![worker.thread], grace);

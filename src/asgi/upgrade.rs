@@ -171,6 +171,24 @@ unsafe extern "C" fn on_cleanup(data: *mut std::ffi::c_void) {
     });
 }
 
+/// The worker is shutting down gracefully: every open WebSocket gets a
+/// close frame (1001, going away) instead of waiting for its idle timeout,
+/// and the worker exits once the clients answered (or after the close
+/// handshake's wait).
+pub fn close_all_for_exit() {
+    let sessions: Vec<Shared> = SESSIONS.with_borrow(|s| s.values().cloned().collect());
+    for session in sessions {
+        let end = {
+            let mut s = session.borrow_mut();
+            if s.phase != Phase::Open {
+                continue;
+            }
+            s.close(1001, "server shutting down")
+        };
+        conclude(&session, end);
+    }
+}
+
 unsafe extern "C" fn on_read(r: *mut ngx_http_request_t) {
     catch_panic(Log::cycle(), "rust_asgi websocket read", || {
         if let Some(session) = session_of(r) {

@@ -221,3 +221,37 @@ impl ReadWatch {
         self.0.close()
     }
 }
+
+/// Notice that the worker starts a graceful shutdown (`nginx -s quit`, a
+/// reload): nginx's only notice is to close its idle (kept-alive)
+/// connections, calling each one's read handler with `c->close` set. An
+/// eventfd that nobody writes, registered as idle, gets that call.
+pub struct ExitWatch(Conn);
+
+impl ExitWatch {
+    pub fn register(handler: EventHandler, log: Log) -> Result<ExitWatch, String> {
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(format!("eventfd() failed: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let conn = Conn::register(fd, log, ptr::null_mut(), Some(handler), None)?;
+        conn.c().set_idle(1);
+        Ok(ExitWatch(conn))
+    }
+
+    /// In the handler: the call is nginx's shutdown notice.
+    ///
+    /// # Safety
+    /// `ev` must be the read event of an open `ExitWatch`.
+    pub unsafe fn shutting_down(ev: *mut ngx_event_t) -> bool {
+        // SAFETY: connection events carry their connection in `data`.
+        unsafe { (*((*ev).data as *mut ngx_connection_t)).close() != 0 }
+    }
+
+    pub fn close(self) {
+        self.0.close();
+    }
+}

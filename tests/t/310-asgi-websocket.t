@@ -158,3 +158,24 @@ is($r->{status}, 422, 'a validation error is 422');
 like($r->{body}, qr/"price"/, 'naming the missing field');
 is(http_get('/api/items/notanumber')->{status}, 422, 'a bad path parameter is 422');
 is_deeply(main::ws('fastapi')->{reply}, { room => 'lobby', echo => 'hi' }, 'the WebSocket route');
+
+
+=== TEST 9: nginx -s quit closes open WebSockets with 1001 at once, not after their idle timeout
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py;
+    rust_asgi_read_timeout 60s;
+}
+--- perl
+use Time::HiRes qw(time);
+my $python = venv() . '/bin/python';
+open my $client, '-|', "'$python' '$FindBin::Bin/../tools/ws_client.py' @{[server_port()]} wait-close" or die $!;
+like(scalar(<$client>) // '', qr/"open": 1/, 'a WebSocket is open');
+my $t0 = time;
+nginx_command('-s', 'quit');
+my $r = decode_json(scalar(<$client>) // '{}');
+close $client;
+is($r->{close_code}, 1001, 'closed with 1001 (going away)');
+is($r->{close_reason}, 'server shutting down', 'and a reason');
+ok(nginx_wait_exit(10), 'nginx quits');
+cmp_ok(time - $t0, '<', 5, sprintf('within %.1f s, not the 60 s idle timeout', time - $t0));

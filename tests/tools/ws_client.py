@@ -81,6 +81,15 @@ async def main(port, scenario, *args):
         async with connect(base + "/api/ws/lobby") as ws:
             await ws.send("hi")
             out["reply"] = json.loads(await ws.recv())
+    elif scenario == "wait-close":
+        # Says it is open, then waits for the server to close.
+        async with connect(base + "/idle") as ws:
+            print(json.dumps({"open": 1}), flush=True)
+            try:
+                await asyncio.wait_for(ws.recv(), 30)
+            except ConnectionClosed as closed:
+                out["close_code"] = closed.rcvd.code if closed.rcvd else None
+                out["close_reason"] = closed.rcvd.reason if closed.rcvd else None
     elif scenario == "many":
         # Opens N idle connections, says so, and holds them until stdin ends.
         n = int(args[0])
