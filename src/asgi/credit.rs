@@ -45,9 +45,10 @@ impl Credit {
     }
 }
 
-/// Unbuffered request body bytes handed to the loop and not yet taken by
-/// the app, above which nginx stops reading from the client.
-pub const BODY_LIMIT: usize = 1 << 20;
+/// Bytes from the client handed to the loop and not yet taken by the app
+/// (an unbuffered request body, WebSocket messages), above which nginx
+/// stops reading from the client (TCP then pushes back on it).
+pub const INCOMING_LIMIT: usize = 1 << 20;
 
 /// The same handshake for an unbuffered request body, the other way round:
 /// nginx's thread adds what it hands over and stops reading at the limit,
@@ -65,11 +66,11 @@ impl BodyFlow {
     /// nginx side: whether to read more now.
     pub fn room(&self) -> bool {
         let (held, paused) = &*self.0;
-        if held.load(Ordering::SeqCst) < BODY_LIMIT {
+        if held.load(Ordering::SeqCst) < INCOMING_LIMIT {
             return true;
         }
         paused.store(true, Ordering::SeqCst);
-        if held.load(Ordering::SeqCst) < BODY_LIMIT {
+        if held.load(Ordering::SeqCst) < INCOMING_LIMIT {
             paused.store(false, Ordering::SeqCst);
             return true;
         }
@@ -81,7 +82,7 @@ impl BodyFlow {
     pub fn took(&self, n: usize) -> bool {
         let (held, paused) = &*self.0;
         let before = held.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| Some(h.saturating_sub(n))).unwrap_or(0);
-        before.saturating_sub(n) < BODY_LIMIT && paused.load(Ordering::SeqCst) && paused.swap(false, Ordering::SeqCst)
+        before.saturating_sub(n) < INCOMING_LIMIT && paused.load(Ordering::SeqCst) && paused.swap(false, Ordering::SeqCst)
     }
 }
 
@@ -120,7 +121,7 @@ mod tests {
     #[test]
     fn body_reading_pauses_at_the_limit_and_resumes_once_taken() {
         let flow = BodyFlow::default();
-        flow.add(BODY_LIMIT - 1);
+        flow.add(INCOMING_LIMIT - 1);
         assert!(flow.room());
         assert!(!flow.took(10), "nginx never paused: nothing to tell");
         flow.add(100);

@@ -100,7 +100,7 @@ fn serve(py: Python<'_>, inbox: Arc<Inbox<Inbound>>, apps: Vec<Arc<App>>, logger
     let fd = inbox.fd();
     let server = Py::new(
         py,
-        Server { inbox, apps, live: HashMap::new(), serving: serving.clone().unbind(), event_loop: event_loop.clone().unbind() },
+        Server { inbox, apps, live: HashMap::new(), serving: serving.clone().unbind(), event_loop: event_loop.clone().unbind(), logger },
     )?;
     event_loop.call_method1("add_reader", (fd, server.getattr(py, "drain")?))?;
     server.bind(py).borrow().preload(py);
@@ -151,6 +151,7 @@ struct Server {
     live: HashMap<u64, Py<PyAny>>,
     serving: Py<PyAny>,
     event_loop: Py<PyAny>,
+    logger: Logger,
 }
 
 impl Server {
@@ -165,12 +166,7 @@ impl Server {
                     }
                 }
                 // Logged as the worker's error; requests answer 500.
-                Err(LoadError::Failed(lines)) => {
-                    let log = self.serving.getattr(py, "log");
-                    if let Ok(log) = log {
-                        let _ = log.call1(py, ("error", lines.join("\n")));
-                    }
-                }
+                Err(LoadError::Failed(lines)) => lines.into_iter().for_each(|line| (self.logger)(Level::Error, line)),
                 Err(LoadError::StillBroken) => {}
             }
         }
@@ -227,6 +223,7 @@ impl Server {
 
     fn websocket_event(&mut self, py: Python<'_>, id: u64, event: WsEvent) -> PyResult<()> {
         let Some(ws) = self.live.get(&id) else { return Ok(()) };
+        let last = matches!(event, WsEvent::Disconnect(_));
         let message = PyDict::new(py);
         match event {
             WsEvent::Text(text) => {
@@ -242,19 +239,12 @@ impl Server {
                 message.set_item("code", code)?;
             }
         }
-        let last = matches!(event_kind(&message), Some(true));
         ws.call_method1(py, "push", (message,))?;
         if last {
             self.live.remove(&id);
         }
         Ok(())
     }
-}
-
-/// Whether a receive() event is the last one (a disconnect).
-fn event_kind(message: &Bound<'_, PyDict>) -> Option<bool> {
-    let kind = message.get_item("type").ok()??;
-    Some(kind.extract::<String>().ok()? == "websocket.disconnect")
 }
 
 #[pymethods]

@@ -19,7 +19,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
-use super::credit::Credit;
+use super::credit::{Credit, INCOMING_LIMIT};
 use super::serving::{Inbound, WsEvent, WsStart};
 use crate::core::capture::RequestHead;
 use crate::core::exchange::{cost, Event, Exchange, Upgraded};
@@ -29,9 +29,6 @@ use crate::nginx::log::{Level, Log};
 use crate::nginx::request::HttpRequest;
 use crate::nginx::takeover::Takeover;
 
-/// Received message bytes the app has not taken yet, above which nginx
-/// stops reading from the client (TCP then pushes back on it).
-const UNCONSUMED_LIMIT: usize = 1 << 20;
 /// How long a close handshake may wait for the client's reply.
 const CLOSE_WAIT_MS: ngx_msec_t = 5_000;
 const READ_STEP: usize = 16 * 1024;
@@ -234,12 +231,16 @@ impl Session {
         self.conn.request().log()
     }
 
-    /// Tells the app (once) and lets go of the exchange.
-    fn release(&mut self, code: u16) {
-        if !self.told {
-            self.told = true;
+    /// Tells the app the connection is over, once: the first code stands.
+    fn tell_disconnect(&mut self, code: u16) {
+        if !std::mem::replace(&mut self.told, true) {
             self.inbox.push(Inbound::WsEvent(self.exchange.id(), WsEvent::Disconnect(code)));
         }
+    }
+
+    /// Tells the app (once) and lets go of the exchange.
+    fn release(&mut self, code: u16) {
+        self.tell_disconnect(code);
         self.exchange.abandon();
         threaded::detach(self.exchange.id());
     }
@@ -298,9 +299,9 @@ impl Session {
             (Phase::Open, Upgraded::Binary(bytes)) => self.send(bytes.len(), Message::binary(bytes)),
             (Phase::Open, Upgraded::Close { code, reason }) => self.close(code, &reason),
             (_, Upgraded::Consumed(n)) => {
-                let was_paused = self.unconsumed >= UNCONSUMED_LIMIT;
+                let was_paused = self.unconsumed >= INCOMING_LIMIT;
                 self.unconsumed = self.unconsumed.saturating_sub(n);
-                if was_paused && self.unconsumed < UNCONSUMED_LIMIT && self.phase == Phase::Open {
+                if was_paused && self.unconsumed < INCOMING_LIMIT && self.phase == Phase::Open {
                     return self.on_read();
                 }
                 None
@@ -414,7 +415,7 @@ impl Session {
         }
         let mut buf = [0u8; READ_STEP];
         let mut eof = false;
-        while self.unconsumed < UNCONSUMED_LIMIT && self.conn.readable() {
+        while self.unconsumed < INCOMING_LIMIT && self.conn.readable() {
             match self.conn.recv(&mut buf) {
                 Ok(0) => {
                     eof = true;
@@ -468,11 +469,7 @@ impl Session {
                 }
                 Ok(Message::Close(frame)) => {
                     // tungstenite queued the reply; the app hears the code.
-                    let code = frame.map_or(1005, |f| u16::from(f.code));
-                    if !self.told {
-                        self.told = true;
-                        self.inbox.push(Inbound::WsEvent(id, WsEvent::Disconnect(code)));
-                    }
+                    self.tell_disconnect(frame.map_or(1005, |f| u16::from(f.code)));
                     self.phase = Phase::Closing;
                 }
                 Ok(_) => {}
@@ -488,10 +485,7 @@ impl Session {
                         _ => (1002, "protocol error"),
                     };
                     self.log().write(Level::Info, &format!("rust_asgi: closing a WebSocket: {e}"));
-                    if !self.told {
-                        self.told = true;
-                        self.inbox.push(Inbound::WsEvent(id, WsEvent::Disconnect(code)));
-                    }
+                    self.tell_disconnect(code);
                     self.draining = true;
                     return self.close(code, why);
                 }
