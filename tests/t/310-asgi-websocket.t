@@ -62,7 +62,7 @@ location / {
     rust_asgi $TEST_NGINX_APPS/asgiws.py;
 }
 --- perl
-is(main::ws('deny')->{status}, 403, 'websocket.close before accept: 403');
+is(main::ws('status', '/deny')->{status}, 403, 'websocket.close before accept: 403');
 is(main::ws('status', '/noaccept')->{status}, 500, 'returning without accepting: 500');
 is(main::ws('raise')->{close_code}, 1011, 'an exception after accept: close 1011');
 is(main::ws('push', 2)->{close_code}, 4001, 'the worker serves on');

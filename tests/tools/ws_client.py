@@ -46,12 +46,6 @@ async def main(port, scenario, *args):
                 out["close_code"] = closed.rcvd.code
                 out["close_reason"] = closed.rcvd.reason
             out["messages"] = got
-    elif scenario == "deny":
-        try:
-            async with connect(base + "/deny"):
-                out["accepted"] = True
-        except InvalidStatus as e:
-            out["status"] = e.response.status_code
     elif scenario == "status":
         try:
             async with connect(base + args[0]):
@@ -64,15 +58,12 @@ async def main(port, scenario, *args):
         out["text"] = await ws.recv()
         # Gone without a close frame: the TCP connection just ends.
         ws.transport.abort()
-    elif scenario == "too-big":
-        async with connect(base + "/echo", max_size=None) as ws:
-            await ws.send("y" * (int(args[0])))
-            try:
-                await ws.recv()
-            except ConnectionClosed as closed:
-                out["close_code"] = closed.rcvd.code if closed.rcvd else None
-    elif scenario == "raise":
-        async with connect(base + "/raise") as ws:
+    elif scenario in ("too-big", "raise"):
+        # Sends a message of ARGS[0] bytes (too-big) or nothing (raise),
+        # then reports how the server closed.
+        async with connect(base + ("/echo" if scenario == "too-big" else "/raise"), max_size=None) as ws:
+            if args:
+                await ws.send("y" * int(args[0]))
             try:
                 await ws.recv()
             except ConnectionClosed as closed:
