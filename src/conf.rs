@@ -22,6 +22,7 @@ use ngx::ngx_string;
 
 use crate::asgi::conf as asgi;
 use crate::cgi::conf as cgi;
+use crate::core::conf::{self as upstream, UpstreamConf};
 use crate::pool::conf as pool;
 use crate::nginx::conf::ConfResult;
 use crate::python::config::{self as python, PythonSettings};
@@ -83,6 +84,10 @@ pub struct LocConf {
     pub asgi: asgi::AsgiLocConf,
     pub cgi: cgi::CgiLocConf,
     pub pool: pool::PoolLocConf,
+    /// What every kind of location shares with nginx's upstreams
+    /// (`rust_hide_header`, `rust_pass_header`, `rust_ignore_headers`,
+    /// `rust_param`).
+    pub upstream: UpstreamConf,
 }
 
 impl LocConf {
@@ -108,6 +113,7 @@ impl Merge for LocConf {
         self.wsgi.merge(&prev.wsgi);
         self.asgi.merge(&prev.asgi);
         self.cgi.merge(&prev.cgi);
+        self.upstream.merge(&prev.upstream);
         Ok(())
     }
 }
@@ -140,7 +146,7 @@ const fn directive(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 const NO_POST: *mut c_void = std::ptr::null_mut();
 
-pub static mut COMMANDS: [ngx_command_t; 29] = [
+pub static mut COMMANDS: [ngx_command_t; 33] = [
     // rust_wsgi*
     directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, wsgi::rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_wsgi_pool"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, wsgi::rust_wsgi_pool, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
@@ -232,5 +238,10 @@ pub static mut COMMANDS: [ngx_command_t; 29] = [
         offset_of!(LocConf, cgi.header_limit),
         NO_POST,
     ),
+    // what every rust_* location shares with nginx's upstreams
+    directive(ngx_string!("rust_hide_header"), ANY_LEVEL | NGX_CONF_TAKE1, upstream::rust_hide_header, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, upstream), NO_POST),
+    directive(ngx_string!("rust_pass_header"), ANY_LEVEL | NGX_CONF_TAKE1, upstream::rust_pass_header, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, upstream), NO_POST),
+    directive(ngx_string!("rust_ignore_headers"), ANY_LEVEL | NGX_CONF_1MORE, upstream::rust_ignore_headers, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, upstream), NO_POST),
+    directive(ngx_string!("rust_param"), ANY_LEVEL | NGX_CONF_TAKE23, upstream::rust_param, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, upstream), NO_POST),
     ngx_command_t::empty(),
 ];

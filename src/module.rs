@@ -38,7 +38,7 @@ unsafe impl HttpModuleLocationConf for Module {
 }
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: None,
+    preconfiguration: Some(crate::core::vars::add_variables),
     postconfiguration: None,
     create_main_conf: Some(Module::create_main_conf),
     init_main_conf: None,

@@ -129,3 +129,16 @@ mod tests {
         assert_eq!(long.len(), 500);
     }
 }
+
+/// CLOCK_MONOTONIC in µs: the same clock in every process of the machine.
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+/// CLOCK_MONOTONIC in ms: nginx's own clock (`ngx_current_msec`).
+pub fn monotonic_ms() -> u64 {
+    monotonic_us() / 1000
+}

@@ -33,6 +33,8 @@ use self::credit::{BodyFlow, Credit};
 use self::serving::{HttpStart, Inbound};
 use crate::conf::MainConf;
 use crate::core::capture::{Body, RequestHead};
+use crate::core::conf::UpstreamConf;
+use crate::core::served::{Label, Text};
 use crate::core::engine::{self, Adapter, Ending, Refusal, Source};
 use crate::core::exchange::{Exchange, ResponseSink};
 use crate::core::inbox::Inbox;
@@ -48,6 +50,8 @@ use crate::wsgi::conf::WsgiLocConf;
 
 struct AsgiWorker {
     inbox: Arc<Inbox<Inbound>>,
+    /// Each app's `$rust_app`, by index.
+    labels: Vec<Arc<str>>,
     thread: JoinHandle<()>,
     /// Closes WebSockets when a graceful shutdown starts.
     exit_watch: Option<ExitWatch>,
@@ -62,11 +66,19 @@ pub struct Asgi;
 impl Adapter for Asgi {
     const NAME: &'static str = "rust_asgi";
     const READ_TIMEOUT_DIRECTIVE: &'static str = "rust_asgi_read_timeout";
-    /// The app's index, and the loop's inbox.
-    type Job = (usize, Arc<Inbox<Inbound>>);
+    /// The app's index, the loop's inbox, and the app's `$rust_app`.
+    type Job = (usize, Arc<Inbox<Inbound>>, Option<Arc<str>>);
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
         r.loc_conf::<Module>().map_or(WsgiLocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi.read_timeout)
+    }
+
+    fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf> {
+        r.loc_conf::<Module>().map(|c| &c.upstream)
+    }
+
+    fn label((_, _, label): &Self::Job) -> Label {
+        Label { app: label.clone().map(Text::Shared), pool: None }
     }
 
     /// `rust_asgi_request_buffering off`.
@@ -83,13 +95,13 @@ impl Adapter for Asgi {
         if serving::FAILED.load(Ordering::Relaxed) {
             return Err(refuse("the event loop of this worker is not running (see the error logged at worker start)"));
         }
-        let inbox = WORKER
-            .with_borrow(|w| w.as_ref().map(|w| Arc::clone(&w.inbox)))
+        let (inbox, label) = WORKER
+            .with_borrow(|w| w.as_ref().map(|w| (Arc::clone(&w.inbox), w.labels.get(index).cloned())))
             .ok_or_else(|| refuse("the event loop did not start in this worker (see the error logged at start-up)"))?;
-        Ok((index, inbox))
+        Ok((index, inbox, label))
     }
 
-    fn start((app, inbox): Self::Job, r: HttpRequest, head: RequestHead, body: Body) -> Result<Box<dyn Source>, Refusal> {
+    fn start((app, inbox, _): Self::Job, r: HttpRequest, head: RequestHead, body: Body) -> Result<Box<dyn Source>, Refusal> {
         let bridge = runtime::bridge().ok_or_else(|| Refusal { status: 500, message: "the module's runtime stopped".into() })?;
         let exchange = Exchange::new(bridge);
         let id = exchange.id();
@@ -147,7 +159,7 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
         return unsafe { engine::handle::<Asgi>(r) };
     }
     catch_panic(req.log(), "rust_asgi websocket", || match Asgi::prepare(req) {
-        Ok((app, inbox)) => {
+        Ok((app, inbox, _)) => {
             let idle = Asgi::read_timeout(req);
             upgrade::start(req, app, inbox, idle, MAX_MESSAGE)
         }
@@ -169,6 +181,7 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
     let bridge = runtime::bridge().ok_or("the module's runtime did not start")?;
     let logger = crate::python::worker_logger(&bridge);
     let apps = crate::python::apps_of(&mcf.asgi.apps, Interface::Asgi, &logger);
+    let labels = apps.iter().map(|a| Arc::clone(&a.label)).collect();
     let inbox = Arc::new(Inbox::new().map_err(|e| format!("eventfd() failed: {e}"))?);
     let thread = {
         let inbox = Arc::clone(&inbox);
@@ -178,7 +191,7 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
     let exit_watch = ExitWatch::register(on_shutdown, Log::cycle())
         .map_err(|e| bridge.log(Level::Warn, format!("rust_asgi: WebSockets will not be closed on a graceful shutdown: {e}")))
         .ok();
-    WORKER.with(|w| *w.borrow_mut() = Some(AsgiWorker { inbox, thread, exit_watch }));
+    WORKER.with(|w| *w.borrow_mut() = Some(AsgiWorker { inbox, labels, thread, exit_watch }));
     Ok(())
 }
 

@@ -203,7 +203,8 @@ impl Server {
 
     fn start_http(&mut self, py: Python<'_>, start: HttpStart) -> PyResult<()> {
         let HttpStart { id, app: index, head, body, sink, credit, flow } = start;
-        let Some((callable, sink)) = self.callable(py, index, sink) else { return Ok(()) };
+        let Some((callable, mut sink)) = self.callable(py, index, sink) else { return Ok(()) };
+        sink.started();
         let scope = http_scope(py, &head)?;
         let conn = Py::new(py, HttpConn::new(sink, body.reader(), credit, flow, self.app_name(index)))?;
         let http = self.serving.call_method1(py, "http", (index, callable, scope, conn))?;

@@ -19,6 +19,7 @@ pub fn http_scope<'py>(py: Python<'py>, head: &RequestHead) -> PyResult<Bound<'p
     scope.set_item(intern!(py, "scheme"), scheme)?;
     let extensions = PyDict::new(py);
     extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
+    extensions.set_item(intern!(py, "environ"), environ(py, head)?)?;
     scope.set_item(intern!(py, "extensions"), extensions)?;
     Ok(scope)
 }
@@ -39,7 +40,9 @@ pub fn websocket_scope<'py>(py: Python<'py>, head: &RequestHead) -> PyResult<Bou
         }
     }
     scope.set_item(intern!(py, "subprotocols"), subprotocols)?;
-    scope.set_item(intern!(py, "extensions"), PyDict::new(py))?;
+    let extensions = PyDict::new(py);
+    extensions.set_item(intern!(py, "environ"), environ(py, head)?)?;
+    scope.set_item(intern!(py, "extensions"), extensions)?;
     Ok(scope)
 }
 
@@ -70,6 +73,23 @@ fn common_scope<'py>(py: Python<'py>, head: &RequestHead, kind: &Bound<'py, PySt
     let port = head.server_port.unwrap_or(if head.https { 443 } else { 80 });
     scope.set_item(intern!(py, "server"), (String::from_utf8_lossy(server_name), port))?;
     Ok(scope)
+}
+
+/// What a WSGI app would find in its environ beyond the request itself:
+/// REMOTE_USER and AUTH_TYPE after an nginx auth module, and every
+/// `rust_param`. ASGI has no environ, so they go to
+/// `scope["extensions"]["environ"]` (str to str, latin-1 like an environ).
+fn environ<'py>(py: Python<'py>, head: &RequestHead) -> PyResult<Bound<'py, PyDict>> {
+    let environ = PyDict::new(py);
+    let latin1 = |b: &[u8]| b.iter().map(|&c| c as char).collect::<String>();
+    if let Some((user, scheme)) = &head.user {
+        environ.set_item(intern!(py, "REMOTE_USER"), latin1(user))?;
+        environ.set_item(intern!(py, "AUTH_TYPE"), latin1(scheme))?;
+    }
+    for (name, value) in &head.params {
+        environ.set_item(latin1(name), latin1(value))?;
+    }
+    Ok(environ)
 }
 
 fn http_version<'py>(py: Python<'py>, protocol: &[u8]) -> Bound<'py, PyString> {

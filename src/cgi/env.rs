@@ -171,6 +171,8 @@ mod tests {
             https: false,
             location: Some(b"/cgi-bin/".to_vec()),
             has_body: true,
+            user: None,
+            params: Vec::new(),
         }
     }
 

@@ -31,6 +31,8 @@ use self::env::{Context, Env, Param};
 use self::resolve::{Refused, Rules, Script};
 use crate::conf::MainConf;
 use crate::core::capture::{Body, RequestHead};
+use crate::core::conf::UpstreamConf;
+use crate::core::served::{Label, Text};
 use crate::core::engine::{self, Adapter, Refusal, Source};
 use crate::core::meta::SERVER_SOFTWARE;
 use crate::module::Module;
@@ -60,6 +62,7 @@ fn conf_of(r: HttpRequest) -> Option<&'static CgiLocConf> {
 impl Adapter for Cgi {
     const NAME: &'static str = "rust_cgi";
     const READ_TIMEOUT_DIRECTIVE: &'static str = "rust_cgi_timeout";
+    const QUEUED: bool = false;
     type Job = Job;
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
@@ -68,6 +71,14 @@ impl Adapter for Cgi {
 
     fn total_timeout(r: HttpRequest) -> Option<ngx_msec_t> {
         conf_of(r).map(|c| c.total_timeout).filter(|&ms| ms > 0)
+    }
+
+    fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf> {
+        r.loc_conf::<Module>().map(|c| &c.upstream)
+    }
+
+    fn label(job: &Job) -> Label {
+        Label { app: Some(Text::Shared(job.script.filename.display().to_string().into())), pool: None }
     }
 
     fn prepare(r: HttpRequest) -> Result<Job, Refusal> {
@@ -113,6 +124,10 @@ impl Adapter for Cgi {
                 inherited: INHERITED.get().map(Vec::as_slice).unwrap_or_default(),
             },
         );
+        // rust_param first: rust_cgi_param is the more specific.
+        for (name, value) in &head.params {
+            env.set(&String::from_utf8_lossy(name), value.clone());
+        }
         env.apply(params, conf.param_drops.as_deref().unwrap_or_default());
 
         // The program's stdin and stdout: one socket, so nginx-side reads and

@@ -261,6 +261,10 @@ impl Source for CgiProcess {
         }
     }
 
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid as u32)
+    }
+
     fn abandon(&mut self, ending: Ending) {
         self.output = Output::Done;
         if let Some(conn) = self.stdio.take() {

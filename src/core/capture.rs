@@ -34,6 +34,11 @@ pub struct RequestHead {
     /// The prefix of the plain prefix location that took the request.
     pub location: Option<Vec<u8>>,
     pub has_body: bool,
+    /// The user an nginx auth module (auth_basic) authenticated, and the
+    /// scheme of the credentials (REMOTE_USER, AUTH_TYPE).
+    pub user: Option<(Vec<u8>, Vec<u8>)>,
+    /// `rust_param`s, evaluated: environ entries set after the others.
+    pub params: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl RequestHead {
@@ -54,6 +59,8 @@ impl RequestHead {
             https: r.is_https(),
             location: r.location_prefix().map(<[u8]>::to_vec),
             has_body: r.has_body(),
+            user: r.authenticated_user().map(|user| (user.to_vec(), r.auth_scheme().to_vec())),
+            params: Vec::new(),
         }
     }
 }

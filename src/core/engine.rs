@@ -28,8 +28,10 @@ use nginx_sys::{
 
 use super::capture::{Body, RequestHead};
 use super::catch_panic;
+use super::conf::UpstreamConf;
 use super::exchange::Event;
 use super::respond::{Next, RequestCtx};
+use super::served::{Label, Served};
 use crate::module::module_ref;
 use crate::nginx::event::Timer;
 use crate::nginx::log::{Level, Log};
@@ -47,8 +49,18 @@ pub trait Adapter {
     /// What [`Adapter::prepare`] picked to serve a request.
     type Job;
 
+    /// Whether a request waits for a thread or process to take it (what
+    /// `$rust_queue_time` measures); a CGI program starts at once.
+    const QUEUED: bool = true;
+
     /// How long the app may stay silent before the client gets 504.
     fn read_timeout(r: HttpRequest) -> ngx_msec_t;
+
+    /// The location's `rust_hide_header`, `rust_param`, ... settings.
+    fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf>;
+
+    /// What `$rust_app` and `$rust_pool` say serves the job.
+    fn label(job: &Self::Job) -> Label;
 
     /// The longest a whole response may take, if limited.
     fn total_timeout(_r: HttpRequest) -> Option<ngx_msec_t> {
@@ -87,6 +99,12 @@ pub trait Source {
     /// producer publishes [`Event::ResumeBody`] once it has taken enough.
     fn body_room(&mut self) -> bool {
         true
+    }
+
+    /// The process that runs the request (`$rust_pid`): this one, unless
+    /// the producer is another.
+    fn pid(&self) -> Option<u32> {
+        Some(std::process::id())
     }
 }
 
@@ -141,7 +159,11 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
         refusal.status as ngx_int_t
     };
     let job = A::prepare(req).map_err(refused)?;
-    let head = RequestHead::capture(&req);
+    let conf = A::upstream_conf(req);
+    let mut head = RequestHead::capture(&req);
+    if let Some(conf) = conf {
+        head.params = conf.params(req);
+    }
     // Unbuffered and not all read yet: what is in, copied (nginx reuses
     // its buffer for the rest), and the rest through `stream_body`.
     let streaming = req.reading_body();
@@ -156,13 +178,15 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
     })?;
 
     let read_timeout = A::read_timeout(req);
+    let served = Served::new(A::label(&job), A::QUEUED);
     let ctx = req
-        .alloc(RequestCtx::new(A::NAME, A::READ_TIMEOUT_DIRECTIVE, read_timeout))
+        .alloc(RequestCtx::new(A::NAME, A::READ_TIMEOUT_DIRECTIVE, read_timeout, conf, served))
         .map_err(|_| internal_error)?;
     req.set_ctx(module_ref(), ctx.as_ptr());
     req.add_cleanup(on_request_cleanup, ctx.as_ptr().cast()).map_err(|_| internal_error)?;
     req.set_event_handlers(on_write_event);
-    req.write_event().restart_timer(read_timeout);
+    // SAFETY: the context was just allocated in the request pool.
+    unsafe { (*ctx.as_ptr()).start_app_timer(req, on_app_timeout) };
     if let Some(total) = A::total_timeout(req) {
         let mut deadline = Timer::new(on_deadline, req.as_ptr().cast(), req.log(), true);
         deadline.arm(total);
@@ -256,6 +280,18 @@ unsafe extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
     step(req, "write event", |ctx| ctx.on_write(req));
 }
 
+/// The app stayed silent for its read timeout.
+unsafe extern "C" fn on_app_timeout(ev: *mut ngx_event_t) {
+    // SAFETY: the timer lives in the request's context and is disarmed
+    // when the request ends (and dropped with its pool), so the request is
+    // live when it fires.
+    let Some(req) = (unsafe { HttpRequest::from_raw(Timer::data_of(ev).cast()) }) else { return };
+    let runner = req.posted_runner();
+    req.set_log_request();
+    step(req, "read timeout", |ctx| ctx.on_app_timeout(req));
+    runner.run();
+}
+
 /// The total-time limit expired.
 unsafe extern "C" fn on_deadline(ev: *mut ngx_event_t) {
     // SAFETY: the timer lives in the request's context and is disarmed
@@ -316,7 +352,15 @@ fn conclude(req: HttpRequest, ctx: NonNull<RequestCtx>, next: Option<Next>) {
     };
     match next {
         Next::Finalize(rc) => req.finalize(rc),
-        Next::Redirect { uri, args } => match req.internal_redirect(&uri, &args) {
+        Next::Redirect { uri, args } => match {
+            // nginx clears the context slot: the variables keep a way in.
+            super::vars::remember(req, ctx);
+            if uri.starts_with(b"@") {
+                req.named_location(&uri)
+            } else {
+                req.internal_redirect(&uri, &args)
+            }
+        } {
             // nginx took another reference for the new location.
             Ok(()) => req.finalize(NGX_DONE as ngx_int_t),
             Err(_) => req.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t),

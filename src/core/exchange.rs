@@ -37,6 +37,9 @@ pub fn cost(len: usize) -> usize {
 /// What a producer tells the nginx side of a request.
 #[derive(Debug)]
 pub enum Event {
+    /// A thread or process began running the request, at this
+    /// CLOCK_MONOTONIC millisecond (`$rust_queue_time`).
+    Started { at_ms: u64 },
     Head(ResponseHead),
     /// The producer writes its own status line and headers into the body
     /// (CGI non-parsed headers): no head from nginx.
@@ -242,6 +245,12 @@ impl ResponseSink {
 
     pub fn is_abandoned(&self) -> bool {
         self.exchange.is_abandoned()
+    }
+
+    /// The app begins: stamps the time for `$rust_queue_time` (published
+    /// with what comes next).
+    pub fn started(&mut self) {
+        self.batch.push(Event::Started { at_ms: crate::os::monotonic_ms() });
     }
 
     /// Queues the head; it is published with the next [`flush`](Self::flush).

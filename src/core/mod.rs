@@ -13,20 +13,27 @@
 //! - [`respond`]: building the response from those events and streaming it
 //!   through nginx's output filters.
 //! - [`threaded`]: producers on module threads (an exchange per request).
+//! - [`conf`], [`headers`]: what every location shares with nginx's
+//!   upstreams: hidden and passed headers, `X-Accel-*`, `rust_param`.
+//! - [`served`], [`vars`]: what the `$rust_*` variables report.
 //! - [`runtime`]: the per-worker-process state that ties these together.
 //! - [`watch`]: source trees watched with inotify, to recycle the worker.
 
 pub mod bridge;
 pub mod capture;
+pub mod conf;
 pub mod engine;
 pub mod exchange;
 pub mod head;
+pub mod headers;
 pub mod inbox;
 pub mod jobs;
 pub mod meta;
 pub mod respond;
 pub mod runtime;
+pub mod served;
 pub mod threaded;
+pub mod vars;
 pub mod watch;
 pub mod workers;
 

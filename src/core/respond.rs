@@ -3,17 +3,25 @@
 //! [`RequestCtx`] lives in the request pool. It applies events (the head,
 //! body chunks and file ranges, the end, failures, redirects), enforces
 //! the app's own Content-Length, pushes output through nginx's filters, and
-//! keeps the request's one timer: the app's read timeout while the app
-//! works, the send timeout while the client drains output.
+//! keeps the request's clocks: the app's read timeout (a timer of its own)
+//! while the app works, nginx's send timeout (on the client connection's
+//! write event, as for any upstream) while the client drains output.
+//!
+//! The head is applied the way nginx's upstream module applies an
+//! upstream's: `X-Accel-*` instructions, hidden headers, and the typed
+//! `headers_out` fields nginx's own filters read (see [`super::headers`]).
 
 use nginx_sys::{
-    ngx_int_t, ngx_msec_t, NGX_ERROR, NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    ngx_int_t, ngx_msec_t, NGX_ERROR, NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_FOUND,
     NGX_HTTP_REQUEST_TIME_OUT, NGX_OK,
 };
 
+use super::conf::UpstreamConf;
 use super::engine::{log_orphans, Ending, Source};
 use super::exchange::{Event, CHUNK_COST};
 use super::head::ResponseHead;
+use super::headers::{accel, accepts_ranges, survives_redirect};
+use super::served::Served;
 use crate::module::module_ref;
 use crate::nginx::event::Timer;
 use crate::nginx::log::Level;
@@ -24,7 +32,8 @@ use crate::nginx::request::HttpRequest;
 pub enum Next {
     Wait,
     Finalize(ngx_int_t),
-    /// A CGI local redirect: serve this URI instead.
+    /// A CGI local redirect or `X-Accel-Redirect`: serve this URI (or,
+    /// starting with `@`, this named location) instead.
     Redirect { uri: Vec<u8>, args: Vec<u8> },
 }
 
@@ -35,8 +44,17 @@ pub struct RequestCtx {
     /// The directive that sets `read_timeout`, for the log line.
     timeout_directive: &'static str,
     read_timeout: ngx_msec_t,
+    /// Fires when the app stays silent for `read_timeout`. Its own event,
+    /// not the client connection's: subrequests share that connection.
+    app_timer: Option<Timer>,
     /// The total-time limit, if the adapter sets one.
     pub deadline: Option<(Timer, ngx_msec_t)>,
+    /// `rust_hide_header`, `rust_ignore_headers`, ... of the location.
+    conf: Option<&'static UpstreamConf>,
+    /// Pass every chunk on at once (unless `X-Accel-Buffering: yes`).
+    flush: bool,
+    /// What the `$rust_*` variables report.
+    pub served: Served,
     out: OutputChain,
     header_sent: bool,
     /// Body bytes still owed under the app's Content-Length, if it gave one.
@@ -56,13 +74,23 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    pub fn new(name: &'static str, timeout_directive: &'static str, read_timeout: ngx_msec_t) -> RequestCtx {
+    pub fn new(
+        name: &'static str,
+        timeout_directive: &'static str,
+        read_timeout: ngx_msec_t,
+        conf: Option<&'static UpstreamConf>,
+        served: Served,
+    ) -> RequestCtx {
         RequestCtx {
             source: None,
             name,
             timeout_directive,
             read_timeout,
+            app_timer: None,
             deadline: None,
+            conf,
+            flush: true,
+            served,
             out: OutputChain::new(module_ref() as *const _ as *mut std::ffi::c_void),
             header_sent: false,
             remaining: None,
@@ -74,15 +102,32 @@ impl RequestCtx {
         }
     }
 
+    /// Starts the app's clock; `on_timeout` runs when it expires, with
+    /// the request as its data.
+    pub fn start_app_timer(&mut self, req: HttpRequest, on_timeout: crate::nginx::event::EventHandler) {
+        let mut timer = Timer::new(on_timeout, req.as_ptr().cast(), req.log(), false);
+        timer.arm(self.read_timeout);
+        self.app_timer = Some(timer);
+    }
+
     /// The request is over for the engine: stop the producer.
     pub fn finish(&mut self, ending: Ending) {
         self.finished = true;
+        self.served.end();
         if let Some((timer, _)) = self.deadline.as_mut() {
+            timer.disarm();
+        }
+        if let Some(timer) = self.app_timer.as_mut() {
             timer.disarm();
         }
         if let Some(source) = self.source.as_mut() {
             source.abandon(ending);
         }
+    }
+
+    /// `$rust_pid`.
+    pub fn pid(&self) -> Option<u32> {
+        self.source.as_ref().and_then(|s| s.pid())
     }
 
     /// A failed app answers `status` until its head went out; after that
@@ -123,7 +168,8 @@ impl RequestCtx {
     }
 
     fn apply(&mut self, req: HttpRequest, events: Vec<Event>) -> Next {
-        for event in events {
+        let mut events = events.into_iter().peekable();
+        while let Some(event) = events.next() {
             if self.ended {
                 // Past the end (or past the Content-Length): only log lines
                 // still matter.
@@ -137,10 +183,19 @@ impl RequestCtx {
                     req.log().write(level, &message);
                     Ok(())
                 }
-                Event::Head(head) => match self.send_head(req, &head) {
-                    Next::Wait => Ok(()),
-                    finalize => return finalize,
-                },
+                Event::Started { at_ms } => {
+                    self.served.taken(at_ms);
+                    Ok(())
+                }
+                Event::Head(head) => {
+                    // A head followed by a file is a file response (a file
+                    // wrapper, pathsend): ranges of it, like a static file.
+                    let file = matches!(events.peek(), Some(Event::File { .. }));
+                    match self.send_head(req, head, file) {
+                        Next::Wait => Ok(()),
+                        next => return next,
+                    }
+                }
                 Event::RawHead => {
                     req.mark_raw_response();
                     self.header_sent = true;
@@ -179,6 +234,7 @@ impl RequestCtx {
                     for line in &lines {
                         req.log().write(Level::Error, line);
                     }
+                    self.served.failed(status);
                     if self.header_sent {
                         return self.break_off(req);
                     }
@@ -201,7 +257,7 @@ impl RequestCtx {
     /// produced goes to nginx, then the connection is closed, which is how
     /// the client learns the response is incomplete.
     fn break_off(&mut self, req: HttpRequest) -> Next {
-        let sent = self.out.send(req);
+        let sent = self.out.send(req, true);
         self.ack(&sent);
         Next::Finalize(NGX_ERROR as ngx_int_t)
     }
@@ -230,10 +286,36 @@ impl RequestCtx {
         take
     }
 
-    fn send_head(&mut self, req: HttpRequest, head: &ResponseHead) -> Next {
-        let applied = req
-            .set_status(head.status(), head.status_line())
-            .and_then(|()| head.headers().iter().try_for_each(|(n, v)| req.add_response_header(n, v)));
+    /// Applies the app's head as nginx's upstream module applies an
+    /// upstream's (`ngx_http_upstream_process_headers`): `X-Accel-Redirect`
+    /// hands the request elsewhere; the other `X-Accel-*` set limits and
+    /// charsets; hidden headers stay back; every other header reaches
+    /// `headers_out`, typed where nginx's filters look for it.
+    fn send_head(&mut self, req: HttpRequest, head: ResponseHead, file: bool) -> Next {
+        self.served.head(head.status());
+        let hidden = |name: &[u8]| self.conf.is_some_and(|c| c.hides(name));
+        if let Some(conf) = self.conf {
+            let accel = accel(&head, conf);
+            if let Some(target) = accel.redirect.map(<[u8]>::to_vec) {
+                let next = self.accel_redirect(req, &head, target);
+                self.served.keep_head(head);
+                return next;
+            }
+            if let Some(rate) = accel.limit_rate {
+                req.set_limit_rate(rate);
+            }
+            if let Some(charset) = accel.charset {
+                if req.set_override_charset(charset).is_err() {
+                    return Next::Finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+                }
+            }
+            if let Some(buffering) = accel.buffering {
+                self.flush = !buffering;
+            }
+        }
+        let applied = req.set_status(head.status(), head.status_line()).and_then(|()| {
+            head.headers().iter().filter(|(n, _)| !hidden(n)).try_for_each(|(n, v)| req.add_response_header(n, v))
+        });
         if let Err(e) = applied {
             req.log().write(Level::Error, &format!("{}: cannot set the response headers: {e}", self.name));
             return Next::Finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
@@ -242,6 +324,15 @@ impl RequestCtx {
             Some(length) => self.remaining = Some(length),
             None => req.clear_content_length(),
         }
+        // Like a static file, a file response answers ranges, several at
+        // once too (it is one buffer); another response does when the app
+        // says it may, one range at a time (as proxy_force_ranges does).
+        if file {
+            req.allow_ranges(false);
+        } else if accepts_ranges(&head) {
+            req.allow_ranges(true);
+        }
+        self.served.keep_head(head);
         let rc = req.send_header();
         self.header_sent = true;
         if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || req.header_only() {
@@ -252,13 +343,41 @@ impl RequestCtx {
         Next::Wait
     }
 
+    /// `X-Accel-Redirect`: the headers nginx keeps across it (Content-Type,
+    /// Content-Disposition, cookies, caching) go to `headers_out`, then the
+    /// request goes to the URI or named location. An unsafe URI (`..`)
+    /// answers 404, as with an upstream.
+    fn accel_redirect(&mut self, req: HttpRequest, head: &ResponseHead, target: Vec<u8>) -> Next {
+        let kept = head
+            .headers()
+            .iter()
+            .filter(|(n, _)| survives_redirect(n))
+            .try_for_each(|(n, v)| req.add_response_header(n, v));
+        if kept.is_err() {
+            return Next::Finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+        }
+        if target.starts_with(b"@") {
+            return Next::Redirect { uri: target, args: Vec::new() };
+        }
+        match req.parse_unsafe_uri(&target) {
+            Some((uri, args)) => Next::Redirect { uri, args },
+            None => {
+                req.log().write(
+                    Level::Error,
+                    &format!("{}: the app's X-Accel-Redirect \"{}\" is not a safe URI", self.name, String::from_utf8_lossy(&target)),
+                );
+                Next::Finalize(NGX_HTTP_NOT_FOUND as ngx_int_t)
+            }
+        }
+    }
+
     /// Passes queued output on and decides what to wait for next.
     /// `progressed`: the app just produced something, so its read timeout
     /// starts over.
     fn pump(&mut self, req: HttpRequest, progressed: bool) -> Next {
         let wev = req.write_event();
         if self.header_sent {
-            let sent = self.out.send(req);
+            let sent = self.out.send(req, self.flush);
             self.ack(&sent);
             if sent.rc == NGX_ERROR as ngx_int_t || req.connection_failed() {
                 return Next::Finalize(NGX_ERROR as ngx_int_t);
@@ -267,8 +386,13 @@ impl RequestCtx {
                 // nginx's own writer finishes whatever is still buffered.
                 return Next::Finalize(NGX_OK as ngx_int_t);
             }
-            if req.output_pending() || self.out.busy() {
+            // Without flushing, nginx's filters may hold our last chunks
+            // until more come: that waits for the app, not the client.
+            if req.output_pending() || (self.flush && self.out.busy()) {
                 self.waiting_on_app = false;
+                if let Some(timer) = self.app_timer.as_mut() {
+                    timer.disarm();
+                }
                 let (send_timeout, lowat) = req.core_send_timeout();
                 if !wev.delayed() {
                     wev.set_timer(send_timeout);
@@ -279,8 +403,14 @@ impl RequestCtx {
                 return Next::Wait;
             }
         }
+        if !self.waiting_on_app {
+            // The client caught up: its send timeout is over.
+            wev.clear_timer();
+        }
         if progressed || !self.waiting_on_app {
-            wev.restart_timer(self.read_timeout);
+            if let Some(timer) = self.app_timer.as_mut() {
+                timer.arm(self.read_timeout);
+            }
             self.waiting_on_app = true;
         }
         Next::Wait
@@ -293,17 +423,10 @@ impl RequestCtx {
         let wev = req.write_event();
         if wev.timed_out() {
             if self.waiting_on_app {
-                req.log().write(
-                    Level::Error,
-                    &format!(
-                        "{name}: the app sent nothing for {ms} ms; answering {status} (raise {directive} if it is meant to be slow)",
-                        name = self.name,
-                        directive = self.timeout_directive,
-                        ms = self.read_timeout,
-                        status = if self.header_sent { "by closing the connection" } else { "504" },
-                    ),
-                );
-                return Next::Finalize(self.failure_rc(NGX_HTTP_GATEWAY_TIME_OUT as u16));
+                // Another request's send timeout on this connection (an
+                // SSI page around this subrequest): not ours to act on.
+                wev.clear_timed_out();
+                return Next::Wait;
             }
             req.log().write(Level::Info, "client timed out");
             wev.mark_connection_timed_out();
@@ -315,6 +438,25 @@ impl RequestCtx {
             return Next::Wait;
         }
         self.pump(req, false)
+    }
+
+    /// The app stayed silent for `read_timeout`.
+    pub fn on_app_timeout(&mut self, req: HttpRequest) -> Next {
+        if self.finished || !self.waiting_on_app {
+            return Next::Wait;
+        }
+        req.log().write(
+            Level::Error,
+            &format!(
+                "{name}: the app sent nothing for {ms} ms; answering {status} (raise {directive} if it is meant to be slow)",
+                name = self.name,
+                directive = self.timeout_directive,
+                ms = self.read_timeout,
+                status = if self.header_sent { "by closing the connection" } else { "504" },
+            ),
+        );
+        self.served.failed(NGX_HTTP_GATEWAY_TIME_OUT as u16);
+        Next::Finalize(self.failure_rc(NGX_HTTP_GATEWAY_TIME_OUT as u16))
     }
 
     pub fn on_deadline(&mut self, req: HttpRequest) -> Next {
@@ -330,6 +472,7 @@ impl RequestCtx {
                 if self.header_sent { "by closing the connection" } else { "504" },
             ),
         );
+        self.served.failed(NGX_HTTP_GATEWAY_TIME_OUT as u16);
         Next::Finalize(self.failure_rc(NGX_HTTP_GATEWAY_TIME_OUT as u16))
     }
 }

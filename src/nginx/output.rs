@@ -129,29 +129,45 @@ impl OutputChain {
         Ok(())
     }
 
-    /// Queues the end of the response.
+    /// Queues the end of the response. nginx's rule (`ngx_http_send_special`):
+    /// only the client's own request ends with `last_buf`; a subrequest's
+    /// output (SSI, `add_before_body`) ends with `last_in_chain`, and the
+    /// page around it goes on. The flag goes on the last queued buffer when
+    /// one is waiting, as nginx's static module marks its file buffer: a
+    /// response that is one file is then one buffer, which the range filter
+    /// needs to answer several ranges.
     pub fn push_last(&mut self, r: HttpRequest) -> Result<(), NgxError> {
-        let link = self.link(r)?;
-        // SAFETY: as in `push`; an empty buffer that only carries flags.
+        let link = match NonNull::new(self.out_tail) {
+            Some(tail) => tail.as_ptr(),
+            None => {
+                let link = self.link(r)?;
+                self.append(link);
+                link
+            }
+        };
+        // SAFETY: as in `push`; the link is ours and not yet given to nginx.
         unsafe {
             let b = &mut *(*link).buf;
-            b.set_last_buf(1);
+            if r.is_main() {
+                b.set_last_buf(1);
+            }
             b.set_last_in_chain(1);
         }
-        self.append(link);
         Ok(())
     }
 
     /// Passes queued buffers (or, with none, whatever nginx still holds) to
     /// the output filters, then releases what was written.
-    pub fn send(&mut self, r: HttpRequest) -> Sent {
+    /// With `flush`, every chunk carries on promptly (WSGI forbids holding
+    /// back a block the app produced); without it (`X-Accel-Buffering:
+    /// yes`), nginx's filters may gather chunks until the end.
+    pub fn send(&mut self, r: HttpRequest, flush: bool) -> Sent {
         // SAFETY: the chain links and buffers are valid (see `push`), and the
-        // request is live. Every chunk carries on promptly: WSGI forbids
-        // holding back a block the app produced.
+        // request is live.
         let rc = unsafe {
             if let Some(tail) = self.out_tail.as_mut() {
                 let b = &mut *tail.buf;
-                if b.last_buf() == 0 {
+                if flush && b.last_buf() == 0 {
                     b.set_flush(1);
                 }
             }
@@ -263,7 +279,7 @@ pub fn send_small(r: HttpRequest, status: u16, content_type: &[u8], body: &[u8])
         }
         ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
         (*b).last = (*b).last.add(body.len());
-        (*b).set_last_buf(1);
+        (*b).set_last_buf(r.is_main() as u32);
         (*b).set_last_in_chain(1);
         (*cl).buf = b;
         (*cl).next = ptr::null_mut();

@@ -15,7 +15,7 @@ use nginx_sys::{
     ngx_http_cleanup_add, ngx_http_finalize_request, ngx_http_log_ctx_t,
     ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_run_posted_requests,
     ngx_http_send_header, ngx_http_test_reading, ngx_inet_get_port, ngx_int_t, ngx_list_push,
-    ngx_msec_t, ngx_pool_t, ngx_str_t, ngx_table_elt_t, NGX_OK,
+    ngx_msec_t, ngx_parse_http_time, ngx_pool_t, ngx_str_t, ngx_table_elt_t, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
 
@@ -196,6 +196,18 @@ impl HttpRequest {
         (!user.is_empty()).then_some(user)
     }
 
+    /// The scheme of the request's credentials ("Basic"), for AUTH_TYPE.
+    pub fn auth_scheme(&self) -> &[u8] {
+        let h = &self.r().headers_in;
+        // SAFETY: headers_in.authorization is NULL or a header of this
+        // request, in its pool.
+        let value = unsafe { h.authorization.as_ref() }.map_or(&b""[..], |a| a.value.as_bytes());
+        match value.split(|&c| c == b' ').next() {
+            Some(scheme) if !scheme.is_empty() => scheme,
+            _ => b"Basic",
+        }
+    }
+
     /// The file path `root`/`alias` maps the URI to, and the length of its
     /// root part (what `$document_root` is).
     pub fn map_uri_to_path(&self) -> Option<(Vec<u8>, usize)> {
@@ -242,6 +254,69 @@ impl HttpRequest {
         }
         // SAFETY: uri and args live in the request pool, as nginx needs.
         unsafe { nginx_sys::ngx_http_internal_redirect(self.as_ptr(), &mut uri, &mut args) };
+        Ok(())
+    }
+
+    /// Hands the request to a named location (`@name`), as
+    /// `X-Accel-Redirect: @name` does: the URI and arguments stay. The
+    /// caller then finalizes with `NGX_DONE`.
+    pub fn named_location(self, name: &[u8]) -> Result<(), NgxError> {
+        let mut name = self.pool_str(name)?;
+        // SAFETY: the name lives in the request pool; nginx logs and
+        // finalizes the request itself when no such location exists.
+        unsafe { nginx_sys::ngx_http_named_location(self.as_ptr(), &mut name) };
+        Ok(())
+    }
+
+    /// Splits an `X-Accel-Redirect` target into its path and arguments and
+    /// checks it as nginx does (`ngx_http_parse_unsafe_uri`): no `..`
+    /// segments, no control characters. None for an unsafe target.
+    pub fn parse_unsafe_uri(self, target: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        let mut uri = self.pool_str(target).ok()?;
+        let mut args = ngx_str_t { len: 0, data: ptr::null_mut() };
+        let mut flags: nginx_sys::ngx_uint_t = nginx_sys::NGX_HTTP_LOG_UNSAFE as nginx_sys::ngx_uint_t;
+        // SAFETY: uri is a pool copy nginx may point `args` into.
+        let rc = unsafe { nginx_sys::ngx_http_parse_unsafe_uri(self.as_ptr(), &mut uri, &mut args, &mut flags) };
+        (rc == NGX_OK as ngx_int_t).then(|| (uri.as_bytes().to_vec(), args.as_bytes().to_vec()))
+    }
+
+    /// True for the client's own request, false for a subrequest (SSI,
+    /// `add_before_body`, `auth_request`, ...).
+    pub fn is_main(&self) -> bool {
+        ptr::eq(self.r().main, self.as_ptr())
+    }
+
+    /// Lets nginx's range filter answer Range requests from this response;
+    /// with `single`, one range at most (the body is not one buffer).
+    pub fn allow_ranges(self, single: bool) {
+        let r = self.r_mut();
+        r.set_allow_ranges(1);
+        if single {
+            r.set_single_range(1);
+        }
+    }
+
+    /// `X-Accel-Limit-Rate`: bytes per second to the client from now on.
+    pub fn set_limit_rate(self, rate: usize) {
+        let r = self.r_mut();
+        r.limit_rate = rate;
+        r.set_limit_rate_set(1);
+    }
+
+    /// `X-Accel-Charset`: the charset nginx's charset filter recodes the
+    /// response to.
+    pub fn set_override_charset(self, charset: &[u8]) -> Result<(), NgxError> {
+        let value = self.pool_str(charset)?;
+        // SAFETY: pool memory of the right size, written before nginx reads
+        // it; an ngx_str_t needs no drop.
+        unsafe {
+            let slot = nginx_sys::ngx_palloc(self.pool(), std::mem::size_of::<ngx_str_t>()) as *mut ngx_str_t;
+            if slot.is_null() {
+                return Err(NO_MEMORY);
+            }
+            slot.write(value);
+            self.r_mut().headers_out.override_charset = slot;
+        }
         Ok(())
     }
 
@@ -383,27 +458,40 @@ impl HttpRequest {
         Ok(())
     }
 
-    /// Adds one response header. The headers nginx itself generates from
-    /// fields of `headers_out` go into those fields instead of the generic
-    /// list, so the client never gets them twice (the same split the
-    /// upstream module makes).
+    /// Adds one response header the way nginx's upstream module copies an
+    /// upstream's (`ngx_http_upstream_headers_in`): every header goes into
+    /// the list, and the ones nginx's filters read also into their typed
+    /// `headers_out` field, so the not-modified, range, charset, gzip,
+    /// expires and auth_request machinery sees them. The two nginx
+    /// generates itself from fields alone (Content-Type, Content-Length)
+    /// only set the fields, so the client never gets them twice.
     pub fn add_response_header(self, name: &[u8], value: &[u8]) -> Result<(), NgxError> {
         let pool = self.pool();
         let out = &mut self.r_mut().headers_out;
-        if name.eq_ignore_ascii_case(b"content-type") {
-            let v = pool_str(pool, value)?;
-            out.content_type_len = v.len;
-            out.content_type = v;
-            out.content_type_lowcase = ptr::null_mut();
-            return Ok(());
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(value)
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .ok_or(NgxError("Content-Length is not a number"))?;
-            out.content_length_n = n;
-            return Ok(());
+        let field = TypedField::of(name);
+        match field {
+            TypedField::ContentType => {
+                let v = pool_str(pool, value)?;
+                let (type_len, charset) = split_charset(value);
+                out.content_type = v;
+                out.content_type_len = type_len;
+                out.content_type_lowcase = ptr::null_mut();
+                out.charset = match charset {
+                    // SAFETY: the range lies inside the copy just made.
+                    Some((at, len)) => ngx_str_t { len, data: unsafe { v.data.add(at) } },
+                    None => ngx_str_t { len: 0, data: ptr::null_mut() },
+                };
+                return Ok(());
+            }
+            TypedField::ContentLength => {
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                    .ok_or(NgxError("Content-Length is not a number"))?;
+                out.content_length_n = n;
+                return Ok(());
+            }
+            _ => {}
         }
         // SAFETY: headers_out.headers is an initialised list of
         // ngx_table_elt_t in the request pool; the element is fully written
@@ -422,10 +510,37 @@ impl HttpRequest {
             (*elt).hash = 1;
             elt
         };
-        if name.eq_ignore_ascii_case(b"server") {
-            out.server = elt;
-        } else if name.eq_ignore_ascii_case(b"date") {
-            out.date = elt;
+        match field {
+            TypedField::Server => out.server = elt,
+            TypedField::Date => out.date = elt,
+            TypedField::ContentEncoding => out.content_encoding = elt,
+            // A relative Location stays out of the field, as the upstream
+            // module leaves it: nginx would make it absolute
+            // (absolute_redirect), and the app chose a relative one.
+            TypedField::Location if !value.starts_with(b"/") => out.location = elt,
+            TypedField::Refresh => out.refresh = elt,
+            TypedField::LastModified => {
+                out.last_modified = elt;
+                // SAFETY: nginx parses the bytes it is given, no more.
+                out.last_modified_time = unsafe { ngx_parse_http_time(value.as_ptr() as *mut u8, value.len()) };
+            }
+            TypedField::ContentRange => out.content_range = elt,
+            TypedField::AcceptRanges => out.accept_ranges = elt,
+            TypedField::Expires => out.expires = elt,
+            TypedField::Etag => out.etag = elt,
+            #[cfg(nginx1_23_0)]
+            TypedField::WwwAuthenticate => push_repeated(pool, &mut out.www_authenticate, elt)?,
+            #[cfg(not(nginx1_23_0))]
+            TypedField::WwwAuthenticate => out.www_authenticate = elt,
+            #[cfg(nginx1_23_0)]
+            TypedField::CacheControl => push_repeated(pool, &mut out.cache_control, elt)?,
+            #[cfg(not(nginx1_23_0))]
+            TypedField::CacheControl => push_repeated_array(pool, &mut out.cache_control, elt)?,
+            #[cfg(nginx1_23_0)]
+            TypedField::Link => push_repeated(pool, &mut out.link, elt)?,
+            #[cfg(not(nginx1_23_0))]
+            TypedField::Link => push_repeated_array(pool, &mut out.link, elt)?,
+            _ => {}
         }
         Ok(())
     }
@@ -594,6 +709,18 @@ impl WriteEvent {
         }
     }
 
+    /// Removes the timer if it is armed.
+    pub fn clear_timer(&self) {
+        if self.ev().timer_set() != 0 {
+            // SAFETY: as above.
+            unsafe { nginx_sys::ngx_del_timer(self.0) }
+        }
+    }
+
+    pub fn clear_timed_out(&self) {
+        self.ev().set_timedout(0);
+    }
+
     pub fn mark_connection_timed_out(&self) {
         // SAFETY: as above; this is what ngx_http_writer does on timeout.
         unsafe { (*self.1.r().connection).set_timedout(1) }
@@ -631,3 +758,119 @@ fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<ngx_str_t, NgxError> 
 /// configuration time with [`crate::nginx::conf::compile_complex_value`].
 #[derive(Clone, Copy)]
 pub struct ComplexValue(pub(crate) *mut nginx_sys::ngx_http_complex_value_t);
+
+/// The `headers_out` fields an app's header also goes into (besides the
+/// list), as `ngx_http_upstream_headers_in` maps an upstream's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum TypedField {
+    ContentType,
+    ContentLength,
+    Server,
+    Date,
+    ContentEncoding,
+    Location,
+    Refresh,
+    LastModified,
+    ContentRange,
+    AcceptRanges,
+    Expires,
+    Etag,
+    WwwAuthenticate,
+    CacheControl,
+    Link,
+    Other,
+}
+
+impl TypedField {
+    fn of(name: &[u8]) -> TypedField {
+        let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+        // By length first: most names are ruled out by one comparison.
+        match name.len() {
+            4 if is("date") => TypedField::Date,
+            4 if is("etag") => TypedField::Etag,
+            4 if is("link") => TypedField::Link,
+            6 if is("server") => TypedField::Server,
+            7 if is("refresh") => TypedField::Refresh,
+            7 if is("expires") => TypedField::Expires,
+            8 if is("location") => TypedField::Location,
+            12 if is("content-type") => TypedField::ContentType,
+            13 if is("last-modified") => TypedField::LastModified,
+            13 if is("content-range") => TypedField::ContentRange,
+            13 if is("accept-ranges") => TypedField::AcceptRanges,
+            13 if is("cache-control") => TypedField::CacheControl,
+            14 if is("content-length") => TypedField::ContentLength,
+            16 if is("content-encoding") => TypedField::ContentEncoding,
+            16 if is("www-authenticate") => TypedField::WwwAuthenticate,
+            _ => TypedField::Other,
+        }
+    }
+}
+
+/// Where a Content-Type's `charset=` parameter is, as nginx's
+/// `ngx_http_upstream_copy_content_type` finds it: the length of the type
+/// before the `;` that starts the parameter, and the charset's offset and
+/// length in `value` (quotes stripped). nginx then writes the type and
+/// its own `; charset=...`, which its charset filter may change.
+pub fn split_charset(value: &[u8]) -> (usize, Option<(usize, usize)>) {
+    let mut at = 0;
+    while let Some(semi) = value[at..].iter().position(|&c| c == b';').map(|i| at + i) {
+        let mut p = semi + 1;
+        while value.get(p) == Some(&b' ') {
+            p += 1;
+        }
+        if p >= value.len() {
+            break;
+        }
+        if value.len() - p >= 8 && value[p..p + 8].eq_ignore_ascii_case(b"charset=") {
+            let mut start = p + 8;
+            let mut end = value.len();
+            if value.get(start) == Some(&b'"') {
+                start += 1;
+            }
+            if end > start && value[end - 1] == b'"' {
+                end -= 1;
+            }
+            return (semi, Some((start, end.saturating_sub(start))));
+        }
+        at = p;
+    }
+    (value.len(), None)
+}
+
+/// Chains `elt` behind the other headers of a field that may repeat
+/// (nginx >= 1.23 links them through `next`).
+#[cfg(nginx1_23_0)]
+fn push_repeated(_pool: *mut ngx_pool_t, field: &mut *mut ngx_table_elt_t, elt: *mut ngx_table_elt_t) -> Result<(), NgxError> {
+    let mut at = field as *mut *mut ngx_table_elt_t;
+    // SAFETY: every element on the chain is a header of this request,
+    // in its pool; `elt` was zeroed, so its own `next` is NULL.
+    unsafe {
+        while !(*at).is_null() {
+            at = &mut (**at).next;
+        }
+        *at = elt;
+    }
+    Ok(())
+}
+
+/// Before nginx 1.23, Cache-Control and Link are arrays of pointers.
+#[cfg(not(nginx1_23_0))]
+fn push_repeated_array(pool: *mut ngx_pool_t, array: &mut nginx_sys::ngx_array_t, elt: *mut ngx_table_elt_t) -> Result<(), NgxError> {
+    // SAFETY: an array nginx zeroed with headers_out (elts NULL) is set
+    // up here as ngx_array_init does; pushing allocates from `pool`.
+    unsafe {
+        if array.elts.is_null() {
+            let elts = nginx_sys::ngx_palloc(pool, 2 * std::mem::size_of::<*mut ngx_table_elt_t>());
+            if elts.is_null() {
+                return Err(NO_MEMORY);
+            }
+            *array = nginx_sys::ngx_array_t { elts, nelts: 0, size: std::mem::size_of::<*mut ngx_table_elt_t>(), nalloc: 2, pool };
+        }
+        let slot = nginx_sys::ngx_array_push(array) as *mut *mut ngx_table_elt_t;
+        if slot.is_null() {
+            return Err(NO_MEMORY);
+        }
+        *slot = elt;
+    }
+    Ok(())
+}

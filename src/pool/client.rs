@@ -22,12 +22,15 @@ use nginx_sys::{ngx_event_t, ngx_http_request_t, ngx_int_t, ngx_msec_t};
 use super::conf::PoolTarget;
 use super::fastcgi::{self as fcgi, Decoder};
 use super::log::split_level;
-use super::params::{monotonic_us, write_params, Extras};
+use super::params::{write_params, Extras};
+use crate::os::monotonic_us;
 use super::slots::{self, ExitCause, State};
 use super::spawn::sockaddr;
 use super::supervisor::describe;
 use crate::cgi::parse::{self, CgiHead};
 use crate::core::capture::{Body, BodyReader, RequestHead};
+use crate::core::conf::UpstreamConf;
+use crate::core::served::{Label, Text};
 use crate::core::catch_panic;
 use crate::core::engine::{self, Adapter, Ending, Refusal, Source};
 use crate::core::exchange::{cost, Event, WINDOW};
@@ -58,6 +61,14 @@ impl Adapter for PoolWsgi {
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
         r.loc_conf::<Module>().map_or(crate::wsgi::conf::WsgiLocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi.read_timeout)
+    }
+
+    fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf> {
+        r.loc_conf::<Module>().map(|c| &c.upstream)
+    }
+
+    fn label(target: &&'static PoolTarget) -> Label {
+        Label { app: Some(Text::Static(&target.label)), pool: Some(&target.name) }
     }
 
     /// The pool's request timeout: the client gets 504 as it passes (the
@@ -97,6 +108,7 @@ impl Adapter for PoolWsgi {
             waited: 0,
             broken: None,
             pending: None,
+            pid: None,
         });
         let data = &mut *request as *mut PoolRequest as *mut c_void;
         request.timer = Some(Timer::new(on_timer, data, r.log(), false));
@@ -165,6 +177,8 @@ struct PoolRequest {
     broken: Option<String>,
     /// Events for the next timer run (see [`PoolRequest::post`]).
     pending: Option<Vec<Event>>,
+    /// The process it went to (`$rust_pid`), kept after the slot is let go.
+    pid: Option<u32>,
 }
 
 thread_local! {
@@ -256,6 +270,7 @@ impl PoolRequest {
             fcgi::push_begin_request(&mut self.out, REQUEST_ID, fcgi::RESPONDER, fcgi::KEEP_CONN);
             fcgi::push_params(&mut self.out, REQUEST_ID, &params);
         }
+        self.pid = Some(slot.pid);
         self.slot = Some(slot);
         self.conn = Some(conn);
         self.write();
@@ -353,6 +368,11 @@ impl PoolRequest {
             }
             match record.kind {
                 fcgi::STDOUT if !record.content.is_empty() => self.stdout(record.content, events),
+                fcgi::RUST_STARTED => {
+                    if let Ok(at) = <[u8; 8]>::try_from(record.content.as_slice()) {
+                        events.push(Event::Started { at_ms: u64::from_le_bytes(at) });
+                    }
+                }
                 fcgi::STDERR => {
                     for line in String::from_utf8_lossy(&record.content).lines() {
                         let (level, text) = split_level(line);
@@ -456,6 +476,10 @@ impl PoolRequest {
 }
 
 impl Source for PoolRequest {
+    fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
     fn ack(&mut self, bytes: usize) {
         self.in_flight = self.in_flight.saturating_sub(bytes);
         if self.paused && self.in_flight < WINDOW {

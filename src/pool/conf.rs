@@ -125,6 +125,8 @@ pub struct PoolTarget {
     pub asgi: bool,
     /// The key the pool process knows the app by.
     pub key: String,
+    /// `$rust_app`.
+    pub label: String,
     pub timeout_ms: u64,
     pub queue_timeout_ms: u64,
 }
@@ -172,6 +174,10 @@ impl PoolMainConf {
     pub fn resolve(&mut self, target: &mut PoolTarget) -> Result<(), String> {
         let Some(pool) = self.find_mut(&target.name) else {
             return Err(format!("unknown pool \"{0}\"; declare it in the http block with rust_pool {0} ...", target.name));
+        };
+        target.label = match &target.app {
+            Some(app) => app.label(),
+            None => pool.apps.first().map(AppSpec::label).unwrap_or_default(),
         };
         target.key = match target.app.clone() {
             Some(app) => pool.add_app(app, target.asgi),

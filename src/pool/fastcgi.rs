@@ -28,6 +28,11 @@ pub const DATA: u8 = 8;
 pub const GET_VALUES: u8 = 9;
 pub const GET_VALUES_RESULT: u8 = 10;
 pub const UNKNOWN_TYPE: u8 = 11;
+/// Ours, from a pool process to nginx (FastCGI leaves types past 11
+/// undefined, and other responders never send it): a thread began running
+/// the request, at the CLOCK_MONOTONIC millisecond in its 8 content bytes
+/// (little-endian), for `$rust_queue_time`.
+pub const RUST_STARTED: u8 = 100;
 
 pub const RESPONDER: u16 = 1;
 

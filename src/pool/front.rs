@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use super::fastcgi::{self as fcgi, Decoder, Record};
 use super::log::{mark, say};
-use super::params::{from_params, monotonic_us, Extras};
+use super::params::{from_params, Extras};
+use crate::os::monotonic_us;
 use super::slots::{unix_ms, Table};
 use super::spawn::LISTEN_FD;
 use crate::core::bridge::Bridge;
@@ -480,12 +481,22 @@ impl<'a> Front<'a> {
         let Some(conn) = self.conns.get_mut(&key) else { return };
         let Some(active) = conn.request.as_mut() else { return };
         let id = active.id;
-        for event in events {
+        let mut events = events.into_iter().peekable();
+        while let Some(event) = events.next() {
             if active.ended {
                 break;
             }
             match event {
-                Event::Head(head) => fcgi::push_stream(&mut conn.out, fcgi::STDOUT, id, &cgi_head(&head)),
+                Event::Started { at_ms } => fcgi::push_stream(&mut conn.out, fcgi::RUST_STARTED, id, &at_ms.to_le_bytes()),
+                Event::Head(mut head) => {
+                    // A file response (file wrapper, pathsend) reaches nginx
+                    // as plain bytes: saying it may be ranged lets nginx
+                    // answer a Range request from it, as embedded mode does.
+                    if matches!(events.peek(), Some(Event::File { .. })) && !head.has_header("accept-ranges") {
+                        head.push_header("Accept-Ranges", "bytes".into());
+                    }
+                    fcgi::push_stream(&mut conn.out, fcgi::STDOUT, id, &cgi_head(&head))
+                }
                 Event::Body(bytes) => {
                     conn.unacked += cost(bytes.len());
                     fcgi::push_stream(&mut conn.out, fcgi::STDOUT, id, &bytes);

@@ -54,6 +54,10 @@ pub fn write_params(head: &RequestHead, content_length: u64, extras: &Extras, mu
     if head.has_body {
         put(b"CONTENT_LENGTH", content_length.to_string().as_bytes());
     }
+    if let Some((user, scheme)) = &head.user {
+        put(b"REMOTE_USER", user);
+        put(b"AUTH_TYPE", scheme);
+    }
     put(APP, extras.app.as_bytes());
     put(QUEUED_AT, extras.queued_at_us.to_string().as_bytes());
     put(ERRORS_LEVEL, extras.errors_level.as_bytes());
@@ -61,6 +65,10 @@ pub fn write_params(head: &RequestHead, content_length: u64, extras: &Extras, mu
         // The name is latin-1 text, one char per byte of the header's name.
         let name: Vec<u8> = name.chars().map(|c| c as u8).collect();
         put(&name, &value);
+    }
+    // rust_param: last, so that it may replace any of the above.
+    for (name, value) in &head.params {
+        put(name, value);
     }
 }
 
@@ -90,10 +98,16 @@ pub fn from_params(params: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(RequestHead, Extr
             APP => extras.app = String::from_utf8_lossy(&value).into_owned(),
             QUEUED_AT => extras.queued_at_us = number("RUST_QUEUED_AT", &value)?,
             ERRORS_LEVEL => extras.errors_level = String::from_utf8_lossy(&value).into_owned(),
+            b"REMOTE_USER" => head.user.get_or_insert_with(Default::default).0 = value,
+            b"AUTH_TYPE" => head.user.get_or_insert_with(Default::default).1 = value,
             _ => {
                 if let Some(header) = name.strip_prefix(b"HTTP_") {
                     let header = header.iter().map(|&c| if c == b'_' { b'-' } else { c.to_ascii_lowercase() }).collect();
                     head.headers.push((header, value));
+                } else {
+                    // A rust_param (or another responder's variable): the
+                    // environ gets it as it is.
+                    head.params.push((name, value));
                 }
             }
         }
@@ -105,14 +119,6 @@ pub fn from_params(params: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(RequestHead, Extr
     script_name.extend_from_slice(&path_info);
     head.path = script_name;
     Ok((head, extras))
-}
-
-/// CLOCK_MONOTONIC in µs: the same clock in every process of the machine.
-pub fn monotonic_us() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the struct we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
 
 #[cfg(test)]
@@ -145,6 +151,8 @@ mod tests {
             https: true,
             location: Some(b"/app/".to_vec()),
             has_body: true,
+            user: Some((b"alice".to_vec(), b"Basic".to_vec())),
+            params: vec![h("SSL_CLIENT_S_DN", "CN=alice"), h("SERVER_NAME", "public.example")],
         };
         let extras = Extras { app: "/a.py:application".into(), queued_at_us: 42, errors_level: "warn".into() };
         let params = to_params(&head, 3, &extras);
@@ -158,6 +166,11 @@ mod tests {
         // The same HTTP_* variables come out of the rebuilt headers.
         assert_eq!(http_vars(&back.headers), http_vars(&head.headers));
         assert_eq!(header(&back.headers, "content-type"), Some(&b"text/plain"[..]));
+        assert_eq!(back.user, head.user);
+        // rust_param: a new entry arrives as a param; one that names a
+        // meta-variable replaces it.
+        assert_eq!(back.params, vec![h("SSL_CLIENT_S_DN", "CN=alice")]);
+        assert_eq!(back.server_name, b"public.example");
     }
 
     #[test]

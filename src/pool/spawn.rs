@@ -42,6 +42,20 @@ pub fn become_supervisor(channel: OwnedFd) -> (OwnedFd, Option<OwnedFd>) {
             libc::close(channel);
         }
         os::close_fds_from(4);
+        // Forked before nginx daemonizes, so detach as nginx's own daemon
+        // does (ngx_daemon): a session of its own, and no hold on the
+        // launcher's terminal or pipes, or `$(nginx)`, `ssh host nginx`
+        // and a captured subprocess would wait for it. stderr goes to the
+        // error log once the first plan names it (see `redirect_stderr`).
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+            if null > 2 {
+                libc::close(null);
+            }
+        }
         set_title("rust pool supervisor");
         let mut term: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut term);
@@ -50,6 +64,16 @@ pub fn become_supervisor(channel: OwnedFd) -> (OwnedFd, Option<OwnedFd>) {
         let signals = libc::signalfd(-1, &term, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
         (OwnedFd::from_raw_fd(3), (signals >= 0).then(|| OwnedFd::from_raw_fd(signals)))
     }
+}
+
+/// Points the supervisor's stderr at nginx's error log file, as nginx's
+/// `ngx_log_redirect_stderr` does for its own processes; with `error_log
+/// stderr`, it stays where nginx's is.
+pub fn redirect_stderr(error_log: Option<&std::path::Path>) {
+    let Some(path) = error_log else { return };
+    let Ok(file) = std::fs::OpenOptions::new().append(true).create(true).open(path) else { return };
+    // SAFETY: plain syscall; fd 2 is replaced, `file` closes its own copy.
+    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 2) };
 }
 
 /// Every signal to its default disposition, none blocked.

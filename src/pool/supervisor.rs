@@ -236,6 +236,7 @@ impl Supervisor {
     /// new generation, removed pools drain.
     fn apply(&mut self, plan: Plan) {
         self.log = ErrorLog::new(plan.error_log.clone(), plan.log_level);
+        spawn::redirect_stderr(plan.error_log.as_deref());
         for spec in &plan.pools {
             match self.pools.iter_mut().find(|p| p.spec.name == spec.name) {
                 Some(pool) if pool.spec == *spec => {}

@@ -57,6 +57,16 @@ impl AppSpec {
         Ok(AppSpec { path: PathBuf::from(path), callable: callable.to_owned(), explicit })
     }
 
+    /// How `$rust_app` names it: the file, and the callable when the
+    /// configuration named one.
+    pub fn label(&self) -> String {
+        if self.explicit {
+            format!("{}:{}", self.path.display(), self.callable)
+        } else {
+            self.path.display().to_string()
+        }
+    }
+
     /// The module name the file is imported under.
     pub fn module_name(&self) -> String {
         let path = self.path.to_string_lossy();
@@ -163,6 +173,8 @@ pub type Logger = Arc<dyn Fn(Level, String) + Send + Sync>;
 
 pub struct App {
     pub spec: AppSpec,
+    /// `$rust_app`.
+    pub label: std::sync::Arc<str>,
     interface: Interface,
     reload: Reload,
     log: Logger,
@@ -180,6 +192,7 @@ pub struct App {
 impl App {
     pub fn new(spec: AppSpec, interface: Interface, reload: Reload, log: Logger) -> App {
         App {
+            label: spec.label().into(),
             spec,
             interface,
             reload,

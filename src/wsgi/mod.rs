@@ -24,6 +24,8 @@ use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t};
 use self::conf::WsgiLocConf;
 use crate::conf::MainConf;
 use crate::core::capture::{Body, RequestHead};
+use crate::core::conf::UpstreamConf;
+use crate::core::served::{Label, Text};
 use crate::core::engine::{self, Adapter, Refusal, Source};
 use crate::core::exchange::{Exchange, ResponseSink};
 use crate::core::{runtime, threaded};
@@ -55,6 +57,14 @@ impl Adapter for Wsgi {
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
         r.loc_conf::<Module>().map_or(WsgiLocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi.read_timeout)
+    }
+
+    fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf> {
+        r.loc_conf::<Module>().map(|c| &c.upstream)
+    }
+
+    fn label((app, _): &Self::Job) -> Label {
+        Label { app: Some(Text::Shared(Arc::clone(&app.label))), pool: None }
     }
 
     fn prepare(r: HttpRequest) -> Result<Self::Job, Refusal> {

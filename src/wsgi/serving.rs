@@ -95,7 +95,7 @@ fn run_job(py: Python<'_>, job: Job) {
                 return request.sink.cancel();
             }
             if let Some(deadline) = request.queue_deadline_us {
-                if crate::pool::params::monotonic_us() > deadline {
+                if crate::os::monotonic_us() > deadline {
                     return request.sink.fail(503, vec![
                         "rust_pool: the request waited longer than the pool's queue_timeout for a free thread".into(),
                     ]);
@@ -107,7 +107,8 @@ fn run_job(py: Python<'_>, job: Job) {
     }
 }
 
-fn run(py: Python<'_>, app: &App, head: &RequestHead, body: Body, sink: ResponseSink, errors_level: Level) {
+fn run(py: Python<'_>, app: &App, head: &RequestHead, body: Body, mut sink: ResponseSink, errors_level: Level) {
+    sink.started();
     let callable = match app.callable(py) {
         Ok(callable) => callable,
         Err(LoadError::Failed(lines)) => return sink.fail(500, lines),

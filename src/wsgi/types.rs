@@ -86,6 +86,16 @@ pub fn environ<'py>(
         env.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
     }
     set_http_vars(py, &env, &head.headers)?;
+    if let Some((user, scheme)) = &head.user {
+        set(intern!(py, "REMOTE_USER"), user)?;
+        if !scheme.is_empty() {
+            set(intern!(py, "AUTH_TYPE"), scheme)?;
+        }
+    }
+    // rust_param: last, so that it may replace any of the above.
+    for (name, value) in &head.params {
+        env.set_item(latin1(py, name)?, latin1(py, value)?)?;
+    }
 
     env.set_item(intern!(py, "wsgi.version"), wsgi_version(py)?)?;
     let scheme = if head.https { intern!(py, "https") } else { intern!(py, "http") };

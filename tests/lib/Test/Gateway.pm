@@ -66,7 +66,7 @@ use Time::HiRes qw(sleep time);
 our @EXPORT = qw(
     run_tests http_get http_request http_start http_finish
     nginx_reload nginx_pid worker_pids supervisor_pids pool_pids children_of server_port servroot error_log_text
-    nginx_command nginx_wait_exit venv expand
+    nginx_command nginx_wait_exit nginx_binary nginx_module venv expand
     wait_for multipart changed_under_load vm_hwm
 );
 
@@ -81,6 +81,8 @@ my $VENV = $ENV{TEST_NGINX_VENV} // '/tmp/ngx-rust-gateway-test-venv';
 my ($PORT, $SERVROOT, $NGINX_PID);
 
 sub server_port { $PORT }
+sub nginx_binary { $BINARY }
+sub nginx_module { $MODULE }
 sub venv { $VENV }
 sub servroot { $SERVROOT }
 sub nginx_pid { $NGINX_PID }

@@ -1,0 +1,151 @@
+//! What a request's `$rust_*` variables report: which app served it, its
+//! status, its headers, and where the time went. Filled on nginx's thread
+//! as the producer's events arrive; read by [`super::vars`].
+//!
+//! Times are nginx's clock (`ngx_current_msec`, CLOCK_MONOTONIC in ms, the
+//! clock `$upstream_response_time` uses too); a producer on another thread
+//! or process stamps [`super::exchange::Event::Started`] with the same
+//! system-wide clock.
+
+use std::sync::Arc;
+
+use nginx_sys::ngx_msec_t;
+
+use super::head::ResponseHead;
+
+/// A name that is either in the configuration or shared with the app.
+#[derive(Clone, Debug)]
+pub enum Text {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Text::Static(s) => s,
+            Text::Shared(s) => s,
+        }
+    }
+}
+
+/// Which app serves a request (`$rust_app`, `$rust_pool`).
+#[derive(Clone, Debug, Default)]
+pub struct Label {
+    /// The app file (and callable), or the CGI program.
+    pub app: Option<Text>,
+    /// The pool, when one serves it.
+    pub pool: Option<&'static str>,
+}
+
+#[derive(Default)]
+pub struct Served {
+    pub label: Label,
+    /// The request was handed to the app (its body read).
+    started: ngx_msec_t,
+    /// A thread or process began running it.
+    taken: Option<ngx_msec_t>,
+    header_at: Option<ngx_msec_t>,
+    ended_at: Option<ngx_msec_t>,
+    /// The app's status, or what its failure answered (502, 504, ...).
+    status: Option<u16>,
+    /// The app's head as it sent it, hidden headers too (`$rust_http_*`).
+    head: Option<ResponseHead>,
+}
+
+/// nginx's cached clock.
+pub fn now() -> ngx_msec_t {
+    // SAFETY: a plain global that nginx's thread updates between events;
+    // this runs on that thread.
+    unsafe { nginx_sys::ngx_current_msec }
+}
+
+impl Served {
+    /// `queued`: the app waits for a thread or process to take it (not a
+    /// CGI program, which starts at once).
+    pub fn new(label: Label, queued: bool) -> Served {
+        let started = now();
+        Served { label, started, taken: (!queued).then_some(started), ..Default::default() }
+    }
+
+    /// The producer began running the request at `at_ms` (its clock runs
+    /// ahead of nginx's cached one by up to an event loop turn).
+    pub fn taken(&mut self, at_ms: u64) {
+        self.taken.get_or_insert((at_ms as ngx_msec_t).max(self.started));
+    }
+
+    pub fn head(&mut self, status: u16) {
+        self.status = Some(status);
+        self.header_at.get_or_insert(now());
+    }
+
+    /// The app's head stays for `$rust_http_*`.
+    pub fn keep_head(&mut self, head: ResponseHead) {
+        self.head = Some(head);
+    }
+
+    /// A failure answered `status`, unless the app's own head went first.
+    pub fn failed(&mut self, status: u16) {
+        self.status.get_or_insert(status);
+    }
+
+    pub fn end(&mut self) {
+        self.ended_at.get_or_insert(now());
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    pub fn queue_ms(&self) -> Option<ngx_msec_t> {
+        self.taken.map(|t| t - self.started)
+    }
+
+    /// From the hand-over to the head (`$upstream_header_time`'s twin).
+    pub fn header_ms(&self) -> Option<ngx_msec_t> {
+        self.header_at.map(|t| t.saturating_sub(self.started))
+    }
+
+    /// From the hand-over to the end (`$upstream_response_time`'s twin).
+    pub fn app_ms(&self) -> Option<ngx_msec_t> {
+        self.ended_at.map(|t| t.saturating_sub(self.started))
+    }
+
+    /// The first value of the app's header `name` (`-` for `_`, any case).
+    pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.head.as_ref()?.headers().iter().find(|(n, _)| same_header(n, name)).map(|(_, v)| v.as_slice())
+    }
+}
+
+/// `X-User` matches `x_user`, as `$upstream_http_x_user` does.
+fn same_header(header: &[u8], var: &[u8]) -> bool {
+    header.len() == var.len()
+        && header.iter().zip(var).all(|(&h, &v)| {
+            let h = if h == b'-' { b'_' } else { h.to_ascii_lowercase() };
+            h == v.to_ascii_lowercase()
+        })
+}
+
+/// nginx's format for times in variables: seconds with milliseconds.
+pub fn seconds(ms: ngx_msec_t) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_like_nginx_times() {
+        assert_eq!(seconds(0), "0.000");
+        assert_eq!(seconds(1234), "1.234");
+        assert_eq!(seconds(60_005), "60.005");
+    }
+
+    #[test]
+    fn variable_names_match_headers() {
+        assert!(same_header(b"X-Auth-User", b"x_auth_user"));
+        assert!(!same_header(b"X-Auth-User", b"x_auth_use"));
+        assert!(!same_header(b"X-Auth_User", b"x_auth_userx"));
+    }
+}
