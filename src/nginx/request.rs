@@ -530,8 +530,10 @@ impl HttpRequest {
             TypedField::Etag => out.etag = elt,
             #[cfg(nginx1_23_0)]
             TypedField::WwwAuthenticate => push_repeated(pool, &mut out.www_authenticate, elt)?,
+            // Before 1.23 the field holds one header: the first, as the
+            // upstream module keeps it.
             #[cfg(not(nginx1_23_0))]
-            TypedField::WwwAuthenticate => out.www_authenticate = elt,
+            TypedField::WwwAuthenticate if out.www_authenticate.is_null() => out.www_authenticate = elt,
             #[cfg(nginx1_23_0)]
             TypedField::CacheControl => push_repeated(pool, &mut out.cache_control, elt)?,
             #[cfg(not(nginx1_23_0))]

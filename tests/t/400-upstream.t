@@ -66,6 +66,8 @@ sub keepalive_get {
     return responses(raw_exchange($raw));
 }
 
+sub slurp_file { my ($p) = @_; open my $fh, '<', $p or return undef; local $/; return <$fh> }
+
 sub header_of {
     my ($headers, $name) = @_;
     my @values = $headers =~ /^\Q$name\E: ([^\r\n]*)/mgi;
@@ -102,7 +104,7 @@ is($r[1]{body}, $want, 'the second response is whole too');
 is($r[2]{body}, '[frag /wsgi/frag]', 'and a plain request after them');
 ok(!grep({ $_->{garbage} } @r), 'no stray bytes between responses');
 
-=== TEST 1b: the same page over HTTP/2, twice on one connection
+=== TEST 1b: the same page over HTTP/2
 --- min_nginx: 1.25.1
 --- http_config
 rust_pool p processes=1 threads=2;
@@ -119,8 +121,12 @@ A<!--# include virtual="/wsgi/frag" -->B<!--# include virtual="/asgi/frag" -->C<
 --- perl
 my $want = "A[frag /wsgi/frag]B[frag /asgi/frag]C[frag /cgi/frag]D[frag /pool/frag]E\n";
 my $port = server_port();
-my $out = `curl -s --http2-prior-knowledge http://127.0.0.1:$port/page.html http://127.0.0.1:$port/page.html 2>&1`;
-is($out, $want x 2, 'the whole page, twice');
+# (One request per curl: this curl fails the second request on a reused
+# prior-knowledge connection, even for a static file.)
+for my $i (1, 2) {
+    my $out = `curl -s --http2-prior-knowledge http://127.0.0.1:$port/page.html 2>&1`;
+    is($out, $want, "the whole page ($i)");
+}
 unlike(error_log_text(), qr/closed stream/, 'no output on a closed stream');
 
 === TEST 2: add_before_body and add_after_body, with rust_* locations around a static page and around a rust_* page
@@ -156,14 +162,45 @@ location /wsgi/ { rust_wsgi $TEST_NGINX_APPS/upstream.py; }
 location /asgi/ { rust_asgi $TEST_NGINX_APPS/upstream.py; }
 location /cgi/ { rust_cgi_pass $TEST_NGINX_SERVROOT/cgi-bin/upstream.py; }
 location /pool/ { rust_wsgi $TEST_NGINX_APPS/upstream.py pool=p; }
-location ~ ^/private/(\w+)$ {
-    auth_request /$1/auth;
+location = /private/wsgi {
+    auth_request /wsgi/auth;
     auth_request_set $user $rust_http_x_user;
     auth_request_set $sent $sent_http_x_user;
     auth_request_set $auth_status $rust_status;
     add_header X-Seen "$user $sent $auth_status" always;
-    return 200 "private\n";
+    root html;
+    try_files /private.txt =404;
 }
+location = /private/asgi {
+    auth_request /asgi/auth;
+    auth_request_set $user $rust_http_x_user;
+    auth_request_set $sent $sent_http_x_user;
+    auth_request_set $auth_status $rust_status;
+    add_header X-Seen "$user $sent $auth_status" always;
+    root html;
+    try_files /private.txt =404;
+}
+location = /private/cgi {
+    auth_request /cgi/auth;
+    auth_request_set $user $rust_http_x_user;
+    auth_request_set $sent $sent_http_x_user;
+    auth_request_set $auth_status $rust_status;
+    add_header X-Seen "$user $sent $auth_status" always;
+    root html;
+    try_files /private.txt =404;
+}
+location = /private/pool {
+    auth_request /pool/auth;
+    auth_request_set $user $rust_http_x_user;
+    auth_request_set $sent $sent_http_x_user;
+    auth_request_set $auth_status $rust_status;
+    add_header X-Seen "$user $sent $auth_status" always;
+    root html;
+    try_files /private.txt =404;
+}
+--- user_files
+>>> private.txt
+private
 --- perl
 my $multi = `'${\ nginx_binary()}' -v 2>&1` !~ m{nginx/1\.22\.};
 for my $kind (@main::KINDS) {
@@ -499,8 +536,14 @@ like($out, qr/^rc=0 \[\]/, 'the command substitution ended, nginx exited 0 with 
 my $pid = do { local @ARGV = "$root/logs/daemon.pid"; <> } // '';
 chomp $pid;
 ok($pid, 'the daemon runs');
-my @sups = grep { (`cat /proc/$_/cmdline 2>/dev/null` // '') =~ /supervisor/ } children_of($pid);
-ok(@sups, 'it has a pool supervisor');
+# The supervisor is forked while the configuration is read, before nginx
+# daemonizes, so it is not the daemon's child: find it by name.
+my %ours = map { $_ => 1 } supervisor_pids();
+my @sups;
+ok(wait_for(sub {
+    @sups = grep { !$ours{$_} && (main::slurp_file("/proc/$_/cmdline") // '') =~ /rust pool supervisor/ }
+        map { m{/proc/(\d+)/} ? $1 : () } glob '/proc/[0-9]*/cmdline';
+    @sups == 1 }, 30), 'the daemon has its pool supervisor');
 for my $s (@sups) {
     my $stat = `cat /proc/$s/stat`;
     my ($sid) = (split ' ', ($stat =~ /\)\s(.*)/)[0])[3];
@@ -510,5 +553,5 @@ for my $s (@sups) {
 ok(wait_for(sub { http_request("GET /pool/frag HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")->{status} == 200 }, 30), 'the block\'s own nginx serves the pool');
 my $daemon = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") ? 1 : 0;
 ok($daemon, 'the daemon listens');
-system($bin, '-p', "$root/", '-c', 'conf/daemon.conf', '-s', 'stop');
+system("'$bin' -p '$root/' -c conf/daemon.conf -s stop 2>/dev/null");
 ok(wait_for(sub { !kill(0, $pid) && !grep { kill 0, $_ } @sups }, 30), 'stopped: the daemon and its supervisor are gone');
