@@ -100,6 +100,10 @@ impl ResponseHead {
         &self.headers
     }
 
+    pub fn into_headers(self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.headers
+    }
+
     pub fn dropped(&self) -> &[String] {
         &self.dropped
     }

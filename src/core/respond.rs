@@ -23,7 +23,7 @@ use super::head::ResponseHead;
 use super::headers::{accel, accepts_ranges, survives_redirect};
 use super::served::Served;
 use crate::module::module_ref;
-use crate::nginx::event::Timer;
+use crate::nginx::event::{InlineTimer, Timer};
 use crate::nginx::log::Level;
 use crate::nginx::output::{OutputChain, Sent};
 use crate::nginx::request::HttpRequest;
@@ -46,7 +46,7 @@ pub struct RequestCtx {
     read_timeout: ngx_msec_t,
     /// Fires when the app stays silent for `read_timeout`. Its own event,
     /// not the client connection's: subrequests share that connection.
-    app_timer: Option<Timer>,
+    app_timer: Option<InlineTimer>,
     /// The total-time limit, if the adapter sets one.
     pub deadline: Option<(Timer, ngx_msec_t)>,
     /// `rust_hide_header`, `rust_ignore_headers`, ... of the location.
@@ -104,10 +104,13 @@ impl RequestCtx {
 
     /// Starts the app's clock; `on_timeout` runs when it expires, with
     /// the request as its data.
-    pub fn start_app_timer(&mut self, req: HttpRequest, on_timeout: crate::nginx::event::EventHandler) {
-        let mut timer = Timer::new(on_timeout, req.as_ptr().cast(), req.log(), false);
-        timer.arm(self.read_timeout);
-        self.app_timer = Some(timer);
+    ///
+    /// # Safety
+    /// The context must be in its final place (the request pool).
+    pub unsafe fn start_app_timer(&mut self, req: HttpRequest, on_timeout: crate::nginx::event::EventHandler) {
+        let timer = self.app_timer.insert(InlineTimer::new(on_timeout, req.as_ptr().cast(), req.log(), false));
+        // SAFETY: as the caller promises; the context never moves again.
+        unsafe { timer.arm(self.read_timeout) };
     }
 
     /// The request is over for the engine: stop the producer.
@@ -409,7 +412,9 @@ impl RequestCtx {
         }
         if progressed || !self.waiting_on_app {
             if let Some(timer) = self.app_timer.as_mut() {
-                timer.arm(self.read_timeout);
+                // SAFETY: the context lives in the request pool, where it
+                // was when the timer was first armed.
+                unsafe { timer.arm(self.read_timeout) };
             }
             self.waiting_on_app = true;
         }

@@ -38,19 +38,45 @@ pub struct Label {
     pub pool: Option<&'static str>,
 }
 
+/// Kept small: it lives in every request's context.
 #[derive(Default)]
 pub struct Served {
     pub label: Label,
     /// The request was handed to the app (its body read).
     started: ngx_msec_t,
-    /// A thread or process began running it.
-    taken: Option<ngx_msec_t>,
-    header_at: Option<ngx_msec_t>,
-    ended_at: Option<ngx_msec_t>,
-    /// The app's status, or what its failure answered (502, 504, ...).
-    status: Option<u16>,
-    /// The app's head as it sent it, hidden headers too (`$rust_http_*`).
-    head: Option<ResponseHead>,
+    /// Milliseconds after `started` (NOT_YET until then): a thread or
+    /// process began running it, the head arrived, the response ended.
+    taken: Offset,
+    header_at: Offset,
+    ended_at: Offset,
+    /// The app's status, or what its failure answered (502, 504, ...); 0
+    /// until known.
+    status: u16,
+    /// The app's headers as it sent them, hidden ones too (`$rust_http_*`).
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A time after `started`, in ms.
+#[derive(Clone, Copy)]
+struct Offset(u32);
+
+impl Default for Offset {
+    fn default() -> Offset {
+        Offset(u32::MAX)
+    }
+}
+
+impl Offset {
+    fn get(self) -> Option<ngx_msec_t> {
+        (self.0 != u32::MAX).then_some(self.0 as ngx_msec_t)
+    }
+
+    /// Sets it once.
+    fn set(&mut self, started: ngx_msec_t, at: ngx_msec_t) {
+        if self.0 == u32::MAX {
+            self.0 = at.saturating_sub(started).min(u32::MAX as ngx_msec_t - 1) as u32;
+        }
+    }
 }
 
 /// nginx's cached clock.
@@ -65,55 +91,58 @@ impl Served {
     /// CGI program, which starts at once).
     pub fn new(label: Label, queued: bool) -> Served {
         let started = now();
-        Served { label, started, taken: (!queued).then_some(started), ..Default::default() }
+        let taken = if queued { Offset::default() } else { Offset(0) };
+        Served { label, started, taken, ..Default::default() }
     }
 
     /// The producer began running the request at `at_ms` (its clock runs
     /// ahead of nginx's cached one by up to an event loop turn).
     pub fn taken(&mut self, at_ms: u64) {
-        self.taken.get_or_insert((at_ms as ngx_msec_t).max(self.started));
+        self.taken.set(self.started, at_ms as ngx_msec_t);
     }
 
     pub fn head(&mut self, status: u16) {
-        self.status = Some(status);
-        self.header_at.get_or_insert(now());
+        self.status = status;
+        self.header_at.set(self.started, now());
     }
 
-    /// The app's head stays for `$rust_http_*`.
+    /// The app's headers stay for `$rust_http_*`.
     pub fn keep_head(&mut self, head: ResponseHead) {
-        self.head = Some(head);
+        self.headers = head.into_headers();
     }
 
     /// A failure answered `status`, unless the app's own head went first.
     pub fn failed(&mut self, status: u16) {
-        self.status.get_or_insert(status);
+        if self.status == 0 {
+            self.status = status;
+        }
     }
 
     pub fn end(&mut self) {
-        self.ended_at.get_or_insert(now());
+        self.ended_at.set(self.started, now());
     }
 
     pub fn status(&self) -> Option<u16> {
-        self.status
+        (self.status != 0).then_some(self.status)
     }
 
     pub fn queue_ms(&self) -> Option<ngx_msec_t> {
-        self.taken.map(|t| t - self.started)
+        self.taken.get()
     }
 
     /// From the hand-over to the head (`$upstream_header_time`'s twin).
     pub fn header_ms(&self) -> Option<ngx_msec_t> {
-        self.header_at.map(|t| t.saturating_sub(self.started))
+        self.header_at.get()
     }
 
     /// From the hand-over to the end (`$upstream_response_time`'s twin).
     pub fn app_ms(&self) -> Option<ngx_msec_t> {
-        self.ended_at.map(|t| t.saturating_sub(self.started))
+        self.ended_at.get()
     }
 
     /// The first value of the app's header `name` (`-` for `_`, any case).
     pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
-        self.head.as_ref()?.headers().iter().find(|(n, _)| same_header(n, name)).map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(n, _)| same_header(n, name)).map(|(_, v)| v.as_slice())
     }
 }
 

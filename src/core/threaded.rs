@@ -6,8 +6,9 @@
 //! request nginx has freed finds nothing and touches nothing.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use super::engine::{self, Ending, Source};
 use super::exchange::Exchange;
@@ -23,7 +24,8 @@ enum Target {
 }
 
 thread_local! {
-    static LIVE: RefCell<HashMap<u64, Target>> = RefCell::new(HashMap::new());
+    /// Keyed by our own sequential ids: no hashing worth SipHash's cost.
+    static LIVE: RefCell<FxHashMap<u64, Target>> = RefCell::new(FxHashMap::default());
 }
 
 /// Sends `exchange`'s events to `handler` until [`detach`].

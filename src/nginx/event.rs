@@ -201,6 +201,51 @@ impl Drop for Timer {
     }
 }
 
+/// A timer whose event lives inline, for an owner that never moves once
+/// the timer is armed (a request context in the request pool): no
+/// allocation of its own.
+pub struct InlineTimer {
+    ev: ngx_event_t,
+}
+
+impl InlineTimer {
+    /// See [`Timer::new`].
+    pub fn new(handler: EventHandler, data: *mut c_void, log: Log, cancelable: bool) -> InlineTimer {
+        // SAFETY: an all-zero ngx_event_t is its initial state (nginx
+        // allocates them with ngx_pcalloc).
+        let mut ev: ngx_event_t = unsafe { std::mem::zeroed() };
+        ev.handler = Some(handler);
+        ev.data = data;
+        ev.log = log.as_ptr();
+        ev.set_cancelable(cancelable as u32);
+        InlineTimer { ev }
+    }
+
+    /// Fires `ms` from now (replacing an earlier arming).
+    ///
+    /// # Safety
+    /// The timer must stay where it is until it is disarmed or dropped:
+    /// nginx's timer tree points at the event.
+    pub unsafe fn arm(&mut self, ms: ngx_msec_t) {
+        self.disarm();
+        // SAFETY: the caller keeps the event in place while it is armed.
+        unsafe { nginx_sys::ngx_add_timer(&mut self.ev, ms) }
+    }
+
+    pub fn disarm(&mut self) {
+        if self.ev.timer_set() != 0 {
+            // SAFETY: armed, so in nginx's tree, at this address.
+            unsafe { nginx_sys::ngx_del_timer(&mut self.ev) }
+        }
+    }
+}
+
+impl Drop for InlineTimer {
+    fn drop(&mut self) {
+        self.disarm();
+    }
+}
+
 /// A read-only watch: the bridge's eventfd and the source-tree watch.
 pub struct ReadWatch(Conn);
 

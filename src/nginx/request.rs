@@ -814,6 +814,9 @@ impl TypedField {
 /// length in `value` (quotes stripped). nginx then writes the type and
 /// its own `; charset=...`, which its charset filter may change.
 pub fn split_charset(value: &[u8]) -> (usize, Option<(usize, usize)>) {
+    if !value.contains(&b';') {
+        return (value.len(), None);
+    }
     let mut at = 0;
     while let Some(semi) = value[at..].iter().position(|&c| c == b';').map(|i| at + i) {
         let mut p = semi + 1;
