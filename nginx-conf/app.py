@@ -14,6 +14,14 @@ def application(environ, start_response):
         body = environ["wsgi.input"].read()
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return [body]
+    if path == "/download":
+        # nginx serves the file; the app's headers (the file name) stay.
+        start_response("200 OK", [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Disposition", 'attachment; filename="app.py"'),
+            ("X-Accel-Redirect", "/protected/app.py"),
+        ])
+        return [b""]
     if path != "/":
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
