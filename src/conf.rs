@@ -239,8 +239,8 @@ pub static mut COMMANDS: [ngx_command_t; 33] = [
         NO_POST,
     ),
     // what every rust_* location shares with nginx's upstreams
-    directive(ngx_string!("rust_hide_header"), ANY_LEVEL | NGX_CONF_TAKE1, upstream::rust_hide_header, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, upstream), NO_POST),
-    directive(ngx_string!("rust_pass_header"), ANY_LEVEL | NGX_CONF_TAKE1, upstream::rust_pass_header, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, upstream), NO_POST),
+    directive(ngx_string!("rust_hide_header"), ANY_LEVEL | NGX_CONF_TAKE1, upstream::rust_hide_or_pass_header, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, upstream), NO_POST),
+    directive(ngx_string!("rust_pass_header"), ANY_LEVEL | NGX_CONF_TAKE1, upstream::rust_hide_or_pass_header, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, upstream), NO_POST),
     directive(ngx_string!("rust_ignore_headers"), ANY_LEVEL | NGX_CONF_1MORE, upstream::rust_ignore_headers, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, upstream), NO_POST),
     directive(ngx_string!("rust_param"), ANY_LEVEL | NGX_CONF_TAKE23, upstream::rust_param, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, upstream), NO_POST),
     ngx_command_t::empty(),

@@ -8,11 +8,11 @@ use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_msec_t, ngx_parse_tim
 use ngx::http::HttpModuleMainConf;
 
 use super::parse::HEAD_LIMIT;
+use crate::core::conf::{param_args, push_param, Param};
 use crate::conf::{merge_flag, merge_msec, LocConf, MainConf, UNSET_FLAG, UNSET_MSEC, UNSET_SIZE};
 use crate::module::Module;
-use crate::nginx::conf::{args, compile_complex_value, conf_error, full_path, level_arg, set_content_handler, ConfResult, CONF_OK};
+use crate::nginx::conf::{args, conf_error, full_path, level_arg, set_content_handler, ConfResult, CONF_OK};
 use crate::nginx::log::Level;
-use crate::nginx::request::ComplexValue;
 
 /// Per worker process.
 #[derive(Default)]
@@ -36,13 +36,6 @@ pub enum Target {
     Directory,
     /// `rust_cgi_pass`: one program.
     Program(PathBuf),
-}
-
-#[derive(Clone)]
-pub struct Param {
-    pub name: String,
-    pub value: ComplexValue,
-    pub if_not_empty: bool,
 }
 
 pub struct CgiLocConf {
@@ -171,30 +164,14 @@ fn check_executable(path: &Path) -> Result<(), String> {
 /// `rust_cgi_param NAME value [if_not_empty];`
 pub(crate) unsafe extern "C" fn rust_cgi_param(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: as in `rust_cgi`.
-    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
-    let a = args(cf_ref);
-    let name = arg_string(cf_ref, 1);
-    if name.is_empty() || name.contains('=') {
-        return conf_error(cf, &format!("\"rust_cgi_param\": \"{name}\" is not a valid variable name"));
-    }
-    let if_not_empty = match a.get(3).map(|s| s.as_bytes()) {
-        None => false,
-        Some(b"if_not_empty") => true,
-        Some(other) => {
-            return conf_error(
-                cf,
-                &format!("\"rust_cgi_param\": unknown flag \"{}\"; the only one is if_not_empty", String::from_utf8_lossy(other)),
-            )
+    let lcf = unsafe { loc(conf) };
+    match param_args(cf) {
+        Ok(param) => {
+            push_param(&mut lcf.cgi.params, param);
+            CONF_OK
         }
-    };
-    // SAFETY: `cf` is the configuration being parsed.
-    let Some(value) = (unsafe { compile_complex_value(cf, &a[2]) }) else {
-        return ngx::core::NGX_CONF_ERROR as ConfResult;
-    };
-    let params = lcf.cgi.params.get_or_insert_with(Vec::new);
-    params.retain(|p| p.name != name);
-    params.push(Param { name, value, if_not_empty });
-    CONF_OK
+        Err(e) => e,
+    }
 }
 
 /// `rust_cgi_param_drop NAME ...;`

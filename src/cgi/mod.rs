@@ -102,7 +102,11 @@ impl Adapter for Cgi {
             .params
             .iter()
             .flatten()
-            .map(|p| Param { name: p.name.clone(), value: r.complex_value(&p.value).unwrap_or_default(), if_not_empty: p.if_not_empty })
+            .map(|p| Param {
+                name: String::from_utf8_lossy(&p.name).into_owned(),
+                value: r.complex_value(&p.value).unwrap_or_default(),
+                if_not_empty: p.if_not_empty,
+            })
             .collect();
         Ok(Job { script, params, conf })
     }

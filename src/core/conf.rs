@@ -126,7 +126,7 @@ impl UpstreamConf {
 /// directive table whose offset points at an [`UpstreamConf`].
 unsafe fn this<'a>(conf: *mut c_void, cmd: *mut ngx_command_t) -> &'a mut UpstreamConf {
     // SAFETY: see above.
-    unsafe { &mut *((conf as *mut u8).add((*cmd).offset as usize) as *mut UpstreamConf) }
+    unsafe { &mut *((conf as *mut u8).add((*cmd).offset) as *mut UpstreamConf) }
 }
 
 fn arg(cf: *mut ngx_conf_t, i: usize) -> Vec<u8> {
@@ -152,26 +152,15 @@ fn header_name(cf: *mut ngx_conf_t) -> Result<Vec<u8>, ConfResult> {
     Ok(name.to_ascii_lowercase())
 }
 
-/// `rust_hide_header name;` (may repeat)
-pub(crate) unsafe extern "C" fn rust_hide_header(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+/// `rust_hide_header name;` and `rust_pass_header name;` (each may
+/// repeat).
+pub(crate) unsafe extern "C" fn rust_hide_or_pass_header(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: the table gives this handler the offset of an UpstreamConf.
     let ucf = unsafe { this(conf, cmd) };
+    let list = if directive_name(cf) == "rust_pass_header" { &mut ucf.pass } else { &mut ucf.hide };
     match header_name(cf) {
         Ok(name) => {
-            ucf.hide.get_or_insert_with(Vec::new).push(name);
-            CONF_OK
-        }
-        Err(e) => e,
-    }
-}
-
-/// `rust_pass_header name;` (may repeat)
-pub(crate) unsafe extern "C" fn rust_pass_header(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
-    // SAFETY: as above.
-    let ucf = unsafe { this(conf, cmd) };
-    match header_name(cf) {
-        Ok(name) => {
-            ucf.pass.get_or_insert_with(Vec::new).push(name);
+            list.get_or_insert_with(Vec::new).push(name);
             CONF_OK
         }
         Err(e) => e,
@@ -209,37 +198,52 @@ pub(crate) unsafe extern "C" fn rust_ignore_headers(cf: *mut ngx_conf_t, cmd: *m
     CONF_OK
 }
 
-/// `rust_param NAME value [if_not_empty];`
-pub(crate) unsafe extern "C" fn rust_param(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
-    // SAFETY: as above.
-    let ucf = unsafe { this(conf, cmd) };
+/// The arguments of `rust_param` and `rust_cgi_param`: `NAME value
+/// [if_not_empty]`, the value compiled for nginx variables.
+pub(crate) fn param_args(cf: *mut ngx_conf_t) -> Result<Param, ConfResult> {
+    let directive = directive_name(cf);
     let name = arg(cf, 1);
     if name.is_empty() || name.contains(&b'=') || name.iter().any(|c| c.is_ascii_control() || *c == b' ') {
-        return conf_error(
+        return Err(conf_error(
             cf,
-            &format!("\"rust_param\": \"{}\" is not a valid environ key", String::from_utf8_lossy(&name)),
-        );
+            &format!("\"{directive}\": \"{}\" is not a valid variable name", String::from_utf8_lossy(&name)),
+        ));
     }
-    // SAFETY: as above.
+    // SAFETY: directive handlers get the configuration being parsed.
     let a = args(unsafe { &*cf });
     let if_not_empty = match a.get(3).map(|s| s.as_bytes()) {
         None => false,
         Some(b"if_not_empty") => true,
         Some(other) => {
-            return conf_error(
+            return Err(conf_error(
                 cf,
-                &format!("\"rust_param\": unknown flag \"{}\"; the only one is if_not_empty", String::from_utf8_lossy(other)),
-            )
+                &format!("\"{directive}\": unknown flag \"{}\"; the only one is if_not_empty", String::from_utf8_lossy(other)),
+            ))
         }
     };
     // SAFETY: `cf` is the configuration being parsed.
-    let Some(value) = (unsafe { compile_complex_value(cf, &a[2]) }) else {
-        return ngx::core::NGX_CONF_ERROR as ConfResult;
-    };
-    let params = ucf.params.get_or_insert_with(Vec::new);
-    params.retain(|p| p.name != name);
-    params.push(Param { name, value, if_not_empty });
-    CONF_OK
+    let value = unsafe { compile_complex_value(cf, &a[2]) }.ok_or(ngx::core::NGX_CONF_ERROR as ConfResult)?;
+    Ok(Param { name, value, if_not_empty })
+}
+
+/// Adds `param` to `params`, replacing one of the same name.
+pub(crate) fn push_param(params: &mut Option<Vec<Param>>, param: Param) {
+    let params = params.get_or_insert_with(Vec::new);
+    params.retain(|p| p.name != param.name);
+    params.push(param);
+}
+
+/// `rust_param NAME value [if_not_empty];`
+pub(crate) unsafe extern "C" fn rust_param(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as above.
+    let ucf = unsafe { this(conf, cmd) };
+    match param_args(cf) {
+        Ok(param) => {
+            push_param(&mut ucf.params, param);
+            CONF_OK
+        }
+        Err(e) => e,
+    }
 }
 
 #[cfg(test)]

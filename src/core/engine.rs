@@ -352,19 +352,16 @@ fn conclude(req: HttpRequest, ctx: NonNull<RequestCtx>, next: Option<Next>) {
     };
     match next {
         Next::Finalize(rc) => req.finalize(rc),
-        Next::Redirect { uri, args } => match {
+        Next::Redirect { uri, args } => {
             // nginx clears the context slot: the variables keep a way in.
             super::vars::remember(req, ctx);
-            if uri.starts_with(b"@") {
-                req.named_location(&uri)
-            } else {
-                req.internal_redirect(&uri, &args)
+            let redirected = if uri.starts_with(b"@") { req.named_location(&uri) } else { req.internal_redirect(&uri, &args) };
+            match redirected {
+                // nginx took another reference for the new location.
+                Ok(()) => req.finalize(NGX_DONE as ngx_int_t),
+                Err(_) => req.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t),
             }
-        } {
-            // nginx took another reference for the new location.
-            Ok(()) => req.finalize(NGX_DONE as ngx_int_t),
-            Err(_) => req.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t),
-        },
+        }
         Next::Wait => {}
     }
 }

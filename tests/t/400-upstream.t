@@ -79,6 +79,15 @@ sub get {
     return http_request("GET $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" . join('', map { "$_\r\n" } @headers) . "\r\n");
 }
 
+# The same app behind each kind of location, at /wsgi/, /asgi/, /cgi/ and
+# /pool/ (a pool called p).
+our $LOCATIONS = <<'NGINX';
+location /wsgi/ { rust_wsgi $TEST_NGINX_APPS/upstream.py; }
+location /asgi/ { rust_asgi $TEST_NGINX_APPS/upstream.py; }
+location /cgi/ { rust_cgi_pass $TEST_NGINX_SERVROOT/cgi-bin/upstream.py; }
+location /pool/ { rust_wsgi $TEST_NGINX_APPS/upstream.py pool=p; }
+NGINX
+
 run_tests();
 
 __DATA__
@@ -86,12 +95,10 @@ __DATA__
 === TEST 1: SSI includes each kind of location; the page goes on after each, on keep-alive
 --- http_config
 rust_pool p processes=1 threads=2;
---- config
-location /wsgi/ { rust_wsgi $TEST_NGINX_APPS/upstream.py; }
-location /asgi/ { rust_asgi $TEST_NGINX_APPS/upstream.py; }
-location /cgi/ { rust_cgi_pass $TEST_NGINX_SERVROOT/cgi-bin/upstream.py; }
-location /pool/ { rust_wsgi $TEST_NGINX_APPS/upstream.py pool=p; }
+--- config eval
+$main::LOCATIONS . <<'NGINX'
 location = /page.html { ssi on; root html; }
+NGINX
 --- user_files
 >>> page.html
 A<!--# include virtual="/wsgi/frag" -->B<!--# include virtual="/asgi/frag" -->C<!--# include virtual="/cgi/frag" -->D<!--# include virtual="/pool/frag" -->E
@@ -132,11 +139,8 @@ unlike(error_log_text(), qr/closed stream/, 'no output on a closed stream');
 === TEST 2: add_before_body and add_after_body, with rust_* locations around a static page and around a rust_* page
 --- http_config
 rust_pool p processes=1 threads=2;
---- config
-location /wsgi/ { rust_wsgi $TEST_NGINX_APPS/upstream.py; }
-location /asgi/ { rust_asgi $TEST_NGINX_APPS/upstream.py; }
-location /cgi/ { rust_cgi_pass $TEST_NGINX_SERVROOT/cgi-bin/upstream.py; }
-location /pool/ { rust_wsgi $TEST_NGINX_APPS/upstream.py pool=p; }
+--- config eval
+$main::LOCATIONS . <<'NGINX'
 location /static/ { root html; add_before_body /wsgi/frag; add_after_body /asgi/frag; }
 location /around/ {
     rust_wsgi $TEST_NGINX_APPS/upstream.py;
@@ -144,6 +148,7 @@ location /around/ {
     add_before_body /cgi/frag;
     add_after_body /pool/frag;
 }
+NGINX
 --- user_files
 >>> static/page.html
 PAGE
@@ -157,47 +162,18 @@ is($r[2]{body}, $r[0]{body}, 'and again');
 === TEST 3: auth_request to each kind of location: allow, deny with the app's WWW-Authenticate, auth_request_set
 --- http_config
 rust_pool p processes=1 threads=2;
---- config
-location /wsgi/ { rust_wsgi $TEST_NGINX_APPS/upstream.py; }
-location /asgi/ { rust_asgi $TEST_NGINX_APPS/upstream.py; }
-location /cgi/ { rust_cgi_pass $TEST_NGINX_SERVROOT/cgi-bin/upstream.py; }
-location /pool/ { rust_wsgi $TEST_NGINX_APPS/upstream.py pool=p; }
-location = /private/wsgi {
-    auth_request /wsgi/auth;
-    auth_request_set $user $rust_http_x_user;
-    auth_request_set $sent $sent_http_x_user;
-    auth_request_set $auth_status $rust_status;
-    add_header X-Seen "$user $sent $auth_status" always;
+--- config eval
+$main::LOCATIONS . join '', map { <<"NGINX" } @main::KINDS
+location = /private/$_ {
+    auth_request /$_/auth;
+    auth_request_set \$user \$rust_http_x_user;
+    auth_request_set \$sent \$sent_http_x_user;
+    auth_request_set \$auth_status \$rust_status;
+    add_header X-Seen "\$user \$sent \$auth_status" always;
     root html;
     try_files /private.txt =404;
 }
-location = /private/asgi {
-    auth_request /asgi/auth;
-    auth_request_set $user $rust_http_x_user;
-    auth_request_set $sent $sent_http_x_user;
-    auth_request_set $auth_status $rust_status;
-    add_header X-Seen "$user $sent $auth_status" always;
-    root html;
-    try_files /private.txt =404;
-}
-location = /private/cgi {
-    auth_request /cgi/auth;
-    auth_request_set $user $rust_http_x_user;
-    auth_request_set $sent $sent_http_x_user;
-    auth_request_set $auth_status $rust_status;
-    add_header X-Seen "$user $sent $auth_status" always;
-    root html;
-    try_files /private.txt =404;
-}
-location = /private/pool {
-    auth_request /pool/auth;
-    auth_request_set $user $rust_http_x_user;
-    auth_request_set $sent $sent_http_x_user;
-    auth_request_set $auth_status $rust_status;
-    add_header X-Seen "$user $sent $auth_status" always;
-    root html;
-    try_files /private.txt =404;
-}
+NGINX
 --- user_files
 >>> private.txt
 private
@@ -221,11 +197,8 @@ for my $kind (@main::KINDS) {
 === TEST 4: conditional requests get 304 from the app's ETag and Last-Modified, on every kind of location
 --- http_config
 rust_pool p processes=1 threads=2;
---- config
-location /wsgi/ { rust_wsgi $TEST_NGINX_APPS/upstream.py; }
-location /asgi/ { rust_asgi $TEST_NGINX_APPS/upstream.py; }
-location /cgi/ { rust_cgi_pass $TEST_NGINX_SERVROOT/cgi-bin/upstream.py; }
-location /pool/ { rust_wsgi $TEST_NGINX_APPS/upstream.py pool=p; }
+--- config eval
+$main::LOCATIONS
 --- perl
 for my $kind (@main::KINDS) {
     my $full = main::get("/$kind/cached");
@@ -248,11 +221,8 @@ for my $kind (@main::KINDS) {
 === TEST 5: ranges of file responses (single, several, suffix, unsatisfiable) and of responses that allow them
 --- http_config
 rust_pool p processes=1 threads=2;
---- config
-location /wsgi/ { rust_wsgi $TEST_NGINX_APPS/upstream.py; }
-location /asgi/ { rust_asgi $TEST_NGINX_APPS/upstream.py; }
-location /cgi/ { rust_cgi_pass $TEST_NGINX_SERVROOT/cgi-bin/upstream.py; }
-location /pool/ { rust_wsgi $TEST_NGINX_APPS/upstream.py pool=p; }
+--- config eval
+$main::LOCATIONS
 --- perl
 my $data = join '', map { chr(97 + $_ % 26) } 0 .. 999;
 # Files: embedded apps hand nginx the file itself.
@@ -295,14 +265,12 @@ is($plain->{status}, 200, 'a response that does not allow ranges is sent whole')
 === TEST 6: X-Accel-Redirect to a URI, with arguments, to a named location, and refused when unsafe
 --- http_config
 rust_pool p processes=1 threads=2;
---- config
-location /wsgi/ { rust_wsgi $TEST_NGINX_APPS/upstream.py; }
-location /asgi/ { rust_asgi $TEST_NGINX_APPS/upstream.py; }
-location /cgi/ { rust_cgi_pass $TEST_NGINX_SERVROOT/cgi-bin/upstream.py; }
-location /pool/ { rust_wsgi $TEST_NGINX_APPS/upstream.py pool=p; }
+--- config eval
+$main::LOCATIONS . <<'NGINX'
 location /protected/ { internal; root html; }
 location /args { internal; return 200 "args=$args method=$request_method\n"; }
 location @named { return 200 "named uri=$uri args=$args\n"; }
+NGINX
 --- user_files
 >>> protected/secret.txt
 the secret file
@@ -348,11 +316,8 @@ for my $kind (@main::KINDS) {
 === TEST 8: X-Accel-Buffering: no sends each chunk at once; yes lets nginx gather them
 --- http_config
 rust_pool p processes=1 threads=2;
---- config
-location /wsgi/ { rust_wsgi $TEST_NGINX_APPS/upstream.py; }
-location /asgi/ { rust_asgi $TEST_NGINX_APPS/upstream.py; }
-location /cgi/ { rust_cgi_pass $TEST_NGINX_SERVROOT/cgi-bin/upstream.py; }
-location /pool/ { rust_wsgi $TEST_NGINX_APPS/upstream.py pool=p; }
+--- config eval
+$main::LOCATIONS
 --- perl
 my $dir = servroot();
 for my $kind (@main::KINDS) {
