@@ -142,3 +142,52 @@ pub fn monotonic_us() -> u64 {
 pub fn monotonic_ms() -> u64 {
     monotonic_us() / 1000
 }
+
+/// nginx's `ngx_channel_t`: what its master sends each of its processes.
+#[repr(C)]
+struct NginxChannelMessage {
+    command: usize,
+    pid: libc::pid_t,
+    slot: isize,
+    fd: libc::c_int,
+}
+
+/// Reads one message from nginx's channel (non-blocking): its command, or
+/// None when there is none now; an error when the channel is closed. A
+/// descriptor the message carries (another process's channel) is closed:
+/// only nginx's own processes talk to each other.
+pub fn read_nginx_channel(fd: RawFd) -> io::Result<Option<usize>> {
+    // SAFETY: recvmsg into a message buffer and a control buffer of ours,
+    // both large enough; a descriptor the kernel installed from
+    // SCM_RIGHTS is ours to close.
+    unsafe {
+        let mut message: NginxChannelMessage = std::mem::zeroed();
+        let mut iov = libc::iovec { iov_base: (&mut message as *mut NginxChannelMessage).cast(), iov_len: std::mem::size_of::<NginxChannelMessage>() };
+        let mut control = [0u64; 8];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC);
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return match err.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(err),
+            };
+        }
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let passed = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int);
+                libc::close(passed);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        Ok(Some(message.command))
+    }
+}

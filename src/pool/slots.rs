@@ -222,6 +222,16 @@ impl Table {
         Some(i)
     }
 
+    /// A new supervisor starts: the processes an earlier one had died with
+    /// it (the parent-death signal), so every slot is free again.
+    pub fn forget_processes(&self) {
+        for slot in &self.slots {
+            slot.active.store(0, Ordering::Relaxed);
+            slot.serial.fetch_add(1, Ordering::Relaxed);
+            slot.set_state(State::Empty);
+        }
+    }
+
     /// Remembers how `pid` ended.
     pub fn record_exit(&self, pid: u32, status: i32, cause: ExitCause) {
         let i = self.next_exit.fetch_add(1, Ordering::Relaxed) as usize % EXITS;

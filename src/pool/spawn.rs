@@ -23,46 +23,43 @@ pub const LISTEN_FD: RawFd = 0;
 /// The pool process's control pipe to the supervisor.
 pub const CONTROL_FD: RawFd = 3;
 
-/// Resets what the supervisor inherited from nginx's master; the channel
-/// ends up as fd 3, returned with a signalfd for SIGTERM (a whole process
-/// group or cgroup being stopped: stop the pools, gracefully).
-pub fn become_supervisor(channel: OwnedFd) -> (OwnedFd, Option<OwnedFd>) {
-    let channel = channel.into_raw_fd();
-    // SAFETY: plain syscalls in a fresh single-threaded child; `channel` is
-    // moved to fd 3 and everything above it closed.
+/// Resets what the supervisor inherited from nginx's master: the plan
+/// pipe ends up as fd 3 and nginx's channel as fd 4, returned with a
+/// signalfd for SIGTERM and SIGQUIT (nginx's stop and quit when its channel
+/// cannot carry them, or a whole process group or cgroup being stopped:
+/// stop the pools).
+pub fn become_supervisor(plans: OwnedFd, nginx: Option<OwnedFd>) -> (OwnedFd, Option<OwnedFd>, Option<OwnedFd>) {
+    let plans = plans.into_raw_fd();
+    let nginx = nginx.map(IntoRawFd::into_raw_fd);
+    // SAFETY: plain syscalls in a fresh single-threaded child, on
+    // descriptors it owns: the two are moved to fds 3 and 4 through
+    // copies (either may be at 3 or 4 now), and everything above closed.
     unsafe {
         reset_signals();
-        // Signals meant for nginx (a `pkill nginx` too) are not for us: we
-        // stop when the master's pipe ends.
-        for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH, libc::SIGPIPE] {
+        // Signals meant for nginx's workers (a `pkill -HUP nginx` too) are
+        // not for us: nginx's channel says what the master wants.
+        for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH, libc::SIGPIPE] {
             libc::signal(signal, libc::SIG_IGN);
         }
-        if channel != 3 {
-            libc::dup2(channel, 3);
-            libc::close(channel);
-        }
-        os::close_fds_from(4);
-        // Forked before nginx daemonizes, so detach as nginx's own daemon
-        // does (ngx_daemon): a session of its own, and no hold on the
-        // launcher's terminal or pipes, or `$(nginx)`, `ssh host nginx`
-        // and a captured subprocess would wait for it. stderr goes to the
-        // error log once the first plan names it (see `redirect_stderr`).
-        libc::setsid();
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            libc::dup2(null, 0);
-            libc::dup2(null, 1);
-            if null > 2 {
-                libc::close(null);
-            }
-        }
+        // Out of the way first (3 and 4 may be either of them), then in
+        // place; closing from 5 also closes these copies.
+        let plans = libc::fcntl(plans, libc::F_DUPFD, 100);
+        let nginx = nginx.map(|fd| libc::fcntl(fd, libc::F_DUPFD, 100));
+        libc::dup2(plans, 3);
+        let nginx = nginx.filter(|&fd| fd >= 0 && libc::dup2(fd, 4) == 4).map(|_| 4);
+        os::close_fds_from(5);
         set_title("rust pool supervisor");
-        let mut term: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut term);
-        libc::sigaddset(&mut term, libc::SIGTERM);
-        libc::sigprocmask(libc::SIG_BLOCK, &term, std::ptr::null_mut());
-        let signals = libc::signalfd(-1, &term, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
-        (OwnedFd::from_raw_fd(3), (signals >= 0).then(|| OwnedFd::from_raw_fd(signals)))
+        let mut stop: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut stop);
+        libc::sigaddset(&mut stop, libc::SIGTERM);
+        libc::sigaddset(&mut stop, libc::SIGQUIT);
+        libc::sigprocmask(libc::SIG_BLOCK, &stop, std::ptr::null_mut());
+        let signals = libc::signalfd(-1, &stop, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+        (
+            OwnedFd::from_raw_fd(3),
+            nginx.map(|fd| OwnedFd::from_raw_fd(fd)),
+            (signals >= 0).then(|| OwnedFd::from_raw_fd(signals)),
+        )
     }
 }
 
@@ -134,9 +131,7 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
         // SAFETY: a fresh single-threaded child arranging its own fds.
         unsafe {
             libc::setpgid(0, 0);
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::getppid() != supervisor {
-                libc::_exit(1);
-            }
+            die_with(supervisor);
             reset_signals();
             // A client that goes away must not kill the process mid-write.
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);
@@ -150,6 +145,10 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
         set_title(&format!("rust pool {}", launch.spec.name));
         let code = match drop_privileges(launch) {
             Ok(()) => {
+                // Changing credentials clears the parent-death signal:
+                // set it again, as the user the process now runs as.
+                // SAFETY: plain syscalls in our own single-threaded child.
+                unsafe { die_with(supervisor) };
                 set_environment(launch.env, &launch.spec.python.env);
                 super::process::main(launch.spec, launch.slot, launch.nginx_uid)
             }
@@ -177,6 +176,20 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
     // SAFETY: a fresh descriptor we own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     Ok(Child { pid, pidfd, output: output_read, control: control_read })
+}
+
+/// SIGKILL when the supervisor goes; already gone (the signal would never
+/// come): exit now.
+///
+/// # Safety
+/// Only in a pool process, before it starts threads.
+unsafe fn die_with(supervisor: libc::pid_t) {
+    // SAFETY: plain syscalls.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::getppid() != supervisor {
+            libc::_exit(1);
+        }
+    }
 }
 
 /// When we are root: the user and group of `user=`, else those of nginx's

@@ -5,9 +5,10 @@
 //! It is the only process that forks them, and it never runs Python, so a
 //! pool process never starts as a copy of a process with Python threads.
 //! It blocks in poll(2) on: the master's pipe (new plans; its end means
-//! nginx is gone), each process's pidfd (its exit), its stderr (log lines)
-//! and its control pipe ("ready"). Its state is mirrored into the shared
-//! [`slots`] table, which is how nginx workers find processes.
+//! nginx is gone), nginx's channel (quit, stop), each process's pidfd (its
+//! exit), its stderr (log lines) and its control pipe ("ready"). Its state
+//! is mirrored into the shared [`slots`] table, which is how nginx workers
+//! find processes.
 //!
 //! Replacement is always rolling: a process is retired (new configuration,
 //! recycling) only once a successor for it is ready, so a pool keeps at
@@ -88,7 +89,10 @@ struct Pool {
 
 struct Supervisor {
     table: &'static Table,
+    /// The master's plan pipe; None once the pools are stopping.
     channel: Option<OwnedFd>,
+    /// nginx's own channel to this process, as to each of its processes.
+    nginx: Option<OwnedFd>,
     /// SIGTERM to the supervisor itself: stop like when nginx is gone.
     signals: Option<OwnedFd>,
     inbox: Vec<u8>,
@@ -101,13 +105,16 @@ struct Supervisor {
 }
 
 /// The supervisor's life; never returns.
-pub fn run(table: &'static Table, channel: OwnedFd) -> ! {
-    let (channel, signals) = spawn::become_supervisor(channel);
+pub fn run(table: &'static Table, channel: OwnedFd, nginx: Option<OwnedFd>, plan: Option<Plan>) -> ! {
+    let (channel, nginx, signals) = spawn::become_supervisor(channel, nginx);
+    // The processes a dead supervisor left in the table died with it.
+    table.forget_processes();
     // SAFETY: plain syscall.
     table.supervisor.store(unsafe { libc::getpid() } as u32, std::sync::atomic::Ordering::Release);
     let mut sup = Supervisor {
         table,
         channel: Some(channel),
+        nginx,
         signals,
         inbox: Vec::new(),
         log: ErrorLog::stderr(),
@@ -117,6 +124,9 @@ pub fn run(table: &'static Table, channel: OwnedFd) -> ! {
         next_tick: Instant::now() + TICK,
         seed: slots::unix_ms(),
     };
+    if let Some(plan) = plan {
+        sup.apply(plan);
+    }
     loop {
         sup.reconcile();
         if sup.channel.is_none() && sup.procs.is_empty() {
@@ -150,6 +160,8 @@ impl Supervisor {
         if let Some(channel) = &self.channel {
             fds.push(poll(channel.as_raw_fd()));
         }
+        let nginx_at = fds.len();
+        fds.push(poll(self.nginx.as_ref().map_or(-1, |c| c.as_raw_fd())));
         for proc in &self.procs {
             fds.push(poll(proc.pidfd.as_raw_fd()));
             fds.push(poll(proc.output.as_ref().map_or(-1, |f| f.as_raw_fd())));
@@ -161,19 +173,16 @@ impl Supervisor {
             return;
         }
         let ready = |i: usize| fds.get(i).is_some_and(|p| p.revents != 0);
-        let mut at = 1;
-        if self.channel.is_some() {
-            if ready(1) {
-                self.read_channel();
-            }
-            at = 2;
+        let at = nginx_at + 1;
+        if self.channel.is_some() && ready(1) {
+            self.read_channel();
+        }
+        if ready(nginx_at) {
+            self.read_nginx_channel();
         }
         if ready(0) {
             self.signals = None;
-            if self.channel.take().is_some() {
-                self.log.write(Level::Notice, "rust_pool: the supervisor got SIGTERM; stopping the pools");
-                self.shutdown();
-            }
+            self.stop("got SIGTERM or SIGQUIT");
         }
         // Handle by pid: handling one may remove others from the list.
         let pids: Vec<(libc::pid_t, bool, bool, bool)> =
@@ -204,6 +213,37 @@ impl Supervisor {
         }
     }
 
+    /// Stops the pools and, once they are gone, the supervisor.
+    fn stop(&mut self, why: &str) {
+        if self.channel.take().is_some() {
+            self.log.write(Level::Notice, &format!("rust_pool: the supervisor {why}; stopping the pools"));
+            self.shutdown();
+        }
+    }
+
+    /// What nginx's master says to all its processes: quit and terminate
+    /// stop the pools; descriptors of other processes' channels, which it
+    /// passes along to everyone, are closed unread.
+    fn read_nginx_channel(&mut self) {
+        let Some(fd) = self.nginx.as_ref().map(AsRawFd::as_raw_fd) else { return };
+        loop {
+            match os::read_nginx_channel(fd) {
+                Ok(Some(command)) => match command as u32 {
+                    nginx_sys::NGX_CMD_QUIT => self.stop("was told to quit"),
+                    nginx_sys::NGX_CMD_TERMINATE => self.stop("was told to stop"),
+                    _ => {}
+                },
+                Ok(None) => return,
+                Err(_) => {
+                    // The master and every worker closed it; the plan
+                    // pipe says what that means.
+                    self.nginx = None;
+                    return;
+                }
+            }
+        }
+    }
+
     fn read_channel(&mut self) {
         let Some(channel) = &self.channel else { return };
         let mut buf = [0u8; 65536];
@@ -226,6 +266,9 @@ impl Supervisor {
             }
             let message: Vec<u8> = self.inbox.drain(..4 + len).skip(4).collect();
             match serde_json::from_slice::<Plan>(&message) {
+                // Queued while no supervisor ran; this one began with a
+                // newer plan.
+                Ok(plan) if self.plan.as_ref().is_some_and(|p| p.generation >= plan.generation) => {}
                 Ok(plan) => self.apply(plan),
                 Err(e) => self.log.write(Level::Alert, &format!("rust_pool: the supervisor got a plan it cannot read: {e}")),
             }

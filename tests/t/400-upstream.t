@@ -501,18 +501,15 @@ like($out, qr/^rc=0 \[\]/, 'the command substitution ended, nginx exited 0 with 
 my $pid = do { local @ARGV = "$root/logs/daemon.pid"; <> } // '';
 chomp $pid;
 ok($pid, 'the daemon runs');
-# The supervisor is forked while the configuration is read, before nginx
-# daemonizes, so it is not the daemon's child: find it by name.
-my %ours = map { $_ => 1 } supervisor_pids();
+# The supervisor is one of the daemon's own processes: forked after nginx
+# detached, in its session, with nothing of the launcher's.
 my @sups;
-ok(wait_for(sub {
-    @sups = grep { !$ours{$_} && (main::slurp_file("/proc/$_/cmdline") // '') =~ /rust pool supervisor/ }
-        map { m{/proc/(\d+)/} ? $1 : () } glob '/proc/[0-9]*/cmdline';
-    @sups == 1 }, 30), 'the daemon has its pool supervisor');
+ok(wait_for(sub { @sups = grep { (main::slurp_file("/proc/$_/cmdline") // '') =~ /rust pool supervisor/ } children_of($pid); @sups == 1 }, 30),
+    'the daemon\'s master has its pool supervisor');
+my $session = sub { my ($p) = @_; my $stat = main::slurp_file("/proc/$p/stat") // ''; (split ' ', ($stat =~ /\)\s(.*)/)[0] // '')[3] };
 for my $s (@sups) {
-    my $stat = `cat /proc/$s/stat`;
-    my ($sid) = (split ' ', ($stat =~ /\)\s(.*)/)[0])[3];
-    is($sid, $s, 'the supervisor leads its own session');
+    is($session->($s), $session->($pid), 'the supervisor is in the daemon\'s session');
+    isnt($session->($s), $session->($$), 'not the launcher\'s');
     is(readlink("/proc/$s/fd/$_"), '/dev/null', "its fd $_ is /dev/null") for 0, 1;
 }
 ok(wait_for(sub { http_request("GET /pool/frag HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")->{status} == 200 }, 30), 'the block\'s own nginx serves the pool');
@@ -520,3 +517,5 @@ my $daemon = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") ? 1 : 0;
 ok($daemon, 'the daemon listens');
 system("'$bin' -p '$root/' -c conf/daemon.conf -s stop 2>/dev/null");
 ok(wait_for(sub { !kill(0, $pid) && !grep { kill 0, $_ } @sups }, 30), 'stopped: the daemon and its supervisor are gone');
+# Whatever happened above, leave nothing running.
+kill 'KILL', grep { $_ } $pid, @sups;

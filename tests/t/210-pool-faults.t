@@ -1,0 +1,87 @@
+# rust_pool under faults: the supervisor is one of nginx's processes, so
+# nginx's master replaces it when it dies, and nothing it started outlives
+# it, whatever user its processes run as.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::Gateway;
+
+sub alive { my @pids = @_; return grep { kill 0, $_ } @pids }
+
+sub pid_of { my ($r) = @_; return ($r->{body} =~ /pid=(\d+)/)[0] // 0 }
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: kill -9 of the supervisor: its processes die with it (as nginx's user and as user=), nginx logs it at alert and starts another, and the pools serve again
+--- user_files
+>>> pid.py
+import os
+def application(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [('pid=%d uid=%d' % (os.getpid(), os.getuid())).encode()]
+--- http_config
+rust_pool plain processes=2;
+rust_pool asdaemon processes=1 user=daemon;
+--- config
+location /plain { rust_wsgi $TEST_NGINX_HTML_DIR/pid.py pool=plain; }
+location /daemon { rust_wsgi $TEST_NGINX_HTML_DIR/pid.py pool=asdaemon; }
+--- perl
+plan skip_all => 'user= needs nginx to run as root' if $> != 0;
+my ($daemon_uid) = (getpwnam('daemon'))[2];
+is(http_get('/plain')->{status}, 200, 'the pool serves');
+like(http_get('/daemon')->{body}, qr/uid=$daemon_uid$/, 'the other pool serves as daemon');
+my ($sup) = supervisor_pids();
+ok($sup, "a supervisor ($sup), nginx's master's child");
+my @old = pool_pids();
+is(scalar @old, 3, 'three pool processes');
+kill 'KILL', $sup;
+ok(wait_for(sub { !main::alive(@old) }, 30), 'every pool process died with the supervisor, the user=daemon one too');
+# A request while no process is ready waits for one (queue_timeout), it
+# does not hang: an answer either way.
+my $during = http_get('/plain', timeout => 60);
+ok($during->{status} == 200 || $during->{status} == 503, "a request meanwhile is answered ($during->{status})");
+my $new;
+ok(wait_for(sub { ($new) = supervisor_pids(); $new && $new != $sup }, 30), "nginx started another supervisor ($new)");
+my $r;
+ok(wait_for(sub { $r = http_get('/plain'); $r->{status} == 200 }, 30), 'the pool serves again');
+ok(!(grep { $_ == main::pid_of($r) } @old), 'from a new process');
+like(http_get('/daemon')->{body}, qr/uid=$daemon_uid$/, 'and the user= pool too');
+ok(wait_for(sub { scalar(pool_pids()) == 3 }, 30), 'three pool processes again');
+like(error_log_text(), qr/\[alert\].*rust pool supervisor $sup exited on signal 9/, 'nginx logged the death at alert');
+--- expected_alerts
+exited on signal 9
+
+=== TEST 2: the supervisor lives across reloads, and its unchanged pools keep their processes
+--- http_config
+rust_pool r processes=2;
+--- config
+location / { rust_wsgi $TEST_NGINX_APPS/hello.py pool=r; }
+--- perl
+is(http_get('/')->{status}, 200, 'served');
+my ($sup) = supervisor_pids();
+my @pool = sort { $a <=> $b } pool_pids();
+is(scalar @pool, 2, 'two processes');
+my @workers = worker_pids();
+nginx_reload();
+ok(wait_for(sub { my @w = worker_pids(); @w && !grep { my $o = $_; grep { $_ == $o } @w } @workers }, 30), 'new workers');
+is(http_get('/')->{status}, 200, 'served after the reload');
+is(join(',', supervisor_pids()), $sup, 'the same supervisor');
+is(join(',', sort { $a <=> $b } pool_pids()), join(',', @pool), 'the same pool processes');
+unlike(error_log_text(), qr/rust pool supervisor \d+ exited/, 'the supervisor was not told to quit with the old workers');
+
+=== TEST 3: nginx -s quit waits for the supervisor, which stops its pools: nothing is left when the master is gone
+--- http_config
+rust_pool q processes=2;
+--- config
+location / { rust_wsgi $TEST_NGINX_APPS/hello.py pool=q; }
+--- perl
+is(http_get('/')->{status}, 200, 'served');
+my ($sup) = supervisor_pids();
+my @pool = pool_pids();
+kill 'QUIT', nginx_pid();
+ok(nginx_wait_exit(30), 'nginx quits');
+ok(!main::alive($sup, @pool), 'the supervisor and its processes were gone before the master');
+like(error_log_text(), qr/rust pool supervisor $sup exited with code 0/, 'the master reaped the supervisor');
