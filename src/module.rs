@@ -100,6 +100,10 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         if mcf.runs_python() || mcf.runs_programs() {
             process::restore_default_sigchld();
         }
+        if mcf.runs_python() {
+            // A process the app forks keeps none of nginx's sockets.
+            crate::os::watch_forks(process::close_nginx_fds_in_child);
+        }
         if mcf.runs_programs() {
             crate::cgi::start(mcf);
         }

@@ -191,3 +191,70 @@ pub fn read_nginx_channel(fd: RawFd) -> io::Result<Option<usize>> {
         Ok(Some(message.command))
     }
 }
+
+// ---- processes an app forks ------------------------------------------------
+//
+// An app may call os.fork() (or a library may, on its behalf). The child
+// is a copy of a server process (an nginx worker, a pool process) with
+// only the forking thread. It must never keep the server's sockets (a
+// listening socket held by a forgotten child makes the next nginx fail with
+// "Address already in use") and never run server code: when it returns
+// into the server, it exits. What it does before that is the app's own.
+
+/// The pid of the server process whose forks are watched; 0 until then.
+static SERVER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Descriptors a forked child closes at once, as a bitmap by number (set
+/// and cleared without locks: the child handler may run in the middle of
+/// an update on another thread).
+static FORK_CLOSES: [std::sync::atomic::AtomicU64; 1024] = [const { std::sync::atomic::AtomicU64::new(0) }; 1024];
+
+/// Watches this process's forks: `close_in_child` runs in every child
+/// right after fork() (it may only make system calls: the child of a
+/// threaded process has one thread and whatever locks the others held).
+pub fn watch_forks(close_in_child: unsafe extern "C" fn()) {
+    SERVER_PID.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: registers a handler; the handler only makes system calls.
+    unsafe { libc::pthread_atfork(None, None, Some(close_in_child)) };
+}
+
+/// Marks `fd` as one a forked child closes (see [`close_marked_fds`]).
+pub fn close_in_forks(fd: RawFd, on: bool) {
+    let Some(word) = usize::try_from(fd).ok().and_then(|fd| FORK_CLOSES.get(fd / 64)) else { return };
+    let bit = 1u64 << (fd % 64);
+    if on {
+        word.fetch_or(bit, std::sync::atomic::Ordering::Relaxed);
+    } else {
+        word.fetch_and(!bit, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The child handler for processes that mark their descriptors.
+pub unsafe extern "C" fn close_marked_fds() {
+    for (i, word) in FORK_CLOSES.iter().enumerate() {
+        let mut bits = word.load(std::sync::atomic::Ordering::Relaxed);
+        while bits != 0 {
+            let bit = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            // SAFETY: a descriptor number of the parent, in the child's
+            // copy of its table; closing it here leaves the parent's alone.
+            unsafe { libc::close((i * 64 + bit) as RawFd) };
+        }
+    }
+}
+
+/// In a process an app forked (the pid is not the server's): it returned
+/// into the server, which is not its to run. Says so on stderr (the error
+/// log) and exits without running anything else.
+pub fn exit_if_forked() {
+    let server = SERVER_PID.load(std::sync::atomic::Ordering::Relaxed);
+    if server == 0 || server == std::process::id() {
+        return;
+    }
+    let line = b"rust_gateway: a process the app forked returned into the server; it exits here (end a forked child with os._exit())\n";
+    // SAFETY: plain syscalls of a process that must not run anything else.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+        libc::_exit(0);
+    }
+}

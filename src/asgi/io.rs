@@ -178,6 +178,7 @@ impl HttpConn {
     /// The next `http.request` event, or None once the body is all read
     /// (the app's next receive waits for the disconnect).
     fn receive<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        crate::os::exit_if_forked();
         if self.body_read {
             return Ok(None);
         }
@@ -206,6 +207,7 @@ impl HttpConn {
     /// raises in the app, which answers 500 with the traceback (or closes
     /// the connection once the head went out).
     fn send(&mut self, message: &Bound<'_, PyAny>) -> PyResult<u8> {
+        crate::os::exit_if_forked();
         let py = message.py();
         let message = message.cast::<PyDict>().map_err(|_| PyTypeError::new_err("an ASGI message must be a dict"))?;
         let kind = field(message, intern!(py, "type"))?.ok_or_else(|| PyValueError::new_err("an ASGI message needs a \"type\""))?;

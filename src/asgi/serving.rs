@@ -252,6 +252,8 @@ impl Server {
 impl Server {
     /// The inbox's reader callback: everything nginx's thread sent.
     fn drain(&mut self, py: Python<'_>) {
+        // An app that forked: its child's loop must not serve.
+        crate::os::exit_if_forked();
         for item in self.inbox.take() {
             let outcome = match item {
                 Inbound::Http(start) => self.start_http(py, *start),

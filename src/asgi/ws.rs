@@ -121,6 +121,7 @@ impl WsConn {
 #[pymethods]
 impl WsConn {
     fn send(&mut self, message: &Bound<'_, PyAny>) -> PyResult<u8> {
+        crate::os::exit_if_forked();
         let py = message.py();
         let message = message.cast::<PyDict>().map_err(|_| PyTypeError::new_err("an ASGI message must be a dict"))?;
         let kind: String = message

@@ -48,3 +48,49 @@ pub fn restore_default_sigchld() {
         libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut());
     }
 }
+
+/// The fork handler of a worker that runs Python (see
+/// [`crate::os::watch_forks`]): a process the app forks closes every
+/// descriptor nginx has a connection for (listening sockets, clients, the
+/// module's eventfds, the channel to the master), every listening socket
+/// and the channels to nginx's other processes, so it holds none of the
+/// server's.
+pub unsafe extern "C" fn close_nginx_fds_in_child() {
+    // SAFETY: reads of nginx's cycle arrays (the forking thread may have
+    // raced the nginx thread's updates: a stale entry costs at most a wrong
+    // close in this child) and close() calls; nothing here locks or
+    // allocates.
+    unsafe {
+        let cycle = nginx_sys::ngx_cycle;
+        if cycle.is_null() {
+            return;
+        }
+        let connections = (*cycle).connections;
+        if !connections.is_null() {
+            for i in 0..(*cycle).connection_n {
+                let fd = (*connections.add(i)).fd;
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+            }
+        }
+        let processes = std::ptr::addr_of!(nginx_sys::ngx_processes) as *const nginx_sys::ngx_process_t;
+        for i in 0..(nginx_sys::ngx_last_process.max(0) as usize).min(nginx_sys::NGX_MAX_PROCESSES as usize) {
+            for fd in (*processes.add(i)).channel {
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+            }
+        }
+        let listening = &(*cycle).listening;
+        let ls = listening.elts as *const nginx_sys::ngx_listening_t;
+        if !ls.is_null() {
+            for i in 0..listening.nelts {
+                let fd = (*ls.add(i)).fd;
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+}

@@ -85,6 +85,8 @@ pub struct Front<'a> {
     orphans: Vec<(Arc<Exchange>, u64, Vec<u8>)>,
 }
 
+/// Marked for closing in processes the app forks (see
+/// [`crate::os::close_in_forks`]) from accept to close.
 struct Conn {
     fd: OwnedFd,
     decoder: Decoder,
@@ -96,6 +98,12 @@ struct Conn {
     request: Option<Active>,
     /// Close once `out` is sent.
     closing: bool,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        crate::os::close_in_forks(self.fd.as_raw_fd(), false);
+    }
 }
 
 struct Active {
@@ -293,6 +301,7 @@ impl<'a> Front<'a> {
             if !self.allowed(fd.as_raw_fd()) {
                 continue;
             }
+            crate::os::close_in_forks(fd.as_raw_fd(), true);
             let key = self.next_key;
             self.next_key += 1;
             self.conns.insert(
@@ -614,8 +623,8 @@ impl<'a> Front<'a> {
     }
 
     fn close(&mut self, key: u64) {
-        let Some(conn) = self.conns.remove(&key) else { return };
-        let Some(active) = conn.request else { return };
+        let Some(mut conn) = self.conns.remove(&key) else { return };
+        let Some(active) = conn.request.take() else { return };
         active.gone();
         if let Some(exchange) = active.exchange {
             exchange.abandon();

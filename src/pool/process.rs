@@ -58,6 +58,11 @@ fn import(app: &AppSpec, interface: Interface, logger: &Logger) -> Result<Arc<Ap
 
 fn serve(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> Result<i32, i32> {
     let Some(table) = slots::table() else { return Err(1) };
+    // A process an app forks keeps neither the listening socket nor the
+    // control pipe (nor, see the front, nginx's connections).
+    crate::os::watch_forks(crate::os::close_marked_fds);
+    crate::os::close_in_forks(super::spawn::LISTEN_FD, true);
+    crate::os::close_in_forks(super::spawn::CONTROL_FD, true);
     let interpreter = match interpreter::start(spec.python.clone(), |message| say(Level::Alert, &message)) {
         Ok(interpreter) => interpreter,
         Err(e) => {

@@ -65,6 +65,7 @@ pub fn run_thread(jobs: &JobQueue<Job>) {
                 // A panic in one job must not take the others with it; the
                 // job's sink answers 500 from its Drop.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(py, job)));
+                crate::os::exit_if_forked();
                 ran += 1;
                 if ran < BATCH {
                     next = jobs.try_next(&mut taker);
@@ -132,7 +133,9 @@ fn run(py: Python<'_>, app: &App, head: &RequestHead, body: Body, mut sink: Resp
         Ok(env) => env,
         Err(err) => return failed("rust_wsgi: cannot build the WSGI environ (traceback follows)".into(), &err),
     };
-    let iterable = match callable.call1((env, responder.clone_ref(py))) {
+    let called = callable.call1((env, responder.clone_ref(py)));
+    crate::os::exit_if_forked();
+    let iterable = match called {
         Ok(iterable) => iterable,
         Err(err) => return failed(format!("rust_wsgi: the app \"{}\" raised an exception (traceback follows)", app.spec.path.display()), &err),
     };
