@@ -230,6 +230,9 @@ pub fn close_in_forks(fd: RawFd, on: bool) {
 }
 
 /// The child handler for processes that mark their descriptors.
+///
+/// # Safety
+/// Only as a fork child handler (it closes descriptors the process uses).
 pub unsafe extern "C" fn close_marked_fds() {
     for (i, word) in FORK_CLOSES.iter().enumerate() {
         let mut bits = word.load(std::sync::atomic::Ordering::Relaxed);

@@ -55,6 +55,9 @@ pub fn restore_default_sigchld() {
 /// module's eventfds, the channel to the master), every listening socket
 /// and the channels to nginx's other processes, so it holds none of the
 /// server's.
+///
+/// # Safety
+/// Only as a fork child handler (it closes descriptors the process uses).
 pub unsafe extern "C" fn close_nginx_fds_in_child() {
     // SAFETY: reads of nginx's cycle arrays (the forking thread may have
     // raced the nginx thread's updates: a stale entry costs at most a wrong
