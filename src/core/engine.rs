@@ -62,6 +62,12 @@ pub trait Adapter {
     /// What `$rust_app` and `$rust_pool` say serves the job.
     fn label(job: &Self::Job) -> Label;
 
+    /// The directive and its read timeout's directive, for the log lines
+    /// of this job (one adapter may serve several interfaces).
+    fn names(_job: &Self::Job) -> (&'static str, &'static str) {
+        (Self::NAME, Self::READ_TIMEOUT_DIRECTIVE)
+    }
+
     /// The longest a whole response may take, if limited.
     fn total_timeout(_r: HttpRequest) -> Option<ngx_msec_t> {
         None
@@ -180,7 +186,10 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
     let read_timeout = A::read_timeout(req);
     let served = Served::new(A::label(&job), A::QUEUED);
     let ctx = req
-        .alloc(RequestCtx::new(A::NAME, A::READ_TIMEOUT_DIRECTIVE, read_timeout, conf, served))
+        .alloc({
+            let (name, timeout_directive) = A::names(&job);
+            RequestCtx::new(name, timeout_directive, read_timeout, conf, served)
+        })
         .map_err(|_| internal_error)?;
     req.set_ctx(module_ref(), ctx.as_ptr());
     req.add_cleanup(on_request_cleanup, ctx.as_ptr().cast()).map_err(|_| internal_error)?;

@@ -71,10 +71,12 @@ impl Adapter for PoolWsgi {
         Label { app: Some(Text::Static(&target.label)), pool: Some(&target.name) }
     }
 
-    /// The pool's request timeout: the client gets 504 as it passes (the
-    /// pool process logs the stuck thread's stack and is replaced).
-    fn total_timeout(r: HttpRequest) -> Option<ngx_msec_t> {
-        target(r).map(|t| t.timeout_ms as ngx_msec_t)
+    fn names(target: &&'static PoolTarget) -> (&'static str, &'static str) {
+        if target.asgi {
+            ("rust_asgi", "rust_asgi_read_timeout")
+        } else {
+            ("rust_wsgi", "rust_wsgi_read_timeout")
+        }
     }
 
     fn prepare(r: HttpRequest) -> Result<&'static PoolTarget, Refusal> {
@@ -109,6 +111,7 @@ impl Adapter for PoolWsgi {
             broken: None,
             pending: None,
             pid: None,
+            deadline: None,
         });
         let data = &mut *request as *mut PoolRequest as *mut c_void;
         request.timer = Some(Timer::new(on_timer, data, r.log(), false));
@@ -179,6 +182,8 @@ struct PoolRequest {
     pending: Option<Vec<Event>>,
     /// The process it went to (`$rust_pid`), kept after the slot is let go.
     pid: Option<u32>,
+    /// The pool's `timeout=`, from when the app has the whole request.
+    deadline: Option<Timer>,
 }
 
 thread_local! {
@@ -192,6 +197,19 @@ impl PoolRequest {
     fn fail(&mut self, status: u16, line: String) -> Vec<Event> {
         self.response = Response::Done;
         vec![Event::Fail { status, lines: vec![line] }]
+    }
+
+    /// The whole request is in the pool process's socket: from now on the
+    /// app has it, and the pool's `timeout=` counts, as uWSGI's harakiri
+    /// does (an upload's own transfer never does). Armed once.
+    fn start_deadline(&mut self) {
+        if self.deadline.is_some() || self.target.timeout_ms == 0 {
+            return;
+        }
+        let data = self as *mut PoolRequest as *mut c_void;
+        let mut deadline = Timer::new(on_deadline, data, self.req.log(), true);
+        deadline.arm(self.target.timeout_ms as ngx_msec_t);
+        self.deadline = Some(deadline);
     }
 
     /// Picks a process and connects, or waits a step for one to be ready.
@@ -287,6 +305,7 @@ impl PoolRequest {
                 self.out.clear();
                 self.out_at = 0;
                 if self.body_sent {
+                    self.start_deadline();
                     return;
                 }
                 match self.body.read(Some(STDIN_STEP)) {
@@ -494,6 +513,9 @@ impl Source for PoolRequest {
         if let Some(mut timer) = self.timer.take() {
             timer.disarm();
         }
+        if let Some(mut deadline) = self.deadline.take() {
+            deadline.disarm();
+        }
         let slot = self.slot.take();
         if let Some(slot) = &slot {
             SENT.with_borrow_mut(|s| {
@@ -601,6 +623,27 @@ unsafe extern "C" fn on_write(ev: *mut ngx_event_t) {
         // SAFETY: as in `on_read`.
         let request = unsafe { &mut *(Conn::data_of(ev) as *mut PoolRequest) };
         request.write();
+    });
+}
+
+/// The pool's `timeout=` passed: 504 (or, after the head, a closed
+/// connection); the pool process logs the stuck thread's stack and is
+/// replaced.
+unsafe extern "C" fn on_deadline(ev: *mut ngx_event_t) {
+    catch_panic(Log::cycle(), "rust_pool timeout", || {
+        // SAFETY: as in `on_timer`: abandon disarms it before the request
+        // goes.
+        let request = unsafe { &mut *(Timer::data_of(ev) as *mut PoolRequest) };
+        let req = request.req;
+        let name = if request.target.asgi { "rust_asgi" } else { "rust_wsgi" };
+        let events = request.fail(
+            504,
+            format!(
+                "{name}: the app did not finish within the timeout= of rust_pool \"{}\" ({} ms); answering 504 (the pool process logs its stack and is replaced)",
+                request.target.name, request.target.timeout_ms
+            ),
+        );
+        engine::deliver(req, events);
     });
 }
 

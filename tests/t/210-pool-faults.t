@@ -85,3 +85,38 @@ kill 'QUIT', nginx_pid();
 ok(nginx_wait_exit(30), 'nginx quits');
 ok(!main::alive($sup, @pool), 'the supervisor and its processes were gone before the master');
 like(error_log_text(), qr/rust pool supervisor $sup exited with code 0/, 'the master reaped the supervisor');
+
+=== TEST 4: timeout= counts from when the app has the whole request: a slow transfer of an upload to the pool process is not the app's time
+--- http_config
+rust_pool u processes=1 threads=2 timeout=1s;
+--- config
+client_max_body_size 64m;
+client_body_buffer_size 1m;
+location / { rust_wsgi $TEST_NGINX_APPS/echo.py pool=u; }
+--- perl
+is(http_get('/')->{status}, 200, 'served');
+my ($pool) = pool_pids();
+# Stopped, the process takes no more of the 8 MiB than its socket holds:
+# nginx's transfer stalls for as long as it stays stopped, well past the
+# 1 s timeout.
+kill 'STOP', $pool;
+my $body = 'x' x (8 << 20);
+my $s = http_start("POST /?how=read HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: " . length($body) . "\r\n\r\n$body");
+sleep 3;
+kill 'CONT', $pool;
+my $r = http_finish($s, timeout => 60);
+is($r->{status}, 200, 'the upload is served once the process goes on');
+is(length $r->{body}, length $body, 'all of it');
+is(scalar(pool_pids()), 1, 'and the process was not replaced');
+is((pool_pids())[0], $pool, 'the same one');
+
+=== TEST 5: an ASGI app past its pool's timeout: 504, logged under rust_asgi
+--- http_config
+rust_pool a processes=1 timeout=1s;
+--- config
+location / { rust_asgi $TEST_NGINX_APPS/asgiraw.py pool=a; }
+--- perl
+# It sleeps 30 s, past the client's 10: a 504 can only be the timeout.
+is(http_get('/sleep?30')->{status}, 504, '504 at the pool\'s timeout');
+like(error_log_text(), qr/rust_asgi: the app did not finish within the timeout= of rust_pool "a" \(1000 ms\)/, 'logged as rust_asgi, naming the pool and its timeout');
+unlike(error_log_text(), qr/rust_wsgi:/, 'never as rust_wsgi');
