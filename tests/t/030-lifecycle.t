@@ -22,7 +22,7 @@ use Time::HiRes qw(sleep time);
 my @old = worker_pids();
 is(http_get('/')->{status}, 200, 'served before the reload');
 my $slow = http_start("GET /slow?s=1.5 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-sleep 0.3;
+ok(wait_for(sub { error_log_text() =~ /slow: sleeping/ }, 30), 'the slow request is inside the app');
 nginx_reload();
 my $deadline = time + 5;
 my @new;
@@ -52,11 +52,11 @@ location /slow {
 --- perl
 use Time::HiRes qw(sleep time);
 my $slow = http_start("GET /slow?s=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-sleep 0.3;
+ok(wait_for(sub { error_log_text() =~ /slow: sleeping/ }, 30), 'the slow request is inside the app');
 kill 'QUIT', nginx_pid();
 my $r = http_finish($slow);
 is($r->{body}, 'slept 1.0', 'the running request completed');
-ok(nginx_wait_exit(3), 'nginx exited within 3 s of it');
+ok(nginx_wait_exit(30), 'nginx exited after it');
 --- error_log
 exit
 
@@ -79,10 +79,10 @@ rust_wsgi: the app sent nothing for 300 ms; answering 504 (raise rust_wsgi_read_
 --- config
 location / {
     rust_wsgi $TEST_NGINX_APPS/stream.py;
-    rust_wsgi_read_timeout 400ms;
+    rust_wsgi_read_timeout 1500ms;
 }
 --- request
-GET /?n=5&delay=0.2
+GET /?n=5&delay=0.5
 --- error_code: 200
 --- response_body
 chunk 0
@@ -100,11 +100,12 @@ location / {
 --- perl
 use Time::HiRes qw(sleep);
 my $s = http_start("GET /?s=30 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-sleep 0.3;
+ok(wait_for(sub { error_log_text() =~ /slow: sleeping/ }, 30), 'the slow request is inside the app');
 close $s;
-sleep 0.3;
+ok(wait_for(sub { error_log_text() =~ /client prematurely closed connection/ }, 30), 'nginx saw the client leave');
 kill 'QUIT', nginx_pid();
-ok(nginx_wait_exit(3), 'nginx exited within 3 s though the thread still sleeps');
+# The thread sleeps 30 s: an exit long before that is not held up by it.
+ok(nginx_wait_exit(20), 'nginx exited though the thread still sleeps');
 --- error_log
 client prematurely closed connection
 
@@ -117,7 +118,7 @@ location / {
 --- perl
 use Time::HiRes qw(sleep);
 my $s = http_start("GET /?s=30 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-sleep 0.3;
+ok(wait_for(sub { error_log_text() =~ /slow: sleeping/ }, 30), 'the slow request is inside the app');
 kill 'TERM', nginx_pid();
-ok(nginx_wait_exit(3), 'nginx exited within 3 s');
+ok(nginx_wait_exit(20), 'nginx exited, long before the app would have answered');
 close $s;
