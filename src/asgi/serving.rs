@@ -188,7 +188,7 @@ impl Server {
                 sink.fail(
                     500,
                     vec![format!(
-                        "rust_asgi: \"{}\" failed to load and has not changed since (its traceback was logged then)",
+                        "rust_asgi: \"{}\" failed to load, and neither it nor a file in its traceback has changed since (the traceback was logged then)",
                         app.spec.path.display()
                     )],
                 );

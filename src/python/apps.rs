@@ -157,8 +157,42 @@ const CHECK_INTERVAL_MS: u64 = 1000;
 pub enum LoadError {
     /// The import failed just now: a header line and the traceback.
     Failed(Vec<String>),
-    /// It failed before and the file has not changed since.
+    /// It failed before, and no file it ran through has changed since.
     StillBroken,
+}
+
+/// The files a failed import ran through (the app's, each file in the
+/// traceback, the file of a syntax error) and their mtimes then: the next
+/// try waits until one of them changes, so that fixing the package that
+/// broke, not only the app's own file, fixes the location.
+struct Failure(Vec<(PathBuf, Option<SystemTime>)>);
+
+impl Failure {
+    fn of(py: Python<'_>, app: &Path, err: &PyErr) -> Failure {
+        let mut files = vec![app.to_path_buf()];
+        let mut tb = err.traceback(py).map(|t| t.into_any());
+        while let Some(entry) = tb.filter(|t| !t.is_none()) {
+            if let Ok(name) = entry.getattr("tb_frame").and_then(|f| f.getattr("f_code")).and_then(|c| c.getattr("co_filename")) {
+                if let Ok(name) = name.extract::<String>() {
+                    files.push(PathBuf::from(name));
+                }
+            }
+            tb = entry.getattr("tb_next").ok();
+        }
+        if let Ok(Some(name)) = err.value(py).getattr("filename").and_then(|f| f.extract::<Option<String>>()) {
+            files.push(PathBuf::from(name));
+        }
+        files.retain(|f| f.is_absolute());
+        files.dedup();
+        Failure(files.into_iter().map(|f| {
+            let mtime = modified(&f);
+            (f, mtime)
+        }).collect())
+    }
+
+    fn unchanged(&self) -> bool {
+        self.0.iter().all(|(file, mtime)| modified(file) == *mtime)
+    }
 }
 
 struct Loaded {
@@ -181,8 +215,8 @@ pub struct App {
     /// The version serving now. Only touched with the GIL held and never
     /// across a call that releases it, so the lock is never contended.
     current: Mutex<Option<Loaded>>,
-    /// Serialises imports; holds the file's mtime at the last failure.
-    loading: Mutex<Option<Option<SystemTime>>>,
+    /// Serialises imports; holds what the last failure depended on.
+    loading: Mutex<Option<Failure>>,
     /// When the file was last stat()ed, in ms since `epoch` (the app was
     /// created, which is when it is first imported).
     checked_at: AtomicU64,
@@ -250,7 +284,7 @@ impl App {
             return Ok(loaded.callable.bind(py).clone());
         }
         let mtime = modified(&self.spec.path);
-        if *last_failure == Some(mtime) {
+        if last_failure.as_ref().is_some_and(Failure::unchanged) {
             return Err(LoadError::StillBroken);
         }
         match self.import(py) {
@@ -260,7 +294,7 @@ impl App {
                 Ok(callable)
             }
             Err(err) => {
-                *last_failure = Some(mtime);
+                *last_failure = Some(Failure::of(py, &self.spec.path, &err));
                 Err(LoadError::Failed(self.report(py, "cannot load", &err)))
             }
         }
@@ -277,7 +311,7 @@ impl App {
                 return Some(loaded.callable.bind(py).clone());
             }
         }
-        if *last_failure == Some(mtime) {
+        if last_failure.as_ref().is_some_and(Failure::unchanged) {
             return None;
         }
         match self.import(py) {
@@ -289,7 +323,7 @@ impl App {
                 Some(callable)
             }
             Err(err) => {
-                *last_failure = Some(mtime);
+                *last_failure = Some(Failure::of(py, &self.spec.path, &err));
                 for line in self.report(py, "cannot reload (the previous version keeps serving)", &err) {
                     (self.log)(Level::Error, line);
                 }
@@ -314,7 +348,10 @@ impl App {
 
     /// Executes the file as a fresh module object and returns its callable.
     /// sys.modules gets the new module only if it executed cleanly, so a
-    /// failed reload leaves the old one in place.
+    /// failed reload leaves the old one in place. Whatever else a failed
+    /// import added to sys.modules goes too: a package that failed halfway
+    /// would otherwise stay half-initialised there, and the fixed file (or
+    /// another app importing the same package) would find the broken one.
     fn import<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let path = self.spec.path.to_string_lossy().into_owned();
         let name = self.spec.module_name();
@@ -326,15 +363,16 @@ impl App {
             }
         }
         let util = py.import("importlib.util")?;
-        let spec = util.call_method1("spec_from_file_location", (&name, &path))?;
-        if spec.is_none() {
-            return Err(pyo3::exceptions::PyImportError::new_err(format!(
-                "{path} cannot be imported as a Python module (use a .py file)"
-            )));
-        }
+        // Python source whatever the suffix (app.wsgi, as mod_wsgi takes):
+        // the suffix alone would find no loader.
+        let loader = py.import("importlib.machinery")?.getattr("SourceFileLoader")?.call1((&name, &path))?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("loader", &loader)?;
+        let spec = util.call_method("spec_from_file_location", (&name, &path), Some(&kwargs))?;
         let module = util.call_method1("module_from_spec", (&spec,))?;
         let modules = sys.getattr("modules")?;
         let previous = modules.get_item(&name).ok();
+        let before: std::collections::HashSet<String> = modules.call_method0("keys")?.try_iter()?.filter_map(|k| k.ok()?.extract().ok()).collect();
         // The module must be in sys.modules while it executes (dataclasses,
         // pickle and relative lookups expect it).
         modules.set_item(&name, &module)?;
@@ -350,7 +388,28 @@ impl App {
         if callable.is_err() {
             match previous {
                 Some(old) => modules.set_item(&name, old)?,
-                None => modules.del_item(&name)?,
+                None => {
+                    let _ = modules.del_item(&name);
+                }
+            }
+            let added: Vec<String> = modules
+                .call_method0("keys")?
+                .try_iter()?
+                .filter_map(|k| k.ok()?.extract().ok())
+                .filter(|k: &String| !before.contains(k) && *k != name)
+                .collect();
+            for key in added {
+                // One another thread is still importing stays: its import
+                // expects to find it when it finishes.
+                let initializing = modules
+                    .get_item(&key)
+                    .and_then(|m| m.getattr("__spec__"))
+                    .and_then(|s| s.getattr("_initializing"))
+                    .and_then(|i| i.is_truthy())
+                    .unwrap_or(false);
+                if !initializing {
+                    let _ = modules.del_item(key);
+                }
             }
         }
         callable

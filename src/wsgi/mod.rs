@@ -119,9 +119,7 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
         .map_err(|e| format!("cannot start the rust_wsgi threads: {e}"))?;
     let logger = crate::python::worker_logger(&bridge);
     let apps = crate::python::apps_of(&mcf.wsgi.apps, Interface::Wsgi, &logger);
-    for app in &apps {
-        let _ = threads.submit(serving::Job::Preload(Arc::clone(app), Arc::clone(&bridge)));
-    }
+    let _ = threads.submit(serving::Job::Preload(apps.clone(), Arc::clone(&bridge)));
     WORKER.with(|w| *w.borrow_mut() = Some(WsgiWorker { threads, apps }));
     Ok(())
 }

@@ -26,7 +26,9 @@ use crate::python::{errors, interpreter, stdio};
 pub enum Job {
     /// Import `app` at worker start, so the first request does not pay for
     /// it and a broken app is reported at once.
-    Preload(Arc<App>, Arc<Bridge>),
+    /// Imports the apps, one after the other on one thread: imports that
+    /// run side by side can see each other's half-initialised modules.
+    Preload(Vec<Arc<App>>, Arc<Bridge>),
     Request(Request),
 }
 
@@ -85,9 +87,11 @@ fn fail_unstarted(job: Job) {
 
 fn run_job(py: Python<'_>, job: Job) {
     match job {
-        Job::Preload(app, bridge) => {
-            if let Err(LoadError::Failed(lines)) = app.callable(py) {
-                lines.into_iter().for_each(|line| bridge.log(Level::Error, line));
+        Job::Preload(apps, bridge) => {
+            for app in apps {
+                if let Err(LoadError::Failed(lines)) = app.callable(py) {
+                    lines.into_iter().for_each(|line| bridge.log(Level::Error, line));
+                }
             }
         }
         Job::Request(request) => {
@@ -115,7 +119,7 @@ fn run(py: Python<'_>, app: &App, head: &RequestHead, body: Body, mut sink: Resp
         Err(LoadError::Failed(lines)) => return sink.fail(500, lines),
         Err(LoadError::StillBroken) => {
             return sink.fail(500, vec![format!(
-                "rust_wsgi: \"{}\" failed to load and has not changed since (its traceback was logged then)",
+                "rust_wsgi: \"{}\" failed to load, and neither it nor a file in its traceback has changed since (the traceback was logged then)",
                 app.spec.path.display()
             )])
         }

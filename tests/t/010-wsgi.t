@@ -294,7 +294,7 @@ is($count, 1, 'the traceback is logged once, not per request');
 [
   qr/rust_wsgi: cannot load ".*broken.py" \(callable "application"\); traceback follows/,
   qr/SyntaxError: /,
-  qr/has not changed since/,
+  qr/neither it nor a file in its traceback has changed since/,
 ]
 
 

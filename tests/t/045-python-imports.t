@@ -1,0 +1,88 @@
+# How app files are imported: any file named by rust_wsgi, rust_asgi or a
+# pool is Python source, whatever its suffix; a failed import leaves
+# nothing half-done behind, and fixing the file that broke fixes the
+# location without a restart.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::Gateway;
+
+sub write_file {
+    my ($path, $text) = @_;
+    open my $fh, '>', "$path.tmp" or die "$path: $!";
+    print $fh $text;
+    close $fh;
+    chmod 0644, "$path.tmp";
+    rename "$path.tmp", $path or die $!;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a .wsgi file (mod_wsgi's WSGIScriptAlias target) is served, embedded and from a pool
+--- user_files
+>>> site.wsgi
+def application(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'from a .wsgi file']
+--- http_config
+rust_pool w processes=1;
+--- config
+location /embedded { rust_wsgi $TEST_NGINX_HTML_DIR/site.wsgi; }
+location /pooled { rust_wsgi $TEST_NGINX_HTML_DIR/site.wsgi pool=w; }
+--- perl
+for my $where (qw(embedded pooled)) {
+    my $r = http_get("/$where");
+    is($r->{status}, 200, "$where: served");
+    is($r->{body}, 'from a .wsgi file', "$where: by the .wsgi file");
+}
+unlike(error_log_text(), qr/cannot be imported/, 'no import error');
+
+=== TEST 2: a package whose import fails halfway (a registry left "loading"), then is fixed: both apps that import it work, without a restart
+--- user_files
+>>> registry/__init__.py
+# Like Django's app registry: setting up twice is refused, so a setup that
+# failed halfway poisons every later import of a module still cached.
+_loading = False
+ready = False
+
+def setup():
+    global _loading, ready
+    if _loading:
+        raise RuntimeError("setup() isn't reentrant")
+    _loading = True
+    from registry import plugins
+    ready = plugins.READY
+>>> registry/plugins.py
+raise ImportError("plugins are broken")
+>>> one.py
+import registry
+registry.setup()
+
+def application(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'one ready=%r' % registry.ready]
+>>> two.py
+import registry
+
+def application(environ, start_response):
+    if not registry.ready:
+        registry.setup()
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'two ready=%r' % registry.ready]
+--- config
+location /one { rust_wsgi $TEST_NGINX_HTML_DIR/one.py; }
+location /two { rust_wsgi $TEST_NGINX_HTML_DIR/two.py; }
+--- perl
+is(http_get('/one')->{status}, 500, 'the app whose import fails halfway: 500');
+like(error_log_text(), qr/ImportError: plugins are broken/, 'with the traceback');
+main::write_file(servroot() . '/html/registry/plugins.py', "READY = True\n");
+my $r;
+ok(wait_for(sub { $r = http_get('/one'); $r->{status} == 200 }, 30), 'fixing the package (not the app\'s file) fixes the app');
+is($r->{body}, 'one ready=True', 'set up afresh, not refused as reentrant');
+my $two = http_get('/two');
+is($two->{status}, 200, 'the other app that imports the package works too');
+is($two->{body}, 'two ready=True', 'with the fixed package');
+unlike(error_log_text(), qr/isn't reentrant/, 'no half-initialised module was found again');
