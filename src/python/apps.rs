@@ -348,10 +348,10 @@ impl App {
 
     /// Executes the file as a fresh module object and returns its callable.
     /// sys.modules gets the new module only if it executed cleanly, so a
-    /// failed reload leaves the old one in place. Whatever else a failed
-    /// import added to sys.modules goes too: a package that failed halfway
-    /// would otherwise stay half-initialised there, and the fixed file (or
-    /// another app importing the same package) would find the broken one.
+    /// failed reload leaves the old one in place. The packages the failure
+    /// went through go too (see [`forget_failed_packages`]): one that failed
+    /// halfway would otherwise stay half-initialised there, and the fixed
+    /// file (or another app importing the same package) would find it.
     fn import<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let path = self.spec.path.to_string_lossy().into_owned();
         let name = self.spec.module_name();
@@ -392,24 +392,8 @@ impl App {
                     let _ = modules.del_item(&name);
                 }
             }
-            let added: Vec<String> = modules
-                .call_method0("keys")?
-                .try_iter()?
-                .filter_map(|k| k.ok()?.extract().ok())
-                .filter(|k: &String| !before.contains(k) && *k != name)
-                .collect();
-            for key in added {
-                // One another thread is still importing stays: its import
-                // expects to find it when it finishes.
-                let initializing = modules
-                    .get_item(&key)
-                    .and_then(|m| m.getattr("__spec__"))
-                    .and_then(|s| s.getattr("_initializing"))
-                    .and_then(|i| i.is_truthy())
-                    .unwrap_or(false);
-                if !initializing {
-                    let _ = modules.del_item(key);
-                }
+            if let Err(err) = &callable {
+                forget_failed_packages(py, &modules, &before, err);
             }
         }
         callable
@@ -438,6 +422,61 @@ impl App {
             target = target.getattr(part)?;
         }
         Ok((&self.spec.callable, target))
+    }
+}
+
+/// After a failed import: takes out of sys.modules the packages the
+/// failure went through that the import added, whole (`registry` and
+/// `registry.*`, `django` and `django.*`), so that the next import runs
+/// them afresh instead of finding them half-initialised. Only those: other
+/// threads import too (the ASGI loop its own modules, apps their lazy
+/// ones), and the standard library is never at fault and always shared.
+fn forget_failed_packages(py: Python<'_>, modules: &Bound<'_, PyAny>, before: &std::collections::HashSet<String>, err: &PyErr) {
+    let Failure(files) = Failure::of(py, Path::new(""), err);
+    let files: Vec<PathBuf> = files.into_iter().map(|(f, _)| f).collect();
+    let stdlib = py
+        .import("sys")
+        .and_then(|sys| sys.getattr("stdlib_module_names"))
+        .and_then(|names| names.extract::<std::collections::HashSet<String>>())
+        .unwrap_or_default();
+    let Ok(keys) = modules.call_method0("keys").and_then(|k| k.try_iter().map(|it| it.filter_map(|k| k.ok()?.extract::<String>().ok()).collect::<Vec<_>>())) else {
+        return;
+    };
+    let added: Vec<String> = keys.into_iter().filter(|k| !before.contains(k)).collect();
+    let file_of = |key: &str| -> Option<PathBuf> {
+        modules.get_item(key).ok()?.getattr("__file__").ok()?.extract::<Option<String>>().ok()?.map(PathBuf::from)
+    };
+    // A package is at fault when a file of the traceback lies in its
+    // directory (or is its module's file).
+    let mut failed_tops: Vec<String> = Vec::new();
+    for key in &added {
+        let top = key.split('.').next().unwrap_or(key).to_string();
+        if stdlib.contains(&top) || failed_tops.contains(&top) {
+            continue;
+        }
+        let Some(file) = file_of(key) else { continue };
+        let home = if file.file_stem().is_some_and(|s| s == "__init__") { file.parent().map(Path::to_path_buf) } else { None };
+        let at_fault = files.iter().any(|f| *f == file || home.as_ref().is_some_and(|h| f.starts_with(h)));
+        if at_fault {
+            failed_tops.push(top);
+        }
+    }
+    for key in added {
+        let top = key.split('.').next().unwrap_or(&key);
+        if !failed_tops.iter().any(|t| t == top) {
+            continue;
+        }
+        // One another thread is still importing stays: its import expects
+        // to find it when it finishes.
+        let initializing = modules
+            .get_item(&key)
+            .and_then(|m| m.getattr("__spec__"))
+            .and_then(|s| s.getattr("_initializing"))
+            .and_then(|i| i.is_truthy())
+            .unwrap_or(false);
+        if !initializing {
+            let _ = modules.del_item(&key);
+        }
     }
 }
 

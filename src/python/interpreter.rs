@@ -188,9 +188,14 @@ fn setup(py: Python<'_>, settings: &PythonSettings) -> PyResult<()> {
     for (i, dir) in settings.path.iter().enumerate() {
         sys_path.call_method1("insert", (i, dir.to_string_lossy()))?;
     }
-    // print() and logging to stderr become nginx log lines.
-    sys.setattr("stdout", Py::new(py, LogStream::for_threads(Level::Error))?)?;
-    sys.setattr("stderr", Py::new(py, LogStream::for_threads(Level::Error))?)?;
+    // print() and logging to stderr become nginx log lines, through real
+    // text streams (see stdio.py).
+    let code = std::ffi::CString::new(include_str!("stdio.py")).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    let stdio = PyModule::from_code(py, &code, c"rust_gateway/stdio.py", c"_rust_gateway_stdio")?;
+    stdio.call_method1(
+        "install",
+        (Py::new(py, LogStream::for_threads(Level::Error))?, Py::new(py, LogStream::for_threads(Level::Error))?),
+    )?;
     let environ = py.import("os")?.getattr("environ")?;
     for (name, value) in &settings.env {
         environ.set_item(name, value)?;

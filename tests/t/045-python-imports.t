@@ -86,3 +86,22 @@ my $two = http_get('/two');
 is($two->{status}, 200, 'the other app that imports the package works too');
 is($two->{body}, 'two ready=True', 'with the fixed package');
 unlike(error_log_text(), qr/isn't reentrant/, 'no half-initialised module was found again');
+
+=== TEST 3: sys.stdout and sys.stderr are real text streams (bytes through .buffer, faulthandler on fd 2) whose lines reach the error log; sys.stdin reads as empty, embedded and in a pool
+--- http_config
+rust_pool s processes=1;
+--- config
+location /embedded { rust_wsgi $TEST_NGINX_APPS/stdio_app.py; }
+location /pooled { rust_wsgi $TEST_NGINX_APPS/stdio_app.py pool=s; }
+--- perl
+for my $where (qw(embedded pooled)) {
+    my $r = http_get("/$where");
+    is($r->{status}, 200, "$where: the app imported (faulthandler.enable() found a fileno) and serves");
+    is($r->{body}, "utf-8 backslashreplace True 2 1 ''", "$where: encoding, errors, a TextIOWrapper, fd 2, faulthandler on, stdin empty");
+    is(http_get("/$where?dump")->{status}, 200, "$where: faulthandler dumped a traceback");
+}
+my $log = error_log_text();
+like($log, qr/\[error\].*stdio: bytes at import/, 'bytes written at import are a log line');
+like($log, qr/\[error\].*stdio: bytes while serving.*request: "GET \/embedded/, 'bytes while serving, in the request\'s context');
+like($log, qr/\[error\].*stdio: text while serving.*request: "GET \/pooled/, 'print() from a pool app, in the request\'s context');
+like($log, qr/Current thread 0x[0-9a-f]+ \(most recent call first\)/, 'faulthandler\'s output reached the error log through fd 2');
