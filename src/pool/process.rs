@@ -44,16 +44,19 @@ pub fn main(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> i32 {
 
 /// Imports an app before the process says it is ready. New code comes as
 /// new processes (the supervisor's rolling restart), never as a re-import
-/// inside a serving one.
-fn import(app: &AppSpec, interface: Interface, logger: &Logger) -> Result<Arc<App>, i32> {
+/// inside a serving one. An app that fails is kept, broken: its requests
+/// answer 500 (its traceback is logged here, once), and the process may
+/// still serve the pool's other apps. Returns whether it imported.
+fn import(app: &AppSpec, interface: Interface, logger: &Logger, apps: &mut Vec<Arc<App>>) -> bool {
     let loaded = Arc::new(App::new(app.clone(), interface, Reload::Off, Arc::clone(logger)));
     let imported = Python::attach(|py| loaded.callable(py).map(drop));
+    apps.push(loaded);
     if let Err(LoadError::Failed(lines)) = imported {
         lines.iter().for_each(|l| say(Level::Error, l));
-        say(Level::Error, &format!("\"{}\" failed to import; this process does not serve", app.path.display()));
-        return Err(EXIT_IMPORT_FAILED);
+        say(Level::Error, &format!("\"{}\" failed to import; its locations answer 500", app.path.display()));
+        return false;
     }
-    Ok(loaded)
+    true
 }
 
 fn serve(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> Result<i32, i32> {
@@ -77,14 +80,22 @@ fn serve(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> Result<i32, i32> {
     stdio::set_worker_log(Arc::clone(&logger));
 
     let mut apps: HashMap<String, Arc<App>> = HashMap::new();
+    let (mut imported, mut failed) = (0, 0);
+    let mut count = |ok: bool| if ok { imported += 1 } else { failed += 1 };
     for app in &spec.apps {
-        apps.insert(PoolSpec::app_key(app), import(app, Interface::Wsgi, &logger)?);
+        let mut one = Vec::new();
+        count(import(app, Interface::Wsgi, &logger, &mut one));
+        apps.extend(one.into_iter().map(|a| (PoolSpec::app_key(app), a)));
     }
     let mut asgi_apps = Vec::new();
     let mut asgi_keys = HashMap::new();
     for app in &spec.asgi_apps {
         asgi_keys.insert(PoolSpec::asgi_key(app), asgi_apps.len());
-        asgi_apps.push(import(app, Interface::Asgi, &logger)?);
+        count(import(app, Interface::Asgi, &logger, &mut asgi_apps));
+    }
+    if imported == 0 && failed > 0 {
+        say(Level::Error, "no app of the pool imported; this process does not serve");
+        return Err(EXIT_IMPORT_FAILED);
     }
     let default_app = spec.has_own_app.then(|| spec.apps.first().map(PoolSpec::app_key)).flatten();
 
@@ -127,9 +138,12 @@ fn serve(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> Result<i32, i32> {
             return Err(1);
         }
     };
-    // Ready: the supervisor lets nginx send requests from now on.
+    // Ready ("P": with some apps broken, which the supervisor takes only
+    // when no older process of the pool serves them): the supervisor lets
+    // nginx send requests from now on.
+    let ready: &[u8] = if failed > 0 { b"P" } else { b"R" };
     // SAFETY: writing one byte to our control pipe.
-    unsafe { libc::write(CONTROL_FD, b"R".as_ptr().cast(), 1) };
+    unsafe { libc::write(CONTROL_FD, ready.as_ptr().cast(), 1) };
 
     let front = front::Front::new(front::Setup {
         table,

@@ -496,6 +496,8 @@ impl Supervisor {
 
     fn read_control(&mut self, pid: libc::pid_t) {
         let Some(at) = self.procs.iter().position(|p| p.pid == pid) else { return };
+        let (pool, generation) = (&self.procs[at].pool, self.procs[at].generation);
+        let older_serving = self.procs.iter().any(|p| p.pool == *pool && p.generation < generation && p.phase == Phase::Ready);
         let proc = &mut self.procs[at];
         let Some(control) = proc.control.as_ref() else { return };
         let mut buf = [0u8; 64];
@@ -509,9 +511,14 @@ impl Supervisor {
             return;
         }
         let mut timed_out = false;
+        let mut broken_new_code = false;
         for &byte in &buf[..n as usize] {
             match byte {
-                b'R' if proc.phase == Phase::Starting => {
+                // Some of its apps failed to import: taken at a first start
+                // (the broken apps answer 500, the others serve), not over
+                // an older process that serves them all.
+                b'P' if proc.phase == Phase::Starting && older_serving => broken_new_code = true,
+                b'R' | b'P' if proc.phase == Phase::Starting => {
                     proc.phase = Phase::Ready;
                     self.table.slots[proc.slot].transition(State::Starting, State::Ready);
                     if let Some(pool) = self.pools.iter_mut().find(|p| p.spec.name == proc.pool) {
@@ -530,6 +537,19 @@ impl Supervisor {
                 }
                 _ => {}
             }
+        }
+        if broken_new_code {
+            let name = self.procs[at].pool.clone();
+            if let Some(pool) = self.pools.iter_mut().find(|p| p.spec.name == name) {
+                pool.broken = true;
+            }
+            self.log.write(
+                Level::Error,
+                &format!("rust_pool \"{name}\": an app of the new code failed to import (traceback above); the previous version keeps serving until the code changes again"),
+            );
+            self.procs[at].stopped = true;
+            self.drain(pid, None);
+            return;
         }
         if timed_out {
             self.drain(pid, Some("a request passed the pool's timeout".into()));

@@ -11,6 +11,17 @@ sub alive { my @pids = @_; return grep { kill 0, $_ } @pids }
 
 sub pid_of { my ($r) = @_; return ($r->{body} =~ /pid=(\d+)/)[0] // 0 }
 
+sub write_app {
+    my ($path, $body, $broken) = @_;
+    open my $fh, '>', "$path.tmp" or die $!;
+    print $fh "def application(environ, start_response)" . ($broken ? "\n" : ":\n");
+    print $fh "    start_response('200 OK', [('Content-Type', 'text/plain')])\n";
+    print $fh "    return [b'$body']\n";
+    close $fh;
+    chmod 0644, "$path.tmp";
+    rename "$path.tmp", $path or die $!;
+}
+
 run_tests();
 
 __DATA__
@@ -120,3 +131,41 @@ location / { rust_asgi $TEST_NGINX_APPS/asgiraw.py pool=a; }
 is(http_get('/sleep?30')->{status}, 504, '504 at the pool\'s timeout');
 like(error_log_text(), qr/rust_asgi: the app did not finish within the timeout= of rust_pool "a" \(1000 ms\)/, 'logged as rust_asgi, naming the pool and its timeout');
 unlike(error_log_text(), qr/rust_wsgi:/, 'never as rust_wsgi');
+
+=== TEST 6: one app of a pool fails to import: its locations answer 500 with its traceback, the pool's other apps serve; no crash loop
+--- http_config
+rust_pool mixed processes=2;
+--- config
+location /good { rust_wsgi $TEST_NGINX_APPS/hello.py pool=mixed; }
+location /bad { rust_wsgi $TEST_NGINX_APPS/broken.py pool=mixed; }
+--- perl
+my $good;
+ok(wait_for(sub { $good = http_get('/good'); $good->{status} == 200 }, 30), 'the good app serves');
+is($good->{body}, 'Hello, world!', 'its answer');
+is(http_get('/bad')->{status}, 500, 'the broken app answers 500');
+is(http_get('/good')->{status}, 200, 'and the good one still serves');
+is(scalar(pool_pids()), 2, 'both processes stay');
+my $log = error_log_text();
+like($log, qr/SyntaxError/, 'the traceback is logged');
+my $tracebacks = () = $log =~ /broken\.py" failed to import; its locations answer 500/g;
+is($tracebacks, 2, 'once per process');
+unlike($log, qr/crash loop/, 'no crash loop');
+
+=== TEST 7: new code that breaks one app of a pool: the previous processes keep serving every app
+--- setup
+main::write_app(servroot() . '/html/b.py', 'b1');
+--- http_config
+rust_pool pair processes=1;
+--- config
+location /a { rust_wsgi $TEST_NGINX_APPS/hello.py pool=pair; }
+location /b { rust_wsgi $TEST_NGINX_HTML_DIR/b.py pool=pair; }
+--- perl
+is(http_get('/b')->{body}, 'b1', 'b1');
+my ($old) = pool_pids();
+main::write_app(servroot() . '/html/b.py', 'b2', 'broken');
+ok(wait_for(sub { error_log_text() =~ /an app of the new code failed to import/ }, 30), 'the failure is noticed');
+is(http_get('/b')->{body}, 'b1', 'the previous version of the broken app keeps serving');
+is(http_get('/a')->{body}, 'Hello, world!', 'and the other app');
+is(join(',', pool_pids()), $old, 'from the previous process');
+main::write_app(servroot() . '/html/b.py', 'b3');
+ok(wait_for(sub { http_get('/b')->{body} eq 'b3' }, 30), 'fixed code is picked up');
