@@ -221,9 +221,42 @@ pub struct App {
     /// created, which is when it is first imported).
     checked_at: AtomicU64,
     epoch: Instant,
+    /// The app has answered a first call in this process (see
+    /// [`App::first_call`]).
+    warm: std::sync::atomic::AtomicBool,
+    first: Mutex<()>,
+}
+
+/// Held while an app's first call runs; see [`App::first_call`].
+pub struct FirstCall<'a>(Option<MutexGuard<'a, ()>>, &'a App);
+
+impl Drop for FirstCall<'_> {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            self.1.warm.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl App {
+    /// Until the app has answered one call in this process, calls run one
+    /// at a time: the modules an app imports lazily on first use (Mercurial's
+    /// demandimport, `importlib.util.LazyLoader`) are not safe to import
+    /// from several threads at once, and the first requests are the ones
+    /// that do. Afterwards, a check of one flag. The guard is dropped when
+    /// the call has returned its iterable, so a long stream does not hold
+    /// the others.
+    pub fn first_call<'a>(&'a self, py: Python<'_>) -> FirstCall<'a> {
+        if self.warm.load(Ordering::Acquire) {
+            return FirstCall(None, self);
+        }
+        let guard = self.first.lock_py_attached(py).unwrap_or_else(PoisonError::into_inner);
+        if self.warm.load(Ordering::Acquire) {
+            return FirstCall(None, self);
+        }
+        FirstCall(Some(guard), self)
+    }
+
     pub fn new(spec: AppSpec, interface: Interface, reload: Reload, log: Logger) -> App {
         App {
             label: spec.label().into(),
@@ -235,6 +268,8 @@ impl App {
             loading: Mutex::new(None),
             checked_at: AtomicU64::new(0),
             epoch: Instant::now(),
+            warm: std::sync::atomic::AtomicBool::new(false),
+            first: Mutex::new(()),
         }
     }
 

@@ -137,7 +137,9 @@ fn run(py: Python<'_>, app: &App, head: &RequestHead, body: Body, mut sink: Resp
         Ok(env) => env,
         Err(err) => return failed("rust_wsgi: cannot build the WSGI environ (traceback follows)".into(), &err),
     };
+    let first = app.first_call(py);
     let called = callable.call1((env, responder.clone_ref(py)));
+    drop(first);
     crate::os::exit_if_forked();
     let iterable = match called {
         Ok(iterable) => iterable,

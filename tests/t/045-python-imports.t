@@ -105,3 +105,21 @@ like($log, qr/\[error\].*stdio: bytes at import/, 'bytes written at import are a
 like($log, qr/\[error\].*stdio: bytes while serving.*request: "GET \/embedded/, 'bytes while serving, in the request\'s context');
 like($log, qr/\[error\].*stdio: text while serving.*request: "GET \/pooled/, 'print() from a pool app, in the request\'s context');
 like($log, qr/Current thread 0x[0-9a-f]+ \(most recent call first\)/, 'faulthandler\'s output reached the error log through fd 2');
+
+=== TEST 4: an app that imports lazily (LazyLoader, like Mercurial's demandimport) under concurrent first requests: all succeed, embedded (8 threads) and in a pool
+--- http_config
+rust_wsgi_threads 8;
+rust_pool lazy processes=2 threads=4;
+--- config
+location /embedded { rust_wsgi $TEST_NGINX_APPS/lazyapp.py; }
+location /pooled { rust_wsgi $TEST_NGINX_APPS/lazyapp.py pool=lazy; }
+--- perl
+# Lazy imports are not thread-safe (Python 3.11's LazyLoader lets a second
+# thread see the module half-run): an app's first call in a process runs
+# alone, so the burst below, which hits the module's first use, gets it
+# whole. Without that, most of these requests failed.
+for my $where (qw(embedded pooled)) {
+    my @socks = map { http_start("GET /$where HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n") } 1 .. 20;
+    my @answers = map { http_finish($_, timeout => 60) } @socks;
+    is(scalar(grep { $_->{status} == 200 && $_->{body} eq 'value=42' } @answers), 20, "$where: every request got the lazily imported value");
+}
