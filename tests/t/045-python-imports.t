@@ -8,15 +8,6 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::Gateway;
 
-sub write_file {
-    my ($path, $text) = @_;
-    open my $fh, '>', "$path.tmp" or die "$path: $!";
-    print $fh $text;
-    close $fh;
-    chmod 0644, "$path.tmp";
-    rename "$path.tmp", $path or die $!;
-}
-
 run_tests();
 
 __DATA__
@@ -78,7 +69,7 @@ location /two { rust_wsgi $TEST_NGINX_HTML_DIR/two.py; }
 --- perl
 is(http_get('/one')->{status}, 500, 'the app whose import fails halfway: 500');
 like(error_log_text(), qr/ImportError: plugins are broken/, 'with the traceback');
-main::write_file(servroot() . '/html/registry/plugins.py', "READY = True\n");
+write_atomically(servroot() . '/html/registry/plugins.py', "READY = True\n");
 my $r;
 ok(wait_for(sub { $r = http_get('/one'); $r->{status} == 200 }, 30), 'fixing the package (not the app\'s file) fixes the app');
 is($r->{body}, 'one ready=True', 'set up afresh, not refused as reentrant');

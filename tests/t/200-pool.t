@@ -7,17 +7,6 @@ use Test::Gateway;
 
 sub alive { my @pids = @_; return grep { kill 0, $_ } @pids }
 
-sub write_app {
-    my ($path, $body, $broken) = @_;
-    open my $fh, '>', "$path.tmp" or die $!;
-    print $fh "def application(environ, start_response)" . ($broken ? "\n" : ":\n");
-    print $fh "    start_response('200 OK', [('Content-Type', 'text/plain')])\n";
-    print $fh "    return [b'$body']\n";
-    close $fh;
-    chmod 0644, "$path.tmp";
-    rename "$path.tmp", $path or die $!;
-}
-
 sub pid_of { my ($r) = @_; return ($r->{body} =~ /pid=(\d+)/)[0] // 0 }
 
 run_tests();
@@ -267,7 +256,7 @@ qr{rust_wsgi_pool none: the pool has no app=; give it one, or write rust_wsgi /p
 
 === TEST 14: changed code rolls through the pool under load: no failed request, old or new body, the new one within seconds
 --- setup
-main::write_app(servroot() . '/html/app.py', 'v1');
+write_wsgi_app(servroot() . '/html/app.py', 'v1');
 --- http_config
 rust_pool roll processes=2 threads=2;
 --- config
@@ -279,7 +268,7 @@ is(http_get('/')->{body}, 'v1', 'v1 at first');
 my @old = pool_pids();
 my ($bad, $seen, $new_after) = changed_under_load(
     seconds => 6, change_after => 0.5, old => 'v1', new => 'v2',
-    change => sub { main::write_app(servroot() . '/html/app.py', 'v2') },
+    change => sub { write_wsgi_app(servroot() . '/html/app.py', 'v2') },
 );
 is($bad, 0, 'every response was 200 with the old or the new body');
 ok($new_after > 0 && $new_after < 4, sprintf('v2 served %.2f s after the change', $new_after));
@@ -291,7 +280,7 @@ its code changed; replacing its processes one by one
 
 === TEST 15: new code that fails to import: the old processes keep serving and the traceback is logged
 --- setup
-main::write_app(servroot() . '/html/app.py', 'v1');
+write_wsgi_app(servroot() . '/html/app.py', 'v1');
 --- http_config
 rust_pool roll processes=1;
 --- config
@@ -301,7 +290,7 @@ location / {
 --- perl
 use Time::HiRes qw(sleep);
 is(http_get('/')->{body}, 'v1', 'v1');
-main::write_app(servroot() . '/html/app.py', 'v2', 'broken');
+write_wsgi_app(servroot() . '/html/app.py', 'v2', 'broken');
 ok(wait_for(sub { error_log_text() =~ /the new code failed to import/ }, 8), 'the failure is noticed');
 my $ok = 0;
 $ok += http_get('/')->{body} eq 'v1' for 1 .. 20;
@@ -309,7 +298,7 @@ is($ok, 20, 'v1 keeps serving');
 sleep 1.5;
 my $tracebacks = () = error_log_text() =~ /SyntaxError/g;
 is($tracebacks, 1, 'the traceback is logged once, not on every retry');
-main::write_app(servroot() . '/html/app.py', 'v3');
+write_wsgi_app(servroot() . '/html/app.py', 'v3');
 ok(wait_for(sub { http_get('/')->{body} eq 'v3' }, 8), 'fixed code is picked up');
 
 

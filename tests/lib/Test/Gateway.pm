@@ -69,7 +69,7 @@ our @EXPORT = qw(
     run_tests http_get http_request http_start http_finish
     nginx_reload nginx_pid worker_pids supervisor_pids pool_pids children_of server_port servroot error_log_text
     nginx_command nginx_wait_exit nginx_binary nginx_module venv expand
-    wait_for multipart changed_under_load vm_hwm
+    wait_for multipart changed_under_load vm_hwm write_atomically write_wsgi_app
 );
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../../..');
@@ -432,6 +432,25 @@ sub vm_hwm {
     open my $fh, '<', "/proc/$pid/status" or return 0;
     while (<$fh>) { return $1 if /^VmHWM:\s+(\d+) kB/ }
     return 0;
+}
+
+# Replaces $path with $text at once (a rename), as deploy tools do, so that
+# nothing ever reads half a file.
+sub write_atomically {
+    my ($path, $text) = @_;
+    open my $fh, '>', "$path.tmp" or die "$path.tmp: $!";
+    print $fh $text;
+    close $fh;
+    chmod 0644, "$path.tmp";
+    rename "$path.tmp", $path or die "$path: $!";
+}
+
+# A WSGI app that answers $body; with $broken, one with a syntax error.
+sub write_wsgi_app {
+    my ($path, $body, $broken) = @_;
+    write_atomically($path, "def application(environ, start_response)" . ($broken ? "\n" : ":\n")
+        . "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        . "    return [b'$body']\n");
 }
 
 # Waits up to $timeout seconds for $cond; true if it held.
