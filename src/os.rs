@@ -6,34 +6,32 @@
 //! execve.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// A pipe whose read end (ours, the first) is non-blocking; both ends are
-/// close-on-exec.
+/// close-on-exec. For what a child writes.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = pipe_cloexec()?;
+    set_nonblocking(read.as_raw_fd())?;
+    Ok((read, write))
+}
+
+/// A pipe whose write end (ours, the second) is non-blocking; both ends are
+/// close-on-exec. For what a child reads.
+pub fn input_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = pipe_cloexec()?;
+    set_nonblocking(write.as_raw_fd())?;
+    Ok((read, write))
+}
+
+fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: plain syscall; the fds are checked and owned.
     unsafe {
         if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
             return Err(io::Error::last_os_error());
         }
-        let pair = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
-        set_nonblocking(fds[0])?;
-        Ok(pair)
-    }
-}
-
-/// A unix stream socket pair, the first end non-blocking.
-pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: as in `pipe`.
-    unsafe {
-        if libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let pair = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
-        set_nonblocking(fds[0])?;
-        Ok(pair)
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
     }
 }
 

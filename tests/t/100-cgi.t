@@ -21,6 +21,18 @@ sub alive {
     return $stat !~ /^\d+ \(.*\) Z/;
 }
 
+# The live processes of process group $pgid (what `ps -g` lists).
+sub group_of {
+    my ($pgid) = @_;
+    my @pids;
+    for my $file (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $file or next;
+        my $stat = do { local $/; <$fh> } // '';
+        push @pids, $1 if $stat =~ /^(\d+) \(.*\) (\S) \d+ (\d+)/ && $2 ne 'Z' && $3 == $pgid;
+    }
+    return @pids;
+}
+
 sub read_pids {
     my ($file) = @_;
     my $text = do { local (@ARGV, $/) = $file; <> } // '';
@@ -520,3 +532,26 @@ sleep 3;    # the program keeps writing; the client reads nothing
 my $growth = ($hwm->() - $before) / 1024;
 cmp_ok($growth, '<', 32, sprintf('peak RSS grew %.1f MiB', $growth));
 close $s;
+
+
+=== TEST 26: a program that closes its stdout and keeps working: its response ends at once, whole, while it runs on
+--- config
+root $TEST_NGINX_SERVROOT;
+location /cgi-bin/ {
+    rust_cgi;
+    # Longer than the test: the program is still running when its
+    # response has ended, until nginx's exit stops it.
+    rust_cgi_kill_grace 1h;
+    rust_cgi_param PIDFILE $TEST_NGINX_SERVROOT/tmp/close-stdout.pid;
+}
+--- perl
+# The timeout only guards against a hang: the program sleeps 1000 s.
+my $r = http_get('/cgi-bin/close-stdout.sh', timeout => 30);
+is($r->{status}, 200, 'status');
+is($r->{body}, "all of it\n", 'the whole body');
+ok($r->{chunked_complete}, 'ended, not cut off');
+my ($pid) = main::read_pids(servroot() . '/tmp/close-stdout.pid');
+ok(main::alive($pid), 'while the program still runs');
+kill 'QUIT', nginx_pid();
+ok(nginx_wait_exit(20), 'nginx stops');
+ok(wait_for(sub { !main::group_of($pid) }, 10), 'and nothing of the program\'s group outlives it');
