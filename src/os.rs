@@ -35,6 +35,40 @@ fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     }
 }
 
+/// Whether a process still holds the write end of the pipe whose read end
+/// is `fd`. A pipe's reader gets POLLHUP once the last writer is gone, even
+/// with data left unread, so this neither reads nor waits.
+pub fn pipe_has_writer(fd: RawFd) -> bool {
+    let mut polled = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: plain syscall on our own struct, with timeout 0 (no wait).
+    let n = unsafe { libc::poll(&mut polled, 1, 0) };
+    // When it cannot tell (EINTR), the answer that waits longer.
+    n < 0 || polled.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) == 0
+}
+
+/// Whether a process of group `pgid` still runs, as opposed to waiting as
+/// a zombie to be reaped (which `kill(-pgid, 0)` does not tell apart).
+/// Reads every process's `/proc/PID/stat`: for rare decisions only. Without
+/// /proc, the answer that goes on signalling.
+pub fn process_group_runs(pgid: libc::pid_t) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return true };
+    dir.flatten().any(|entry| {
+        entry.file_name().as_encoded_bytes().iter().all(u8::is_ascii_digit)
+            && std::fs::read(entry.path().join("stat")).is_ok_and(|stat| runs_in_group(&stat, pgid))
+    })
+}
+
+/// From a `/proc/PID/stat` line, "pid (comm) state ppid pgrp ...": not a
+/// zombie, and in group `pgid`. `comm` may hold anything, up to the last
+/// parenthesis.
+fn runs_in_group(stat: &[u8], pgid: libc::pid_t) -> bool {
+    let Some(end) = stat.iter().rposition(|&b| b == b')') else { return false };
+    let mut fields = stat[end + 1..].split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let (Some(state), Some(_ppid), Some(pgrp)) = (fields.next(), fields.next(), fields.next()) else { return false };
+    let pgrp = std::str::from_utf8(pgrp).ok().and_then(|p| p.parse::<libc::pid_t>().ok());
+    !matches!(state, b"Z" | b"X") && pgrp == Some(pgid)
+}
+
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: plain fcntl on the caller's fd.
     unsafe {
@@ -114,7 +148,16 @@ pub fn take_lines(partial: &mut Vec<u8>, all: bool, longest: usize) -> Vec<Strin
 
 #[cfg(test)]
 mod tests {
-    use super::take_lines;
+    use super::{runs_in_group, take_lines};
+
+    #[test]
+    fn group_members_are_read_from_stat() {
+        assert!(runs_in_group(b"4242 (sleep) S 1 4241 4200 0 -1", 4241));
+        assert!(!runs_in_group(b"4242 (sleep) S 1 4241 4200 0 -1", 4242));
+        assert!(!runs_in_group(b"4242 (sleep) Z 1 4241 4200 0 -1", 4241), "a zombie does not run");
+        assert!(runs_in_group(b"4242 (a) b) 9 (x) R 1 77 4200 0 -1", 77), "comm with parentheses and spaces");
+        assert!(!runs_in_group(b"garbage", 77));
+    }
 
     #[test]
     fn lines_are_split_and_bounded() {

@@ -153,15 +153,16 @@ impl Adapter for Cgi {
             script: script.filename.display().to_string(),
             stderr_level: conf.stderr_level.unwrap_or(Level::Error),
             kill_grace: conf.kill_grace,
+            stdout: stdout_read.try_clone().map_err(|e| failed("dup()", e))?,
         };
-        let pid = children::spawn(&command, stderr_read, settings, r).map_err(|e| failed("exec", e))?;
+        let (child, pid) = children::spawn(&command, stderr_read, settings, r).map_err(|e| failed("exec", e))?;
         // The child has its copies; ours would keep its stdin and our
         // stdout from ever reaching EOF.
         drop((stdin_read, stdout_write, stderr_write));
         let stdio = process::Stdio { stdin: stdin_write, stdout: stdout_read };
-        let process = process::CgiProcess::start(r, pid, script.filename.display().to_string(), stdio, body.reader(), script.nph, conf.header_limit)
+        let process = process::CgiProcess::start(r, (child, pid), script.filename.display().to_string(), stdio, body.reader(), script.nph, conf.header_limit)
             .map_err(|message| {
-                children::detach(pid, true);
+                children::detach(child, true);
                 Refusal { status: 500, message }
             })?;
         Ok(process)

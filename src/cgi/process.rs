@@ -20,7 +20,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nginx_sys::ngx_event_t;
 
-use super::children;
+use super::children::{self, ChildId};
 use super::parse::{self, CgiHead};
 use crate::core::capture::BodyReader;
 use crate::core::catch_panic;
@@ -54,6 +54,7 @@ pub struct Stdio {
 
 pub struct CgiProcess {
     req: HttpRequest,
+    child: ChildId,
     pid: libc::pid_t,
     script: String,
     /// The program's output, until it ends.
@@ -76,7 +77,7 @@ impl CgiProcess {
     /// and reading its stdout.
     pub fn start(
         req: HttpRequest,
-        pid: libc::pid_t,
+        (child, pid): (ChildId, libc::pid_t),
         script: String,
         stdio: Stdio,
         body: BodyReader,
@@ -91,6 +92,7 @@ impl CgiProcess {
         let mut process =
             Box::new(CgiProcess {
                 req,
+                child,
                 pid,
                 script,
                 stdout: None,
@@ -250,7 +252,7 @@ impl CgiProcess {
         match std::mem::replace(&mut self.output, Output::Done) {
             Output::Body => events.push(Event::End),
             Output::Head(_) | Output::NphHead(_) | Output::Raw => {
-                let how = children::describe_exit(self.pid).map_or_else(String::new, |exit| format!(" ({exit})"));
+                let how = children::describe_exit(self.child).map_or_else(String::new, |exit| format!(" ({exit})"));
                 self.broken(events, format!("closed its output before sending a complete header{how}"));
             }
             Output::Done => {}
@@ -312,7 +314,7 @@ impl Source for CgiProcess {
     fn abandon(&mut self, ending: Ending) {
         self.output = Output::Done;
         self.close_pipes();
-        children::detach(self.pid, ending == Ending::Failed);
+        children::detach(self.child, ending == Ending::Failed);
     }
 }
 
