@@ -131,7 +131,7 @@ pub struct Settings {
 /// Starts `cmd`, with `stderr` (the read end of its stderr pipe) read into
 /// the log, on behalf of `req`. Returns its id here and its pid.
 pub fn spawn(cmd: &Command, stderr: OwnedFd, settings: Settings, req: HttpRequest) -> io::Result<(ChildId, libc::pid_t)> {
-    let pid = spawn::spawn(cmd)?;
+    let (pid, exec_failed) = spawn::spawn(cmd)?;
     // SAFETY: plain syscall; the fd is checked and owned. A pidfd refers to
     // this exact process even after its pid is reused.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
@@ -179,6 +179,11 @@ pub fn spawn(cmd: &Command, stderr: OwnedFd, settings: Settings, req: HttpReques
         // Without a pidfd watch it would never be reaped in time.
         detach(id, true);
         return Err(io::Error::other(e));
+    }
+    if let Some(e) = exec_failed {
+        // It has exited: reaped through its pidfd, like any other.
+        detach(id, true);
+        return Err(e);
     }
     Ok((id, pid))
 }

@@ -52,8 +52,10 @@ struct ChildArgs {
 /// Enough stack for the child's few system calls.
 const CHILD_STACK: usize = 64 * 1024;
 
-/// Starts the program; returns its pid, which is also its process group.
-pub fn spawn(cmd: &Command) -> io::Result<libc::pid_t> {
+/// Starts the program: its pid, which is also its process group, and why
+/// it could not exec, if it could not. That child has exited then, and
+/// must still be reaped, like any other.
+pub fn spawn(cmd: &Command) -> io::Result<(libc::pid_t, Option<io::Error>)> {
     let argv: Vec<*const libc::c_char> = cmd.argv.iter().map(|a| a.as_ptr()).chain([ptr::null()]).collect();
     let envp: Vec<*const libc::c_char> = cmd.envp.iter().map(|e| e.as_ptr()).chain([ptr::null()]).collect();
     let mut args = ChildArgs {
@@ -96,12 +98,7 @@ pub fn spawn(cmd: &Command) -> io::Result<libc::pid_t> {
         }
         pid
     };
-    if args.errno != 0 {
-        // The child could not exec and has exited; it is reaped through the
-        // caller's usual path (it is a child like any other).
-        return Err(io::Error::from_raw_os_error(args.errno));
-    }
-    Ok(pid)
+    Ok((pid, (args.errno != 0).then(|| io::Error::from_raw_os_error(args.errno))))
 }
 
 /// The child, between clone and execve. Only async-signal-safe calls.

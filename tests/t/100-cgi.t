@@ -638,3 +638,20 @@ ok(nginx_wait_exit(20), 'nginx stops');
 ok(wait_for(sub { !grep { main::group_of($_) } @groups }, 10), 'and nothing of the groups outlives it');
 --- error_log
 rust_cgi: the app sent nothing for 500 ms
+
+
+=== TEST 29: a program that cannot be executed (its interpreter is missing) answers 500 and is reaped all the same
+--- config
+root $TEST_NGINX_SERVROOT;
+location /cgi-bin/ {
+    rust_cgi;
+}
+--- perl
+is(http_get('/cgi-bin/bad-interpreter.sh')->{status}, 500, '500');
+my ($worker) = worker_pids();
+my $children = sub {
+    grep { my $s = do { local (@ARGV, $/) = $_; <> } // ''; $s =~ /^\d+ \(.*\) \S (\d+)/ && $1 == $worker } glob '/proc/[0-9]*/stat';
+};
+ok(wait_for(sub { !$children->() }, 10), 'the worker has no child left, not even a zombie');
+--- error_log eval
+qr{rust_cgi: cannot run ".*/bad-interpreter.sh": exec: No such file or directory}
