@@ -6,35 +6,67 @@
 //! execve.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// A pipe whose read end (ours, the first) is non-blocking; both ends are
-/// close-on-exec.
+/// close-on-exec. For what a child writes.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = pipe_cloexec()?;
+    set_nonblocking(read.as_raw_fd())?;
+    Ok((read, write))
+}
+
+/// A pipe whose write end (ours, the second) is non-blocking; both ends are
+/// close-on-exec. For what a child reads.
+pub fn input_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = pipe_cloexec()?;
+    set_nonblocking(write.as_raw_fd())?;
+    Ok((read, write))
+}
+
+fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: plain syscall; the fds are checked and owned.
     unsafe {
         if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
             return Err(io::Error::last_os_error());
         }
-        let pair = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
-        set_nonblocking(fds[0])?;
-        Ok(pair)
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
     }
 }
 
-/// A unix stream socket pair, the first end non-blocking.
-pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: as in `pipe`.
-    unsafe {
-        if libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let pair = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
-        set_nonblocking(fds[0])?;
-        Ok(pair)
-    }
+/// Whether a process still holds the write end of the pipe whose read end
+/// is `fd`. A pipe's reader gets POLLHUP once the last writer is gone, even
+/// with data left unread, so this neither reads nor waits.
+pub fn pipe_has_writer(fd: RawFd) -> bool {
+    let mut polled = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: plain syscall on our own struct, with timeout 0 (no wait).
+    let n = unsafe { libc::poll(&mut polled, 1, 0) };
+    // When it cannot tell (EINTR), the answer that waits longer.
+    n < 0 || polled.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) == 0
+}
+
+/// Whether a process of group `pgid` still runs, as opposed to waiting as
+/// a zombie to be reaped (which `kill(-pgid, 0)` does not tell apart).
+/// Reads every process's `/proc/PID/stat`: for rare decisions only. Without
+/// /proc, the answer that goes on signalling.
+pub fn process_group_runs(pgid: libc::pid_t) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return true };
+    dir.flatten().any(|entry| {
+        entry.file_name().as_encoded_bytes().iter().all(u8::is_ascii_digit)
+            && std::fs::read(entry.path().join("stat")).is_ok_and(|stat| runs_in_group(&stat, pgid))
+    })
+}
+
+/// From a `/proc/PID/stat` line, "pid (comm) state ppid pgrp ...": not a
+/// zombie, and in group `pgid`. `comm` may hold anything, up to the last
+/// parenthesis.
+fn runs_in_group(stat: &[u8], pgid: libc::pid_t) -> bool {
+    let Some(end) = stat.iter().rposition(|&b| b == b')') else { return false };
+    let mut fields = stat[end + 1..].split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let (Some(state), Some(_ppid), Some(pgrp)) = (fields.next(), fields.next(), fields.next()) else { return false };
+    let pgrp = std::str::from_utf8(pgrp).ok().and_then(|p| p.parse::<libc::pid_t>().ok());
+    !matches!(state, b"Z" | b"X") && pgrp == Some(pgid)
 }
 
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
@@ -116,7 +148,16 @@ pub fn take_lines(partial: &mut Vec<u8>, all: bool, longest: usize) -> Vec<Strin
 
 #[cfg(test)]
 mod tests {
-    use super::take_lines;
+    use super::{runs_in_group, take_lines};
+
+    #[test]
+    fn group_members_are_read_from_stat() {
+        assert!(runs_in_group(b"4242 (sleep) S 1 4241 4200 0 -1", 4241));
+        assert!(!runs_in_group(b"4242 (sleep) S 1 4241 4200 0 -1", 4242));
+        assert!(!runs_in_group(b"4242 (sleep) Z 1 4241 4200 0 -1", 4241), "a zombie does not run");
+        assert!(runs_in_group(b"4242 (a) b) 9 (x) R 1 77 4200 0 -1", 77), "comm with parentheses and spaces");
+        assert!(!runs_in_group(b"garbage", 77));
+    }
 
     #[test]
     fn lines_are_split_and_bounded() {

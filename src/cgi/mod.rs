@@ -134,29 +134,35 @@ impl Adapter for Cgi {
         }
         env.apply(params, conf.param_drops.as_deref().unwrap_or_default());
 
-        // The program's stdin and stdout: one socket, so nginx-side reads and
-        // writes share one connection and `shutdown(SHUT_WR)` ends its input.
-        let (ours, theirs) = crate::os::socketpair().map_err(|e| failed("socketpair()", e))?;
+        // Three pipes, as Apache and fcgiwrap give them: a program that
+        // closes its stdout (`exec >&-`) has ended its output even while it
+        // still holds its stdin, which one socket for both would keep open.
+        let (stdin_read, stdin_write) = crate::os::input_pipe().map_err(|e| failed("pipe()", e))?;
+        let (stdout_read, stdout_write) = crate::os::pipe().map_err(|e| failed("pipe()", e))?;
         let (stderr_read, stderr_write) = crate::os::pipe().map_err(|e| failed("pipe()", e))?;
         let command = spawn::Command {
             program: c_path(&script.program),
             argv: std::iter::once(&script.program).chain(&script.args).map(|p| c_path(p)).collect(),
             envp: env.to_c(),
             dir: c_path(&script.dir),
-            stdio: theirs.as_raw_fd(),
+            stdin: stdin_read.as_raw_fd(),
+            stdout: stdout_write.as_raw_fd(),
             stderr: stderr_write.as_raw_fd(),
         };
         let settings = children::Settings {
             script: script.filename.display().to_string(),
             stderr_level: conf.stderr_level.unwrap_or(Level::Error),
             kill_grace: conf.kill_grace,
+            stdout: stdout_read.try_clone().map_err(|e| failed("dup()", e))?,
         };
-        let pid = children::spawn(&command, stderr_read, settings, r).map_err(|e| failed("exec", e))?;
-        // The child has its copies; ours would keep its stdin open.
-        drop((theirs, stderr_write));
-        let process = process::CgiProcess::start(r, pid, script.filename.display().to_string(), ours, body.reader(), script.nph, conf.header_limit)
+        let (child, pid) = children::spawn(&command, stderr_read, settings, r).map_err(|e| failed("exec", e))?;
+        // The child has its copies; ours would keep its stdin and our
+        // stdout from ever reaching EOF.
+        drop((stdin_read, stdout_write, stderr_write));
+        let stdio = process::Stdio { stdin: stdin_write, stdout: stdout_read };
+        let process = process::CgiProcess::start(r, (child, pid), script.filename.display().to_string(), stdio, body.reader(), script.nph, conf.header_limit)
             .map_err(|message| {
-                children::detach(pid, true);
+                children::detach(child, true);
                 Refusal { status: 500, message }
             })?;
         Ok(process)

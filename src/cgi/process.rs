@@ -1,20 +1,26 @@
 //! One CGI request's program, seen from the nginx thread.
 //!
-//! A socketpair end is the program's stdin and stdout and one nginx
-//! connection here: the request body is written into it as it can take it
-//! (end of body: shutdown for writing), and the program's output is read
-//! from it without blocking. The head is parsed (or, for nph- programs,
-//! passed through raw) and the body is delivered to the engine as it comes.
+//! The program's stdin and stdout are two pipes, each an nginx connection
+//! here while it is in use. The request body is written into stdin as the
+//! pipe takes it, and our end is closed after it (at once for an empty
+//! body), so the program reads EOF. Its output is read from stdout without
+//! blocking until EOF, which comes once no process holds the pipe's other
+//! end: a program that closes its stdout (`exec >&-`) has ended its
+//! response then, whatever it goes on doing, while with one socket for both
+//! its still open stdin would have held the output open too. The head is
+//! parsed (or, for nph- programs, passed through raw) and the body is
+//! delivered to the engine as it comes.
 //! Reading pauses while a window's worth of output is still unwritten to
 //! the client, so a slow client slows the program down (its writes block)
 //! instead of filling memory.
 
 use std::ffi::c_void;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nginx_sys::ngx_event_t;
 
-use super::children;
+use super::children::{self, ChildId};
 use super::parse::{self, CgiHead};
 use crate::core::capture::BodyReader;
 use crate::core::catch_panic;
@@ -40,11 +46,21 @@ enum Output {
     Done,
 }
 
+/// Our ends of the program's stdin and stdout pipes.
+pub struct Stdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+}
+
 pub struct CgiProcess {
     req: HttpRequest,
+    child: ChildId,
     pid: libc::pid_t,
     script: String,
-    stdio: Option<Conn>,
+    /// The program's output, until it ends.
+    stdout: Option<Conn>,
+    /// Its input, while the pipe cannot take the rest of the body yet.
+    stdin: Option<Conn>,
     body: BodyReader,
     output: Output,
     /// `rust_cgi_header_limit`.
@@ -57,13 +73,13 @@ pub struct CgiProcess {
 }
 
 impl CgiProcess {
-    /// Takes over `stdio` (the parent's end of the program's stdin/stdout)
-    /// and starts writing `body` into it.
+    /// Takes over `stdio`, starts writing `body` into the program's stdin
+    /// and reading its stdout.
     pub fn start(
         req: HttpRequest,
-        pid: libc::pid_t,
+        (child, pid): (ChildId, libc::pid_t),
         script: String,
-        stdio: std::os::fd::OwnedFd,
+        stdio: Stdio,
         body: BodyReader,
         nph: bool,
         header_limit: usize,
@@ -76,9 +92,11 @@ impl CgiProcess {
         let mut process =
             Box::new(CgiProcess {
                 req,
+                child,
                 pid,
                 script,
-                stdio: None,
+                stdout: None,
+                stdin: None,
                 body,
                 output,
                 header_limit,
@@ -88,28 +106,48 @@ impl CgiProcess {
             });
         // The Box does not move, so its address can be the events' data.
         let data = &mut *process as *mut CgiProcess as *mut c_void;
-        let conn = Conn::register(stdio, req.log(), data, Some(on_output), Some(on_input))?;
-        conn.want_write().map_err(|e| e.to_string())?;
-        process.stdio = Some(conn);
+        let started = Conn::register(stdio.stdout, req.log(), data, Some(on_output), None).and_then(|conn| {
+            process.stdout = Some(conn);
+            process.start_input(stdio.stdin, data)
+        });
+        if let Err(e) = started {
+            // Out of the event loop before `process`, their events' data,
+            // goes.
+            process.close_pipes();
+            return Err(e);
+        }
         Ok(process)
+    }
+
+    /// Writes what the pipe takes of the body now (all of a small one, so
+    /// it needs no connection), and the rest as it takes more.
+    fn start_input(&mut self, stdin: OwnedFd, data: *mut c_void) -> Result<(), String> {
+        if self.send_input(stdin.as_raw_fd()) {
+            // Dropping our end is the program's EOF.
+            return Ok(());
+        }
+        let conn = Conn::register(stdin, self.req.log(), data, None, Some(on_input))?;
+        conn.want_write().map_err(|e| e.to_string())?;
+        self.stdin = Some(conn);
+        Ok(())
     }
 
     /// Reads what the program wrote, up to the window; returns the events
     /// for the engine.
     fn read_output(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
-        let Some(fd) = self.stdio.as_ref().map(Conn::fd) else { return events };
+        let Some(fd) = self.stdout.as_ref().map(Conn::fd) else { return events };
         loop {
             if matches!(self.output, Output::Done) {
                 break;
             }
             if self.in_flight >= WINDOW {
-                // The client is behind: leave the rest in the socket (the
+                // The client is behind: leave the rest in the pipe (the
                 // program blocks writing) until `ack` makes room.
                 self.paused = true;
                 break;
             }
-            // SAFETY: reading into our buffer from our non-blocking socket.
+            // SAFETY: reading into our buffer from our non-blocking pipe.
             let n = unsafe { libc::read(fd, self.read_buf.as_mut_ptr().cast(), self.read_buf.len()) };
             if n > 0 {
                 // A copy of exactly what arrived: the window counts bytes,
@@ -126,11 +164,11 @@ impl CgiProcess {
             match io::Error::last_os_error().kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => {
-                    if let Some(conn) = self.stdio.as_ref() {
+                    if let Some(conn) = self.stdout.as_ref() {
                         let _ = conn.want_read();
                     }
                 }
-                // ECONNRESET and the like: treat as the end of output.
+                // EIO and the like: treat as the end of output.
                 _ => self.end(&mut events),
             }
             break;
@@ -214,37 +252,45 @@ impl CgiProcess {
         match std::mem::replace(&mut self.output, Output::Done) {
             Output::Body => events.push(Event::End),
             Output::Head(_) | Output::NphHead(_) | Output::Raw => {
-                let how = children::describe_exit(self.pid).map_or_else(String::new, |exit| format!(" ({exit})"));
+                let how = children::describe_exit(self.child).map_or_else(String::new, |exit| format!(" ({exit})"));
                 self.broken(events, format!("closed its output before sending a complete header{how}"));
             }
             Output::Done => {}
         }
     }
 
-    /// Writes what it can of the request body; at its end, shuts the
-    /// program's stdin.
+    /// The pipe can take more of the request body; after its end, our end
+    /// is closed.
     fn write_input(&mut self) {
-        let Some(conn) = self.stdio.as_ref() else { return };
-        match self.body.send_to(conn.fd()) {
-            Ok(false) => {
-                let _ = conn.want_write();
+        let Some(fd) = self.stdin.as_ref().map(Conn::fd) else { return };
+        if self.send_input(fd) {
+            if let Some(conn) = self.stdin.take() {
+                conn.close();
             }
-            Ok(true) => self.close_input(),
-            Err(e) => {
-                // A program that does not read its input (EPIPE) is not an
-                // error; anything else is worth a line.
-                if e.raw_os_error() != Some(libc::EPIPE) && e.raw_os_error() != Some(libc::ECONNRESET) {
-                    self.req.log().write(Level::Error, &format!("rust_cgi: cannot write the request body to \"{}\": {e}", self.script));
-                }
-                self.close_input();
-            }
+        } else if let Some(conn) = self.stdin.as_ref() {
+            let _ = conn.want_write();
         }
     }
 
-    fn close_input(&mut self) {
-        if let Some(conn) = self.stdio.as_ref() {
-            // SAFETY: plain syscall on our socket.
-            unsafe { libc::shutdown(conn.fd(), libc::SHUT_WR) };
+    fn close_pipes(&mut self) {
+        for conn in [self.stdout.take(), self.stdin.take()].into_iter().flatten() {
+            conn.close();
+        }
+    }
+
+    /// Sends what `fd` takes of the body now; true once nothing more will
+    /// be sent: the body is all written, or the program does not read it.
+    fn send_input(&mut self, fd: RawFd) -> bool {
+        match self.body.send_to(fd) {
+            Ok(done) => done,
+            Err(e) => {
+                // A program that exits without reading its input (EPIPE) is
+                // not an error; anything else is worth a line.
+                if e.raw_os_error() != Some(libc::EPIPE) {
+                    self.req.log().write(Level::Error, &format!("rust_cgi: cannot write the request body to \"{}\": {e}", self.script));
+                }
+                true
+            }
         }
     }
 }
@@ -255,7 +301,7 @@ impl Source for CgiProcess {
         if self.paused && self.in_flight < WINDOW {
             self.paused = false;
             // Not from here: we are inside the engine. After this event.
-            if let Some(conn) = self.stdio.as_ref() {
+            if let Some(conn) = self.stdout.as_ref() {
                 conn.post_read();
             }
         }
@@ -267,10 +313,8 @@ impl Source for CgiProcess {
 
     fn abandon(&mut self, ending: Ending) {
         self.output = Output::Done;
-        if let Some(conn) = self.stdio.take() {
-            conn.close();
-        }
-        children::detach(self.pid, ending == Ending::Failed);
+        self.close_pipes();
+        children::detach(self.child, ending == Ending::Failed);
     }
 }
 
@@ -290,7 +334,7 @@ unsafe extern "C" fn on_output(ev: *mut ngx_event_t) {
     });
 }
 
-/// The program's stdin can take more of the request body.
+/// The program's stdin pipe can take more of the request body.
 unsafe extern "C" fn on_input(ev: *mut ngx_event_t) {
     catch_panic(Log::cycle(), "rust_cgi input", || {
         // SAFETY: as in `on_output`.

@@ -13,8 +13,8 @@
 //!   clone so no nginx handler runs in the child);
 //! - its own process group, so timeouts kill the program and its children;
 //! - SIGKILL when the nginx worker dies (PR_SET_PDEATHSIG);
-//! - the socket as stdin and stdout, the stderr pipe as stderr, and every
-//!   other descriptor closed (nginx's listening and client sockets are not
+//! - its stdin, stdout and stderr pipes as fds 0, 1 and 2, and every other
+//!   descriptor closed (nginx's listening and client sockets are not
 //!   close-on-exec);
 //! - the script's directory as working directory.
 
@@ -29,8 +29,9 @@ pub struct Command {
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
     pub dir: CString,
-    /// The child's stdin and stdout.
-    pub stdio: RawFd,
+    /// The child's ends of its stdin, stdout and stderr pipes.
+    pub stdin: RawFd,
+    pub stdout: RawFd,
     pub stderr: RawFd,
 }
 
@@ -41,7 +42,8 @@ struct ChildArgs {
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
     dir: *const libc::c_char,
-    stdio: RawFd,
+    stdin: RawFd,
+    stdout: RawFd,
     stderr: RawFd,
     parent: libc::pid_t,
     errno: libc::c_int,
@@ -50,8 +52,10 @@ struct ChildArgs {
 /// Enough stack for the child's few system calls.
 const CHILD_STACK: usize = 64 * 1024;
 
-/// Starts the program; returns its pid, which is also its process group.
-pub fn spawn(cmd: &Command) -> io::Result<libc::pid_t> {
+/// Starts the program: its pid, which is also its process group, and why
+/// it could not exec, if it could not. That child has exited then, and
+/// must still be reaped, like any other.
+pub fn spawn(cmd: &Command) -> io::Result<(libc::pid_t, Option<io::Error>)> {
     let argv: Vec<*const libc::c_char> = cmd.argv.iter().map(|a| a.as_ptr()).chain([ptr::null()]).collect();
     let envp: Vec<*const libc::c_char> = cmd.envp.iter().map(|e| e.as_ptr()).chain([ptr::null()]).collect();
     let mut args = ChildArgs {
@@ -59,7 +63,8 @@ pub fn spawn(cmd: &Command) -> io::Result<libc::pid_t> {
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
         dir: cmd.dir.as_ptr(),
-        stdio: cmd.stdio,
+        stdin: cmd.stdin,
+        stdout: cmd.stdout,
         stderr: cmd.stderr,
         // SAFETY: plain syscall.
         parent: unsafe { libc::getpid() },
@@ -93,12 +98,7 @@ pub fn spawn(cmd: &Command) -> io::Result<libc::pid_t> {
         }
         pid
     };
-    if args.errno != 0 {
-        // The child could not exec and has exited; it is reaped through the
-        // caller's usual path (it is a child like any other).
-        return Err(io::Error::from_raw_os_error(args.errno));
-    }
-    Ok(pid)
+    Ok((pid, (args.errno != 0).then(|| io::Error::from_raw_os_error(args.errno))))
 }
 
 /// The child, between clone and execve. Only async-signal-safe calls.
@@ -126,8 +126,23 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::getppid() != args.parent {
             fail(args);
         }
-        if libc::dup2(args.stdio, 0) < 0 || libc::dup2(args.stdio, 1) < 0 || libc::dup2(args.stderr, 2) < 0 {
-            fail(args);
+        // A pipe end that is itself fd 0, 1 or 2 (nginx started with one of
+        // them closed) is first copied above 2: dup2 onto it would clobber
+        // it before its turn, and dup2 of an fd onto itself would leave it
+        // close-on-exec.
+        let mut stdio = [args.stdin, args.stdout, args.stderr];
+        for fd in stdio.iter_mut() {
+            if *fd < 3 {
+                *fd = libc::fcntl(*fd, libc::F_DUPFD, 3);
+                if *fd < 0 {
+                    fail(args);
+                }
+            }
+        }
+        for (target, fd) in stdio.into_iter().enumerate() {
+            if libc::dup2(fd, target as RawFd) < 0 {
+                fail(args);
+            }
         }
         crate::os::close_fds_from(3);
         if libc::chdir(args.dir) != 0 {

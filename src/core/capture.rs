@@ -244,24 +244,21 @@ impl BodyReader {
         Ok(out)
     }
 
-    /// Sends what is left to a non-blocking socket, from memory with
-    /// send() and from nginx's temp file with sendfile() (no copy through
+    /// Sends what is left to a non-blocking pipe or socket, from memory with
+    /// write() and from nginx's temp file with sendfile() (no copy through
     /// this process). Returns true once everything is sent, false when the
-    /// socket is full (wait for it to become writable and call again).
+    /// pipe is full (wait for it to become writable and call again). A
+    /// reader that is gone is EPIPE: both calls would raise SIGPIPE too,
+    /// but nginx ignores it in all its processes (`ngx_init_signals`).
     pub fn send_to(&mut self, fd: std::os::fd::RawFd) -> io::Result<bool> {
         loop {
             let Some(piece) = self.body.pieces.get(self.piece) else { return Ok(true) };
             let left = (piece.len() - self.offset) as usize;
-            // SAFETY: plain syscalls on a socket we own, from memory we own
-            // or from a file we hold open; lengths stay within the piece.
+            // SAFETY: plain syscalls on an fd we own, from memory we own or
+            // from a file we hold open; lengths stay within the piece.
             let n = unsafe {
                 match piece {
-                    Piece::Memory(m) => libc::send(
-                        fd,
-                        m[self.offset as usize..].as_ptr().cast(),
-                        left,
-                        libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                    ),
+                    Piece::Memory(m) => libc::write(fd, m[self.offset as usize..].as_ptr().cast(), left),
                     Piece::File { file, start, .. } => {
                         let mut at = (start + self.offset) as libc::off_t;
                         libc::sendfile(fd, std::os::fd::AsRawFd::as_raw_fd(&**file), &mut at, left)

@@ -21,10 +21,35 @@ sub alive {
     return $stat !~ /^\d+ \(.*\) Z/;
 }
 
+# The live processes of process group $pgid (what `ps -g` lists).
+sub group_of {
+    my ($pgid) = @_;
+    my @pids;
+    for my $file (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $file or next;
+        my $stat = do { local $/; <$fh> } // '';
+        push @pids, $1 if $stat =~ /^(\d+) \(.*\) (\S) \d+ (\d+)/ && $2 ne 'Z' && $3 == $pgid;
+    }
+    return @pids;
+}
+
 sub read_pids {
     my ($file) = @_;
     my $text = do { local (@ARGV, $/) = $file; <> } // '';
     return split ' ', $text;
+}
+
+# Runs background.sh (see there) at $uri, with n=$n in its query naming its
+# pid file; returns the response, whether it is whole, and the pids of the
+# program and its child.
+sub leave_behind {
+    my ($uri, $n) = @_;
+    my $file = servroot() . "/tmp/background-$n.pids";
+    unlink $file;
+    # The timeout only guards against a hang: the child sleeps 1000 s.
+    my $r = http_get("$uri&n=$n", timeout => 30);
+    my $whole = $r->{status} == 200 && $r->{chunked_complete} && $r->{body} eq "left a child behind\n";
+    return ($r, $whole, read_pids($file));
 }
 
 run_tests();
@@ -520,3 +545,113 @@ sleep 3;    # the program keeps writing; the client reads nothing
 my $growth = ($hwm->() - $before) / 1024;
 cmp_ok($growth, '<', 32, sprintf('peak RSS grew %.1f MiB', $growth));
 close $s;
+
+
+=== TEST 26: a program that closes its stdout and keeps working: its response ends at once, whole, while it runs on
+--- config
+root $TEST_NGINX_SERVROOT;
+location /cgi-bin/ {
+    rust_cgi;
+    # Longer than the test: the program is still running when its
+    # response has ended, until nginx's exit stops it.
+    rust_cgi_kill_grace 1h;
+    rust_cgi_param PIDFILE $TEST_NGINX_SERVROOT/tmp/close-stdout.pid;
+}
+--- perl
+# The timeout only guards against a hang: the program sleeps 1000 s.
+my $r = http_get('/cgi-bin/close-stdout.sh', timeout => 30);
+is($r->{status}, 200, 'status');
+is($r->{body}, "all of it\n", 'the whole body');
+ok($r->{chunked_complete}, 'ended, not cut off');
+my ($pid) = main::read_pids(servroot() . '/tmp/close-stdout.pid');
+ok(main::alive($pid), 'while the program still runs');
+kill 'QUIT', nginx_pid();
+ok(nginx_wait_exit(20), 'nginx stops');
+ok(wait_for(sub { !main::group_of($pid) }, 10), 'and nothing of the program\'s group outlives it');
+
+
+=== TEST 27: a program that exits leaving a child behind: the grace stops the child (TERM, KILL if it ignores TERM); on the program's stdout it holds the response open until then, else not
+--- config
+root $TEST_NGINX_SERVROOT;
+rust_cgi_param PIDFILE $TEST_NGINX_SERVROOT/tmp/background-$arg_n.pids;
+location /cgi-bin/ {
+    rust_cgi;
+    rust_cgi_kill_grace 300ms;
+}
+--- perl
+for my $how ('keep', 'keep+ignore', 'null', 'null+ignore', 'detached', 'detached+ignore') {
+    my ($r, $whole, $leader, $child) = main::leave_behind("/cgi-bin/background.sh?$how", 1);
+    ok($whole, "$how: the whole response, ended, not cut off");
+    ok($child, "$how: the child had started");
+    ok(wait_for(sub { !main::group_of($leader) }, 10), "$how: nothing of the group remains");
+}
+--- error_log eval
+[
+  qr{\[info\] .*rust_cgi: ".*/background.sh" exited, but its process group still runs; sending SIGTERM \(rust_cgi_kill_grace 300 ms\)},
+  qr{\[warn\] .*rust_cgi: ".*/background.sh" exited, but its process group ignored SIGTERM; sending SIGKILL \(rust_cgi_kill_grace 300 ms\)},
+]
+
+
+=== TEST 28: after the program exited, a timeout, a client that leaves or nginx's exit still stops its group
+--- config
+root $TEST_NGINX_SERVROOT;
+# Longer than the test: only the timeout, the client or nginx's exit stop
+# the children.
+rust_cgi_kill_grace 1h;
+rust_cgi_param PIDFILE $TEST_NGINX_SERVROOT/tmp/background-$arg_n.pids;
+location /cgi-bin/ {
+    rust_cgi;
+    rust_cgi_timeout 500ms;
+}
+location /linger/ {
+    alias $TEST_NGINX_SERVROOT/cgi-bin/;
+    rust_cgi;
+}
+--- perl
+my ($r, $whole, $leader, $child) = main::leave_behind('/cgi-bin/background.sh?keep', 1);
+is($r->{body}, "left a child behind\n", 'the program answered');
+ok(!$r->{chunked_complete}, 'and the timeout cut the response off');
+ok(wait_for(sub { !main::group_of($leader) }, 10), 'the child is stopped with it');
+
+my $s = http_start("GET /linger/background.sh?keep&n=2 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+my $got = '';
+while ($got !~ /left a child behind/) {
+    my $n = sysread($s, my $buf, 4096) or last;
+    $got .= $buf;
+}
+like($got, qr/left a child behind/, 'the program answered');
+($leader, $child) = main::read_pids(servroot() . '/tmp/background-2.pids');
+ok(wait_for(sub { !main::alive($leader) }, 10), 'and exited');
+ok(main::alive($child), 'its child still runs');
+close $s;
+ok(wait_for(sub { !main::group_of($leader) }, 10), 'and is stopped once the client left');
+
+my @groups;
+for my $how ('null', 'detached') {
+    ($r, $whole, $leader, $child) = main::leave_behind("/linger/background.sh?$how", $how);
+    ok($whole, "$how: the response ends with the program");
+    ok(main::alive($child), "$how: while its child still runs");
+    push @groups, $leader;
+}
+kill 'QUIT', nginx_pid();
+ok(nginx_wait_exit(20), 'nginx stops');
+ok(wait_for(sub { !grep { main::group_of($_) } @groups }, 10), 'and nothing of the groups outlives it');
+--- error_log
+rust_cgi: the app sent nothing for 500 ms
+
+
+=== TEST 29: a program that cannot be executed (its interpreter is missing) answers 500 and is reaped all the same
+--- config
+root $TEST_NGINX_SERVROOT;
+location /cgi-bin/ {
+    rust_cgi;
+}
+--- perl
+is(http_get('/cgi-bin/bad-interpreter.sh')->{status}, 500, '500');
+my ($worker) = worker_pids();
+my $children = sub {
+    grep { my $s = do { local (@ARGV, $/) = $_; <> } // ''; $s =~ /^\d+ \(.*\) \S (\d+)/ && $1 == $worker } glob '/proc/[0-9]*/stat';
+};
+ok(wait_for(sub { !$children->() }, 10), 'the worker has no child left, not even a zombie');
+--- error_log eval
+qr{rust_cgi: cannot run ".*/bad-interpreter.sh": exec: No such file or directory}

@@ -1,0 +1,2 @@
+#!/nonexistent/interpreter
+# Executable, but exec fails: its interpreter does not exist.
