@@ -485,8 +485,8 @@ location /pool/ { rust_wsgi $TEST_NGINX_APPS/upstream.py pool=p; }
 # A second nginx, daemonized as in production, from $(...): the command
 # substitution ends when every holder of its stdout is gone.
 my $root = servroot();
-my $port = server_port() + 1;
-$port++ while IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port");
+# A port nothing is bound to: the kernel picks it.
+my $port = do { my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1:0', Listen => 1) or die $!; $s->sockport };
 my $conf = do { open my $fh, '<', "$root/conf/nginx.conf" or die $!; local $/; <$fh> };
 $conf =~ s/daemon off;/daemon on;/;
 $conf =~ s/listen 127\.0\.0\.1:\d+/listen 127.0.0.1:$port/;
