@@ -265,15 +265,12 @@ location /cgi-bin/ {
 }
 --- perl
 use Time::HiRes qw(sleep time);
-my $t0 = time;
+# hang.sh never answers: a 504 can only be the timeout.
 my $r = http_get('/cgi-bin/hang.sh');
-is($r->{status}, 504, 'answered 504');
-cmp_ok(time - $t0, '<', 2, 'after the timeout');
+is($r->{status}, 504, 'answered 504, at the timeout');
 my @pids = main::read_pids(servroot() . '/tmp/hang.pids');
 is(scalar @pids, 2, 'the program and its grandchild had started');
-my $deadline = time + 3;
-sleep 0.1 while time < $deadline && grep { main::alive($_) } @pids;
-ok(!(grep { main::alive($_) } @pids), 'no process of the group remains');
+ok(wait_for(sub { !(grep { main::alive($_) } @pids) }, 30), 'no process of the group remains');
 --- error_log
 rust_cgi: the app sent nothing for 500 ms; answering 504 (raise rust_cgi_timeout if it is meant to be slow)
 
@@ -289,14 +286,12 @@ location /cgi-bin/ {
 }
 --- perl
 use Time::HiRes qw(sleep time);
-my $t0 = time;
+# stream.sh never ends: a response that ends is the total limit's.
 my $r = http_get('/cgi-bin/stream.sh');
-cmp_ok(time - $t0, '<', 2, 'cut off after the total time');
 like($r->{body}, qr/^line 0\n/, 'some lines came first');
-ok(!$r->{chunked_complete}, 'and the response is marked incomplete');
-sleep 1;
+ok(!$r->{chunked_complete}, 'and the response is cut off, marked incomplete');
 my ($pid) = main::read_pids(servroot() . '/tmp/stream.pid');
-ok(!main::alive($pid), 'the program is gone');
+ok(wait_for(sub { !main::alive($pid) }, 30), 'the program is gone');
 --- error_log
 the app did not finish within its total time of 700 ms
 
@@ -317,9 +312,7 @@ like($buf, qr{^HTTP/1.1 200}, 'it was streaming');
 my ($pid) = main::read_pids(servroot() . '/tmp/stream.pid');
 ok(main::alive($pid), 'the program runs');
 close $s;
-my $deadline = time + 3;
-sleep 0.05 while time < $deadline && main::alive($pid);
-ok(!main::alive($pid), 'and is killed once the client left');
+ok(wait_for(sub { !main::alive($pid) }, 30), 'and is killed once the client left');
 
 
 === TEST 14: 1,000 requests in a row leave no zombie and no descriptor behind in the worker
@@ -493,19 +486,18 @@ root $TEST_NGINX_SERVROOT;
 location /cgi-bin/ {
     rust_cgi;
     rust_cgi_param PIDFILE $TEST_NGINX_SERVROOT/tmp/hang.pids;
-    rust_cgi_timeout 3s;
+    rust_cgi_timeout 120s;
 }
 location = /static {
     return 200 "static\n";
 }
 --- perl
-use Time::HiRes qw(sleep time);
+use IO::Select;
 my $slow = http_start("GET /cgi-bin/hang.sh HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-sleep 0.3;
-my $t0 = time;
+ok(wait_for(sub { main::read_pids(servroot() . '/tmp/hang.pids') }, 30), 'the hanging program runs');
 is(http_get('/static')->{body}, "static\n", 'static answer');
 is(http_get('/cgi-bin/hello.sh')->{body}, "hello from /cgi-bin/hello.sh\n", 'another CGI answer');
-cmp_ok(time - $t0, '<', 0.5, 'both at once');
+ok(!IO::Select->new($slow)->can_read(0), 'both while the hanging one has not answered');
 close $slow;
 
 
