@@ -714,6 +714,12 @@ impl HttpRequest {
             .map(|clcf| (clcf.send_timeout, clcf.send_lowat))
             .unwrap_or((60_000, 0))
     }
+
+    /// `lingering_timeout`: how long nginx gives a client to finish after
+    /// nginx is done with it.
+    pub fn core_lingering_timeout(self) -> ngx_msec_t {
+        NgxHttpCoreModule::location_conf(self.r()).map_or(5_000, |clcf| clcf.lingering_timeout)
+    }
 }
 
 /// Remembers a request's connection so posted requests can run after the
