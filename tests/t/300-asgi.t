@@ -490,25 +490,7 @@ my $growth = (vm_hwm($worker) - $before) / 1024;
 cmp_ok($growth, '<', 32, sprintf('worker peak RSS grew %.1f MiB', $growth));
 
 
-=== TEST 18: unbuffered uploads never stall: 30 of 32 MiB, written as fast as the socket takes them, read with receive() in a loop (every other one pausing), each complete, in order, in many events
---- config
-client_max_body_size 100m;
-location / {
-    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
-    rust_asgi_request_buffering off;
-}
---- perl
-# A stalled upload sits until its guard (upload_client.py's 60 s without
-# progress, or the app's 60 s read timeout and a 504), and fails the block.
-my $r = main::upload('stream', 30, 32, '/upload', '/upload?slow=4');
-is($r->{done}, 30, 'all 30 uploads arrived whole') or diag(explain($r));
-my ($fewest) = sort { $a <=> $b } @{ $r->{events} // [0] };
-cmp_ok($fewest, '>=', 512, "as it arrived: at least 512 http.request events each (fewest $fewest)");
---- no_error_log
-answering 504
-
-
-=== TEST 19: unbuffered uploads reset by the client: an app in receive() gets http.disconnect, one waiting elsewhere is cancelled, at once; the worker keeps no socket for them
+=== TEST 18: unbuffered uploads under faults: 30 of 32 MiB written as fast as the socket takes them never stall; clients that reset are noticed at once, by an app in receive() (http.disconnect) and one waiting elsewhere (cancelled), and the worker keeps no socket for them
 --- http_config
 rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
 --- config
@@ -518,7 +500,13 @@ location / {
     rust_asgi_request_buffering off;
 }
 --- perl
-http_get('/scope');    # warm
+# Uploads read with receive() in a loop, every other one with pauses. A
+# stalled one sits until its guard (upload_client.py's 60 s without
+# progress, or the app's 60 s read timeout and a 504), and fails the block.
+my $r = main::upload('stream', 30, 32, '/upload', '/upload?slow=4');
+is($r->{done}, 30, 'all 30 uploads arrived whole') or diag(explain($r));
+my ($fewest) = sort { $a <=> $b } @{ $r->{events} // [0] };
+cmp_ok($fewest, '>=', 512, "as it arrived: at least 512 http.request events each (fewest $fewest)");
 my ($worker) = worker_pids();
 my $sockets = sub { scalar grep { (readlink($_) // '') =~ /^socket:/ } glob "/proc/$worker/fd/*" };
 my $idle = $sockets->();
@@ -546,7 +534,7 @@ is(http_get('/scope')->{status}, 200, 'the worker serves on');
 answering 504
 
 
-=== TEST 20: unbuffered uploads over HTTP/2 (flow control instead of TCP), and chunked over HTTP/1.1, fast and slow readers: whole and in order
+=== TEST 19: unbuffered uploads over HTTP/2 (flow control instead of TCP), and chunked over HTTP/1.1, fast and slow readers: whole and in order
 --- min_nginx: 1.25.1
 --- config
 http2 on;

@@ -56,12 +56,24 @@ is($r->{close_code}, 4001, 'close code');
 is($r->{close_reason}, 'bye', 'close reason');
 
 
-=== TEST 3: a denied handshake gets 403; no accept and a plain return gets 500; an exception closes with 1011
+=== TEST 3: a denied handshake gets 403; one whose Sec-WebSocket-Key is not base64 of 16 bytes (RFC 6455, 4.2.1), or that has none or two, 400 without reaching the app; no accept and a plain return gets 500; an exception closes with 1011
+--- http_config
+rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
 --- config
 location / {
     rust_asgi $TEST_NGINX_APPS/asgiws.py;
 }
 --- perl
+# Not base64; base64 of 15 and of 17 bytes; 16 bytes with stray bits; none;
+# two valid ones.
+my @bad = ('not-a-key', 'AAAAAAAAAAAAAAAAAAAA', 'dGhlIHNhbXBsZSBub25jZSE=', 'dGhlIHNhbXBsZSBub25jZR==', '-',
+    'dGhlIHNhbXBsZSBub25jZQ==,dGhlIHNhbXBsZSBub25jZQ==');
+my $r = main::ws('keys', '/echo', @bad);
+is_deeply($r->{statuses}, [(400) x @bad], 'each gets 400') or diag(explain($r));
+is(main::marks('connect'), '', 'the app was not called');
+$r = main::ws('keys', '/echo', 'dGhlIHNhbXBsZSBub25jZQ==');
+is_deeply($r->{statuses}, [101], "RFC 6455's example key is accepted") or diag(explain($r));
+ok(wait_for(sub { main::marks('connect') eq "/echo\n" }, 10), 'and reaches the app');
 is(main::ws('status', '/deny')->{status}, 403, 'websocket.close before accept: 403');
 is(main::ws('status', '/noaccept')->{status}, 500, 'returning without accepting: 500');
 is(main::ws('raise')->{close_code}, 1011, 'an exception after accept: close 1011');
@@ -181,27 +193,7 @@ ok(nginx_wait_exit(10), 'nginx quits');
 cmp_ok(time - $t0, '<', 5, sprintf('within %.1f s, not the 60 s idle timeout', time - $t0));
 
 
-=== TEST 10: a handshake whose Sec-WebSocket-Key is not base64 of 16 bytes (RFC 6455, 4.2.1), or that has none or two, gets 400 and never reaches the app
---- http_config
-rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
---- config
-location / {
-    rust_asgi $TEST_NGINX_APPS/asgiws.py;
-}
---- perl
-# Not base64; base64 of 15 and of 17 bytes; 16 bytes with stray bits; none;
-# two valid ones.
-my @bad = ('not-a-key', 'AAAAAAAAAAAAAAAAAAAA', 'dGhlIHNhbXBsZSBub25jZSE=', 'dGhlIHNhbXBsZSBub25jZR==', '-',
-    'dGhlIHNhbXBsZSBub25jZQ==,dGhlIHNhbXBsZSBub25jZQ==');
-my $r = main::ws('keys', '/echo', @bad);
-is_deeply($r->{statuses}, [(400) x @bad], 'each gets 400') or diag(explain($r));
-is(main::marks('connect'), '', 'the app was not called');
-$r = main::ws('keys', '/echo', 'dGhlIHNhbXBsZSBub25jZQ==');
-is_deeply($r->{statuses}, [101], "RFC 6455's example key is accepted") or diag(explain($r));
-ok(wait_for(sub { main::marks('connect') eq "/echo\n" }, 10), 'and reaches the app');
-
-
-=== TEST 11: failing a WebSocket (1002, 1007, 1009) closes the TCP connection at once, while a close the app started waits (lingering_timeout) for the client's close frame
+=== TEST 10: failing a WebSocket (1002, 1007, 1009) closes the TCP connection at once, while a close the app started waits (lingering_timeout) for the client's close frame
 --- config
 lingering_timeout 60s;
 location / {

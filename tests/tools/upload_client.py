@@ -97,12 +97,9 @@ def reset(port, count, uri, held):
             # reading for the app.
             s.sendall(out[:len(first) + (64 << 10)])
             out = out[len(first) + (64 << 10):]
-            answer = b""
-            while b"holding" not in answer:
-                data = s.recv(65536)
-                if not data:
+            for line in s.makefile("rb"):
+                if b"holding" in line:
                     break
-                answer += data
         s.setblocking(False)
         try:
             while out:
