@@ -1,5 +1,6 @@
-//! Small Linux helpers that CGI and the pool share: fds for talking to
-//! child processes, and the clean slate a child starts from.
+//! Small Linux helpers: fds for talking to child processes and the clean
+//! slate a child starts from (CGI and the pool), and a socket's pending
+//! error (the engine's unbuffered request bodies).
 //!
 //! The child-side functions make system calls only (no allocation, no
 //! locks), so the CGI child may call them between vfork-style clone and
@@ -78,6 +79,21 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The socket's pending error (`SO_ERROR`, which reading clears): how a
+/// reset from the peer shows before the data that came ahead of it is
+/// read.
+pub fn socket_error(fd: RawFd) -> Option<io::Error> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `err`.
+    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len) };
+    match rc {
+        0 if err == 0 => None,
+        0 => Some(io::Error::from_raw_os_error(err)),
+        _ => Some(io::Error::last_os_error()),
+    }
 }
 
 /// Every signal back to its default disposition (nginx ignores SIGPIPE,

@@ -37,7 +37,7 @@ class ClientDisconnected(OSError):
 class Http:
     """One HTTP request: the app's receive and send, and its task."""
 
-    __slots__ = ("conn", "loop", "task", "waiter", "waiting_for", "gone", "bodies")
+    __slots__ = ("conn", "loop", "task", "waiter", "waiting_for", "gone", "bodies", "entered")
 
     def __init__(self, conn, loop):
         self.conn = conn
@@ -46,6 +46,9 @@ class Http:
         self.waiter = None
         self.waiting_for = None
         self.gone = False
+        # The app was called (its task may have been waiting for the
+        # lifespan startup, or not have run at all, before).
+        self.entered = False
         # Pieces of an unbuffered body that arrived before receive() asked.
         self.bodies = None
 
@@ -110,8 +113,10 @@ class Http:
         if self.waiter is not None:
             if not self.waiter.done():
                 self.waiter.set_result(None)
-        elif self.task is not None and not self.task.done() and not self.conn.complete():
+        elif self.entered and not self.task.done() and not self.conn.complete():
             # Neither in receive() nor in send(): only a cancel reaches it.
+            # An app not called yet hears it from its first receive() (or
+            # send()), as one that leaves right after it was.
             self.task.cancel()
 
 
@@ -119,12 +124,15 @@ class WebSocket:
     """One WebSocket: receive() takes what nginx's thread pushed (the
     connect event first), send() goes to WsConn (asgi/ws.rs)."""
 
-    __slots__ = ("conn", "loop", "task", "events", "waiter", "waiting_for", "gone")
+    __slots__ = ("conn", "loop", "task", "events", "waiter", "waiting_for", "gone", "entered")
 
     def __init__(self, conn, loop):
         self.conn = conn
         self.loop = loop
         self.task = None
+        # Set by Serving.serve, as for Http; a WebSocket's app hears of a
+        # disconnect from receive() alone.
+        self.entered = False
         self.events = collections.deque([{"type": "websocket.connect"}])
         self.waiter = None
         self.waiting_for = None
@@ -302,6 +310,7 @@ class Serving:
                 return
             if lifespan.supported:
                 scope["state"] = lifespan.state.copy()
+            http.entered = True
             await lifespan.app(scope, http.receive, http.send)
         except asyncio.CancelledError:
             conn.cancelled()

@@ -29,8 +29,6 @@ use crate::nginx::log::{Level, Log};
 use crate::nginx::request::HttpRequest;
 use crate::nginx::takeover::Takeover;
 
-/// How long a close handshake may wait for the client's reply.
-const CLOSE_WAIT_MS: ngx_msec_t = 5_000;
 const READ_STEP: usize = 16 * 1024;
 
 /// In-memory stream for tungstenite: what nginx read, what it should send.
@@ -74,7 +72,8 @@ enum Phase {
     /// Waiting for the app to accept or deny.
     Handshake,
     Open,
-    /// A close frame went out; waiting for the reply (or the timer).
+    /// A close frame went out or came in; waiting for the other (or the
+    /// timer), or for ours to be written.
     Closing,
     Over,
 }
@@ -88,16 +87,21 @@ pub struct Session {
     ws: Option<WebSocket<Pipe>>,
     phase: Phase,
     idle_ms: ngx_msec_t,
+    /// How long a close we sent waits for the client's: nginx's
+    /// `lingering_timeout`, the wait it gives a client to finish.
+    close_wait_ms: ngx_msec_t,
     max_message: usize,
     /// Window charge written to the socket but not yet acked.
     written_cost: usize,
     unconsumed: usize,
     /// The app was told the connection is over.
     told: bool,
-    /// After a protocol error: our close frame is out, and what the client
-    /// still sends is read and dropped until it closes (closing at once
-    /// could reset the connection before the client reads the frame).
-    draining: bool,
+    /// The close handshake is over (both close frames), or we failed the
+    /// WebSocket (RFC 6455, 7.1.7: a protocol error, invalid UTF-8, a
+    /// message too big), which waits for no reply: once what tungstenite
+    /// queued is written, the TCP connection goes ([`Takeover::linger`]).
+    /// Nothing more the client sends is processed.
+    hang_up: bool,
 }
 
 type Shared = Rc<RefCell<Session>>;
@@ -111,12 +115,19 @@ thread_local! {
 /// upgrade request). Returns what the content handler returns.
 pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: ngx_msec_t, max_message: usize) -> ngx_int_t {
     let Some(bridge) = runtime::bridge() else { return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t };
-    let key = req.headers_in().find(|(n, _)| n.eq_ignore_ascii_case(b"sec-websocket-key")).map(|(_, v)| v.to_vec());
+    let keys: Vec<&[u8]> = req.headers_in().filter(|(n, _)| n.eq_ignore_ascii_case(b"sec-websocket-key")).map(|(_, v)| v).collect();
     let version_ok = req.headers_in().any(|(n, v)| n.eq_ignore_ascii_case(b"sec-websocket-version") && v.trim_ascii() == b"13");
-    let Some(key) = key.filter(|_| version_ok) else {
-        req.log().write(Level::Info, "rust_asgi: a WebSocket handshake without Sec-WebSocket-Key or version 13");
-        return nginx_sys::NGX_HTTP_BAD_REQUEST as ngx_int_t;
+    let key = match keys[..] {
+        [key] if version_ok && valid_key(key) => key.to_vec(),
+        _ => {
+            req.log().write(
+                Level::Info,
+                "rust_asgi: a WebSocket handshake without version 13 or without one Sec-WebSocket-Key of base64 of 16 bytes (RFC 6455, 4.2.1)",
+            );
+            return nginx_sys::NGX_HTTP_BAD_REQUEST as ngx_int_t;
+        }
     };
+    let close_wait_ms = req.core_lingering_timeout();
     let head = RequestHead::capture(&req);
     let exchange = Exchange::new(bridge);
     let id = exchange.id();
@@ -131,11 +142,12 @@ pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: 
         ws: None,
         phase: Phase::Handshake,
         idle_ms,
+        close_wait_ms,
         max_message,
         written_cost: 0,
         unconsumed: 0,
         told: false,
-        draining: false,
+        hang_up: false,
     }));
     let handler_session = Rc::clone(&session);
     threaded::attach_handler(&exchange, Rc::new(move |events| on_events(&handler_session, events)));
@@ -150,6 +162,12 @@ pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: 
     let sink = crate::core::exchange::ResponseSink::new(exchange);
     inbox.push(Inbound::WsStart(Box::new(WsStart { id, app, head, sink, credit })));
     NGX_DONE as ngx_int_t
+}
+
+/// RFC 6455, 4.2.1: the key is base64 of 16 bytes (canonical, as every
+/// encoder writes it).
+fn valid_key(key: &[u8]) -> bool {
+    data_encoding::BASE64.decode(key.trim_ascii()).is_ok_and(|k| k.len() == 16)
 }
 
 /// Nothing to write during the handshake.
@@ -363,11 +381,13 @@ impl Session {
         self.write_out()
     }
 
+    /// Sends a close frame. Unless it fails the WebSocket (`hang_up`), the
+    /// client's reply is awaited for `close_wait_ms`.
     fn close(&mut self, code: u16, reason: &str) -> Option<ngx_int_t> {
         let ws = self.ws.as_mut()?;
         let _ = ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() }));
         self.phase = Phase::Closing;
-        self.conn.restart_idle_timer(CLOSE_WAIT_MS);
+        self.conn.restart_idle_timer(self.close_wait_ms);
         self.write_out()
     }
 
@@ -398,6 +418,9 @@ impl Session {
             self.exchange.ack(std::mem::take(&mut self.written_cost));
             self.credit.after_ack(&self.exchange, &self.inbox);
         }
+        if drained && self.hang_up {
+            return Some(self.conn.linger());
+        }
         if self.conn.want_events(!drained).is_err() {
             return Some(NGX_ERROR as ngx_int_t);
         }
@@ -415,13 +438,14 @@ impl Session {
         }
         let mut buf = [0u8; READ_STEP];
         let mut eof = false;
-        while self.unconsumed < INCOMING_LIMIT && self.conn.readable() {
+        // Once hanging up, only our last frames still matter (nginx's
+        // lingering close reads and drops the rest).
+        while !self.hang_up && self.unconsumed < INCOMING_LIMIT && self.conn.readable() {
             match self.conn.recv(&mut buf) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
-                Ok(_) if self.draining => {}
                 Ok(n) => {
                     if let Some(ws) = self.ws.as_mut() {
                         ws.get_mut().input.extend_from_slice(&buf[..n]);
@@ -451,7 +475,7 @@ impl Session {
     fn frames(&mut self) -> Option<ngx_int_t> {
         let id = self.exchange.id();
         loop {
-            if self.draining {
+            if self.hang_up {
                 return None;
             }
             let ws = self.ws.as_mut()?;
@@ -475,8 +499,11 @@ impl Session {
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                    let _ = self.write_out();
-                    return Some(nginx_sys::NGX_OK as ngx_int_t);
+                    // Both close frames: ours (a reply, if the client
+                    // closed first) goes out, then the TCP connection,
+                    // server first (RFC 6455, 7.1.1).
+                    self.hang_up = true;
+                    return self.write_out();
                 }
                 Err(e) => {
                     let (code, why) = match e {
@@ -484,12 +511,28 @@ impl Session {
                         tungstenite::Error::Utf8(_) => (1007, "invalid UTF-8"),
                         _ => (1002, "protocol error"),
                     };
-                    self.log().write(Level::Info, &format!("rust_asgi: closing a WebSocket: {e}"));
+                    // Fail the WebSocket Connection (RFC 6455, 7.1.7): a
+                    // close frame, and no waiting for the client's.
+                    self.log().write(Level::Info, &format!("rust_asgi: failing a WebSocket: {e}"));
                     self.tell_disconnect(code);
-                    self.draining = true;
+                    self.hang_up = true;
                     return self.close(code, why);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_key;
+
+    #[test]
+    fn a_key_is_base64_of_16_bytes() {
+        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "RFC 6455's example");
+        assert!(valid_key(b" dGhlIHNhbXBsZSBub25jZQ== "));
+        for bad in [&b""[..], b"hello", b"dGhlIHNhbXBsZSBub25jZQ", b"dGhlIHNhbXBsZSBub25j", b"dGhlIHNhbXBsZSBub25jZSE=", b"dGhlIHNhbXBsZSBub25jZR==", b"dGhlIHNhbXBsZSBub25jZQ==dGhl"] {
+            assert!(!valid_key(bad), "{}", String::from_utf8_lossy(bad));
         }
     }
 }

@@ -23,7 +23,7 @@ use std::ptr::NonNull;
 
 use nginx_sys::{
     ngx_event_t, ngx_http_request_t, ngx_http_test_reading, ngx_int_t, ngx_msec_t, NGX_DONE, NGX_ERROR,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE,
+    NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE,
 };
 
 use super::capture::{Body, RequestHead};
@@ -151,7 +151,15 @@ unsafe extern "C" fn body_ready<A: Adapter>(r: *mut ngx_http_request_t) {
     // SAFETY: the body reader calls its post handler with a live request.
     let Some(req) = (unsafe { HttpRequest::from_raw(r) }) else { return };
     let rc = match catch_panic(req.log(), A::NAME, || start::<A>(req)) {
-        Some(Ok(())) => return,
+        Some(Ok(())) => {
+            if req.reading_body() {
+                // Unbuffered: the first read of nginx's body reader left
+                // its buffer full more often than not, the rest waiting in
+                // the socket with no event to come for it.
+                read_body(req);
+            }
+            return;
+        }
         Some(Err(rc)) => rc,
         None => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
     };
@@ -170,14 +178,10 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
     if let Some(conf) = conf {
         head.params = conf.params(req);
     }
-    // Unbuffered and not all read yet: what is in, copied (nginx reuses
-    // its buffer for the rest), and the rest through `stream_body`.
+    // Unbuffered and not all read yet: all of it, what nginx has read
+    // already too, goes through `stream_body` once the producer is there.
     let streaming = req.reading_body();
-    let body = if streaming {
-        Ok(Body::from_bytes(req.take_unbuffered_body()).streaming())
-    } else {
-        Body::capture(&req)
-    };
+    let body = if streaming { Ok(Body::default().streaming()) } else { Body::capture(&req) };
     let body = body.map_err(|e| {
         req.log().write(Level::Error, &format!("{}: cannot read the request body: {e}", A::NAME));
         internal_error
@@ -218,11 +222,35 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
 /// Reads an unbuffered request body while its producer has room, handing
 /// each piece over as it comes. Returns how to end the request when
 /// reading failed (client gone, `client_body_timeout`).
+///
+/// The only reader of such a body, from its first byte: [`body_ready`]
+/// runs it once the producer is there, then the read event and
+/// `Event::ResumeBody` do. It stops only where something is sure to run
+/// it again:
+///
+/// - the producer has no room: it publishes `Event::ResumeBody` once it
+///   has taken enough (`asgi::credit::BodyFlow` makes sure that is not
+///   lost), and a client that resets meanwhile is noticed on its read
+///   event;
+/// - nginx waits for the client ([`HttpRequest::body_needs_client`]): the
+///   read event comes with more.
+///
+/// Never merely because nginx returned NGX_AGAIN: it does that too when
+/// its buffer filled up before we took it, with more in the socket, for
+/// which edge-triggered epoll reports nothing new.
 pub(crate) fn stream_body(req: HttpRequest, ctx: &mut RequestCtx) -> Option<Next> {
+    // Reads in a row that brought nothing while nginx does not wait for
+    // the client: after one, nginx has its buffer back and reads.
+    let mut idle = 0;
     while ctx.body_streaming {
         let source = ctx.source.as_mut()?;
         if !source.body_room() {
-            // Resumed by Event::ResumeBody.
+            if let Some(e) = req.body_abandoned() {
+                req.log().write(Level::Info, &format!("client prematurely closed connection while the app held its request body back: {e}"));
+                ctx.body_streaming = false;
+                return Some(Next::Finalize(NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t));
+            }
+            req.hold_body_reading();
             return None;
         }
         let rc = req.read_more_body();
@@ -231,9 +259,9 @@ pub(crate) fn stream_body(req: HttpRequest, ctx: &mut RequestCtx) -> Option<Next
             return Some(Next::Finalize(rc));
         }
         let chunk = req.take_unbuffered_body();
+        let got = chunk.len();
         let last = !req.reading_body();
-        let empty = chunk.is_empty();
-        if !empty || last {
+        if got > 0 || last {
             source.more_body(chunk, last);
         }
         if last {
@@ -241,9 +269,18 @@ pub(crate) fn stream_body(req: HttpRequest, ctx: &mut RequestCtx) -> Option<Next
             // As for any request the app works on: notice a client that
             // leaves.
             req.set_read_handler(ngx_http_test_reading);
-        } else if empty {
-            // The read event brings more.
+        } else if req.body_needs_client(got) {
             return None;
+        } else if got == 0 {
+            idle += 1;
+            if idle > 1 {
+                // Cannot happen (see body_needs_client); never spin the
+                // event loop on it.
+                req.log().write(Level::Alert, &format!("{}: nginx read nothing of the request body twice with the socket readable", ctx.name()));
+                return None;
+            }
+        } else {
+            idle = 0;
         }
     }
     None
@@ -253,6 +290,10 @@ pub(crate) fn stream_body(req: HttpRequest, ctx: &mut RequestCtx) -> Option<Next
 unsafe extern "C" fn on_body_event(r: *mut ngx_http_request_t) {
     // SAFETY: nginx calls request handlers with a live request.
     let Some(req) = (unsafe { HttpRequest::from_raw(r) }) else { return };
+    read_body(req);
+}
+
+fn read_body(req: HttpRequest) {
     step(req, "request body", |ctx| stream_body(req, ctx).unwrap_or(Next::Wait));
 }
 

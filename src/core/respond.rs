@@ -128,6 +128,11 @@ impl RequestCtx {
         }
     }
 
+    /// The directive, for log lines.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// `$rust_pid`.
     pub fn pid(&self) -> Option<u32> {
         self.source.as_ref().and_then(|s| s.pid())

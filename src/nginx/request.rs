@@ -396,6 +396,65 @@ impl HttpRequest {
         out
     }
 
+    /// After [`Self::read_more_body`] returned NGX_AGAIN with `got` bytes:
+    /// whether nginx now waits for the client, so that the read event calls
+    /// the request's read handler when more arrives.
+    ///
+    /// Over HTTP/1 that is so only when nginx's `recv()` found the socket
+    /// empty and cleared `c->read->ready`: with edge-triggered epoll the
+    /// next event comes with the next data. nginx also returns NGX_AGAIN
+    /// when its body buffer filled up before the reader handed it back
+    /// (`rb->busy`), with `ready` still set and more in the socket; no
+    /// event comes for data already there, so the reader must call again.
+    /// Over HTTP/2 the connection posts the stream's read event when a DATA
+    /// frame arrives, so a read that got nothing means nothing is there.
+    pub fn body_needs_client(self, got: usize) -> bool {
+        if self.is_multiplexed() {
+            return got == 0;
+        }
+        // SAFETY: a live connection's read event.
+        unsafe { (*self.connection().read).ready() == 0 }
+    }
+
+    /// The reader of an unbuffered body stops for its own reasons (the app
+    /// has not taken what it has): `client_body_timeout` is about a slow
+    /// client, so its timer goes, as nginx's own reader drops it while its
+    /// consumer holds the buffer. nginx arms it again when it next waits
+    /// for the client.
+    pub fn hold_body_reading(self) {
+        let rev = self.connection().read;
+        // SAFETY: the connection's read event; nginx thread.
+        unsafe {
+            if (*rev).timer_set() != 0 {
+                nginx_sys::ngx_del_timer(rev);
+            }
+        }
+    }
+
+    /// While an unbuffered body is held back (see
+    /// [`Self::hold_body_reading`]): whether the client is gone. A reset
+    /// shows as the socket's pending error, which nginx would only meet
+    /// after reading all that arrived before it; over HTTP/2 nginx marks
+    /// the stream's connection failed (RST_STREAM, or the connection
+    /// gone). If so, the connection is marked failed, as
+    /// `ngx_http_test_reading` marks it, and the reason returned. A client
+    /// that only closed its side (FIN) may have sent the whole body: that
+    /// shows when the rest is read.
+    pub fn body_abandoned(self) -> Option<std::io::Error> {
+        let c = self.connection();
+        if c.error() != 0 {
+            return Some(std::io::Error::other("the connection failed"));
+        }
+        if self.is_multiplexed() {
+            return None;
+        }
+        let gone = crate::os::socket_error(c.fd)?;
+        c.set_error(1);
+        // SAFETY: a live connection's read event.
+        unsafe { (*c.read).set_eof(1) };
+        Some(gone)
+    }
+
     /// Sets `r->read_event_handler` alone.
     pub fn set_read_handler(self, read: RequestHandler) {
         self.r_mut().read_event_handler = Some(read);
@@ -654,6 +713,12 @@ impl HttpRequest {
         NgxHttpCoreModule::location_conf(self.r())
             .map(|clcf| (clcf.send_timeout, clcf.send_lowat))
             .unwrap_or((60_000, 0))
+    }
+
+    /// `lingering_timeout`: how long nginx gives a client to finish after
+    /// nginx is done with it.
+    pub fn core_lingering_timeout(self) -> ngx_msec_t {
+        NgxHttpCoreModule::location_conf(self.r()).map_or(5_000, |clcf| clcf.lingering_timeout)
     }
 }
 

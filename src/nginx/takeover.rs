@@ -166,6 +166,18 @@ impl Takeover {
         }
     }
 
+    /// How to finalize once the last bytes are in the socket: nginx's
+    /// lingering close, which sends our FIN at once and reads and drops
+    /// what the client still sends until it closes too (or for
+    /// `lingering_timeout`), so that no reset destroys what we sent last
+    /// before the client read it.
+    pub fn linger(self) -> ngx_int_t {
+        // SAFETY: the request is live; nginx reads the flag when it
+        // finalizes the connection.
+        unsafe { (*self.0.as_ptr()).set_lingering_close(1) };
+        NGX_OK as ngx_int_t
+    }
+
     pub fn timed_out(self) -> bool {
         // SAFETY: as above.
         unsafe { (*(*self.c()).read).timedout() != 0 }

@@ -2,8 +2,10 @@
 streaming with backpressure, and every way an app can misbehave."""
 
 import asyncio
+import hashlib
 import json
 import os
+import urllib.parse
 
 MARKS = os.environ.get("MARKS", "/tmp")
 
@@ -71,6 +73,43 @@ async def app(scope, receive, send):
                 break
         await start(send)
         await send({"type": "http.response.body", "body": str(total).encode()})
+    elif path == "/upload":
+        # An unbuffered body through receive() in a loop: answers its
+        # length, sha256 and how many events it came in. slow=N pauses
+        # after every N-th event; id=TAG records the start and how the app
+        # learned that the client left; hold reads one event, says
+        # "holding", then waits on something else.
+        params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        tag, slow = params.get("id"), int(params.get("slow", 0))
+        if tag:
+            mark("upload", "start " + tag)
+        if "hold" in params:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                mark("upload", "%s %s" % (event["type"], tag))
+                return
+            await start(send)
+            await send({"type": "http.response.body", "body": b"holding\n", "more_body": True})
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                mark("upload", "cancelled " + tag)
+                raise
+        digest, total, events = hashlib.sha256(), 0, 0
+        while True:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                mark("upload", "%s %s" % (event["type"], tag))
+                return
+            digest.update(event["body"])
+            total += len(event["body"])
+            events += 1
+            if slow and events % slow == 0:
+                await asyncio.sleep(0.001)
+            if not event.get("more_body"):
+                break
+        await start(send)
+        await send({"type": "http.response.body", "body": b"%d %s %d" % (total, digest.hexdigest().encode(), events)})
     elif path == "/stream":
         # n pieces of `size` bytes, as fast as send() lets them go.
         n, size = (int(x) for x in query.split(","))

@@ -19,9 +19,10 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"plain http"})
         return
+    path = scope["path"]
+    mark("connect", path)
     event = await receive()
     assert event["type"] == "websocket.connect", event
-    path = scope["path"]
     if path == "/deny":
         await send({"type": "websocket.close"})
     elif path == "/echo":

@@ -3,9 +3,18 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
+use JSON::PP;
 use Test::Gateway;
 
 sub marks { my ($name) = @_; return Test::Gateway::slurp(servroot() . "/tmp/$name") // '' }
+
+# Runs a tests/tools/upload_client.py scenario; returns its JSON result.
+sub upload {
+    my @args = @_;
+    my $out = `'/usr/bin/python3' '$FindBin::Bin/../tools/upload_client.py' @{[server_port()]} @args 2>&1`;
+    my ($json) = $out =~ /^(\{.*\})\s*\z/m;
+    return $json ? JSON::PP::decode_json($json) : { error => $out };
+}
 
 sub write_app {
     my ($path, $body) = @_;
@@ -239,21 +248,24 @@ location / {
     rust_asgi $TEST_NGINX_APPS/starletteapp/app.py;
 }
 --- perl
-use Time::HiRes qw(time);
-my $t0 = time;
-my $s = http_start("GET /stream?n=5&delay=0.3 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-my ($data, @arrivals) = ('');
+# Each part after the first waits for the client to have read the one
+# before (it asks /next then): a response held back to the end never
+# gets past its first part. The 30 s are only a guard against that hang.
+my $s = http_start("GET /stream?n=5&steps HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+my ($data, $seen) = ('', 0);
 my $sel = IO::Select->new($s);
-while ($sel->can_read(5)) {
+while ($seen < 5 && $sel->can_read(30)) {
     my $n = sysread($s, my $buf, 65536) or last;
     $data .= $buf;
-    push @arrivals, time - $t0;
+    my $parts = () = $data =~ /part \d /g;
+    for my $read ($seen .. $parts - 1) {
+        is(http_get('/next')->{body}, 'next', "part $read read, the next asked for") if $read < 4;
+    }
+    $seen = $parts;
 }
+close $s;
 my @parts = $data =~ /part (\d) /g;
-is("@parts", '0 1 2 3 4', 'all parts, in order');
-cmp_ok($arrivals[0], '<', 0.5, sprintf('the first part arrived after %.2f s', $arrivals[0]));
-cmp_ok($arrivals[-1], '>', 1.1, sprintf('the last after %.2f s', $arrivals[-1]));
-cmp_ok(scalar @arrivals, '>=', 4, scalar(@arrivals) . ' separate arrivals');
+is("@parts", '0 1 2 3 4', 'all parts, in order, each before the app made the next');
 
 
 === TEST 9: a failed lifespan startup is logged with its message; the location answers 500 until the code is fixed
@@ -476,3 +488,77 @@ my $r = http_finish($s, timeout => 30);
 is($r->{body}, $size, 'all 64 MiB reached the app');
 my $growth = (vm_hwm($worker) - $before) / 1024;
 cmp_ok($growth, '<', 32, sprintf('worker peak RSS grew %.1f MiB', $growth));
+
+
+=== TEST 18: unbuffered uploads under faults: 30 of 32 MiB written as fast as the socket takes them never stall; clients that reset are noticed at once, by an app in receive() (http.disconnect) and one waiting elsewhere (cancelled), and the worker keeps no socket for them
+--- http_config
+rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
+--- config
+client_max_body_size 100m;
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
+    rust_asgi_request_buffering off;
+}
+--- perl
+# Uploads read with receive() in a loop, every other one with pauses. A
+# stalled one sits until its guard (upload_client.py's 60 s without
+# progress, or the app's 60 s read timeout and a 504), and fails the block.
+my $r = main::upload('stream', 30, 32, '/upload', '/upload?slow=4');
+is($r->{done}, 30, 'all 30 uploads arrived whole') or diag(explain($r));
+my ($fewest) = sort { $a <=> $b } @{ $r->{events} // [0] };
+cmp_ok($fewest, '>=', 512, "as it arrived: at least 512 http.request events each (fewest $fewest)");
+my ($worker) = worker_pids();
+my $sockets = sub { scalar grep { (readlink($_) // '') =~ /^socket:/ } glob "/proc/$worker/fd/*" };
+my $idle = $sockets->();
+# Each client sends its head and what the socket takes of a 50 MiB body,
+# then resets. The app reads with receive() in a loop, or (hold) takes one
+# event, says so, and waits on something else, so nginx stops reading for
+# it; those clients reset once the app holds and the socket is full.
+# Unnoticed, a request would hold its socket until rust_asgi_read_timeout
+# (60 s); the guards below are far shorter and only stop a failing block.
+for my $case (['reset', '/upload?read', 'http.disconnect'], ['reset-held', '/upload?hold', 'cancelled']) {
+    my ($scenario, $uri, $how) = @$case;
+    unlink servroot() . '/tmp/upload';
+    my $r = main::upload($scenario, 20, $uri);
+    is(scalar @{ $r->{sent} // [] }, 20, "20 clients reset their uploads to $uri") or diag(explain($r));
+    my $all_heard = sub {
+        my $marks = main::marks('upload');
+        my @started = $marks =~ /^start (\d+)$/mg;
+        return @started && !grep { $marks !~ /^\Q$how\E $_$/m } @started;
+    };
+    ok(wait_for($all_heard, 20), "every app that started heard of it: $how") or diag(main::marks('upload'));
+    ok(wait_for(sub { $sockets->() == $idle }, 20), 'the worker holds no socket for them') or diag($sockets->() . " sockets, $idle idle");
+}
+is(http_get('/scope')->{status}, 200, 'the worker serves on');
+--- no_error_log
+answering 504
+
+
+=== TEST 19: unbuffered uploads over HTTP/2 (flow control instead of TCP), and chunked over HTTP/1.1, fast and slow readers: whole and in order
+--- min_nginx: 1.25.1
+--- config
+http2 on;
+client_max_body_size 100m;
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app;
+    rust_asgi_request_buffering off;
+}
+--- perl
+use Digest::SHA;
+plan skip_all => 'curl is not installed' unless grep { -x "$_/curl" } split /:/, $ENV{PATH};
+my $file = servroot() . '/tmp/upload.bin';
+open my $fh, '>', $file or die $!;
+# 32 MiB in which no two 4-byte words are alike.
+for my $i (0 .. 31) {
+    print $fh pack('N*', map { (($i << 18) + $_) * 2654435761 % 4294967291 } 0 .. (1 << 18) - 1);
+}
+close $fh;
+my $want = (-s $file) . ' ' . Digest::SHA->new(256)->addfile($file)->hexdigest;
+my $url = 'http://127.0.0.1:' . server_port() . '/upload';
+for my $case (['--http2-prior-knowledge', ''], ['--http2-prior-knowledge', '?slow=4'], ['-H "Transfer-Encoding: chunked"', '?slow=2']) {
+    my ($how, $query) = @$case;
+    my $out = `curl -s -S -H "Expect:" $how -T '$file' '$url$query' 2>&1`;
+    my ($got, $events) = $out =~ /^(\d+ [0-9a-f]{64}) (\d+)$/;
+    is($got, $want, "$how$query: the whole body, in order") or diag($out);
+    cmp_ok($events // 0, '>=', 512, "in many events ($events)");
+}

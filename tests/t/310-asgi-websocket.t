@@ -56,12 +56,24 @@ is($r->{close_code}, 4001, 'close code');
 is($r->{close_reason}, 'bye', 'close reason');
 
 
-=== TEST 3: a denied handshake gets 403; no accept and a plain return gets 500; an exception closes with 1011
+=== TEST 3: a denied handshake gets 403; one whose Sec-WebSocket-Key is not base64 of 16 bytes (RFC 6455, 4.2.1), or that has none or two, 400 without reaching the app; no accept and a plain return gets 500; an exception closes with 1011
+--- http_config
+rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
 --- config
 location / {
     rust_asgi $TEST_NGINX_APPS/asgiws.py;
 }
 --- perl
+# Not base64; base64 of 15 and of 17 bytes; 16 bytes with stray bits; none;
+# two valid ones.
+my @bad = ('not-a-key', 'AAAAAAAAAAAAAAAAAAAA', 'dGhlIHNhbXBsZSBub25jZSE=', 'dGhlIHNhbXBsZSBub25jZR==', '-',
+    'dGhlIHNhbXBsZSBub25jZQ==,dGhlIHNhbXBsZSBub25jZQ==');
+my $r = main::ws('keys', '/echo', @bad);
+is_deeply($r->{statuses}, [(400) x @bad], 'each gets 400') or diag(explain($r));
+is(main::marks('connect'), '', 'the app was not called');
+$r = main::ws('keys', '/echo', 'dGhlIHNhbXBsZSBub25jZQ==');
+is_deeply($r->{statuses}, [101], "RFC 6455's example key is accepted") or diag(explain($r));
+ok(wait_for(sub { main::marks('connect') eq "/echo\n" }, 10), 'and reaches the app');
 is(main::ws('status', '/deny')->{status}, 403, 'websocket.close before accept: 403');
 is(main::ws('status', '/noaccept')->{status}, 500, 'returning without accepting: 500');
 is(main::ws('raise')->{close_code}, 1011, 'an exception after accept: close 1011');
@@ -179,3 +191,27 @@ is($r->{close_code}, 1001, 'closed with 1001 (going away)');
 is($r->{close_reason}, 'server shutting down', 'and a reason');
 ok(nginx_wait_exit(10), 'nginx quits');
 cmp_ok(time - $t0, '<', 5, sprintf('within %.1f s, not the 60 s idle timeout', time - $t0));
+
+
+=== TEST 10: failing a WebSocket (1002, 1007, 1009) closes the TCP connection at once, while a close the app started waits (lingering_timeout) for the client's close frame
+--- config
+lingering_timeout 60s;
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py;
+}
+--- perl
+# The client never answers the failures' close frames; each connection must
+# end while the normal close, started first, still waits for its answer
+# (60 s here: by order, not by a clock the test reads).
+my $r = main::ws('fail');
+is($r->{normal}, 4000, 'the app closed one connection with 4000') or diag(explain($r));
+my %want = ('unmasked' => 1002, 'reserved opcode' => 1002, 'invalid UTF-8' => 1007, 'too big' => 1009);
+for my $f (@{ $r->{failed} // [] }) {
+    is($f->{code}, $want{ $f->{case} }, "$f->{case}: close $want{ $f->{case} }");
+    ok($f->{closed}, "$f->{case}: then the TCP connection closed without waiting for the client");
+    ok($f->{normal_open}, "$f->{case}: before the normal close gave up waiting for the client");
+}
+is(scalar @{ $r->{failed} // [] }, 4, 'four failures') or diag(explain($r));
+ok($r->{normal_closed}, 'the normal close ends once the client answers');
+--- error_log
+failing a WebSocket

@@ -55,16 +55,29 @@ async def form(request):
     return JSONResponse(out)
 
 
+# /stream?steps=1: each part after the first waits for a request to /next.
+NEXT = asyncio.Queue()
+
+
 async def stream(request):
     n = int(request.query_params.get("n", "5"))
     delay = float(request.query_params.get("delay", "0.2"))
+    steps = request.query_params.get("steps") is not None
 
     async def parts():
         for i in range(n):
+            if steps and i:
+                await NEXT.get()
             yield ("part %d %.3f\n" % (i, time.time())).encode()
-            await asyncio.sleep(delay)
+            if not steps:
+                await asyncio.sleep(delay)
 
     return StreamingResponse(parts(), media_type="text/plain")
+
+
+async def next_part(request):
+    NEXT.put_nowait(None)
+    return PlainTextResponse("next")
 
 
 async def file(request):
@@ -82,6 +95,7 @@ app = Starlette(
         Route("/items/{item_id:int}", item, name="item"),
         Route("/form", form, methods=["POST"]),
         Route("/stream", stream),
+        Route("/next", next_part),
         Route("/file", file),
         Route("/background", background),
     ],
