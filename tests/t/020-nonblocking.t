@@ -105,8 +105,8 @@ is(http_finish($_)->{body}, "Hello, world!", 'served') for @pending;
 location / {
     rust_wsgi $TEST_NGINX_APPS/hello.py;
 }
-location /slow {
-    rust_wsgi $TEST_NGINX_APPS/slow.py;
+location /held {
+    rust_wsgi $TEST_NGINX_APPS/upstream.py;
 }
 --- perl
 use Time::HiRes qw(sleep);
@@ -119,15 +119,21 @@ sub wakeups {
     }
     return $total;
 }
-# A slow request keeps a thread working, so the standby watches (wakes
-# every millisecond) until it is done and a second after.
+# A held request keeps a thread working, so the standby watches (wakes
+# every millisecond) until it is done and a second after. A busy machine
+# wakes it less often, never not at all.
 my ($worker) = worker_pids();
-my $slow = http_start("GET /slow?s=1 HTTP/1.0\r\n\r\n");
+my $flag = servroot() . '/release';
+chmod 0777, servroot();
+my $held = http_start("GET /held?wait=$flag HTTP/1.0\r\n\r\n");
 is(http_get('/')->{body}, "Hello, world!", 'served') for 1 .. 20;
 my $start = wakeups($worker);
-http_finish($slow);
+sleep 1;
 my $watching = wakeups($worker) - $start;
-cmp_ok($watching, '>=', 100, "the standby watched the slow request ($watching wake-ups)");
+open my $fh, '>', $flag or die $!;
+close $fh;
+like(http_finish($held)->{raw}, qr/second/, 'the held request completes');
+cmp_ok($watching, '>=', 20, "the standby watched the held request ($watching wake-ups in a second)");
 sleep 2.5;
 my $before = wakeups($worker);
 sleep 2;
