@@ -54,7 +54,8 @@ pub struct WsStart {
 pub enum WsEvent {
     Text(String),
     Bytes(Vec<u8>),
-    Disconnect(u16),
+    /// The close code and reason (ASGI spec 2.5).
+    Disconnect(u16, String),
 }
 
 pub struct HttpStart {
@@ -224,7 +225,7 @@ impl Server {
 
     fn websocket_event(&mut self, py: Python<'_>, id: u64, event: WsEvent) -> PyResult<()> {
         let Some(ws) = self.live.get(&id) else { return Ok(()) };
-        let last = matches!(event, WsEvent::Disconnect(_));
+        let last = matches!(event, WsEvent::Disconnect(..));
         let message = PyDict::new(py);
         match event {
             WsEvent::Text(text) => {
@@ -235,9 +236,10 @@ impl Server {
                 message.set_item("type", "websocket.receive")?;
                 message.set_item("bytes", PyBytes::new(py, &bytes))?;
             }
-            WsEvent::Disconnect(code) => {
+            WsEvent::Disconnect(code, reason) => {
                 message.set_item("type", "websocket.disconnect")?;
                 message.set_item("code", code)?;
+                message.set_item("reason", reason)?;
             }
         }
         ws.call_method1(py, "push", (message,))?;

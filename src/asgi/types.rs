@@ -1,5 +1,5 @@
 //! ASGI connection scopes of HTTP requests and WebSocket handshakes (the
-//! ASGI HTTP and WebSocket spec, version 2.3).
+//! ASGI HTTP and WebSocket spec, version 2.5).
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -8,8 +8,10 @@ use pyo3::intern;
 use crate::core::capture::RequestHead;
 use crate::core::meta::split_script_name;
 
-/// What the scope advertises: only extensions the module implements.
-pub const SPEC_VERSION: &str = "2.3";
+/// The HTTP and WebSocket spec version whose messages the module speaks:
+/// 2.5 has the `reason` of `websocket.disconnect` (2.4: `send()` raises
+/// once the client is gone; 2.3: `websocket.close` has a reason).
+pub const SPEC_VERSION: &str = "2.5";
 
 pub fn http_scope<'py>(py: Python<'py>, head: &RequestHead) -> PyResult<Bound<'py, PyDict>> {
     let scope = common_scope(py, head, intern!(py, "http"))?;

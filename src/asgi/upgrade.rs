@@ -249,16 +249,17 @@ impl Session {
         self.conn.request().log()
     }
 
-    /// Tells the app the connection is over, once: the first code stands.
-    fn tell_disconnect(&mut self, code: u16) {
+    /// Tells the app the connection is over, once: the first code (and
+    /// reason) stands.
+    fn tell_disconnect(&mut self, code: u16, reason: &str) {
         if !std::mem::replace(&mut self.told, true) {
-            self.inbox.push(Inbound::WsEvent(self.exchange.id(), WsEvent::Disconnect(code)));
+            self.inbox.push(Inbound::WsEvent(self.exchange.id(), WsEvent::Disconnect(code, reason.to_owned())));
         }
     }
 
     /// Tells the app (once) and lets go of the exchange.
     fn release(&mut self, code: u16) {
-        self.tell_disconnect(code);
+        self.tell_disconnect(code, "");
         self.exchange.abandon();
         threaded::detach(self.exchange.id());
     }
@@ -493,7 +494,10 @@ impl Session {
                 }
                 Ok(Message::Close(frame)) => {
                     // tungstenite queued the reply; the app hears the code.
-                    self.tell_disconnect(frame.map_or(1005, |f| u16::from(f.code)));
+                    match &frame {
+                        Some(f) => self.tell_disconnect(u16::from(f.code), &f.reason),
+                        None => self.tell_disconnect(1005, ""),
+                    }
                     self.phase = Phase::Closing;
                 }
                 Ok(_) => {}
@@ -514,7 +518,7 @@ impl Session {
                     // Fail the WebSocket Connection (RFC 6455, 7.1.7): a
                     // close frame, and no waiting for the client's.
                     self.log().write(Level::Info, &format!("rust_asgi: failing a WebSocket: {e}"));
-                    self.tell_disconnect(code);
+                    self.tell_disconnect(code, why);
                     self.hang_up = true;
                     return self.close(code, why);
                 }

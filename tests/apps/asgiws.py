@@ -32,7 +32,7 @@ async def app(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                mark("echo", "disconnect %s" % message["code"])
+                mark("echo", "disconnect %s %s" % (message["code"], message.get("reason", "")))
                 return
             if message.get("text") == "close-me":
                 await send({"type": "websocket.close", "code": 4000, "reason": "as asked"})

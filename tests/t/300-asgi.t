@@ -45,7 +45,7 @@ my $r = http_get('/api/scope?a=1&b=%20', headers => "X-Custom-Thing: Yes\nCookie
 is($r->{status}, 200, 'served');
 my $s = decode_json($r->{body});
 is($s->{type}, 'http', 'type');
-is_deeply($s->{asgi}, { version => '3.0', spec_version => '2.3' }, 'asgi versions');
+is_deeply($s->{asgi}, { version => '3.0', spec_version => '2.5' }, 'asgi versions');
 is($s->{http_version}, '1.1', 'http_version');
 is($s->{method}, 'GET', 'method');
 is($s->{scheme}, 'http', 'scheme');

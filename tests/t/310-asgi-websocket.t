@@ -41,6 +41,8 @@ ok($r->{pong}, 'a ping answered by nginx');
 is($r->{close_code}, 4000, 'the app closed with its code');
 is($r->{close_reason}, 'as asked', 'and its reason') or diag(explain($r));
 is(http_get('/echo')->{body}, 'plain http', 'plain HTTP on the same location');
+is(main::ws('client-close')->{text}, 'hello', 'another connection, which the client closes with a code and reason');
+ok(wait_for(sub { main::marks('echo') =~ /disconnect 4321 client says bye/ }, 30), 'the app got websocket.disconnect with both (ASGI spec 2.5): ' . main::marks('echo'));
 
 
 === TEST 2: server push: messages the client never asked for, then a close with a code

@@ -164,6 +164,11 @@ async def main(port, scenario, *args):
             except ConnectionClosed as closed:
                 out["close_code"] = closed.rcvd.code
                 out["close_reason"] = closed.rcvd.reason
+    elif scenario == "client-close":
+        async with connect(base + "/echo") as ws:
+            await ws.send("hello")
+            out["text"] = await ws.recv()
+            await ws.close(code=4321, reason="client says bye")
     elif scenario == "push":
         async with connect(base + "/push?" + args[0]) as ws:
             got = []

@@ -162,7 +162,7 @@ sub run_block {
         return;
     }
 
-    start_nginx() or return;
+    start_nginx($block->{workers}) or return;
     my $ok = eval {
         run_request($block) if defined $block->{request} || defined $block->{raw_request};
         run_perl($block, 'perl') if defined $block->{perl};
@@ -337,7 +337,12 @@ sub free_port {
     return $port;
 }
 
+# Starts the block's nginx and returns once it accepts connections and
+# its workers exist: the master listens before it forks them, so a test
+# that looks for a worker right away could otherwise find none.
 sub start_nginx {
+    my ($workers) = @_;
+    $workers //= 1;
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         open STDOUT, '>', "$SERVROOT/logs/stdout.log";
@@ -346,7 +351,8 @@ sub start_nginx {
         exit 127;
     }
     $NGINX_PID = $pid;
-    my $deadline = time + 10;
+    # A guard against a hang, not a limit: a busy machine may be slow.
+    my $deadline = time + 60;
     while (time < $deadline) {
         if (waitpid($pid, WNOHANG) == $pid) {
             fail('nginx started');
@@ -354,12 +360,12 @@ sub start_nginx {
             undef $NGINX_PID;
             return 0;
         }
-        if (-s "$SERVROOT/logs/nginx.pid" && IO::Socket::INET->new("127.0.0.1:$PORT")) {
+        if (-s "$SERVROOT/logs/nginx.pid" && IO::Socket::INET->new("127.0.0.1:$PORT") && worker_pids() >= $workers) {
             return 1;
         }
         sleep 0.02;
     }
-    fail('nginx started within 10 s');
+    fail('nginx started');
     stop_nginx();
     return 0;
 }
