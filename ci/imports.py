@@ -1,0 +1,76 @@
+#!/usr/bin/python3
+"""Prints which folders of src/ use which: the import picture of the tree.
+
+Reads every `use crate::...` line and every inline `crate::name::` path in
+src/, and maps each file to its folder (`src/core/engine.rs` is `core`;
+`src/conf.rs` is `conf.rs`). A line `core -> nginx, os.rs` says that code
+in core/ names something in nginx/ and in os.rs. Cycles between folders are
+listed at the end. Run: ci/imports.sh (or /usr/bin/python3 ci/imports.py).
+"""
+import os
+import re
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+def room(path):
+    rel = os.path.relpath(path, ROOT)
+    parts = rel.split(os.sep)
+    return parts[0] if len(parts) > 1 else parts[0]
+
+
+def target_room(name):
+    return name if os.path.isdir(os.path.join(ROOT, name)) else name + ".rs"
+
+
+def main():
+    edges = {}
+    for dirpath, _, files in os.walk(ROOT):
+        for f in files:
+            if not f.endswith(".rs"):
+                continue
+            path = os.path.join(dirpath, f)
+            src = room(path)
+            text = open(path, encoding="utf-8").read()
+            # `use crate::{a, b::c}` and `crate::x::y` anywhere.
+            names = set(re.findall(r"\bcrate::([a-z_][a-z0-9_]*)", text))
+            for group in re.findall(r"\buse crate::\{([^}]*)\}", text):
+                names.update(re.findall(r"(?:^|,)\s*([a-z_][a-z0-9_]*)", group))
+            for name in names:
+                dst = target_room(name)
+                if dst != src and os.path.exists(os.path.join(ROOT, dst)):
+                    edges.setdefault(src, set()).add(dst)
+    rooms = sorted(set(edges) | {d for ds in edges.values() for d in ds})
+    width = max(len(r) for r in rooms)
+    for r in rooms:
+        print("%-*s -> %s" % (width, r, ", ".join(sorted(edges.get(r, ()))) or "(nothing of ours)"))
+    # Cycles: pairs and longer, by depth-first search over folders.
+    cycles = set()
+
+    def walk(start, node, path):
+        for nxt in edges.get(node, ()):
+            if nxt == start:
+                cycle = path[:]
+                i = cycle.index(min(cycle))
+                cycles.add(tuple(cycle[i:] + cycle[:i]))
+            elif nxt not in path and len(path) < len(rooms):
+                walk(start, nxt, path + [nxt])
+
+    for r in rooms:
+        walk(r, r, [r])
+    print()
+    if cycles:
+        print("cycles (%d):" % len(cycles))
+        shortest = sorted(cycles, key=lambda c: (len(c), c))
+        for c in shortest[:12]:
+            print("  " + " -> ".join(c + (c[0],)))
+        if len(cycles) > 12:
+            print("  ... and %d longer or more" % (len(cycles) - 12))
+    else:
+        print("no cycles between folders")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
