@@ -17,14 +17,6 @@ ci/build.sh
 # The WebSocket echo client (wrk speaks no WebSocket).
 cargo build --quiet --release --manifest-path bench/wsbench/Cargo.toml
 
-venv="${RGW_BENCH_VENV:-/tmp/ngx-rust-gateway-bench-venv}"
-if ! cmp -s bench/requirements.txt "$venv/.requirements" 2>/dev/null; then
-    log "creating the benchmark virtualenv $venv"
-    rm -rf "$venv"
-    /usr/bin/python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r bench/requirements.txt
-    cp bench/requirements.txt "$venv/.requirements"
-    chmod -R a+rX "$venv"
-fi
+venv="$(bench_venv)"
 
 exec /usr/bin/python3 bench/run.py --venv "$venv" "$@"

@@ -31,3 +31,19 @@ ensure_packages() {
 }
 
 BUILD_PACKAGES=(build-essential pkg-config libclang-dev libpcre2-dev libssl-dev zlib1g-dev python3-dev)
+
+# The virtualenv of the PyPI peers (uvicorn, gunicorn, granian) that
+# ci/bench.sh and ci/autobahn.sh compare against; made again when
+# bench/requirements.txt changes. Prints its path.
+bench_venv() {
+    local venv="${RGW_BENCH_VENV:-/tmp/ngx-rust-gateway-bench-venv}"
+    if ! cmp -s "$ROOT/bench/requirements.txt" "$venv/.requirements" 2>/dev/null; then
+        log "creating the benchmark virtualenv $venv"
+        rm -rf "$venv"
+        /usr/bin/python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$ROOT/bench/requirements.txt" >&2
+        cp "$ROOT/bench/requirements.txt" "$venv/.requirements"
+        chmod -R a+rX "$venv"
+    fi
+    printf '%s\n' "$venv"
+}

@@ -17,6 +17,13 @@ async def app(scope, receive, send):
             else:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        # An echo: each message comes back as it went.
+        await receive()    # websocket.connect
+        await send({"type": "websocket.accept"})
+        while (event := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": event.get("text"), "bytes": event.get("bytes")})
+        return
     path = scope["path"][len(scope["root_path"]):]
     if path == "/stream":
         # Each line reaches the client as it is sent.

@@ -146,7 +146,7 @@ const fn directive(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 const NO_POST: *mut c_void = std::ptr::null_mut();
 
-pub static mut COMMANDS: [ngx_command_t; 33] = [
+pub static mut COMMANDS: [ngx_command_t; 34] = [
     // rust_wsgi*
     directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, wsgi::rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_wsgi_pool"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, wsgi::rust_wsgi_pool, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
@@ -188,6 +188,14 @@ pub static mut COMMANDS: [ngx_command_t; 33] = [
         ngx_conf_set_flag_slot,
         NGX_HTTP_LOC_CONF_OFFSET,
         offset_of!(LocConf, asgi.request_buffering),
+        NO_POST,
+    ),
+    directive(
+        ngx_string!("rust_asgi_websocket_compression"),
+        ANY_LEVEL | NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        offset_of!(LocConf, asgi.websocket_compression),
         NO_POST,
     ),
     // rust_python_*

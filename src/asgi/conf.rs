@@ -26,11 +26,13 @@ pub struct AsgiLocConf {
     pub app: Option<usize>,
     /// `rust_asgi_request_buffering`, NGX_CONF_UNSET until set.
     pub request_buffering: ngx_flag_t,
+    /// `rust_asgi_websocket_compression`, NGX_CONF_UNSET until set.
+    pub websocket_compression: ngx_flag_t,
 }
 
 impl Default for AsgiLocConf {
     fn default() -> Self {
-        AsgiLocConf { app: None, request_buffering: UNSET_FLAG }
+        AsgiLocConf { app: None, request_buffering: UNSET_FLAG, websocket_compression: UNSET_FLAG }
     }
 }
 
@@ -38,6 +40,9 @@ impl AsgiLocConf {
     pub fn merge(&mut self, prev: &Self) {
         // Like proxy_request_buffering: nginx reads the whole body first.
         merge_flag(&mut self.request_buffering, prev.request_buffering, true);
+        // permessage-deflate when the client offers it, as uvicorn and
+        // browsers' peers do by default.
+        merge_flag(&mut self.websocket_compression, prev.websocket_compression, true);
     }
 }
 

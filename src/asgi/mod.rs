@@ -15,6 +15,7 @@
 
 pub mod conf;
 pub mod credit;
+pub mod deflate;
 pub mod io;
 pub mod serving;
 pub mod types;
@@ -161,7 +162,8 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
     catch_panic(req.log(), "rust_asgi websocket", || match Asgi::prepare(req) {
         Ok((app, inbox, _)) => {
             let idle = Asgi::read_timeout(req);
-            upgrade::start(req, app, inbox, idle, MAX_MESSAGE)
+            let compression = req.loc_conf::<Module>().is_none_or(|c| c.asgi.websocket_compression != 0);
+            upgrade::start(req, app, inbox, idle, MAX_MESSAGE, compression)
         }
         Err(refusal) => {
             req.log().write(Level::Error, &format!("rust_asgi: {}", refusal.message));

@@ -15,11 +15,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t, NGX_DONE, NGX_ERROR, NGX_HTTP_FORBIDDEN, NGX_HTTP_INTERNAL_SERVER_ERROR};
-use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::coding::{CloseCode, Data};
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::credit::{Credit, INCOMING_LIMIT};
+use super::deflate::{self, Agreed, Inflater};
 use super::serving::{Inbound, WsEvent, WsStart};
 use crate::core::capture::RequestHead;
 use crate::core::exchange::{cost, Event, Exchange, Upgraded};
@@ -37,6 +38,10 @@ struct Pipe {
     input: Vec<u8>,
     at: usize,
     output: Vec<u8>,
+    /// How much of `output` the socket took: the rest waits for the next
+    /// write event (cleared once all is sent, so a big message is not
+    /// moved down after each partial write).
+    sent: usize,
 }
 
 impl Read for Pipe {
@@ -102,6 +107,13 @@ pub struct Session {
     /// queued is written, the TCP connection goes ([`Takeover::linger`]).
     /// Nothing more the client sends is processed.
     hang_up: bool,
+    /// permessage-deflate, as the client offered it: agreed once the 101
+    /// says so.
+    deflate: Option<(Agreed, String)>,
+    /// The incoming side of permessage-deflate, and what it has not
+    /// rewritten yet (a partial frame).
+    inflater: Option<Inflater>,
+    raw: Vec<u8>,
 }
 
 type Shared = Rc<RefCell<Session>>;
@@ -113,7 +125,7 @@ thread_local! {
 
 /// Starts a WebSocket handshake for `req` (the content handler saw an
 /// upgrade request). Returns what the content handler returns.
-pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: ngx_msec_t, max_message: usize) -> ngx_int_t {
+pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: ngx_msec_t, max_message: usize, compression: bool) -> ngx_int_t {
     let Some(bridge) = runtime::bridge() else { return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t };
     let keys: Vec<&[u8]> = req.headers_in().filter(|(n, _)| n.eq_ignore_ascii_case(b"sec-websocket-key")).map(|(_, v)| v).collect();
     let version_ok = req.headers_in().any(|(n, v)| n.eq_ignore_ascii_case(b"sec-websocket-version") && v.trim_ascii() == b"13");
@@ -126,6 +138,11 @@ pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: 
             );
             return nginx_sys::NGX_HTTP_BAD_REQUEST as ngx_int_t;
         }
+    };
+    let deflate = if compression {
+        deflate::negotiate(req.headers_in().filter(|(n, _)| n.eq_ignore_ascii_case(b"sec-websocket-extensions")).map(|(_, v)| v))
+    } else {
+        None
     };
     let close_wait_ms = req.core_lingering_timeout();
     let head = RequestHead::capture(&req);
@@ -148,6 +165,9 @@ pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: 
         unconsumed: 0,
         told: false,
         hang_up: false,
+        deflate,
+        inflater: None,
+        raw: Vec::new(),
     }));
     let handler_session = Rc::clone(&session);
     threaded::attach_handler(&exchange, Rc::new(move |events| on_events(&handler_session, events)));
@@ -314,8 +334,14 @@ impl Session {
                 self.told = true;
                 Some(NGX_HTTP_FORBIDDEN as ngx_int_t)
             }
-            (Phase::Open, Upgraded::Text(text)) => self.send(text.len(), Message::text(text)),
-            (Phase::Open, Upgraded::Binary(bytes)) => self.send(bytes.len(), Message::binary(bytes)),
+            (Phase::Open, Upgraded::Text(text)) => match self.compressing() {
+                Some(agreed) => self.send_compressed(agreed, Data::Text, text.as_bytes()),
+                None => self.send(text.len(), Message::text(text)),
+            },
+            (Phase::Open, Upgraded::Binary(bytes)) => match self.compressing() {
+                Some(agreed) => self.send_compressed(agreed, Data::Binary, &bytes),
+                None => self.send(bytes.len(), Message::binary(bytes)),
+            },
             (Phase::Open, Upgraded::Close { code, reason }) => self.close(code, &reason),
             (_, Upgraded::Consumed(n)) => {
                 let was_paused = self.unconsumed >= INCOMING_LIMIT;
@@ -334,12 +360,20 @@ impl Session {
     fn accept(&mut self, subprotocol: Option<String>, headers: Vec<(Vec<u8>, Vec<u8>)>) -> Option<ngx_int_t> {
         let req = self.conn.request();
         let accept_key = tungstenite::handshake::derive_accept_key(&self.key);
+        // An app that answers the extensions itself keeps them.
+        if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(b"sec-websocket-extensions")) {
+            self.deflate = None;
+        }
+        let extensions = self.deflate.as_ref().map(|(_, answer)| answer.clone());
         let set = || -> Result<(), crate::nginx::NgxError> {
             req.set_status(101, Some(b"101 Switching Protocols"))?;
             req.add_response_header(b"Upgrade", b"websocket")?;
             req.add_response_header(b"Sec-WebSocket-Accept", accept_key.as_bytes())?;
             if let Some(protocol) = &subprotocol {
                 req.add_response_header(b"Sec-WebSocket-Protocol", protocol.as_bytes())?;
+            }
+            if let Some(answer) = &extensions {
+                req.add_response_header(b"Sec-WebSocket-Extensions", answer.as_bytes())?;
             }
             for (name, value) in &headers {
                 req.add_response_header(name, value)?;
@@ -365,7 +399,12 @@ impl Session {
             .write_buffer_size(0)
             .max_message_size(Some(self.max_message))
             .max_frame_size(Some(self.max_message));
-        let pipelined = self.conn.take_pipelined();
+        let mut pipelined = self.conn.take_pipelined();
+        if let Some((agreed, _)) = &self.deflate {
+            // What came with the handshake goes through the inflater too.
+            self.inflater = Some(Inflater::new(*agreed, self.max_message));
+            self.raw = std::mem::take(&mut pipelined);
+        }
         self.ws = Some(WebSocket::from_partially_read(Pipe::default(), pipelined, Role::Server, Some(config)));
         self.phase = Phase::Open;
         self.conn.restart_idle_timer(self.idle_ms);
@@ -378,6 +417,22 @@ impl Session {
             return None;
         }
         self.written_cost += cost(len);
+        self.conn.restart_idle_timer(self.idle_ms);
+        self.write_out()
+    }
+
+    /// The compression agreed, for a message to send.
+    fn compressing(&self) -> Option<Agreed> {
+        self.inflater.as_ref().map(Inflater::agreed)
+    }
+
+    /// A data message as one compressed frame, after anything tungstenite
+    /// queued (a pong).
+    fn send_compressed(&mut self, agreed: Agreed, opcode: Data, payload: &[u8]) -> Option<ngx_int_t> {
+        let ws = self.ws.as_mut()?;
+        let _ = ws.flush();
+        deflate::compress_frame(agreed, opcode, payload, &mut ws.get_mut().output);
+        self.written_cost += cost(payload.len());
         self.conn.restart_idle_timer(self.idle_ms);
         self.write_out()
     }
@@ -405,16 +460,18 @@ impl Session {
         let ws = self.ws.as_mut()?;
         let _ = ws.flush();
         let pipe = ws.get_mut();
-        let mut sent = 0;
-        while sent < pipe.output.len() {
-            match self.conn.send(&pipe.output[sent..]) {
-                Ok(n) => sent += n,
+        while pipe.sent < pipe.output.len() {
+            match self.conn.send(&pipe.output[pipe.sent..]) {
+                Ok(n) => pipe.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => return Some(NGX_ERROR as ngx_int_t),
             }
         }
-        pipe.output.drain(..sent);
-        let drained = pipe.output.is_empty();
+        let drained = pipe.sent == pipe.output.len();
+        if drained {
+            pipe.output.clear();
+            pipe.sent = 0;
+        }
         if drained && self.written_cost > 0 {
             self.exchange.ack(std::mem::take(&mut self.written_cost));
             self.credit.after_ack(&self.exchange, &self.inbox);
@@ -448,10 +505,7 @@ impl Session {
                     break;
                 }
                 Ok(n) => {
-                    if let Some(ws) = self.ws.as_mut() {
-                        ws.get_mut().input.extend_from_slice(&buf[..n]);
-                    }
-                    if let Some(end) = self.frames() {
+                    if let Some(end) = self.take_in(&buf[..n]) {
                         return Some(end);
                     }
                 }
@@ -462,7 +516,7 @@ impl Session {
                 }
             }
         }
-        if let Some(end) = self.frames() {
+        if let Some(end) = self.take_in(&[]) {
             return Some(end);
         }
         if eof {
@@ -470,6 +524,32 @@ impl Session {
             return Some(NGX_ERROR as ngx_int_t);
         }
         self.write_out()
+    }
+
+    /// Hands what was read to tungstenite (through the inflater, when
+    /// compression was agreed) and decodes the messages it completes.
+    fn take_in(&mut self, bytes: &[u8]) -> Option<ngx_int_t> {
+        let ws = self.ws.as_mut()?;
+        let Some(inflater) = self.inflater.as_mut() else {
+            ws.get_mut().input.extend_from_slice(bytes);
+            return self.frames();
+        };
+        self.raw.extend_from_slice(bytes);
+        let failed = inflater.rewrite(&mut self.raw, &mut ws.get_mut().input).err();
+        // The messages before a bad one still reach the app.
+        if let Some(end) = self.frames() {
+            return Some(end);
+        }
+        let failure = failed?;
+        if self.hang_up {
+            return None;
+        }
+        let (code, why) = failure.close();
+        self.log().write(Level::Info, &format!("rust_asgi: failing a WebSocket: permessage-deflate: {why}"));
+        self.tell_disconnect(code, why);
+        self.hang_up = true;
+        self.raw = Vec::new();
+        self.close(code, why)
     }
 
     /// Decodes what was read into messages for the app.

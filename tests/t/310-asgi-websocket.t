@@ -217,3 +217,52 @@ is(scalar @{ $r->{failed} // [] }, 4, 'four failures') or diag(explain($r));
 ok($r->{normal_closed}, 'the normal close ends once the client answers');
 --- error_log
 failing a WebSocket
+
+
+=== TEST 11: permessage-deflate (RFC 7692): the websockets package negotiates it and round-trips big and many messages; with raw frames, the answer has server_no_context_takeover and the client's parameters, the server compresses with the window the client asked for, a compressed message in fragments with a ping between them is inflated, and bad compressed input fails the connection (a bomb with 1009, the rest with 1002)
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py;
+}
+--- perl
+my $r = main::ws('deflate-client');
+like($r->{extensions} // '', qr/^permessage-deflate; server_no_context_takeover$/, 'the answer to the package\'s offer') or diag(explain($r));
+is_deeply($r->{negotiated}, ['PerMessageDeflate'], 'the package uses it');
+ok($r->{big_ok} && $r->{bytes_ok} && $r->{many_ok}, 'a 2.4 MB text, 256 kB of bytes and 50 small messages echoed');
+
+$r = main::ws('deflate');
+is($r->{status}, 101, 'raw handshake accepted');
+is($r->{extensions}, 'permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9',
+    'the parameters agreed') or diag(explain($r));
+is($r->{pong}, 'ping', 'the ping between the fragments answered');
+my @echoes = @{ $r->{echoes} // [] };
+is(scalar @echoes, 3, 'three echoes') or diag(explain($r));
+ok((grep { $_->{same} } @echoes) == 3, 'each the message sent, inflated with a 9-bit window') or diag(explain($r));
+ok($echoes[0]{compressed} && $echoes[0]{wire} * 4 < $echoes[0]{length}, "an 88 kB text went out compressed ($echoes[0]{wire} bytes)");
+ok($echoes[1]{compressed}, 'the fragmented one too');
+ok($echoes[2]{compressed} && $echoes[2]{opcode} == 2, 'and bytes that came uncompressed, as binary');
+is_deeply($r->{failed}, { 'bomb' => 1009, 'corrupt' => 1002, 'rsv1 on a ping' => 1002, 'rsv1 on a continuation' => 1002 },
+    'each failure closes with its code') or diag(explain($r));
+is(main::ws('push', 2)->{close_code}, 4001, 'the worker serves on');
+--- error_log eval
+[
+  qr/failing a WebSocket: permessage-deflate: message too big/,
+  qr/failing a WebSocket: permessage-deflate: invalid compressed data/,
+]
+
+
+=== TEST 12: rust_asgi_websocket_compression off: the offer is declined, frames go uncompressed, and a compressed frame is a protocol error
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py;
+    rust_asgi_websocket_compression off;
+}
+--- perl
+my $r = main::ws('deflate-off');
+is($r->{status}, 101, 'accepted');
+ok($r->{declined}, 'without Sec-WebSocket-Extensions') or diag(explain($r));
+is_deeply($r->{echo}, [JSON::PP::false, JSON::PP::true], 'echoed uncompressed') or diag(explain($r));
+is($r->{rsv1}, 1002, 'RSV1 set: 1002');
+$r = main::ws('deflate-client');
+is($r->{extensions}, undef, 'the websockets package gets no extension');
+ok($r->{big_ok} && $r->{many_ok}, 'and echoes');

@@ -13,6 +13,7 @@ import select
 import socket
 import struct
 import sys
+import zlib
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -24,13 +25,14 @@ GUARD = 30
 KEY = base64.b64encode(os.urandom(16)).decode()
 
 
-def handshake(port, path, keys=(KEY,)):
-    """A raw handshake with these Sec-WebSocket-Key headers; returns the
-    socket and the response head."""
+def handshake(port, path, keys=(KEY,), extra=""):
+    """A raw handshake with these Sec-WebSocket-Key headers (and `extra`
+    header lines); returns the socket and the response head."""
     s = socket.create_connection(("127.0.0.1", int(port)))
     s.settimeout(GUARD)
     s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "%sSec-WebSocket-Version: 13\r\n\r\n" % (path, "".join("Sec-WebSocket-Key: %s\r\n" % k for k in keys))).encode())
+               "%s%sSec-WebSocket-Version: 13\r\n\r\n"
+               % (path, "".join("Sec-WebSocket-Key: %s\r\n" % k for k in keys), extra)).encode())
     head = b""
     while b"\r\n\r\n" not in head:
         data = s.recv(1)
@@ -40,10 +42,10 @@ def handshake(port, path, keys=(KEY,)):
     return s, head.decode("latin-1")
 
 
-def frame(opcode, payload, mask=True, length=None):
+def frame(opcode, payload, mask=True, length=None, fin=True, rsv1=False):
     """A client frame; `length` claims another payload length."""
     n = len(payload) if length is None else length
-    out = bytes([0x80 | opcode])
+    out = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
     bit = 0x80 if mask else 0
     if n < 126:
         out += bytes([bit | n])
@@ -55,6 +57,95 @@ def frame(opcode, payload, mask=True, length=None):
         return out + payload
     key = os.urandom(4)
     return out + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def read_frame(s, buf=b""):
+    """One server frame: (first byte, payload, what was read past it)."""
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            data = s.recv(65536)
+            if not data:
+                raise EOFError
+            buf += data
+    need(2)
+    n, at = buf[1] & 0x7F, 2
+    if n == 126:
+        need(4)
+        n, at = struct.unpack("!H", buf[2:4])[0], 4
+    elif n == 127:
+        need(10)
+        n, at = struct.unpack("!Q", buf[2:10])[0], 10
+    need(at + n)
+    return buf[0], buf[at:at + n], buf[at + n:]
+
+
+def compress(data, wbits=15):
+    """A message as a permessage-deflate sender writes it (RFC 7692, 7.2.1)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -wbits)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def deflate(port):
+    """permessage-deflate with raw frames: what the server agreed to, that
+    its frames are compressed with the window asked for, a compressed
+    message in fragments with a ping between them, and the failures."""
+    offer = "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_max_window_bits=9\r\n"
+    s, head = handshake(port, "/echo", extra=offer)
+    out = {"status": int(head.split(" ", 2)[1]), "extensions": None, "echoes": []}
+    for line in head.split("\r\n"):
+        if line.lower().startswith("sec-websocket-extensions:"):
+            out["extensions"] = line.split(":", 1)[1].strip()
+    text = ("All work and no play makes Jack a dull boy. " * 2000).encode()
+    s.sendall(frame(0x1, compress(text), rsv1=True))
+    whole = compress(text + b"!")
+    s.sendall(frame(0x1, whole[:100], fin=False, rsv1=True) + frame(0x9, b"ping") + frame(0x0, whole[100:]))
+    s.sendall(frame(0x2, b"\x00\x01uncompressed"))
+    rest = b""
+    for _ in range(4):
+        first, payload, rest = read_frame(s, rest)
+        if first & 0x0F == 0xA:
+            out["pong"] = payload.decode()
+            continue
+        body = payload
+        if first & 0x40:
+            # The client's window: 9 bits, as it asked (server_max_window_bits).
+            body = zlib.decompressobj(-9).decompress(payload + b"\x00\x00\xff\xff")
+        out["echoes"].append({"opcode": first & 0x0F, "compressed": bool(first & 0x40), "wire": len(payload),
+                              "same": body in (text, text + b"!", b"\x00\x01uncompressed"), "length": len(body)})
+    s.close()
+    failures = {
+        # 20 MB of zeros in a few kilobytes: over the 16 MB limit.
+        "bomb": frame(0x2, compress(b"\x00" * (20 << 20)), rsv1=True),
+        "corrupt": frame(0x1, b"\xff\xff\xff\xff", rsv1=True),
+        "rsv1 on a ping": frame(0x9, b"p", rsv1=True),
+        "rsv1 on a continuation": frame(0x1, compress(b"a"), fin=False, rsv1=True) + frame(0x0, compress(b"b"), rsv1=True),
+    }
+    out["failed"] = {}
+    for name, data in failures.items():
+        s, head = handshake(port, "/echo", extra=offer)
+        s.sendall(data)
+        out["failed"][name] = close_code(s)
+        s.close()
+    return out
+
+
+def deflate_off(port):
+    """With rust_asgi_websocket_compression off: the offer is declined and
+    frames go uncompressed."""
+    offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    s, head = handshake(port, "/echo", extra=offer)
+    out = {"status": int(head.split(" ", 2)[1]), "declined": "sec-websocket-extensions" not in head.lower()}
+    s.sendall(frame(0x1, b"plain " * 100))
+    first, payload, _ = read_frame(s)
+    out["echo"] = [bool(first & 0x40), payload.decode() == "plain " * 100]
+    out["rsv1"] = None
+    s.sendall(frame(0x1, compress(b"x"), rsv1=True))
+    out["rsv1"] = close_code(s)
+    s.close()
+    return out
 
 
 def close_code(s):
@@ -221,6 +312,25 @@ async def main(port, scenario, *args):
                 out["close_reason"] = closed.rcvd.reason if closed.rcvd else None
     elif scenario == "fail":
         out = fail(port)
+    elif scenario == "deflate":
+        out = deflate(port)
+    elif scenario == "deflate-off":
+        out = deflate_off(port)
+    elif scenario == "deflate-client":
+        # The websockets package as it comes: it offers permessage-deflate
+        # (client_max_window_bits) and compresses what it sends.
+        async with connect(base + "/echo", max_size=None) as ws:
+            out["extensions"] = ws.response.headers.get("Sec-WebSocket-Extensions")
+            out["negotiated"] = [type(e).__name__ for e in ws.protocol.extensions]
+            big = "compress me " * 200_000
+            await ws.send(big)
+            out["big_ok"] = (await ws.recv()) == big
+            await ws.send(bytes(range(256)) * 1000)
+            out["bytes_ok"] = (await ws.recv()) == bytes(range(256)) * 1000
+            for i in range(50):
+                await ws.send("message %d" % i)
+                assert await ws.recv() == "message %d" % i
+            out["many_ok"] = True
     elif scenario == "keys":
         out = statuses(port, *args)
     elif scenario == "many":
