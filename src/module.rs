@@ -38,7 +38,7 @@ unsafe impl HttpModuleLocationConf for Module {
 }
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: Some(crate::core::vars::add_variables),
+    preconfiguration: Some(preconfiguration),
     postconfiguration: None,
     create_main_conf: Some(Module::create_main_conf),
     init_main_conf: None,
@@ -67,6 +67,15 @@ pub fn module_ref() -> &'static ngx_module_t {
     // SAFETY: nginx writes the static's indexes while loading the module,
     // before any request or hook runs; afterwards it is only read.
     unsafe { &*addr_of!(ngx_http_rust_gateway_module) }
+}
+
+/// The first hook nginx calls for this HTTP module, in every process that
+/// reads a configuration: hands the module's identity down (see
+/// [`crate::nginx::this_module`]) and declares the variables.
+unsafe extern "C" fn preconfiguration(cf: *mut nginx_sys::ngx_conf_t) -> ngx_int_t {
+    crate::nginx::set_this_module(module_ref());
+    // SAFETY: nginx passes the configuration being parsed.
+    unsafe { crate::core::vars::add_variables(cf) }
 }
 
 /// In the process that read the configuration (the master, and also under

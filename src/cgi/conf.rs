@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_msec_t, ngx_parse_time, NGX_ERROR};
 use ngx::http::HttpModuleMainConf;
 
-use super::parse::HEAD_LIMIT;
+use crate::core::cgi_head::HEAD_LIMIT;
 use crate::core::conf::{param_args, push_param, Param};
 use crate::conf::{merge_flag, merge_msec, LocConf, MainConf, UNSET_FLAG, UNSET_MSEC, UNSET_SIZE};
 use crate::module::Module;

@@ -7,14 +7,13 @@
 //! - [`env`]: the CGI environment.
 //! - [`spawn`]: starting the program (vfork-style, clean fds and signals).
 //! - [`process`]: one request's program: input, output, flow control.
-//! - [`parse`]: the program's response head.
+//! - [`crate::core::cgi_head`]: the program's response head.
 //! - [`children`]: every program of this worker until it is reaped.
 //! - [`conf`]: the `rust_cgi*` directives.
 
 pub mod children;
 pub mod conf;
 pub mod env;
-pub mod parse;
 pub mod process;
 pub mod resolve;
 pub mod spawn;

@@ -21,7 +21,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use nginx_sys::ngx_event_t;
 
 use super::children::{self, ChildId};
-use super::parse::{self, CgiHead};
+use crate::core::cgi_head::{self, CgiHead};
 use crate::core::capture::BodyReader;
 use crate::core::catch_panic;
 use crate::core::engine::{self, Ending, Source};
@@ -206,7 +206,7 @@ impl CgiProcess {
         };
         let mut status_line = None;
         if nph {
-            match parse::nph_status_line(&buf) {
+            match cgi_head::nph_status_line(&buf) {
                 Some((status, used)) => {
                     status_line = Some(status);
                     buf.drain(..used);
@@ -220,7 +220,7 @@ impl CgiProcess {
                 }
             }
         }
-        match parse::parse(&buf, self.header_limit) {
+        match cgi_head::parse(&buf, self.header_limit) {
             Ok(None) => self.output = if nph { Output::NphHead(buf) } else { Output::Head(buf) },
             Err(problem) => self.broken(events, problem.to_string()),
             Ok(Some((CgiHead::LocalRedirect { uri, args }, _))) => events.push(Event::Redirect { uri, args }),

@@ -32,7 +32,6 @@ use super::conf::UpstreamConf;
 use super::exchange::Event;
 use super::respond::{Next, RequestCtx};
 use super::served::{Label, Served};
-use crate::module::module_ref;
 use crate::nginx::event::Timer;
 use crate::nginx::log::{Level, Log};
 use crate::nginx::request::HttpRequest;
@@ -195,7 +194,7 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
             RequestCtx::new(name, timeout_directive, read_timeout, conf, served)
         })
         .map_err(|_| internal_error)?;
-    req.set_ctx(module_ref(), ctx.as_ptr());
+    req.set_ctx(ctx.as_ptr());
     req.add_cleanup(on_request_cleanup, ctx.as_ptr().cast()).map_err(|_| internal_error)?;
     req.set_event_handlers(on_write_event);
     // SAFETY: the context was just allocated in the request pool.
@@ -301,7 +300,7 @@ fn read_body(req: HttpRequest) {
 /// must be live: producers only call this while they are attached, and
 /// they are detached (abandoned) before nginx frees the request.
 pub fn deliver(req: HttpRequest, events: Vec<Event>) {
-    if req.ctx::<RequestCtx>(module_ref()).is_none() {
+    if req.ctx::<RequestCtx>().is_none() {
         // Internally redirected elsewhere: nothing here wants output.
         log_orphans(req.log(), events);
         return;
@@ -355,7 +354,7 @@ unsafe extern "C" fn on_deadline(ev: *mut ngx_event_t) {
 /// Runs one step of the request on its context, then concludes: the shape
 /// of every entry point. A panic fails the request.
 fn step(req: HttpRequest, what: &str, f: impl FnOnce(&mut RequestCtx) -> Next) {
-    let Some(ctx) = req.ctx::<RequestCtx>(module_ref()) else { return };
+    let Some(ctx) = req.ctx::<RequestCtx>() else { return };
     // SAFETY: the context lives in the request pool and the request is
     // live; no other reference to it exists while `f` runs.
     let next = catch_panic(req.log(), what, || f(unsafe { &mut *ctx.as_ptr() }));

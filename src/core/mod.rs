@@ -4,6 +4,8 @@
 //! - [`meta`]: CGI-style meta-variables (SCRIPT_NAME, HTTP_*).
 //! - [`head`]: response status and headers, validated before they reach
 //!   nginx.
+//! - [`cgi_head`]: a CGI-style response head (RFC 3875, 6), as CGI programs
+//!   and FastCGI responders write it.
 //! - [`exchange`]: the per-request channel from a worker thread back to the
 //!   nginx thread, with a byte window for backpressure.
 //! - [`bridge`]: the eventfd that wakes the nginx event loop.
@@ -21,6 +23,7 @@
 
 pub mod bridge;
 pub mod capture;
+pub mod cgi_head;
 pub mod conf;
 pub mod engine;
 pub mod exchange;

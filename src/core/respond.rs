@@ -22,7 +22,6 @@ use super::exchange::{Event, CHUNK_COST};
 use super::head::ResponseHead;
 use super::headers::{accel, accepts_ranges, survives_redirect};
 use super::served::Served;
-use crate::module::module_ref;
 use crate::nginx::event::{InlineTimer, Timer};
 use crate::nginx::log::Level;
 use crate::nginx::output::{OutputChain, Sent};
@@ -91,7 +90,7 @@ impl RequestCtx {
             conf,
             flush: true,
             served,
-            out: OutputChain::new(module_ref() as *const _ as *mut std::ffi::c_void),
+            out: OutputChain::new(crate::nginx::this_module().map_or(std::ptr::null_mut(), |m| m as *const _ as *mut std::ffi::c_void)),
             header_sent: false,
             remaining: None,
             ended: false,

@@ -29,7 +29,6 @@ use nginx_sys::{
 use super::catch_panic;
 use super::respond::RequestCtx;
 use super::served::{seconds, Served};
-use crate::module::module_ref;
 use crate::nginx::log::Log;
 use crate::nginx::request::HttpRequest;
 
@@ -133,7 +132,7 @@ pub fn remember(req: HttpRequest, ctx: NonNull<RequestCtx>) {
 }
 
 fn find(req: HttpRequest) -> Option<NonNull<RequestCtx>> {
-    if let Some(ctx) = req.ctx::<RequestCtx>(module_ref()) {
+    if let Some(ctx) = req.ctx::<RequestCtx>() {
         return Some(ctx);
     }
     // SAFETY: the pool's cleanup list is nginx's, walked on nginx's thread;

@@ -663,13 +663,15 @@ impl HttpRequest {
         r.write_event_handler = Some(write);
     }
 
-    /// The module context slot.
-    pub fn ctx<T>(self, module: &nginx_sys::ngx_module_t) -> Option<NonNull<T>> {
+    /// This module's context slot (see [`super::this_module`]).
+    pub fn ctx<T>(self) -> Option<NonNull<T>> {
+        let module = super::this_module()?;
         // SAFETY: r->ctx has one slot per HTTP module.
         NonNull::new(unsafe { *self.r().ctx.add(module.ctx_index) }.cast())
     }
 
-    pub fn set_ctx<T>(self, module: &nginx_sys::ngx_module_t, value: *mut T) {
+    pub fn set_ctx<T>(self, value: *mut T) {
+        let Some(module) = super::this_module() else { return };
         // SAFETY: as above.
         unsafe { *self.r().ctx.add(module.ctx_index) = value.cast() }
     }

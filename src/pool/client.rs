@@ -27,7 +27,7 @@ use crate::os::monotonic_us;
 use super::slots::{self, ExitCause, State};
 use super::spawn::sockaddr;
 use super::supervisor::describe;
-use crate::cgi::parse::{self, CgiHead};
+use crate::core::cgi_head::{self, CgiHead};
 use crate::core::capture::{Body, BodyReader, RequestHead};
 use crate::core::conf::UpstreamConf;
 use crate::core::served::{Label, Text};
@@ -427,7 +427,7 @@ impl PoolRequest {
             }
             Response::Head(buf) => {
                 buf.extend_from_slice(&content);
-                match parse::parse(buf, HEAD_LIMIT) {
+                match cgi_head::parse(buf, HEAD_LIMIT) {
                     Ok(None) => {}
                     Ok(Some((CgiHead::Response(head), used))) => {
                         let rest = buf.split_off(used);

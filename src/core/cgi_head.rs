@@ -1,4 +1,5 @@
-//! A CGI program's response head (RFC 3875 §6).
+//! A CGI-style response head (RFC 3875 §6): a CGI program's, and a FastCGI
+//! responder's (the pool's), which is the same format on FCGI_STDOUT.
 //!
 //! Header lines end with LF or CRLF; an empty line ends the head. `Status`
 //! sets the status; a `Location` that is a local path (with no Status) is a
@@ -8,7 +9,7 @@
 
 use std::fmt;
 
-use crate::core::head::{HeadError, ResponseHead};
+use super::head::{HeadError, ResponseHead};
 
 /// How much head a program may send before it counts as broken, unless
 /// `rust_cgi_header_limit` says otherwise.
