@@ -41,6 +41,10 @@ def start_rust_asgi(work, python_home, extra):
     prefix = os.path.join(work, "rust_asgi")
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
     conf = os.path.join(prefix, "nginx.conf")
+    # Copies, so that a build during the run leaves this nginx alone.
+    nginx, module = os.path.join(prefix, "nginx"), os.path.join(prefix, "module.so")
+    shutil.copy(NGINX, nginx)
+    shutil.copy(MODULE, module)
     user = "user root root;" if os.geteuid() == 0 else ""
     home = "rust_python_home %s;" % python_home if python_home else ""
     with open(conf, "w") as f:
@@ -68,8 +72,8 @@ http {
         }
     }
 }
-""" % {"module": MODULE, "user": user, "port": port, "home": home, "app": APP, "extra": extra})
-    proc = subprocess.Popen([NGINX, "-p", prefix + "/", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+""" % {"module": module, "user": user, "port": port, "home": home, "app": APP, "extra": extra})
+    proc = subprocess.Popen([nginx, "-p", prefix + "/", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     return proc, port, os.path.join(prefix, "logs/error.log")
 
 
@@ -86,7 +90,7 @@ def start_uvicorn(work, venv):
 
 def stop(proc):
     if proc.poll() is None:
-        proc.send_signal(signal.SIGQUIT if proc.args[0] == NGINX else signal.SIGTERM)
+        proc.send_signal(signal.SIGQUIT if proc.args[0].endswith("/nginx") else signal.SIGTERM)
     try:
         proc.wait(20)
     except subprocess.TimeoutExpired:

@@ -151,6 +151,15 @@ pub fn compress_frame(agreed: Agreed, opcode: Data, payload: &[u8], out: &mut Ve
     out.extend_from_slice(&body);
 }
 
+/// Appends `payload` to `out` as one uncompressed data frame.
+pub fn plain_frame(opcode: Data, payload: &[u8], out: &mut Vec<u8>) {
+    let header = FrameHeader { is_final: true, rsv1: false, rsv2: false, rsv3: false, opcode: OpCode::Data(opcode), mask: None };
+    out.reserve(payload.len() + 10);
+    // Writing into a Vec cannot fail.
+    let _ = header.format(payload.len() as u64, out);
+    out.extend_from_slice(payload);
+}
+
 /// Why the layer fails the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {

@@ -52,8 +52,9 @@ pub struct WsStart {
 }
 
 pub enum WsEvent {
-    Text(String),
-    Bytes(Vec<u8>),
+    /// As tungstenite decoded them: no copy until Python's.
+    Text(tungstenite::Utf8Bytes),
+    Bytes(bytes::Bytes),
     /// The close code and reason (ASGI spec 2.5).
     Disconnect(u16, String),
 }
@@ -230,7 +231,7 @@ impl Server {
         match event {
             WsEvent::Text(text) => {
                 message.set_item("type", "websocket.receive")?;
-                message.set_item("text", text)?;
+                message.set_item("text", text.as_str())?;
             }
             WsEvent::Bytes(bytes) => {
                 message.set_item("type", "websocket.receive")?;

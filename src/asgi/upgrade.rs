@@ -56,6 +56,11 @@ impl Read for Pipe {
         if self.at == self.input.len() {
             self.input.clear();
             self.at = 0;
+            // What a big message grew stays with tungstenite; an idle
+            // connection keeps one read's room.
+            if self.input.capacity() > 4 * READ_STEP {
+                self.input = Vec::new();
+            }
         }
         Ok(n)
     }
@@ -334,14 +339,8 @@ impl Session {
                 self.told = true;
                 Some(NGX_HTTP_FORBIDDEN as ngx_int_t)
             }
-            (Phase::Open, Upgraded::Text(text)) => match self.compressing() {
-                Some(agreed) => self.send_compressed(agreed, Data::Text, text.as_bytes()),
-                None => self.send(text.len(), Message::text(text)),
-            },
-            (Phase::Open, Upgraded::Binary(bytes)) => match self.compressing() {
-                Some(agreed) => self.send_compressed(agreed, Data::Binary, &bytes),
-                None => self.send(bytes.len(), Message::binary(bytes)),
-            },
+            (Phase::Open, Upgraded::Text(text)) => self.send(Data::Text, text.as_bytes()),
+            (Phase::Open, Upgraded::Binary(bytes)) => self.send(Data::Binary, &bytes),
             (Phase::Open, Upgraded::Close { code, reason }) => self.close(code, &reason),
             (_, Upgraded::Consumed(n)) => {
                 let was_paused = self.unconsumed >= INCOMING_LIMIT;
@@ -411,27 +410,19 @@ impl Session {
         self.on_read()
     }
 
-    fn send(&mut self, len: usize, message: Message) -> Option<ngx_int_t> {
-        let ws = self.ws.as_mut()?;
-        if ws.write(message).is_err() {
-            return None;
-        }
-        self.written_cost += cost(len);
-        self.conn.restart_idle_timer(self.idle_ms);
-        self.write_out()
-    }
-
-    /// The compression agreed, for a message to send.
-    fn compressing(&self) -> Option<Agreed> {
-        self.inflater.as_ref().map(Inflater::agreed)
-    }
-
-    /// A data message as one compressed frame, after anything tungstenite
-    /// queued (a pong).
-    fn send_compressed(&mut self, agreed: Agreed, opcode: Data, payload: &[u8]) -> Option<ngx_int_t> {
+    /// A data message as one frame (compressed when agreed), after
+    /// anything tungstenite queued (a pong). Written here rather than by
+    /// tungstenite, which would copy it once more through its own buffer;
+    /// only the open phase sends, so its state needs no update.
+    fn send(&mut self, opcode: Data, payload: &[u8]) -> Option<ngx_int_t> {
+        let agreed = self.inflater.as_ref().map(Inflater::agreed);
         let ws = self.ws.as_mut()?;
         let _ = ws.flush();
-        deflate::compress_frame(agreed, opcode, payload, &mut ws.get_mut().output);
+        let output = &mut ws.get_mut().output;
+        match agreed {
+            Some(agreed) => deflate::compress_frame(agreed, opcode, payload, output),
+            None => deflate::plain_frame(opcode, payload, output),
+        }
         self.written_cost += cost(payload.len());
         self.conn.restart_idle_timer(self.idle_ms);
         self.write_out()
@@ -494,18 +485,20 @@ impl Session {
             }
             return Some(NGX_ERROR as ngx_int_t);
         }
-        let mut buf = [0u8; READ_STEP];
         let mut eof = false;
         // Once hanging up, only our last frames still matter (nginx's
         // lingering close reads and drops the rest).
         while !self.hang_up && self.unconsumed < INCOMING_LIMIT && self.conn.readable() {
-            match self.conn.recv(&mut buf) {
+            let Some(ws) = self.ws.as_mut() else { break };
+            // Straight into tungstenite's input, or the inflater's.
+            let into = if self.inflater.is_some() { &mut self.raw } else { &mut ws.get_mut().input };
+            match self.conn.recv_into(into, READ_STEP) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
-                Ok(n) => {
-                    if let Some(end) = self.take_in(&buf[..n]) {
+                Ok(_) => {
+                    if let Some(end) = self.take_in() {
                         return Some(end);
                     }
                 }
@@ -516,7 +509,7 @@ impl Session {
                 }
             }
         }
-        if let Some(end) = self.take_in(&[]) {
+        if let Some(end) = self.take_in() {
             return Some(end);
         }
         if eof {
@@ -526,15 +519,11 @@ impl Session {
         self.write_out()
     }
 
-    /// Hands what was read to tungstenite (through the inflater, when
-    /// compression was agreed) and decodes the messages it completes.
-    fn take_in(&mut self, bytes: &[u8]) -> Option<ngx_int_t> {
+    /// Decodes the messages that what was read completes (through the
+    /// inflater first, when compression was agreed).
+    fn take_in(&mut self) -> Option<ngx_int_t> {
         let ws = self.ws.as_mut()?;
-        let Some(inflater) = self.inflater.as_mut() else {
-            ws.get_mut().input.extend_from_slice(bytes);
-            return self.frames();
-        };
-        self.raw.extend_from_slice(bytes);
+        let Some(inflater) = self.inflater.as_mut() else { return self.frames() };
         let failed = inflater.rewrite(&mut self.raw, &mut ws.get_mut().input).err();
         // The messages before a bad one still reach the app.
         if let Some(end) = self.frames() {
@@ -565,12 +554,12 @@ impl Session {
                     // Counted as protocol.py counts it: len() of the str.
                     self.unconsumed += text.as_str().chars().count();
                     self.conn.restart_idle_timer(self.idle_ms);
-                    self.inbox.push(Inbound::WsEvent(id, WsEvent::Text(text.as_str().to_owned())));
+                    self.inbox.push(Inbound::WsEvent(id, WsEvent::Text(text)));
                 }
                 Ok(Message::Binary(bytes)) => {
                     self.unconsumed += bytes.len();
                     self.conn.restart_idle_timer(self.idle_ms);
-                    self.inbox.push(Inbound::WsEvent(id, WsEvent::Bytes(bytes.to_vec())));
+                    self.inbox.push(Inbound::WsEvent(id, WsEvent::Bytes(bytes)));
                 }
                 Ok(Message::Close(frame)) => {
                     // tungstenite queued the reply; the app hears the code.

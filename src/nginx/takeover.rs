@@ -116,6 +116,29 @@ impl Takeover {
         }
     }
 
+    /// Appends up to `max` bytes to `buf` (read straight into its spare
+    /// room); as [`Takeover::recv`] otherwise.
+    pub fn recv_into(self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        buf.reserve(max);
+        let spare = buf.spare_capacity_mut();
+        let c = self.c();
+        // SAFETY: as in `recv`; nginx writes at most `max` bytes into the
+        // spare room, which `reserve` made at least that large.
+        let n = unsafe {
+            let Some(recv) = (*c).recv else { return Err(io::Error::other("the connection cannot receive")) };
+            recv(c, spare.as_mut_ptr().cast(), max.min(spare.len()))
+        };
+        match n {
+            n if n >= 0 => {
+                // SAFETY: recv initialised the first `n` spare bytes.
+                unsafe { buf.set_len(buf.len() + n as usize) };
+                Ok(n as usize)
+            }
+            n if n == NGX_AGAIN as isize => Err(io::ErrorKind::WouldBlock.into()),
+            _ => Err(io::Error::other("the client connection failed")),
+        }
+    }
+
     /// Bytes written, or WouldBlock.
     pub fn send(self, buf: &[u8]) -> io::Result<usize> {
         let c = self.c();

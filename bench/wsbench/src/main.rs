@@ -1,19 +1,26 @@
-//! `wsbench URL CONNECTIONS SECONDS`: each connection sends a 13-byte text
-//! message and waits for its echo, again and again; prints one JSON line:
-//! round trips per second and the p50 and p99 round trip in µs. Errors are
-//! counted, not fatal, so a peer that drops connections shows it.
+//! `wsbench URL CONNECTIONS SECONDS [SIZE [text|binary]]`: each connection
+//! sends a message (13 bytes of text unless SIZE says otherwise) and waits
+//! for its echo, again and again; prints one JSON line: round trips per
+//! second and the p50 and p99 round trip in µs. Errors are counted, not
+//! fatal, so a peer that drops connections shows it. The messages go
+//! uncompressed: tungstenite offers no permessage-deflate.
 
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use tungstenite::{connect, Message};
+use tungstenite::Message;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 4 {
-        eprintln!("usage: wsbench URL CONNECTIONS SECONDS");
+    if !(4..=6).contains(&args.len()) {
+        eprintln!("usage: wsbench URL CONNECTIONS SECONDS [SIZE [text|binary]]");
         std::process::exit(2);
     }
+    let size: usize = args.get(4).map_or(13, |s| s.parse().expect("SIZE"));
+    let binary = args.get(5).is_some_and(|k| k == "binary");
+    // Autobahn's 9.* payload, for sizes past the greeting.
+    let text: String = if size == 13 { "Hello, world!".into() } else { "BAsd7&jh23".chars().cycle().take(size).collect() };
+    let message = if binary { Message::binary(text.into_bytes()) } else { Message::text(text) };
     let url = args[1].clone();
     let conns: usize = args[2].parse().expect("CONNECTIONS");
     let seconds: f64 = args[3].parse().expect("SECONDS");
@@ -21,7 +28,8 @@ fn main() {
     let threads: Vec<_> = (0..conns)
         .map(|_| {
             let url = url.clone();
-            std::thread::spawn(move || run(&url, deadline))
+            let message = message.clone();
+            std::thread::spawn(move || run(&url, deadline, message))
         })
         .collect();
     let mut latencies = Vec::new();
@@ -47,9 +55,10 @@ fn main() {
 }
 
 /// One connection's round trips (µs each) and errors.
-fn run(url: &str, deadline: Instant) -> (Vec<u64>, u64) {
+fn run(url: &str, deadline: Instant, message: Message) -> (Vec<u64>, u64) {
     let mut latencies = Vec::with_capacity(100_000);
-    let (mut ws, _) = match connect(url) {
+    let config = tungstenite::protocol::WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+    let (mut ws, _) = match tungstenite::client::connect_with_config(url, Some(config), 3) {
         Ok(pair) => pair,
         Err(_) => return (latencies, 1),
     };
@@ -58,11 +67,13 @@ fn run(url: &str, deadline: Instant) -> (Vec<u64>, u64) {
     }
     while Instant::now() < deadline {
         let start = Instant::now();
-        if ws.send(Message::text("Hello, world!")).is_err() {
+        if ws.send(message.clone()).is_err() {
             return (latencies, 1);
         }
         match ws.read() {
-            Ok(Message::Text(_)) => latencies.push(start.elapsed().as_micros() as u64),
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) if m.len() == message.len() => {
+                latencies.push(start.elapsed().as_micros() as u64)
+            }
             _ => return (latencies, 1),
         }
     }
