@@ -1,7 +1,11 @@
 //! Configuration: the module's structures, its merge, and the directive
-//! table (the layout of nginx's own modules). Each interface owns its part
-//! of the structures and its directive handlers: [`crate::wsgi::conf`],
-//! [`crate::cgi::conf`], and [`crate::python::config`] for `rust_python_*`.
+//! table (the layout of nginx's own modules). Each room owns its part of
+//! the structures and its directive handlers ([`crate::wsgi::conf`],
+//! [`crate::asgi::conf`], [`crate::cgi::conf`], [`crate::pool::conf`],
+//! [`crate::python::app_conf`] for what every Python app's location shares,
+//! [`crate::python::config`] for `rust_python_*`); the handlers that choose
+//! which room serves a location (`rust_wsgi`, `rust_asgi`,
+//! `rust_wsgi_pool`: embedded or from a pool) are here, above the rooms.
 //!
 //! Everything here also runs in the master, under `nginx -t` and under
 //! `nginx -s`, so it only checks and records; starting Python, threads or
@@ -13,43 +17,25 @@ use std::ptr::addr_of_mut;
 
 use nginx_sys::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_num_slot, ngx_conf_set_size_slot, ngx_conf_t,
-    ngx_flag_t, ngx_msec_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1,
+    ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1,
     NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_CONF_TAKE23, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
     NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
 };
-use ngx::http::{Merge, MergeConfigError};
+use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
 use ngx::ngx_string;
 
 use crate::asgi::conf as asgi;
 use crate::cgi::conf as cgi;
 use crate::core::conf::{self as upstream, UpstreamConf};
 use crate::pool::conf as pool;
-use crate::nginx::conf::ConfResult;
+use crate::module::Module;
+use crate::nginx::conf::{args, conf_error, set_content_handler, ConfResult, CONF_OK};
+use crate::python::app_conf::{self, AppLocConf};
+use crate::python::apps::Interface;
 use crate::python::config::{self as python, PythonSettings};
 use crate::wsgi::conf as wsgi;
 
 // ---- configuration structures ---------------------------------------------
-
-/// C's NGX_CONF_UNSET_MSEC, which bindgen cannot express.
-pub const UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
-/// C's NGX_CONF_UNSET for flags.
-pub const UNSET_FLAG: ngx_flag_t = -1;
-/// C's NGX_CONF_UNSET_SIZE.
-pub const UNSET_SIZE: usize = usize::MAX;
-
-/// nginx's `ngx_conf_merge_msec_value`.
-pub fn merge_msec(value: &mut ngx_msec_t, prev: ngx_msec_t, default: ngx_msec_t) {
-    if *value == UNSET_MSEC {
-        *value = if prev == UNSET_MSEC { default } else { prev };
-    }
-}
-
-/// nginx's `ngx_conf_merge_value` for flags.
-pub fn merge_flag(value: &mut ngx_flag_t, prev: ngx_flag_t, default: bool) {
-    if *value == UNSET_FLAG {
-        *value = if prev == UNSET_FLAG { default as ngx_flag_t } else { prev };
-    }
-}
 
 /// `http {}` level: settings per worker process.
 #[derive(Default)]
@@ -78,8 +64,9 @@ impl MainConf {
 /// `location {}` level (also `http {}` and `server {}` for inherited values).
 #[derive(Default)]
 pub struct LocConf {
-    /// Also the Python settings of `rust_asgi` locations (read timeout,
-    /// reload), which both interfaces share.
+    /// What every Python app's location shares, whichever interface and
+    /// wherever it runs (read timeout, errors level, reload).
+    pub app: AppLocConf,
     pub wsgi: wsgi::WsgiLocConf,
     pub asgi: asgi::AsgiLocConf,
     pub cgi: cgi::CgiLocConf,
@@ -94,7 +81,7 @@ impl LocConf {
     /// The directive that already makes this location serve requests, if
     /// any: one location has one content handler.
     pub fn served_by(&self) -> Option<&'static str> {
-        if let Some(target) = &self.wsgi.pool {
+        if let Some(target) = &self.pool.target {
             Some(if target.asgi { "rust_asgi" } else { "rust_wsgi" })
         } else if self.wsgi.app.is_some() {
             Some("rust_wsgi")
@@ -110,7 +97,9 @@ impl LocConf {
 
 impl Merge for LocConf {
     fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
-        self.wsgi.merge(&prev.wsgi);
+        // The app itself is not inherited: like fastcgi_pass, it belongs
+        // to the location that names it.
+        self.app.merge(&prev.app);
         self.asgi.merge(&prev.asgi);
         self.cgi.merge(&prev.cgi);
         self.upstream.merge(&prev.upstream);
@@ -118,8 +107,9 @@ impl Merge for LocConf {
     }
 }
 
-/// The module's `merge_loc_conf`: inherits values, then lets the
-/// interfaces check what only a merged location can tell.
+/// The module's `merge_loc_conf`: inherits values, then checks what only a
+/// merged location can tell: that its pool exists, or that every location
+/// serving its app agrees on how it reloads.
 ///
 /// # Safety
 /// Only nginx calls it, with this module's location confs.
@@ -127,7 +117,85 @@ pub unsafe extern "C" fn merge_loc_conf(cf: *mut ngx_conf_t, prev: *mut c_void, 
     // SAFETY: nginx passes this module's location confs at two levels.
     let (prev, lcf) = unsafe { (&*(prev as *const LocConf), &mut *(conf as *mut LocConf)) };
     let _ = lcf.merge(prev);
-    wsgi::merged(cf, lcf)
+    // SAFETY: nginx passes the configuration being parsed.
+    let Some(mcf) = Module::main_conf_mut(unsafe { &*cf }) else { return CONF_OK };
+    if let Some(target) = lcf.pool.target.as_mut() {
+        return match mcf.pool.resolve(target) {
+            Ok(()) => CONF_OK,
+            Err(problem) => conf_error(cf, &problem),
+        };
+    }
+    match (lcf.wsgi.app, lcf.asgi.app) {
+        (Some(index), _) => app_conf::agree_reload(cf, &mut mcf.wsgi.apps[index], lcf.app.reload.clone(), "rust_wsgi_reload"),
+        (None, Some(index)) => app_conf::agree_reload(cf, &mut mcf.asgi.apps[index], lcf.app.reload.clone(), "rust_asgi_reload"),
+        (None, None) => CONF_OK,
+    }
+}
+
+// ---- the directives that choose where an app runs -----------------------------
+
+/// `rust_wsgi /path/to/app.py[:callable] [pool=NAME];`
+unsafe extern "C" fn rust_wsgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes the configuration being parsed and this module's
+    // location conf.
+    unsafe { serve_app(cf, conf, Interface::Wsgi) }
+}
+
+/// `rust_asgi /path/to/app.py[:callable] [pool=NAME];`
+unsafe extern "C" fn rust_asgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_wsgi`.
+    unsafe { serve_app(cf, conf, Interface::Asgi) }
+}
+
+/// A location served by a Python app: embedded in the worker (the app
+/// joins the interface's list, imported once per worker) or from a pool.
+///
+/// # Safety
+/// `cf` is the configuration being parsed and `conf` this module's
+/// location conf.
+unsafe fn serve_app(cf: *mut ngx_conf_t, conf: *mut c_void, interface: Interface) -> ConfResult {
+    // SAFETY: see above.
+    let (cf_ref, lcf) = unsafe { (&*cf, &mut *(conf as *mut LocConf)) };
+    let (directive, name) = match interface {
+        Interface::Wsgi => ("rust_wsgi", "WSGI"),
+        Interface::Asgi => ("rust_asgi", "ASGI"),
+    };
+    let (spec, pool) = match app_conf::app_directive(cf, lcf.served_by(), directive, name) {
+        Ok(parsed) => parsed,
+        Err(e) => return e,
+    };
+    if let Some(name) = pool {
+        let asgi = interface == Interface::Asgi;
+        lcf.pool.target = Some(pool::PoolTarget { name, app: Some(spec), asgi, ..Default::default() });
+        return set_content_handler(cf, Some(crate::pool::client::content_handler));
+    }
+    let Some(mcf) = Module::main_conf_mut(cf_ref) else {
+        return conf_error(cf, &format!("\"{directive}\": no http configuration"));
+    };
+    match interface {
+        Interface::Wsgi => {
+            lcf.wsgi.app = Some(app_conf::app_index(&mut mcf.wsgi.apps, spec));
+            set_content_handler(cf, Some(crate::wsgi::content_handler))
+        }
+        Interface::Asgi => {
+            lcf.asgi.app = Some(app_conf::app_index(&mut mcf.asgi.apps, spec));
+            set_content_handler(cf, Some(crate::asgi::content_handler))
+        }
+    }
+}
+
+/// `rust_wsgi_pool NAME;`: the pool's own `app=`, served from the pool.
+unsafe extern "C" fn rust_wsgi_pool(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_wsgi`.
+    let (cf_ref, lcf) = unsafe { (&*cf, &mut *(conf as *mut LocConf)) };
+    match lcf.served_by() {
+        Some("rust_wsgi") => return conf_error(cf, "\"rust_wsgi_pool\": this location already serves an app"),
+        Some(other) => return conf_error(cf, &format!("\"rust_wsgi_pool\" and \"{other}\" cannot serve the same location")),
+        None => {}
+    }
+    let name = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
+    lcf.pool.target = Some(pool::PoolTarget { name, app: None, ..Default::default() });
+    set_content_handler(cf, Some(crate::pool::client::content_handler))
 }
 
 // ---- directives ---------------------------------------------------------------
@@ -148,8 +216,8 @@ const NO_POST: *mut c_void = std::ptr::null_mut();
 
 pub static mut COMMANDS: [ngx_command_t; 34] = [
     // rust_wsgi*
-    directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, wsgi::rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
-    directive(ngx_string!("rust_wsgi_pool"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, wsgi::rust_wsgi_pool, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_wsgi_pool"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, rust_wsgi_pool, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(
         ngx_string!("rust_wsgi_threads"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
@@ -159,29 +227,43 @@ pub static mut COMMANDS: [ngx_command_t; 34] = [
         // nginx only reads the bounds through this pointer.
         addr_of_mut!(wsgi::THREADS_BOUNDS) as *mut c_void,
     ),
-    directive(ngx_string!("rust_wsgi_spin"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, wsgi::rust_wsgi_spin, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
+    directive(
+        ngx_string!("rust_wsgi_spin"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        wsgi::rust_wsgi_spin,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        offset_of!(MainConf, wsgi),
+        NO_POST,
+    ),
     directive(
         ngx_string!("rust_wsgi_read_timeout"),
         ANY_LEVEL | NGX_CONF_TAKE1,
         ngx_conf_set_msec_slot,
         NGX_HTTP_LOC_CONF_OFFSET,
-        offset_of!(LocConf, wsgi.read_timeout),
+        offset_of!(LocConf, app.read_timeout),
         NO_POST,
     ),
-    directive(ngx_string!("rust_wsgi_errors_level"), ANY_LEVEL | NGX_CONF_TAKE1, wsgi::rust_wsgi_errors_level, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
-    directive(ngx_string!("rust_wsgi_reload"), ANY_LEVEL | NGX_CONF_TAKE1, wsgi::rust_wsgi_reload, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(
+        ngx_string!("rust_wsgi_errors_level"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        app_conf::rust_wsgi_errors_level,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        offset_of!(LocConf, app),
+        NO_POST,
+    ),
+    directive(ngx_string!("rust_wsgi_reload"), ANY_LEVEL | NGX_CONF_TAKE1, app_conf::rust_app_reload, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, app), NO_POST),
     // rust_asgi* (the read timeout and reload are the same settings as
     // rust_wsgi's, under the name an ASGI user looks for)
-    directive(ngx_string!("rust_asgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, asgi::rust_asgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_asgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, rust_asgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(
         ngx_string!("rust_asgi_read_timeout"),
         ANY_LEVEL | NGX_CONF_TAKE1,
         ngx_conf_set_msec_slot,
         NGX_HTTP_LOC_CONF_OFFSET,
-        offset_of!(LocConf, wsgi.read_timeout),
+        offset_of!(LocConf, app.read_timeout),
         NO_POST,
     ),
-    directive(ngx_string!("rust_asgi_reload"), ANY_LEVEL | NGX_CONF_TAKE1, wsgi::rust_wsgi_reload, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_asgi_reload"), ANY_LEVEL | NGX_CONF_TAKE1, app_conf::rust_app_reload, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, app), NO_POST),
     directive(
         ngx_string!("rust_asgi_request_buffering"),
         ANY_LEVEL | NGX_CONF_FLAG,
@@ -199,9 +281,9 @@ pub static mut COMMANDS: [ngx_command_t; 34] = [
         NO_POST,
     ),
     // rust_python_*
-    directive(ngx_string!("rust_python_home"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, python::rust_python_home, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
-    directive(ngx_string!("rust_python_path"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, python::rust_python_path, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
-    directive(ngx_string!("rust_python_env"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2, python::rust_python_env, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_python_home"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, python::rust_python_home, NGX_HTTP_MAIN_CONF_OFFSET, offset_of!(MainConf, python), NO_POST),
+    directive(ngx_string!("rust_python_path"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, python::rust_python_path, NGX_HTTP_MAIN_CONF_OFFSET, offset_of!(MainConf, python), NO_POST),
+    directive(ngx_string!("rust_python_env"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2, python::rust_python_env, NGX_HTTP_MAIN_CONF_OFFSET, offset_of!(MainConf, python), NO_POST),
     // rust_pool
     directive(ngx_string!("rust_pool"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, pool::rust_pool, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_pool_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, pool::rust_pool_status, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),

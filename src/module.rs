@@ -141,7 +141,7 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 log.write(Level::Error, &format!("rust_asgi: cannot start in this worker: {e}"));
             }
         }
-        crate::python::watch_directories(mcf, &bridge);
+        crate::python::watch_directories(mcf.wsgi.apps.iter().chain(&mcf.asgi.apps), &bridge);
     });
     NGX_OK as ngx_int_t
 }

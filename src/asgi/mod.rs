@@ -47,7 +47,7 @@ use crate::nginx::log::{Level, Log};
 use crate::nginx::request::HttpRequest;
 use crate::nginx::takeover::is_websocket_request;
 use crate::python::apps::Interface;
-use crate::wsgi::conf::WsgiLocConf;
+use crate::python::app_conf::AppLocConf;
 
 struct AsgiWorker {
     inbox: Arc<Inbox<Inbound>>,
@@ -71,7 +71,7 @@ impl Adapter for Asgi {
     type Job = (usize, Arc<Inbox<Inbound>>, Option<Arc<str>>);
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
-        r.loc_conf::<Module>().map_or(WsgiLocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi.read_timeout)
+        r.loc_conf::<Module>().map_or(AppLocConf::DEFAULT_READ_TIMEOUT, |c| c.app.read_timeout)
     }
 
     fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf> {

@@ -9,7 +9,8 @@ use ngx::http::HttpModuleMainConf;
 
 use crate::core::cgi_head::HEAD_LIMIT;
 use crate::core::conf::{param_args, push_param, Param};
-use crate::conf::{merge_flag, merge_msec, LocConf, MainConf, UNSET_FLAG, UNSET_MSEC, UNSET_SIZE};
+use crate::conf::{LocConf, MainConf};
+use crate::nginx::conf::{merge_flag, merge_msec, UNSET_FLAG, UNSET_MSEC, UNSET_SIZE};
 use crate::module::Module;
 use crate::nginx::conf::{args, conf_error, full_path, level_arg, set_content_handler, ConfResult, CONF_OK};
 use crate::nginx::log::Level;

@@ -228,7 +228,7 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
 /// it again:
 ///
 /// - the producer has no room: it publishes `Event::ResumeBody` once it
-///   has taken enough (`asgi::credit::BodyFlow` makes sure that is not
+///   has taken enough (the ASGI room's `BodyFlow` makes sure that is not
 ///   lost), and a client that resets meanwhile is noticed on its read
 ///   event;
 /// - nginx waits for the client ([`HttpRequest::body_needs_client`]): the

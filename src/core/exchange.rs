@@ -65,7 +65,7 @@ pub enum Event {
     ResumeBody,
 }
 
-/// What an app sends on a WebSocket (see [`crate::asgi::upgrade`]).
+/// What an app sends on a WebSocket (the ASGI room frames it).
 #[derive(Debug)]
 pub enum Upgraded {
     /// Accept the handshake.

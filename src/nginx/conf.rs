@@ -7,7 +7,7 @@
 use std::ffi::c_char;
 use std::path::{Path, PathBuf};
 
-use nginx_sys::{ngx_conf_t, ngx_str_t, NGX_LOG_EMERG};
+use nginx_sys::{ngx_conf_t, ngx_flag_t, ngx_msec_t, ngx_str_t, NGX_LOG_EMERG};
 
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 
@@ -18,6 +18,39 @@ use super::request::ComplexValue;
 pub type ConfResult = *mut c_char;
 
 pub const CONF_OK: ConfResult = std::ptr::null_mut();
+
+/// The field of a module's conf that a directive's `offset` points at, as
+/// nginx's own `ngx_conf_set_*_slot` handlers find theirs: so a handler
+/// needs to know its own settings only, not the module's whole conf.
+///
+/// # Safety
+/// `conf` is the conf nginx passes a handler of `cmd`, and `cmd.offset` is
+/// the offset of a `T` inside it.
+pub unsafe fn field_of<'a, T>(conf: *mut std::ffi::c_void, cmd: *mut nginx_sys::ngx_command_t) -> &'a mut T {
+    // SAFETY: see above.
+    unsafe { &mut *(conf.cast::<u8>().add((*cmd).offset) as *mut T) }
+}
+
+/// C's NGX_CONF_UNSET_MSEC, which bindgen cannot express.
+pub const UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
+/// C's NGX_CONF_UNSET for flags.
+pub const UNSET_FLAG: ngx_flag_t = -1;
+/// C's NGX_CONF_UNSET_SIZE.
+pub const UNSET_SIZE: usize = usize::MAX;
+
+/// nginx's `ngx_conf_merge_msec_value`.
+pub fn merge_msec(value: &mut ngx_msec_t, prev: ngx_msec_t, default: ngx_msec_t) {
+    if *value == UNSET_MSEC {
+        *value = if prev == UNSET_MSEC { default } else { prev };
+    }
+}
+
+/// nginx's `ngx_conf_merge_value` for flags.
+pub fn merge_flag(value: &mut ngx_flag_t, prev: ngx_flag_t, default: bool) {
+    if *value == UNSET_FLAG {
+        *value = if prev == UNSET_FLAG { default as ngx_flag_t } else { prev };
+    }
+}
 
 /// Logs `message` at `emerg` and fails the configuration. nginx appends
 /// " in FILE:LINE", so the user sees where, and the message says what to do.

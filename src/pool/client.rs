@@ -24,6 +24,7 @@ use super::fastcgi::{self as fcgi, Decoder};
 use super::log::split_level;
 use super::params::{write_params, Extras};
 use crate::os::monotonic_us;
+use crate::python::app_conf::AppLocConf;
 use super::slots::{self, ExitCause, State};
 use super::spawn::sockaddr;
 use super::supervisor::describe;
@@ -52,15 +53,15 @@ const EXIT_WAIT_STEPS: u32 = 25;
 const IDLE_PER_SLOT: usize = 16;
 const REQUEST_ID: u16 = 1;
 
-pub struct PoolWsgi;
+pub struct PoolPass;
 
-impl Adapter for PoolWsgi {
+impl Adapter for PoolPass {
     const NAME: &'static str = "rust_wsgi";
     const READ_TIMEOUT_DIRECTIVE: &'static str = "rust_wsgi_read_timeout";
     type Job = &'static PoolTarget;
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
-        r.loc_conf::<Module>().map_or(crate::wsgi::conf::WsgiLocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi.read_timeout)
+        r.loc_conf::<Module>().map_or(AppLocConf::DEFAULT_READ_TIMEOUT, |c| c.app.read_timeout)
     }
 
     fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf> {
@@ -88,7 +89,7 @@ impl Adapter for PoolWsgi {
     }
 
     fn start(target: &'static PoolTarget, r: HttpRequest, head: RequestHead, body: Body) -> Result<Box<dyn Source>, Refusal> {
-        let errors_level = r.loc_conf::<Module>().and_then(|c| c.wsgi.errors_level).unwrap_or(Level::Error);
+        let errors_level = r.loc_conf::<Module>().map_or(AppLocConf::DEFAULT_ERRORS_LEVEL, |c| c.app.errors_level());
         let mut request = Box::new(PoolRequest {
             req: r,
             target,
@@ -121,7 +122,7 @@ impl Adapter for PoolWsgi {
 }
 
 fn target(r: HttpRequest) -> Option<&'static PoolTarget> {
-    r.loc_conf::<Module>().and_then(|c| c.wsgi.pool.as_ref())
+    r.loc_conf::<Module>().and_then(|c| c.pool.target.as_ref())
 }
 
 /// The content handler of `rust_wsgi ... pool=`, `rust_wsgi_pool` and
@@ -138,7 +139,7 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
         return nginx_sys::NGX_HTTP_NOT_IMPLEMENTED as ngx_int_t;
     }
     // SAFETY: as above.
-    unsafe { engine::handle::<PoolWsgi>(r) }
+    unsafe { engine::handle::<PoolPass>(r) }
 }
 
 enum Response {

@@ -134,6 +134,9 @@ pub struct PoolTarget {
 /// Per location.
 #[derive(Default)]
 pub struct PoolLocConf {
+    /// `rust_wsgi ... pool=NAME`, `rust_asgi ... pool=NAME` or
+    /// `rust_wsgi_pool NAME`: the location is served by that pool.
+    pub target: Option<PoolTarget>,
     /// `rust_pool_status prometheus;` (else JSON).
     pub status_prometheus: bool,
 }

@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 
 use nginx_sys::{ngx_command_t, ngx_conf_t};
 
-use crate::conf::MainConf;
-use crate::nginx::conf::{args, conf_error, full_path, ConfResult, CONF_OK};
+use crate::nginx::conf::{args, conf_error, field_of, full_path, ConfResult, CONF_OK};
 
 /// The Python this module was built against ("3.11").
 pub const PYTHON_VERSION: &str = env!("RGW_PYTHON_VERSION");
@@ -91,10 +90,11 @@ fn pyvenv_version(cfg: &str) -> Option<String> {
 }
 
 /// `rust_python_home /path/to/venv;`
-pub(crate) unsafe extern "C" fn rust_python_home(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
-    // SAFETY: nginx passes the configuration being parsed and this module's
-    // main conf (the command's `conf` offset).
-    let (cf_ref, settings) = unsafe { (&*cf, &mut (*(conf as *mut MainConf)).python) };
+pub(crate) unsafe extern "C" fn rust_python_home(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes the configuration being parsed, this module's
+    // main conf and the command, whose offset is that of its
+    // PythonSettings.
+    let (cf_ref, settings) = unsafe { (&*cf, field_of::<PythonSettings>(conf, cmd)) };
     if settings.home.is_some() {
         return conf_error(cf, "\"rust_python_home\" is duplicate");
     }
@@ -109,9 +109,9 @@ pub(crate) unsafe extern "C" fn rust_python_home(cf: *mut ngx_conf_t, _cmd: *mut
 }
 
 /// `rust_python_path dir ...;`
-pub(crate) unsafe extern "C" fn rust_python_path(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+pub(crate) unsafe extern "C" fn rust_python_path(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: as in `rust_python_home`.
-    let (cf_ref, settings) = unsafe { (&*cf, &mut (*(conf as *mut MainConf)).python) };
+    let (cf_ref, settings) = unsafe { (&*cf, field_of::<PythonSettings>(conf, cmd)) };
     for arg in &args(cf_ref)[1..] {
         let dir = full_path(cf_ref, Path::new(&*String::from_utf8_lossy(arg.as_bytes())));
         if !dir.is_dir() {
@@ -126,9 +126,9 @@ pub(crate) unsafe extern "C" fn rust_python_path(cf: *mut ngx_conf_t, _cmd: *mut
 }
 
 /// `rust_python_env NAME value;`
-pub(crate) unsafe extern "C" fn rust_python_env(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+pub(crate) unsafe extern "C" fn rust_python_env(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: as in `rust_python_home`.
-    let (cf_ref, settings) = unsafe { (&*cf, &mut (*(conf as *mut MainConf)).python) };
+    let (cf_ref, settings) = unsafe { (&*cf, field_of::<PythonSettings>(conf, cmd)) };
     let name = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
     let value = String::from_utf8_lossy(args(cf_ref)[2].as_bytes()).into_owned();
     if name.is_empty() || name.contains('=') {

@@ -9,6 +9,7 @@
 //! - [`stdio`]: `wsgi.errors`, `sys.stdout` and `sys.stderr` into nginx's
 //!   error log.
 
+pub mod app_conf;
 pub mod apps;
 pub mod config;
 pub mod errors;
@@ -47,7 +48,7 @@ pub fn start(settings: config::PythonSettings, bridge: &Arc<Bridge>) -> Result<(
 }
 
 /// The configured apps of one interface, not yet imported.
-pub fn apps_of(confs: &[crate::wsgi::conf::AppConf], interface: apps::Interface, logger: &Logger) -> Vec<Arc<apps::App>> {
+pub fn apps_of(confs: &[app_conf::AppConf], interface: apps::Interface, logger: &Logger) -> Vec<Arc<apps::App>> {
     confs
         .iter()
         .map(|app| {
@@ -65,12 +66,9 @@ pub fn worker_logger(bridge: &Arc<Bridge>) -> Logger {
 
 /// `rust_wsgi_reload directory=` / `rust_asgi_reload directory=`: one
 /// inotify watch over every such directory of either interface.
-pub fn watch_directories(mcf: &crate::conf::MainConf, bridge: &Arc<Bridge>) {
-    let watched: Vec<std::path::PathBuf> = mcf
-        .wsgi
-        .apps
-        .iter()
-        .chain(&mcf.asgi.apps)
+pub fn watch_directories<'a>(apps: impl IntoIterator<Item = &'a app_conf::AppConf>, bridge: &Arc<Bridge>) {
+    let watched: Vec<std::path::PathBuf> = apps
+        .into_iter()
         .filter_map(|app| match &app.reload {
             Some(apps::Reload::Directory(dir)) => Some(dir.clone()),
             _ => None,

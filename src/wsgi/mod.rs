@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t};
 
-use self::conf::WsgiLocConf;
+use crate::python::app_conf::AppLocConf;
 use crate::conf::MainConf;
 use crate::core::capture::{Body, RequestHead};
 use crate::core::conf::UpstreamConf;
@@ -56,7 +56,7 @@ impl Adapter for Wsgi {
     type Job = (Arc<App>, Level);
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
-        r.loc_conf::<Module>().map_or(WsgiLocConf::DEFAULT_READ_TIMEOUT, |c| c.wsgi.read_timeout)
+        r.loc_conf::<Module>().map_or(AppLocConf::DEFAULT_READ_TIMEOUT, |c| c.app.read_timeout)
     }
 
     fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf> {
@@ -69,9 +69,9 @@ impl Adapter for Wsgi {
 
     fn prepare(r: HttpRequest) -> Result<Self::Job, Refusal> {
         let refuse = |message: &str| Refusal { status: 500, message: message.into() };
-        let lcf = &r.loc_conf::<Module>().ok_or_else(|| refuse("no configuration"))?.wsgi;
-        let index = lcf.app.ok_or_else(|| refuse("no app is configured here"))?;
-        let errors_level = lcf.errors_level.unwrap_or(WsgiLocConf::DEFAULT_ERRORS_LEVEL);
+        let lcf = r.loc_conf::<Module>().ok_or_else(|| refuse("no configuration"))?;
+        let index = lcf.wsgi.app.ok_or_else(|| refuse("no app is configured here"))?;
+        let errors_level = lcf.app.errors_level();
         if runtime::bridge().is_none() {
             return Err(refuse("the module's runtime is not running in this worker (see the error logged at worker start)"));
         }
