@@ -6,16 +6,21 @@
 //! an eventfd the loop watches, and responses come back through the
 //! request's exchange and the bridge.
 //!
+//! - [`host`]: the loop thread of a process and how a request is handed
+//!   to it (an nginx worker's, and a pool process's).
 //! - [`types`]: the scope.
-//! - [`serving`]: the loop thread and what nginx's thread sends it.
+//! - [`serving`]: the loop itself and what it is sent.
 //! - [`io`]: receive and send for one HTTP request.
-//! - [`upgrade`], [`ws`]: WebSockets, nginx's side and the loop's.
+//! - [`upgrade`], [`ws`]: WebSockets, nginx's side and the loop's;
+//!   [`deflate`]: their permessage-deflate.
+//! - [`credit`]: the windows between the loop and nginx's thread.
 //! - `protocol.py`: the asyncio side (awaitables, tasks, lifespan).
-//! - [`conf`]: the `rust_asgi` directive.
+//! - [`conf`]: `rust_asgi`'s own settings.
 
 pub mod conf;
 pub mod credit;
 pub mod deflate;
+pub mod host;
 pub mod io;
 pub mod serving;
 pub mod types;
@@ -25,13 +30,11 @@ pub mod ws;
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR};
 
-use self::credit::{BodyFlow, Credit};
-use self::serving::{HttpStart, Inbound};
+use self::host::Host;
+use self::serving::Inbound;
 use crate::conf::MainConf;
 use crate::core::capture::{Body, RequestHead};
 use crate::core::conf::UpstreamConf;
@@ -39,7 +42,7 @@ use crate::core::served::{Label, Text};
 use crate::core::engine::{self, Adapter, Ending, Refusal, Source};
 use crate::core::exchange::{Exchange, ResponseSink};
 use crate::core::inbox::Inbox;
-use crate::core::{runtime, threaded, workers};
+use crate::core::{runtime, threaded};
 use crate::module::Module;
 use crate::core::catch_panic;
 use crate::nginx::event::ExitWatch;
@@ -50,10 +53,9 @@ use crate::python::apps::Interface;
 use crate::python::app_conf::AppLocConf;
 
 struct AsgiWorker {
-    inbox: Arc<Inbox<Inbound>>,
+    host: Host,
     /// Each app's `$rust_app`, by index.
     labels: Vec<Arc<str>>,
-    thread: JoinHandle<()>,
     /// Closes WebSockets when a graceful shutdown starts.
     exit_watch: Option<ExitWatch>,
 }
@@ -97,22 +99,20 @@ impl Adapter for Asgi {
             return Err(refuse("the event loop of this worker is not running (see the error logged at worker start)"));
         }
         let (inbox, label) = WORKER
-            .with_borrow(|w| w.as_ref().map(|w| (Arc::clone(&w.inbox), w.labels.get(index).cloned())))
+            .with_borrow(|w| w.as_ref().map(|w| (Arc::clone(w.host.inbox()), w.labels.get(index).cloned())))
             .ok_or_else(|| refuse("the event loop did not start in this worker (see the error logged at start-up)"))?;
         Ok((index, inbox, label))
     }
 
-    fn start((app, inbox, _): Self::Job, r: HttpRequest, head: RequestHead, body: Body) -> Result<Box<dyn Source>, Refusal> {
+    fn start((app, _, _): Self::Job, r: HttpRequest, head: RequestHead, body: Body) -> Result<Box<dyn Source>, Refusal> {
         let bridge = runtime::bridge().ok_or_else(|| Refusal { status: 500, message: "the module's runtime stopped".into() })?;
         let exchange = Exchange::new(bridge);
-        let id = exchange.id();
-        let credit = Credit::default();
-        let flow = BodyFlow::default();
         let sink = ResponseSink::new(Arc::clone(&exchange));
-        let start = HttpStart { id, app, head, body, sink, credit: credit.clone(), flow: flow.clone() };
-        inbox.push(Inbound::Http(Box::new(start)));
+        let request = WORKER
+            .with_borrow(|w| w.as_ref().map(|w| w.host.submit(app, head, body, sink)))
+            .ok_or_else(|| Refusal { status: 500, message: "the event loop stopped in this worker".into() })?;
         let inner = threaded::attach(r, Arc::clone(&exchange));
-        Ok(Box::new(AsgiSource { inner, exchange, id, inbox, credit, flow }))
+        Ok(Box::new(AsgiSource { inner, exchange, request }))
     }
 }
 
@@ -121,30 +121,26 @@ impl Adapter for Asgi {
 struct AsgiSource {
     inner: Box<dyn Source>,
     exchange: Arc<Exchange>,
-    id: u64,
-    inbox: Arc<Inbox<Inbound>>,
-    credit: Credit,
-    flow: BodyFlow,
+    request: host::Request,
 }
 
 impl Source for AsgiSource {
     fn ack(&mut self, bytes: usize) {
         self.inner.ack(bytes);
-        self.credit.after_ack(&self.exchange, &self.inbox);
+        self.request.acked(&self.exchange);
     }
 
     fn abandon(&mut self, ending: Ending) {
         self.inner.abandon(ending);
-        self.inbox.push(Inbound::Gone(self.id));
+        self.request.gone();
     }
 
     fn more_body(&mut self, chunk: Vec<u8>, last: bool) {
-        self.flow.add(chunk.len());
-        self.inbox.push(Inbound::Body(self.id, chunk, last));
+        self.request.more_body(chunk, last);
     }
 
     fn body_room(&mut self) -> bool {
-        self.flow.room()
+        self.request.body_room()
     }
 }
 
@@ -184,16 +180,11 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
     let logger = crate::python::worker_logger(&bridge);
     let apps = crate::python::apps_of(&mcf.asgi.apps, Interface::Asgi, &logger);
     let labels = apps.iter().map(|a| Arc::clone(&a.label)).collect();
-    let inbox = Arc::new(Inbox::new().map_err(|e| format!("eventfd() failed: {e}"))?);
-    let thread = {
-        let inbox = Arc::clone(&inbox);
-        workers::spawn("rgw-asgi".into(), move || serving::run(inbox, apps, logger))
-            .map_err(|e| format!("cannot start the event loop thread: {e}"))?
-    };
+    let host = Host::start(apps, logger)?;
     let exit_watch = ExitWatch::register(on_shutdown, Log::cycle())
         .map_err(|e| bridge.log(Level::Warn, format!("rust_asgi: WebSockets will not be closed on a graceful shutdown: {e}")))
         .ok();
-    WORKER.with(|w| *w.borrow_mut() = Some(AsgiWorker { inbox, labels, thread, exit_watch }));
+    WORKER.with(|w| *w.borrow_mut() = Some(AsgiWorker { host, labels, exit_watch }));
     Ok(())
 }
 
@@ -218,7 +209,5 @@ pub fn stop() {
     if let Some(watch) = worker.exit_watch {
         watch.close();
     }
-    worker.inbox.push(Inbound::Stop);
-    let grace = Duration::from_secs_f64(serving::SHUTDOWN_TIMEOUT_S + 0.5);
-    workers::wait_all(vec![worker.thread], grace);
+    worker.host.stop();
 }

@@ -1,5 +1,6 @@
-//! A pool process's front: FastCGI connections from nginx workers in, WSGI
-//! jobs out, and their responses back as records.
+//! A pool process's front: FastCGI connections from nginx workers in,
+//! requests submitted to the process's app hosts, and their responses back
+//! as records.
 //!
 //! One thread, blocking in poll(2) on the listening socket, the
 //! connections, the bridge eventfd (responses ready) and a signalfd
@@ -29,13 +30,11 @@ use crate::core::bridge::Bridge;
 use crate::core::capture::{Body, RequestHead};
 use crate::core::exchange::{cost, Event, Exchange, ResponseSink};
 use crate::core::head::ResponseHead;
-use crate::core::workers::Workers;
 use crate::nginx::log::Level;
 use crate::python::apps::App;
-use crate::asgi::credit::Credit;
-use crate::asgi::serving::{HttpStart, Inbound};
-use crate::core::inbox::Inbox;
-use crate::wsgi::serving::{Job, Request};
+use crate::asgi::host as asgi;
+use crate::wsgi::host as wsgi;
+
 
 /// Request bodies above this go to a temp file instead of memory.
 const SPILL: usize = 1 << 20;
@@ -54,19 +53,18 @@ pub struct Setup<'a> {
     pub signals: OwnedFd,
     pub apps: HashMap<String, Arc<App>>,
     pub default_app: Option<String>,
-    pub asgi: Option<AsgiApps>,
-    pub jobs: &'a Workers<Job>,
+    pub asgi: Option<AsgiApps<'a>>,
+    pub wsgi: &'a wsgi::Host,
     pub queue_timeout_us: u64,
     /// The pool's request timeout (`timeout=`).
     pub timeout_ms: u64,
     pub nginx_uid: u32,
 }
 
-/// The pool's ASGI apps: by key, their index on the event loop, and the
-/// loop's inbox.
-pub struct AsgiApps {
+/// The pool's ASGI apps: by key, their index in the host.
+pub struct AsgiApps<'a> {
     pub keys: HashMap<String, usize>,
-    pub inbox: Arc<Inbox<Inbound>>,
+    pub host: &'a asgi::Host,
 }
 
 pub struct Front<'a> {
@@ -121,15 +119,15 @@ struct Active {
     ended: bool,
     started_ms: u64,
     uri: Vec<u8>,
-    /// An ASGI request: its window credit, and the loop to tell.
-    asgi: Option<(Credit, Arc<Inbox<Inbound>>)>,
+    /// An ASGI request: what the loop is told of it.
+    asgi: Option<asgi::Request>,
 }
 
 impl Active {
     /// The request is over here: an ASGI app's receive() may be waiting.
     fn gone(&self) {
-        if let (Some((_, inbox)), Some(exchange)) = (&self.asgi, &self.exchange) {
-            inbox.push(Inbound::Gone(exchange.id()));
+        if let Some(request) = &self.asgi {
+            request.gone();
         }
     }
 
@@ -444,22 +442,21 @@ impl<'a> Front<'a> {
         self.setup.table.slots[self.setup.slot].active.fetch_add(1, Ordering::Relaxed);
         let sink = ResponseSink::new(Arc::clone(&exchange));
         let name = if extras.app.is_empty() { self.setup.default_app.clone().unwrap_or_default() } else { extras.app.clone() };
-        if let Some(AsgiApps { keys, inbox }) = &self.setup.asgi {
+        if let Some(AsgiApps { keys, host }) = &self.setup.asgi {
             if let Some(&app) = keys.get(&name) {
-                let credit = Credit::default();
-                active.asgi = Some((credit.clone(), Arc::clone(inbox)));
-                let start = HttpStart { id: exchange.id(), app, head, body, sink, credit, flow: Default::default() };
-                return inbox.push(Inbound::Http(Box::new(start)));
+                active.asgi = Some(host.submit(app, head, body, sink));
+                return;
             }
         }
         let Some(app) = self.setup.apps.get(&name).cloned() else {
             return sink.fail(500, vec![format!("rust_pool: this pool does not serve the app \"{name}\"; reload nginx")]);
         };
         let errors_level = Level::from_name(&extras.errors_level).unwrap_or(Level::Error);
-        let queue_deadline_us = Some(extras.queued_at_us.max(monotonic_us().saturating_sub(1_000_000)) + self.setup.queue_timeout_us);
-        let job = Job::Request(Request { app, head, body, sink, errors_level, queue_deadline_us });
-        // A refused job (stopping) drops its sink, which answers 500.
-        let _ = self.setup.jobs.submit(job);
+        let not_after = wsgi::NotAfter {
+            at_us: extras.queued_at_us.max(monotonic_us().saturating_sub(1_000_000)) + self.setup.queue_timeout_us,
+            why: "rust_pool: the request waited longer than the pool's queue_timeout for a free thread",
+        };
+        self.setup.wsgi.submit(app, head, body, sink, errors_level, Some(not_after));
     }
 
     /// The bridge says exchanges have news.
@@ -593,8 +590,8 @@ impl<'a> Front<'a> {
             if let Some(active) = conn.request.as_ref() {
                 if let Some(exchange) = &active.exchange {
                     exchange.ack(std::mem::take(&mut conn.unacked));
-                    if let Some((credit, inbox)) = &active.asgi {
-                        credit.after_ack(exchange, inbox);
+                    if let Some(request) = &active.asgi {
+                        request.acked(exchange);
                     }
                 }
             }

@@ -1,11 +1,12 @@
 //! A pool process: Python and the pool's apps, serving FastCGI on fd 0.
 //!
-//! It is built like an nginx worker running `rust_wsgi`, from the same
-//! parts: the interpreter keeper thread, `threads=` Python threads taking
-//! jobs from a [`JobQueue`](crate::core::jobs::JobQueue), and responses
-//! coming back through exchanges and a bridge eventfd. The difference is
-//! the front: instead of nginx's event loop, [`super::front`] reads
-//! requests from FastCGI connections and writes responses back to them.
+//! It is built like an nginx worker running `rust_wsgi` and `rust_asgi`,
+//! from the same parts: the interpreter keeper thread, the same app hosts
+//! ([`crate::wsgi::host`] with `threads=` threads, [`crate::asgi::host`]
+//! when the pool has ASGI apps), and responses coming back through
+//! exchanges and a bridge eventfd. The difference is the front: instead of
+//! nginx's event loop, [`super::front`] reads requests from FastCGI
+//! connections, submits them to the hosts, and writes responses back.
 //!
 //! Every app is imported before the process says it is ready, so a broken
 //! new version never takes requests: the supervisor keeps the old
@@ -22,12 +23,11 @@ use super::log::say;
 use super::spawn::CONTROL_FD;
 use super::{front, slots};
 use crate::core::bridge::Bridge;
-use crate::core::inbox::Inbox;
-use crate::core::workers::{self, Workers};
 use crate::nginx::log::Level;
 use crate::python::apps::{App, AppSpec, Interface, LoadError, Logger, Reload};
 use crate::python::{interpreter, stdio};
-use crate::wsgi::serving;
+use crate::asgi::host as asgi;
+use crate::wsgi::host as wsgi;
 
 /// Exit code for "the app failed to import".
 pub const EXIT_IMPORT_FAILED: i32 = 3;
@@ -106,31 +106,15 @@ fn serve(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> Result<i32, i32> {
             return Err(1);
         }
     };
-    // ASGI apps run on an event loop thread, as in an nginx worker; its
-    // lifespan startup runs before its first request.
-    let asgi = if asgi_apps.is_empty() {
-        None
-    } else {
-        let inbox = Arc::new(Inbox::new().map_err(|e| {
-            say(Level::Alert, &format!("eventfd() failed: {e}"));
-            1
-        })?);
-        let thread = {
-            let (inbox, logger) = (Arc::clone(&inbox), Arc::clone(&logger));
-            workers::spawn("rgw-asgi".into(), move || crate::asgi::serving::run(inbox, asgi_apps, logger)).map_err(|e| {
-                say(Level::Alert, &format!("cannot start the event loop thread: {e}"));
-                1
-            })?
-        };
-        Some((asgi_keys, inbox, thread))
+    // The same hosts as an nginx worker's: ASGI apps on an event loop
+    // thread (their lifespan startup before their first request), WSGI
+    // apps on threads.
+    let alert = |e: String| {
+        say(Level::Alert, &e);
+        1
     };
-    let threads = match Workers::start("rgw-pool", spec.threads as usize, Duration::from_micros(100), serving::run_thread) {
-        Ok(threads) => threads,
-        Err(e) => {
-            say(Level::Alert, &format!("cannot start threads: {e}"));
-            return Err(1);
-        }
-    };
+    let asgi = if asgi_apps.is_empty() { None } else { Some(asgi::Host::start(asgi_apps, Arc::clone(&logger)).map_err(alert)?) };
+    let wsgi = wsgi::Host::start("rgw-pool", spec.threads as usize, Duration::from_micros(100)).map_err(alert)?;
     let signals = match front::termination_signals() {
         Ok(fd) => fd,
         Err(e) => {
@@ -153,18 +137,16 @@ fn serve(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> Result<i32, i32> {
         signals,
         apps,
         default_app,
-        asgi: asgi.as_ref().map(|(keys, inbox, _)| front::AsgiApps { keys: keys.clone(), inbox: Arc::clone(inbox) }),
-        jobs: &threads,
+        asgi: asgi.as_ref().map(|host| front::AsgiApps { keys: asgi_keys, host }),
+        wsgi: &wsgi,
         queue_timeout_us: spec.queue_timeout_ms * 1000,
         timeout_ms: spec.timeout_ms,
         nginx_uid,
     });
     front.run();
-    threads.shutdown(SHUTDOWN_GRACE);
-    if let Some((_, inbox, thread)) = asgi {
-        inbox.push(crate::asgi::serving::Inbound::Stop);
-        let grace = Duration::from_secs_f64(crate::asgi::serving::SHUTDOWN_TIMEOUT_S + 0.5);
-        workers::wait_all(vec![thread], grace);
+    wsgi.stop(SHUTDOWN_GRACE);
+    if let Some(asgi) = asgi {
+        asgi.stop();
     }
     interpreter.stop(SHUTDOWN_GRACE);
     Ok(0)

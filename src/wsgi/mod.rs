@@ -3,14 +3,17 @@
 //! Each nginx worker runs a pool of `rust_wsgi_threads` threads that call
 //! the apps; the engine in [`crate::core`] does everything on the nginx side.
 //!
+//! - [`host`]: the threads of a process and how a request is handed to
+//!   them (an nginx worker's, and a pool process's).
 //! - [`types`]: the environ.
 //! - [`serving`]: calling the app and streaming its iterable.
 //! - [`io`]: `wsgi.input` and `wsgi.errors`.
 //! - [`callbacks`]: `start_response` and `write`.
-//! - [`conf`]: the `rust_wsgi*` directives.
+//! - [`conf`]: `rust_wsgi`'s own settings (its threads).
 
 pub mod callbacks;
 pub mod conf;
+pub mod host;
 pub mod io;
 pub mod serving;
 pub mod types;
@@ -29,17 +32,17 @@ use crate::core::served::{Label, Text};
 use crate::core::engine::{self, Adapter, Refusal, Source};
 use crate::core::exchange::{Exchange, ResponseSink};
 use crate::core::{runtime, threaded};
-use crate::core::workers::Workers;
 use crate::module::Module;
 use crate::nginx::log::Level;
 use crate::nginx::request::HttpRequest;
+use self::host::Host;
 use crate::python::apps::{App, Interface};
 
 /// How long worker shutdown waits for threads still inside app code.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
 
 struct WsgiWorker {
-    threads: Workers<serving::Job>,
+    host: Host,
     apps: Vec<Arc<App>>,
 }
 
@@ -89,12 +92,9 @@ impl Adapter for Wsgi {
         let bridge = runtime::bridge().ok_or_else(|| Refusal { status: 500, message: "the module's runtime stopped".into() })?;
         let exchange = Exchange::new(bridge);
         let sink = ResponseSink::new(Arc::clone(&exchange));
-        WORKER.with(|worker| {
-            if let Some(worker) = worker.borrow().as_ref() {
-                let job = serving::Job::Request(serving::Request { app, head, body, sink, errors_level, queue_deadline_us: None });
-                // A refused job (the pool is stopping) drops its sink, which
-                // answers 500.
-                let _ = worker.threads.submit(job);
+        WORKER.with_borrow(|worker| {
+            if let Some(worker) = worker {
+                worker.host.submit(app, head, body, sink, errors_level, None);
             }
         });
         Ok(threaded::attach(r, exchange))
@@ -115,12 +115,11 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
 pub fn start(mcf: &MainConf) -> Result<(), String> {
     let bridge = runtime::bridge().ok_or("the module's runtime did not start")?;
     let spin = std::time::Duration::from_micros(mcf.wsgi.spin_us());
-    let threads = Workers::start("rgw-wsgi", mcf.wsgi.threads(), spin, serving::run_thread)
-        .map_err(|e| format!("cannot start the rust_wsgi threads: {e}"))?;
+    let host = Host::start("rgw-wsgi", mcf.wsgi.threads(), spin)?;
     let logger = crate::python::worker_logger(&bridge);
     let apps = crate::python::apps_of(&mcf.wsgi.apps, Interface::Wsgi, &logger);
-    let _ = threads.submit(serving::Job::Preload(apps.clone(), Arc::clone(&bridge)));
-    WORKER.with(|w| *w.borrow_mut() = Some(WsgiWorker { threads, apps }));
+    host.preload(apps.clone(), Arc::clone(&bridge));
+    WORKER.with(|w| *w.borrow_mut() = Some(WsgiWorker { host, apps }));
     Ok(())
 }
 
@@ -129,6 +128,6 @@ pub fn start(mcf: &MainConf) -> Result<(), String> {
 /// grace period are left to die with the process.
 pub fn stop() {
     if let Some(worker) = WORKER.with(|w| w.borrow_mut().take()) {
-        worker.threads.shutdown(SHUTDOWN_GRACE);
+        worker.host.stop(SHUTDOWN_GRACE);
     }
 }

@@ -38,9 +38,15 @@ pub struct Request {
     pub body: Body,
     pub sink: ResponseSink,
     pub errors_level: Level,
-    /// A pool process's queue timeout: CLOCK_MONOTONIC µs after which a
-    /// request still waiting for a thread gets 503 instead of running.
-    pub queue_deadline_us: Option<u64>,
+    pub not_after: Option<NotAfter>,
+}
+
+/// When a request still waiting for a thread gets 503 instead of running
+/// (a pool's `queue_timeout`), and the line that says why.
+pub struct NotAfter {
+    /// CLOCK_MONOTONIC µs.
+    pub at_us: u64,
+    pub why: &'static str,
 }
 
 /// How many queued jobs a thread takes while it holds the GIL, before it
@@ -99,11 +105,9 @@ fn run_job(py: Python<'_>, job: Job) {
                 // The client left while the request waited for a thread.
                 return request.sink.cancel();
             }
-            if let Some(deadline) = request.queue_deadline_us {
-                if crate::os::monotonic_us() > deadline {
-                    return request.sink.fail(503, vec![
-                        "rust_pool: the request waited longer than the pool's queue_timeout for a free thread".into(),
-                    ]);
+            if let Some(NotAfter { at_us, why }) = request.not_after {
+                if crate::os::monotonic_us() > at_us {
+                    return request.sink.fail(503, vec![why.into()]);
                 }
             }
             let Request { app, head, body, sink, errors_level, .. } = request;
