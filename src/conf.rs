@@ -21,15 +21,14 @@ use nginx_sys::{
     NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_CONF_TAKE23, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
     NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
 };
-use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
+use ngx::http::{Merge, MergeConfigError};
 use ngx::ngx_string;
 
 use crate::asgi::conf as asgi;
 use crate::cgi::conf as cgi;
 use crate::core::conf::{self as upstream, UpstreamConf};
 use crate::pool::conf as pool;
-use crate::module::Module;
-use crate::nginx::conf::{args, conf_error, set_content_handler, ConfResult, CONF_OK};
+use crate::nginx::conf::{args, conf_error, set_content_handler, ConfResult, MainSlot, CONF_OK};
 use crate::python::app_conf::{self, AppLocConf};
 use crate::python::apps::Interface;
 use crate::python::config::{self as python, PythonSettings};
@@ -118,7 +117,7 @@ pub unsafe extern "C" fn merge_loc_conf(cf: *mut ngx_conf_t, prev: *mut c_void, 
     let (prev, lcf) = unsafe { (&*(prev as *const LocConf), &mut *(conf as *mut LocConf)) };
     let _ = lcf.merge(prev);
     // SAFETY: nginx passes the configuration being parsed.
-    let Some(mcf) = Module::main_conf_mut(unsafe { &*cf }) else { return CONF_OK };
+    let Some(mcf) = MAIN.of_conf(unsafe { &*cf }) else { return CONF_OK };
     if let Some(target) = lcf.pool.target.as_mut() {
         return match mcf.pool.resolve(target) {
             Ok(()) => CONF_OK,
@@ -130,6 +129,23 @@ pub unsafe extern "C" fn merge_loc_conf(cf: *mut ngx_conf_t, prev: *mut c_void, 
         (None, Some(index)) => app_conf::agree_reload(cf, &mut mcf.asgi.apps[index], lcf.app.reload.clone(), "rust_asgi_reload"),
         (None, None) => CONF_OK,
     }
+}
+
+/// The whole main conf, for the handlers here.
+static MAIN: MainSlot<MainConf> = MainSlot::new();
+
+/// Tells each room where its settings sit in [`LocConf`] and [`MainConf`]
+/// (see [`crate::nginx::conf::Slot`]), before nginx reads the
+/// configuration.
+pub fn register_slots() {
+    MAIN.0.set(0);
+    crate::core::conf::UPSTREAM.0.set(offset_of!(LocConf, upstream));
+    crate::python::app_conf::LOC.0.set(offset_of!(LocConf, app));
+    wsgi::LOC.0.set(offset_of!(LocConf, wsgi));
+    asgi::LOC.0.set(offset_of!(LocConf, asgi));
+    cgi::LOC.0.set(offset_of!(LocConf, cgi));
+    cgi::MAIN.0.set(offset_of!(MainConf, cgi));
+    pool::LOC.0.set(offset_of!(LocConf, pool));
 }
 
 // ---- the directives that choose where an app runs -----------------------------
@@ -169,7 +185,7 @@ unsafe fn serve_app(cf: *mut ngx_conf_t, conf: *mut c_void, interface: Interface
         lcf.pool.target = Some(pool::PoolTarget { name, app: Some(spec), asgi, ..Default::default() });
         return set_content_handler(cf, Some(crate::pool::client::content_handler));
     }
-    let Some(mcf) = Module::main_conf_mut(cf_ref) else {
+    let Some(mcf) = MAIN.of_conf(cf_ref) else {
         return conf_error(cf, &format!("\"{directive}\": no http configuration"));
     };
     match interface {
@@ -181,6 +197,36 @@ unsafe fn serve_app(cf: *mut ngx_conf_t, conf: *mut c_void, interface: Interface
             lcf.asgi.app = Some(app_conf::app_index(&mut mcf.asgi.apps, spec));
             set_content_handler(cf, Some(crate::asgi::content_handler))
         }
+    }
+}
+
+/// `rust_cgi;` and `rust_cgi_pass`: CGI's own handlers, once nothing else
+/// serves the location.
+unsafe extern "C" fn rust_cgi(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes this module's location conf and our command.
+    unsafe { only_cgi(cf, cmd, conf, cgi::rust_cgi) }
+}
+
+unsafe extern "C" fn rust_cgi_pass(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_cgi`.
+    unsafe { only_cgi(cf, cmd, conf, cgi::rust_cgi_pass) }
+}
+
+/// # Safety
+/// As for any directive handler of this module.
+unsafe fn only_cgi(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+    handler: unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> ConfResult,
+) -> ConfResult {
+    // SAFETY: see above.
+    let (lcf, name) = unsafe { (&*(conf as *const LocConf), String::from_utf8_lossy((*cmd).name.as_bytes()).into_owned()) };
+    match lcf.served_by() {
+        Some("rust_cgi") => conf_error(cf, &format!("\"{name}\": this location already runs CGI; use rust_cgi or rust_cgi_pass once")),
+        Some(other) => conf_error(cf, &format!("\"{name}\" and \"{other}\" cannot serve the same location")),
+        // SAFETY: the command's offset is that of the CGI settings.
+        None => unsafe { handler(cf, cmd, conf) },
     }
 }
 
@@ -285,14 +331,14 @@ pub static mut COMMANDS: [ngx_command_t; 34] = [
     directive(ngx_string!("rust_python_path"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, python::rust_python_path, NGX_HTTP_MAIN_CONF_OFFSET, offset_of!(MainConf, python), NO_POST),
     directive(ngx_string!("rust_python_env"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2, python::rust_python_env, NGX_HTTP_MAIN_CONF_OFFSET, offset_of!(MainConf, python), NO_POST),
     // rust_pool
-    directive(ngx_string!("rust_pool"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, pool::rust_pool, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
-    directive(ngx_string!("rust_pool_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, pool::rust_pool_status, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_pool"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, pool::rust_pool, NGX_HTTP_MAIN_CONF_OFFSET, offset_of!(MainConf, pool), NO_POST),
+    directive(ngx_string!("rust_pool_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, pool::rust_pool_status, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, pool), NO_POST),
     // rust_cgi*
-    directive(ngx_string!("rust_cgi"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, cgi::rust_cgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
-    directive(ngx_string!("rust_cgi_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, cgi::rust_cgi_pass, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
-    directive(ngx_string!("rust_cgi_param"), ANY_LEVEL | NGX_CONF_TAKE23, cgi::rust_cgi_param, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
-    directive(ngx_string!("rust_cgi_param_drop"), ANY_LEVEL | NGX_CONF_1MORE, cgi::rust_cgi_param_drop, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
-    directive(ngx_string!("rust_cgi_interpreter"), ANY_LEVEL | NGX_CONF_TAKE2, cgi::rust_cgi_interpreter, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_cgi"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, rust_cgi, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, cgi), NO_POST),
+    directive(ngx_string!("rust_cgi_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, rust_cgi_pass, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, cgi), NO_POST),
+    directive(ngx_string!("rust_cgi_param"), ANY_LEVEL | NGX_CONF_TAKE23, cgi::rust_cgi_param, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, cgi), NO_POST),
+    directive(ngx_string!("rust_cgi_param_drop"), ANY_LEVEL | NGX_CONF_1MORE, cgi::rust_cgi_param_drop, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, cgi), NO_POST),
+    directive(ngx_string!("rust_cgi_interpreter"), ANY_LEVEL | NGX_CONF_TAKE2, cgi::rust_cgi_interpreter, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, cgi), NO_POST),
     directive(
         ngx_string!("rust_cgi_pass_authorization"),
         ANY_LEVEL | NGX_CONF_FLAG,
@@ -309,7 +355,7 @@ pub static mut COMMANDS: [ngx_command_t; 34] = [
         offset_of!(LocConf, cgi.allow_symlinks),
         NO_POST,
     ),
-    directive(ngx_string!("rust_cgi_timeout"), ANY_LEVEL | NGX_CONF_TAKE12, cgi::rust_cgi_timeout, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_cgi_timeout"), ANY_LEVEL | NGX_CONF_TAKE12, cgi::rust_cgi_timeout, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, cgi), NO_POST),
     directive(
         ngx_string!("rust_cgi_kill_grace"),
         ANY_LEVEL | NGX_CONF_TAKE1,
@@ -318,8 +364,8 @@ pub static mut COMMANDS: [ngx_command_t; 34] = [
         offset_of!(LocConf, cgi.kill_grace),
         NO_POST,
     ),
-    directive(ngx_string!("rust_cgi_stderr_level"), ANY_LEVEL | NGX_CONF_TAKE1, cgi::rust_cgi_stderr_level, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
-    directive(ngx_string!("rust_cgi_pass_env"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, cgi::rust_cgi_pass_env, NGX_HTTP_MAIN_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_cgi_stderr_level"), ANY_LEVEL | NGX_CONF_TAKE1, cgi::rust_cgi_stderr_level, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, cgi), NO_POST),
+    directive(ngx_string!("rust_cgi_pass_env"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, cgi::rust_cgi_pass_env, NGX_HTTP_MAIN_CONF_OFFSET, offset_of!(MainConf, cgi), NO_POST),
     directive(
         ngx_string!("rust_cgi_header_limit"),
         ANY_LEVEL | NGX_CONF_TAKE1,

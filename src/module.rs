@@ -74,6 +74,7 @@ pub fn module_ref() -> &'static ngx_module_t {
 /// [`crate::nginx::this_module`]) and declares the variables.
 unsafe extern "C" fn preconfiguration(cf: *mut nginx_sys::ngx_conf_t) -> ngx_int_t {
     crate::nginx::set_this_module(module_ref());
+    crate::conf::register_slots();
     // SAFETY: nginx passes the configuration being parsed.
     unsafe { crate::core::vars::add_variables(cf) }
 }
@@ -88,7 +89,7 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     };
     catch_panic(Log::cycle(), "init_module", || {
         // SAFETY: as above.
-        crate::pool::master::configure(unsafe { &*cycle }, mcf)
+        crate::pool::master::configure(unsafe { &*cycle }, &mcf.pool, &mcf.python)
     });
     NGX_OK as ngx_int_t
 }
@@ -114,7 +115,7 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             crate::os::watch_forks(process::close_nginx_fds_in_child);
         }
         if mcf.runs_programs() {
-            crate::cgi::start(mcf);
+            crate::cgi::start(&mcf.cgi);
         }
         if !mcf.runs_python() {
             return;
@@ -132,12 +133,12 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             return;
         }
         if !mcf.wsgi.apps.is_empty() {
-            if let Err(e) = crate::wsgi::start(mcf) {
+            if let Err(e) = crate::wsgi::start(&mcf.wsgi) {
                 log.write(Level::Error, &format!("rust_wsgi: cannot start in this worker: {e}"));
             }
         }
         if !mcf.asgi.apps.is_empty() {
-            if let Err(e) = crate::asgi::start(mcf) {
+            if let Err(e) = crate::asgi::start(&mcf.asgi) {
                 log.write(Level::Error, &format!("rust_asgi: cannot start in this worker: {e}"));
             }
         }

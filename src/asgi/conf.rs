@@ -3,7 +3,7 @@
 
 use nginx_sys::ngx_flag_t;
 
-use crate::nginx::conf::{merge_flag, UNSET_FLAG};
+use crate::nginx::conf::{merge_flag, LocSlot, UNSET_FLAG};
 use crate::python::app_conf::AppConf;
 
 /// Per worker process.
@@ -13,6 +13,9 @@ pub struct AsgiMainConf {
     /// by index.
     pub apps: Vec<AppConf>,
 }
+
+/// Where a request's location keeps `rust_asgi`'s settings.
+pub static LOC: LocSlot<AsgiLocConf> = LocSlot::new();
 
 pub struct AsgiLocConf {
     /// Index into [`AsgiMainConf::apps`] when `rust_asgi` is set here.

@@ -35,22 +35,19 @@ use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t, NGX_ERROR, NGX_HTTP_I
 
 use self::host::Host;
 use self::serving::Inbound;
-use crate::conf::MainConf;
 use crate::core::capture::{Body, RequestHead};
-use crate::core::conf::UpstreamConf;
 use crate::core::served::{Label, Text};
 use crate::core::engine::{self, Adapter, Ending, Refusal, Source};
 use crate::core::exchange::{Exchange, ResponseSink};
 use crate::core::inbox::Inbox;
 use crate::core::{runtime, threaded};
-use crate::module::Module;
 use crate::core::catch_panic;
 use crate::nginx::event::ExitWatch;
 use crate::nginx::log::{Level, Log};
 use crate::nginx::request::HttpRequest;
 use crate::nginx::takeover::is_websocket_request;
 use crate::python::apps::Interface;
-use crate::python::app_conf::AppLocConf;
+use crate::python::app_conf::{self, AppLocConf};
 
 struct AsgiWorker {
     host: Host,
@@ -73,12 +70,9 @@ impl Adapter for Asgi {
     type Job = (usize, Arc<Inbox<Inbound>>, Option<Arc<str>>);
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
-        r.loc_conf::<Module>().map_or(AppLocConf::DEFAULT_READ_TIMEOUT, |c| c.app.read_timeout)
+        app_conf::LOC.of(r).map_or(AppLocConf::DEFAULT_READ_TIMEOUT, |c| c.read_timeout)
     }
 
-    fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf> {
-        r.loc_conf::<Module>().map(|c| &c.upstream)
-    }
 
     fn label((_, _, label): &Self::Job) -> Label {
         Label { app: label.clone().map(Text::Shared), pool: None }
@@ -86,12 +80,12 @@ impl Adapter for Asgi {
 
     /// `rust_asgi_request_buffering off`.
     fn unbuffered_body(r: HttpRequest) -> bool {
-        r.loc_conf::<Module>().is_some_and(|c| c.asgi.request_buffering == 0)
+        conf::LOC.of(r).is_some_and(|c| c.request_buffering == 0)
     }
 
     fn prepare(r: HttpRequest) -> Result<Self::Job, Refusal> {
         let refuse = |message: &str| Refusal { status: 500, message: message.into() };
-        let index = r.loc_conf::<Module>().and_then(|c| c.asgi.app).ok_or_else(|| refuse("no app is configured here"))?;
+        let index = conf::LOC.of(r).and_then(|c| c.app).ok_or_else(|| refuse("no app is configured here"))?;
         if runtime::bridge().is_none() {
             return Err(refuse("the module's runtime is not running in this worker (see the error logged at worker start)"));
         }
@@ -158,7 +152,7 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
     catch_panic(req.log(), "rust_asgi websocket", || match Asgi::prepare(req) {
         Ok((app, inbox, _)) => {
             let idle = Asgi::read_timeout(req);
-            let compression = req.loc_conf::<Module>().is_none_or(|c| c.asgi.websocket_compression != 0);
+            let compression = conf::LOC.of(req).is_none_or(|c| c.websocket_compression != 0);
             upgrade::start(req, app, inbox, idle, MAX_MESSAGE, compression)
         }
         Err(refusal) => {
@@ -175,10 +169,10 @@ pub const MAX_MESSAGE: usize = 16 << 20;
 
 /// Starts the event loop thread in this worker (Python is started
 /// already); it imports every app and runs their lifespan startup.
-pub fn start(mcf: &MainConf) -> Result<(), String> {
+pub fn start(mcf: &conf::AsgiMainConf) -> Result<(), String> {
     let bridge = runtime::bridge().ok_or("the module's runtime did not start")?;
     let logger = crate::python::worker_logger(&bridge);
-    let apps = crate::python::apps_of(&mcf.asgi.apps, Interface::Asgi, &logger);
+    let apps = crate::python::apps_of(&mcf.apps, Interface::Asgi, &logger);
     let labels = apps.iter().map(|a| Arc::clone(&a.label)).collect();
     let host = Host::start(apps, logger)?;
     let exit_watch = ExitWatch::register(on_shutdown, Log::cycle())

@@ -5,14 +5,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_msec_t, ngx_parse_time, NGX_ERROR};
-use ngx::http::HttpModuleMainConf;
 
 use crate::core::cgi_head::HEAD_LIMIT;
 use crate::core::conf::{param_args, push_param, Param};
-use crate::conf::{LocConf, MainConf};
 use crate::nginx::conf::{merge_flag, merge_msec, UNSET_FLAG, UNSET_MSEC, UNSET_SIZE};
-use crate::module::Module;
-use crate::nginx::conf::{args, conf_error, full_path, level_arg, set_content_handler, ConfResult, CONF_OK};
+use crate::nginx::conf::{args, conf_error, field_of, full_path, level_arg, set_content_handler, ConfResult, LocSlot, MainSlot, CONF_OK};
 use crate::nginx::log::Level;
 
 /// Per worker process.
@@ -100,46 +97,45 @@ impl CgiLocConf {
     }
 }
 
+/// This room's settings, as a directive handler finds them.
+pub static LOC: LocSlot<CgiLocConf> = LocSlot::new();
+pub static MAIN: MainSlot<CgiMainConf> = MainSlot::new();
+
 /// # Safety
-/// `conf` must be this module's location conf (the command's offset).
-unsafe fn loc<'a>(conf: *mut c_void) -> &'a mut LocConf {
+/// `conf` and `cmd` are what nginx passes a handler of ours, with the
+/// offset of the location's [`CgiLocConf`] in the command.
+unsafe fn loc<'a>(conf: *mut c_void, cmd: *mut ngx_command_t) -> &'a mut CgiLocConf {
     // SAFETY: see above.
-    unsafe { &mut *(conf as *mut LocConf) }
+    unsafe { field_of::<CgiLocConf>(conf, cmd) }
 }
 
 fn arg_string(cf: &ngx_conf_t, i: usize) -> String {
     String::from_utf8_lossy(args(cf)[i].as_bytes()).into_owned()
 }
 
-/// Makes the location run CGI and records that workers start programs.
-fn set_target(cf: *mut ngx_conf_t, lcf: &mut LocConf, target: Target, name: &str) -> ConfResult {
-    match lcf.served_by() {
-        Some("rust_cgi") => {
-            return conf_error(cf, &format!("\"{name}\": this location already runs CGI; use rust_cgi or rust_cgi_pass once"))
-        }
-        Some(other) => return conf_error(cf, &format!("\"{name}\" and \"{other}\" cannot serve the same location")),
-        None => {}
-    }
+/// Makes the location run CGI and records that workers start programs
+/// (`conf.rs` checked that nothing else serves it).
+fn set_target(cf: *mut ngx_conf_t, lcf: &mut CgiLocConf, target: Target, name: &str) -> ConfResult {
     // SAFETY: directive handlers get the configuration being parsed.
     let cf_ref = unsafe { &*cf };
-    let Some(mcf) = Module::main_conf_mut(cf_ref) else {
+    let Some(mcf) = MAIN.of_conf(cf_ref) else {
         return conf_error(cf, &format!("\"{name}\": no http configuration"));
     };
-    mcf.cgi.used = true;
-    lcf.cgi.target = Some(target);
+    mcf.used = true;
+    lcf.target = Some(target);
     set_content_handler(cf, Some(super::content_handler))
 }
 
 /// `rust_cgi;`
-pub(crate) unsafe extern "C" fn rust_cgi(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
-    // SAFETY: nginx passes this module's location conf.
-    set_target(cf, unsafe { loc(conf) }, Target::Directory, "rust_cgi")
+pub(crate) unsafe extern "C" fn rust_cgi(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes this module's location conf and our command.
+    set_target(cf, unsafe { loc(conf, cmd) }, Target::Directory, "rust_cgi")
 }
 
 /// `rust_cgi_pass /path/to/program;`
-pub(crate) unsafe extern "C" fn rust_cgi_pass(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+pub(crate) unsafe extern "C" fn rust_cgi_pass(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: as in `rust_cgi`.
-    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf, cmd)) };
     let program = full_path(cf_ref, Path::new(&arg_string(cf_ref, 1)));
     if let Err(problem) = check_executable(&program) {
         return conf_error(cf, &format!("\"rust_cgi_pass\": \"{}\" {problem}", program.display()));
@@ -163,12 +159,12 @@ fn check_executable(path: &Path) -> Result<(), String> {
 }
 
 /// `rust_cgi_param NAME value [if_not_empty];`
-pub(crate) unsafe extern "C" fn rust_cgi_param(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+pub(crate) unsafe extern "C" fn rust_cgi_param(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: as in `rust_cgi`.
-    let lcf = unsafe { loc(conf) };
+    let lcf = unsafe { loc(conf, cmd) };
     match param_args(cf) {
         Ok(param) => {
-            push_param(&mut lcf.cgi.params, param);
+            push_param(&mut lcf.params, param);
             CONF_OK
         }
         Err(e) => e,
@@ -176,10 +172,10 @@ pub(crate) unsafe extern "C" fn rust_cgi_param(cf: *mut ngx_conf_t, _cmd: *mut n
 }
 
 /// `rust_cgi_param_drop NAME ...;`
-pub(crate) unsafe extern "C" fn rust_cgi_param_drop(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+pub(crate) unsafe extern "C" fn rust_cgi_param_drop(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: as in `rust_cgi`.
-    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
-    let drops = lcf.cgi.param_drops.get_or_insert_with(Vec::new);
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf, cmd)) };
+    let drops = lcf.param_drops.get_or_insert_with(Vec::new);
     for i in 1..args(cf_ref).len() {
         drops.push(arg_string(cf_ref, i));
     }
@@ -187,9 +183,9 @@ pub(crate) unsafe extern "C" fn rust_cgi_param_drop(cf: *mut ngx_conf_t, _cmd: *
 }
 
 /// `rust_cgi_interpreter .ext /path/to/interpreter;`
-pub(crate) unsafe extern "C" fn rust_cgi_interpreter(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+pub(crate) unsafe extern "C" fn rust_cgi_interpreter(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: as in `rust_cgi`.
-    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf, cmd)) };
     let ext = arg_string(cf_ref, 1);
     if !ext.starts_with('.') || ext.len() < 2 || ext.contains('/') {
         return conf_error(cf, &format!("\"rust_cgi_interpreter\": \"{ext}\" is not a file extension; write it like .py"));
@@ -198,17 +194,17 @@ pub(crate) unsafe extern "C" fn rust_cgi_interpreter(cf: *mut ngx_conf_t, _cmd: 
     if let Err(problem) = check_executable(&interpreter) {
         return conf_error(cf, &format!("\"rust_cgi_interpreter\": \"{}\" {problem}", interpreter.display()));
     }
-    let map = lcf.cgi.interpreters.get_or_insert_with(Vec::new);
+    let map = lcf.interpreters.get_or_insert_with(Vec::new);
     map.retain(|(e, _)| *e != ext);
     map.push((ext, interpreter));
     CONF_OK
 }
 
 /// `rust_cgi_timeout time [total];`
-pub(crate) unsafe extern "C" fn rust_cgi_timeout(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+pub(crate) unsafe extern "C" fn rust_cgi_timeout(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: as in `rust_cgi`.
-    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf)) };
-    if lcf.cgi.timeout != UNSET_MSEC {
+    let (cf_ref, lcf) = unsafe { (&*cf, loc(conf, cmd)) };
+    if lcf.timeout != UNSET_MSEC {
         return conf_error(cf, "\"rust_cgi_timeout\" is duplicate");
     }
     let mut times = Vec::new();
@@ -221,18 +217,18 @@ pub(crate) unsafe extern "C" fn rust_cgi_timeout(cf: *mut ngx_conf_t, _cmd: *mut
         }
         times.push(ms as ngx_msec_t);
     }
-    lcf.cgi.timeout = times[0];
-    lcf.cgi.total_timeout = times.get(1).copied().unwrap_or(0);
+    lcf.timeout = times[0];
+    lcf.total_timeout = times.get(1).copied().unwrap_or(0);
     CONF_OK
 }
 
 /// `rust_cgi_stderr_level level;`
-pub(crate) unsafe extern "C" fn rust_cgi_stderr_level(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+pub(crate) unsafe extern "C" fn rust_cgi_stderr_level(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: as in `rust_cgi`.
-    let lcf = unsafe { loc(conf) };
+    let lcf = unsafe { loc(conf, cmd) };
     match level_arg(cf, "rust_cgi_stderr_level") {
         Ok(level) => {
-            lcf.cgi.stderr_level = Some(level);
+            lcf.stderr_level = Some(level);
             CONF_OK
         }
         Err(e) => e,
@@ -240,10 +236,11 @@ pub(crate) unsafe extern "C" fn rust_cgi_stderr_level(cf: *mut ngx_conf_t, _cmd:
 }
 
 /// `rust_cgi_pass_env NAME ...;`
-pub(crate) unsafe extern "C" fn rust_cgi_pass_env(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
-    // SAFETY: nginx passes this module's main conf (the command's offset).
-    let (cf_ref, mcf) = unsafe { (&*cf, &mut *(conf as *mut MainConf)) };
-    let names = mcf.cgi.pass_env.get_or_insert_with(Vec::new);
+pub(crate) unsafe extern "C" fn rust_cgi_pass_env(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes this module's main conf and our command, whose
+    // offset is that of its CgiMainConf.
+    let (cf_ref, mcf) = unsafe { (&*cf, field_of::<CgiMainConf>(conf, cmd)) };
+    let names = mcf.pass_env.get_or_insert_with(Vec::new);
     for i in 1..args(cf_ref).len() {
         names.push(arg_string(cf_ref, i));
     }

@@ -28,13 +28,10 @@ use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t};
 use self::conf::{CgiLocConf, Target};
 use self::env::{Context, Env, Param};
 use self::resolve::{Refused, Rules, Script};
-use crate::conf::MainConf;
 use crate::core::capture::{Body, RequestHead};
-use crate::core::conf::UpstreamConf;
 use crate::core::served::{Label, Text};
 use crate::core::engine::{self, Adapter, Refusal, Source};
 use crate::core::meta::SERVER_SOFTWARE;
-use crate::module::Module;
 use crate::nginx::log::Level;
 use crate::nginx::request::HttpRequest;
 
@@ -55,7 +52,7 @@ pub struct Job {
 }
 
 fn conf_of(r: HttpRequest) -> Option<&'static CgiLocConf> {
-    r.loc_conf::<Module>().map(|lcf| &lcf.cgi)
+    conf::LOC.of(r)
 }
 
 impl Adapter for Cgi {
@@ -72,9 +69,6 @@ impl Adapter for Cgi {
         conf_of(r).map(|c| c.total_timeout).filter(|&ms| ms > 0)
     }
 
-    fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf> {
-        r.loc_conf::<Module>().map(|c| &c.upstream)
-    }
 
     fn label(job: &Job) -> Label {
         Label { app: Some(Text::Shared(job.script.filename.display().to_string().into())), pool: None }
@@ -178,9 +172,8 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
 }
 
 /// Worker start: reads the allowed variables of nginx's environment.
-pub fn start(mcf: &MainConf) {
+pub fn start(mcf: &conf::CgiMainConf) {
     let inherited = mcf
-        .cgi
         .pass_env()
         .into_iter()
         .filter_map(|name| {

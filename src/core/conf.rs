@@ -11,7 +11,7 @@ use std::ffi::c_void;
 
 use nginx_sys::{ngx_command_t, ngx_conf_t};
 
-use crate::nginx::conf::{args, compile_complex_value, conf_error, ConfResult, CONF_OK};
+use crate::nginx::conf::{args, compile_complex_value, conf_error, ConfResult, LocSlot, CONF_OK};
 use crate::nginx::request::{ComplexValue, HttpRequest};
 
 /// `rust_ignore_headers` flags (nginx's `NGX_HTTP_UPSTREAM_IGN_*`).
@@ -54,6 +54,9 @@ pub struct Param {
     /// Left out when the value is empty (`if_not_empty`).
     pub if_not_empty: bool,
 }
+
+/// Every location's part, as the engine finds it.
+pub static UPSTREAM: LocSlot<UpstreamConf> = LocSlot::new();
 
 #[derive(Default)]
 pub struct UpstreamConf {

@@ -28,7 +28,6 @@ use nginx_sys::{
 
 use super::capture::{Body, RequestHead};
 use super::catch_panic;
-use super::conf::UpstreamConf;
 use super::exchange::Event;
 use super::respond::{Next, RequestCtx};
 use super::served::{Label, Served};
@@ -54,9 +53,6 @@ pub trait Adapter {
 
     /// How long the app may stay silent before the client gets 504.
     fn read_timeout(r: HttpRequest) -> ngx_msec_t;
-
-    /// The location's `rust_hide_header`, `rust_param`, ... settings.
-    fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf>;
 
     /// What `$rust_app` and `$rust_pool` say serves the job.
     fn label(job: &Self::Job) -> Label;
@@ -172,7 +168,7 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
         refusal.status as ngx_int_t
     };
     let job = A::prepare(req).map_err(refused)?;
-    let conf = A::upstream_conf(req);
+    let conf = super::conf::UPSTREAM.of(req);
     let mut head = RequestHead::capture(&req);
     if let Some(conf) = conf {
         head.params = conf.params(req);

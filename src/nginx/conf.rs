@@ -5,14 +5,17 @@
 //! master, so nothing here has side effects beyond the configuration.
 
 use std::ffi::c_char;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::path::{Path, PathBuf};
 
 use nginx_sys::{ngx_conf_t, ngx_flag_t, ngx_msec_t, ngx_str_t, NGX_LOG_EMERG};
 
-use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+use ngx::http::{HttpModuleConfExt, HttpModuleLocationConf, NgxHttpCoreModule};
 
 use super::log::Level;
-use super::request::ComplexValue;
+use super::request::{ComplexValue, HttpRequest};
 
 /// What a directive handler returns to nginx.
 pub type ConfResult = *mut c_char;
@@ -130,4 +133,107 @@ pub(crate) fn level_arg(cf: *mut ngx_conf_t, directive: &str) -> Result<Level, C
             &format!("\"{directive} {name}\": unknown level; use one of debug, info, notice, warn, error, crit, alert, emerg"),
         )
     })
+}
+
+/// Where one room's settings sit inside this module's conf structures.
+/// `conf.rs`, which composes the structures, records each room's offset
+/// once, before nginx reads the configuration (as nginx's modules put
+/// `offsetof` in their command tables); the room then finds its settings
+/// in a request's or a configuration's conf without knowing the whole
+/// structure, so the rooms need not import the module above them.
+pub struct Slot<T> {
+    offset: AtomicUsize,
+    _of: PhantomData<fn() -> T>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Slot<T> {
+    pub const fn new() -> Self {
+        Slot { offset: AtomicUsize::new(usize::MAX), _of: PhantomData }
+    }
+
+    /// `offset` is that of a `T` in the conf structure the slot is read
+    /// from (the location conf for [`LocSlot`], the main conf for
+    /// [`MainSlot`]).
+    pub fn set(&self, offset: usize) {
+        self.offset.store(offset, Ordering::Relaxed);
+    }
+
+    fn at(&self, base: Option<NonNull<u8>>) -> Option<NonNull<T>> {
+        let offset = self.offset.load(Ordering::Relaxed);
+        if offset == usize::MAX {
+            return None;
+        }
+        // SAFETY: `set` was given the offset of a T inside the structure
+        // `base` points at (see the slot types).
+        base.map(|b| unsafe { b.add(offset).cast() })
+    }
+}
+
+/// A room's part of this module's location conf.
+pub struct LocSlot<T>(pub Slot<T>);
+
+impl<T> Default for LocSlot<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> LocSlot<T> {
+    pub const fn new() -> Self {
+        LocSlot(Slot::new())
+    }
+
+    /// The settings of the request's location.
+    pub fn of(&self, r: HttpRequest) -> Option<&'static T> {
+        let module = super::this_module()?;
+        // SAFETY: a live request's loc_conf array has this module's slot,
+        // a conf nginx keeps for the cycle; the offset is a T's in it.
+        unsafe {
+            let base = (*r.as_ptr()).http_location_conf_unchecked::<u8>(module);
+            self.0.at(base).map(|p| p.as_ref())
+        }
+    }
+}
+
+/// A room's part of this module's main conf.
+pub struct MainSlot<T>(pub Slot<T>);
+
+impl<T> Default for MainSlot<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> MainSlot<T> {
+    pub const fn new() -> Self {
+        MainSlot(Slot::new())
+    }
+
+    /// During configuration (directive handlers, merges): the http block's
+    /// settings, to record into.
+    pub fn of_conf(&self, cf: &ngx_conf_t) -> Option<&'static mut T> {
+        let module = super::this_module()?;
+        // SAFETY: inside the http block cf->ctx has this module's main
+        // conf, which lives as long as the cycle; the offset is a T's in it.
+        unsafe {
+            let base = cf.http_main_conf_unchecked::<u8>(module);
+            self.0.at(base).map(|mut p| p.as_mut())
+        }
+    }
+
+    /// After configuration: the cycle's settings.
+    pub fn of_cycle(&self, cycle: &nginx_sys::ngx_cycle_t) -> Option<&'static T> {
+        let module = super::this_module()?;
+        // SAFETY: as in `of_conf`, for a cycle whose configuration is read.
+        unsafe {
+            let base = cycle.http_main_conf_unchecked::<u8>(module);
+            self.0.at(base).map(|p| p.as_ref())
+        }
+    }
 }

@@ -24,18 +24,16 @@ use super::fastcgi::{self as fcgi, Decoder};
 use super::log::split_level;
 use super::params::{write_params, Extras};
 use crate::os::monotonic_us;
-use crate::python::app_conf::AppLocConf;
+use crate::python::app_conf::{self, AppLocConf};
 use super::slots::{self, ExitCause, State};
 use super::spawn::sockaddr;
 use super::supervisor::describe;
 use crate::core::cgi_head::{self, CgiHead};
 use crate::core::capture::{Body, BodyReader, RequestHead};
-use crate::core::conf::UpstreamConf;
 use crate::core::served::{Label, Text};
 use crate::core::catch_panic;
 use crate::core::engine::{self, Adapter, Ending, Refusal, Source};
 use crate::core::exchange::{cost, Event, WINDOW};
-use crate::module::Module;
 use crate::nginx::event::{Conn, Timer};
 use crate::nginx::log::{Level, Log};
 use crate::nginx::request::HttpRequest;
@@ -61,12 +59,9 @@ impl Adapter for PoolPass {
     type Job = &'static PoolTarget;
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
-        r.loc_conf::<Module>().map_or(AppLocConf::DEFAULT_READ_TIMEOUT, |c| c.app.read_timeout)
+        app_conf::LOC.of(r).map_or(AppLocConf::DEFAULT_READ_TIMEOUT, |c| c.read_timeout)
     }
 
-    fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf> {
-        r.loc_conf::<Module>().map(|c| &c.upstream)
-    }
 
     fn label(target: &&'static PoolTarget) -> Label {
         Label { app: Some(Text::Static(&target.label)), pool: Some(&target.name) }
@@ -89,7 +84,7 @@ impl Adapter for PoolPass {
     }
 
     fn start(target: &'static PoolTarget, r: HttpRequest, head: RequestHead, body: Body) -> Result<Box<dyn Source>, Refusal> {
-        let errors_level = r.loc_conf::<Module>().map_or(AppLocConf::DEFAULT_ERRORS_LEVEL, |c| c.app.errors_level());
+        let errors_level = app_conf::LOC.of(r).map_or(AppLocConf::DEFAULT_ERRORS_LEVEL, AppLocConf::errors_level);
         let mut request = Box::new(PoolRequest {
             req: r,
             target,
@@ -122,7 +117,7 @@ impl Adapter for PoolPass {
 }
 
 fn target(r: HttpRequest) -> Option<&'static PoolTarget> {
-    r.loc_conf::<Module>().and_then(|c| c.pool.target.as_ref())
+    super::conf::LOC.of(r).and_then(|c| c.target.as_ref())
 }
 
 /// The content handler of `rust_wsgi ... pool=`, `rust_wsgi_pool` and

@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 use nginx_sys::{ngx_command_t, ngx_conf_t};
 use serde::{Deserialize, Serialize};
 
-use crate::conf::MainConf;
-use crate::nginx::conf::{args, conf_error, conf_warn, full_path, set_content_handler, ConfResult, CONF_OK};
+use crate::nginx::conf::{args, conf_error, conf_warn, field_of, full_path, set_content_handler, ConfResult, LocSlot, CONF_OK};
 use crate::python::apps::{AppSpec, Reload};
 use crate::python::config::{Home, PythonSettings};
 
@@ -130,6 +129,9 @@ pub struct PoolTarget {
     pub timeout_ms: u64,
     pub queue_timeout_ms: u64,
 }
+
+/// Where a request's location keeps the pool's settings.
+pub static LOC: LocSlot<PoolLocConf> = LocSlot::new();
 
 /// Per location.
 #[derive(Default)]
@@ -332,16 +334,16 @@ fn lookup_user(value: &str) -> Result<User, String> {
 }
 
 /// `rust_pool NAME option=value ...;`
-pub(crate) unsafe extern "C" fn rust_pool(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
-    // SAFETY: nginx passes the configuration being parsed and this module's
-    // main conf.
-    let (cf_ref, mcf) = unsafe { (&*cf, &mut *(conf as *mut MainConf)) };
+pub(crate) unsafe extern "C" fn rust_pool(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes the configuration being parsed, this module's
+    // main conf and our command, whose offset is that of its PoolMainConf.
+    let (cf_ref, pools) = unsafe { (&*cf, field_of::<PoolMainConf>(conf, cmd)) };
     let words: Vec<String> = args(cf_ref)[1..].iter().map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()).collect();
     let name = &words[0];
-    if mcf.pool.find_mut(name).is_some() {
+    if pools.find_mut(name).is_some() {
         return conf_error(cf, &format!("\"rust_pool {name}\" is duplicate; each pool is declared once"));
     }
-    if mcf.pool.pools.len() >= crate::pool::slots::MAX_POOLS {
+    if pools.pools.len() >= crate::pool::slots::MAX_POOLS {
         return conf_error(cf, &format!("too many pools; at most {} can be declared", crate::pool::slots::MAX_POOLS));
     }
     let resolve = |p: &str| full_path(cf_ref, Path::new(p));
@@ -352,20 +354,21 @@ pub(crate) unsafe extern "C" fn rust_pool(cf: *mut ngx_conf_t, _cmd: *mut ngx_co
     if spec.user.is_some() && unsafe { libc::geteuid() } != 0 {
         conf_warn(cf, &format!("\"rust_pool {name}\": user= only works when nginx's master runs as root; ignored"));
     }
-    let total: u32 = mcf.pool.pools.iter().map(|p| p.processes).sum::<u32>() + spec.processes;
+    let total: u32 = pools.pools.iter().map(|p| p.processes).sum::<u32>() + spec.processes;
     // Room for every pool to replace its processes one at a time.
     if (total as usize) * 2 > crate::pool::slots::MAX_SLOTS {
         return conf_error(cf, &format!("\"rust_pool {name}\": more than {} pool processes in all", crate::pool::slots::MAX_SLOTS / 2));
     }
-    mcf.pool.pools.push(spec);
+    pools.pools.push(spec);
     CONF_OK
 }
 
 /// `rust_pool_status [json|prometheus];`
-pub(crate) unsafe extern "C" fn rust_pool_status(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
-    // SAFETY: nginx passes the configuration being parsed and this module's
-    // location conf.
-    let (cf_ref, lcf) = unsafe { (&*cf, &mut (*(conf as *mut crate::conf::LocConf)).pool) };
+pub(crate) unsafe extern "C" fn rust_pool_status(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes the configuration being parsed, this module's
+    // location conf and our command, whose offset is that of its
+    // PoolLocConf.
+    let (cf_ref, lcf) = unsafe { (&*cf, field_of::<PoolLocConf>(conf, cmd)) };
     match args(cf_ref).get(1).map(|a| a.as_bytes()) {
         None | Some(b"json") => {}
         Some(b"prometheus") => lcf.status_prometheus = true,

@@ -37,7 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use super::conf::PoolSpec;
 use super::{slots, supervisor};
-use crate::conf::MainConf;
+use super::conf::PoolMainConf;
+use crate::python::config::PythonSettings;
 use crate::nginx::log::{Level, Log};
 
 /// What the master tells the supervisor after each configuration load.
@@ -83,7 +84,7 @@ const TITLE: &std::ffi::CStr = c"rust pool supervisor";
 /// `init_module`: hands the supervisor the new configuration's pools,
 /// starting it first if needed. Nothing happens under `nginx -t` or
 /// `nginx -s`, or when no pool was ever declared.
-pub fn configure(cycle: &ngx_cycle_t, mcf: &MainConf) {
+pub fn configure(cycle: &ngx_cycle_t, pools: &PoolMainConf, python: &PythonSettings) {
     // SAFETY: plain globals nginx sets before calling module hooks.
     let (testing, signaller) =
         unsafe { (nginx_sys::ngx_test_config != 0, nginx_sys::ngx_process as u32 == nginx_sys::NGX_PROCESS_SIGNALLER) };
@@ -91,12 +92,12 @@ pub fn configure(cycle: &ngx_cycle_t, mcf: &MainConf) {
         return;
     }
     let running = SLOT.get().is_some();
-    if mcf.pool.pools.is_empty() && !running {
+    if pools.pools.is_empty() && !running {
         return;
     }
     let log = Log::cycle();
     let generation = PLAN.with_borrow(|p| p.as_ref().map_or(0, |p| p.generation)) + 1;
-    let plan = plan_of(cycle, mcf, generation);
+    let plan = plan_of(cycle, pools, python, generation);
     let result = if running { send(&plan) } else { start(cycle, &plan) };
     PLAN.with_borrow_mut(|p| *p = Some(plan));
     if let Err(e) = result {
@@ -223,7 +224,7 @@ pub fn forget_in_child() {
     PLAN.with_borrow_mut(|p| p.take());
 }
 
-fn plan_of(cycle: &ngx_cycle_t, mcf: &MainConf, generation: u64) -> Plan {
+fn plan_of(cycle: &ngx_cycle_t, pools: &PoolMainConf, python: &PythonSettings, generation: u64) -> Plan {
     // SAFETY: `new_log.file` is set by nginx before modules are
     // initialised (ngx_log_open_default); its name is empty for stderr.
     let (error_log, log_level) = unsafe {
@@ -234,7 +235,7 @@ fn plan_of(cycle: &ngx_cycle_t, mcf: &MainConf, generation: u64) -> Plan {
     };
     Plan {
         generation,
-        pools: mcf.pool.with_python(&mcf.python),
+        pools: pools.with_python(python),
         error_log,
         log_level,
         nginx_uid: worker_uid(cycle),

@@ -12,7 +12,7 @@ use std::path::Path;
 use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_msec_t};
 
 use super::apps::{AppSpec, Reload};
-use crate::nginx::conf::{args, conf_error, field_of, full_path, level_arg, merge_msec, ConfResult, CONF_OK, UNSET_MSEC};
+use crate::nginx::conf::{args, conf_error, field_of, full_path, level_arg, merge_msec, ConfResult, LocSlot, CONF_OK, UNSET_MSEC};
 use crate::nginx::log::Level;
 
 /// An app and how it reloads, as the locations that serve it agree.
@@ -21,6 +21,9 @@ pub struct AppConf {
     /// Set when the first location serving the app is merged.
     pub reload: Option<Reload>,
 }
+
+/// Where a request's location keeps them.
+pub static LOC: LocSlot<AppLocConf> = LocSlot::new();
 
 /// A location's Python-app settings (`LocConf.app`).
 pub struct AppLocConf {

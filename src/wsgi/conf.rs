@@ -5,7 +5,7 @@ use std::ffi::c_void;
 
 use nginx_sys::{ngx_command_t, ngx_conf_check_num_bounds, ngx_conf_num_bounds_t, ngx_conf_t, ngx_int_t};
 
-use crate::nginx::conf::{args, conf_error, field_of, ConfResult, CONF_OK};
+use crate::nginx::conf::{args, conf_error, field_of, ConfResult, LocSlot, CONF_OK};
 use crate::python::app_conf::AppConf;
 #[cfg(doc)]
 use crate::python::app_conf::AppLocConf;
@@ -52,6 +52,9 @@ impl WsgiMainConf {
     }
 
 }
+
+/// Where a request's location keeps `rust_wsgi`'s settings.
+pub static LOC: LocSlot<WsgiLocConf> = LocSlot::new();
 
 #[derive(Default)]
 pub struct WsgiLocConf {

@@ -24,15 +24,12 @@ use std::time::Duration;
 
 use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_msec_t};
 
-use crate::python::app_conf::AppLocConf;
-use crate::conf::MainConf;
+use crate::python::app_conf::{self, AppLocConf};
 use crate::core::capture::{Body, RequestHead};
-use crate::core::conf::UpstreamConf;
 use crate::core::served::{Label, Text};
 use crate::core::engine::{self, Adapter, Refusal, Source};
 use crate::core::exchange::{Exchange, ResponseSink};
 use crate::core::{runtime, threaded};
-use crate::module::Module;
 use crate::nginx::log::Level;
 use crate::nginx::request::HttpRequest;
 use self::host::Host;
@@ -59,12 +56,9 @@ impl Adapter for Wsgi {
     type Job = (Arc<App>, Level);
 
     fn read_timeout(r: HttpRequest) -> ngx_msec_t {
-        r.loc_conf::<Module>().map_or(AppLocConf::DEFAULT_READ_TIMEOUT, |c| c.app.read_timeout)
+        app_conf::LOC.of(r).map_or(AppLocConf::DEFAULT_READ_TIMEOUT, |c| c.read_timeout)
     }
 
-    fn upstream_conf(r: HttpRequest) -> Option<&'static UpstreamConf> {
-        r.loc_conf::<Module>().map(|c| &c.upstream)
-    }
 
     fn label((app, _): &Self::Job) -> Label {
         Label { app: Some(Text::Shared(Arc::clone(&app.label))), pool: None }
@@ -72,9 +66,8 @@ impl Adapter for Wsgi {
 
     fn prepare(r: HttpRequest) -> Result<Self::Job, Refusal> {
         let refuse = |message: &str| Refusal { status: 500, message: message.into() };
-        let lcf = r.loc_conf::<Module>().ok_or_else(|| refuse("no configuration"))?;
-        let index = lcf.wsgi.app.ok_or_else(|| refuse("no app is configured here"))?;
-        let errors_level = lcf.app.errors_level();
+        let index = conf::LOC.of(r).and_then(|c| c.app).ok_or_else(|| refuse("no app is configured here"))?;
+        let errors_level = app_conf::LOC.of(r).map_or(AppLocConf::DEFAULT_ERRORS_LEVEL, AppLocConf::errors_level);
         if runtime::bridge().is_none() {
             return Err(refuse("the module's runtime is not running in this worker (see the error logged at worker start)"));
         }
@@ -112,12 +105,12 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
 
 /// Starts the thread pool in this worker (Python is started already, see
 /// [`crate::python::start`]), and imports every app.
-pub fn start(mcf: &MainConf) -> Result<(), String> {
+pub fn start(mcf: &conf::WsgiMainConf) -> Result<(), String> {
     let bridge = runtime::bridge().ok_or("the module's runtime did not start")?;
-    let spin = std::time::Duration::from_micros(mcf.wsgi.spin_us());
-    let host = Host::start("rgw-wsgi", mcf.wsgi.threads(), spin)?;
+    let spin = std::time::Duration::from_micros(mcf.spin_us());
+    let host = Host::start("rgw-wsgi", mcf.threads(), spin)?;
     let logger = crate::python::worker_logger(&bridge);
-    let apps = crate::python::apps_of(&mcf.wsgi.apps, Interface::Wsgi, &logger);
+    let apps = crate::python::apps_of(&mcf.apps, Interface::Wsgi, &logger);
     host.preload(apps.clone(), Arc::clone(&bridge));
     WORKER.with(|w| *w.borrow_mut() = Some(WsgiWorker { host, apps }));
     Ok(())
