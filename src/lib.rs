@@ -1,18 +1,26 @@
 //! ngx-rust-gateway: an nginx dynamic module that hosts application code.
 //!
-//! The layers, from nginx inwards:
-//! - [`module`] and [`conf`]: the module registration, configuration
-//!   structures and directive table.
+//! The rooms, from the ground up; each imports only those before it
+//! (`ci/imports.sh` prints the picture and any cycle):
+//! - [`os`]: process and fd helpers (spawning, forks, clocks).
 //! - [`nginx`]: the thin safe layer over the raw nginx FFI this module needs
 //!   (request body, response head and output chains, fds in the event loop,
-//!   logging). The raw `unsafe` lives here.
+//!   a taken-over connection, logging, conf slots). Raw `unsafe` gathers
+//!   here and in `os`; what remains elsewhere says why next to it.
 //! - [`core`]: the shared engine. It captures a request into owned data,
-//!   hands it to threads the module owns, and streams what they produce back
-//!   through nginx's output filters. Threads wake the nginx event loop through
-//!   an eventfd registered as an nginx connection; the event-loop thread
-//!   itself never runs application code.
-//! - One folder per interface: [`wsgi`] and [`cgi`], with [`python`] for
-//!   the interpreter and app loading.
+//!   hands it to a producer (threads the module owns, a program, a pool
+//!   process), and streams what comes back through nginx's output filters.
+//!   Threads wake the nginx event loop through an eventfd registered as an
+//!   nginx connection; the event-loop thread itself never runs application
+//!   code.
+//! - [`python`]: the interpreter, app loading, and what every Python app's
+//!   location shares.
+//! - One folder per interface, none importing another: [`cgi`], [`wsgi`]
+//!   and [`asgi`] (each Python one with its app host, which a pool process
+//!   runs too).
+//! - [`pool`]: the worker pool (supervisor, pool processes, FastCGI).
+//! - [`conf`] and [`module`]: the configuration structures and directive
+//!   table, and the module registration and worker lifecycle.
 
 pub mod asgi;
 pub mod cgi;
