@@ -318,3 +318,82 @@ pub fn exit_if_forked() {
         libc::_exit(0);
     }
 }
+
+// ---- plain fd I/O, for the fds the module owns ---------------------------
+//
+// The fd loops of CGI and the pool (pipes, unix sockets, the control pipe,
+// signalfd) read and write through these, so their unsafe is here once.
+
+/// `read(2)` into `buf`: the count (0 at EOF), or the error (WouldBlock
+/// on an empty non-blocking fd; EINTR is retried).
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: reading into a buffer we own, at most its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `write(2)` of `buf`: the count written, or the error.
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: the kernel only reads `buf`, at most its length.
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    if n >= 0 {
+        Ok(n as usize)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `send(2)` on a socket without SIGPIPE: the count sent, or the error
+/// (WouldBlock when the socket is full; EPIPE once the peer is gone).
+pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: as in `write`.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    if n >= 0 {
+        Ok(n as usize)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether a socket that should have nothing to read (an idle kept-alive
+/// connection) is still open: anything readable, EOF or an error, means
+/// its peer finished with it. Does not wait.
+pub fn idle_socket_open(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into our own buffer on our own socket.
+    let n = unsafe { libc::recv(fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+}
+
+/// `accept4(2)` of a non-blocking, close-on-exec connection from a
+/// listening socket.
+pub fn accept(listener: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: no address is asked for; the fd returned is ours.
+    let fd = unsafe { libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) };
+    if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        // SAFETY: accept4 just made this fd, and nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+/// `poll(2)` on `fds` for at most `timeout_ms` (-1: no limit): how many
+/// have events.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
+    // SAFETY: the kernel writes the `revents` of the entries we pass.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n >= 0 {
+        Ok(n as usize)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -114,9 +114,8 @@ fn serve(py: Python<'_>, inbox: Arc<Inbox<Inbound>>, apps: Vec<Arc<App>>, logger
 /// After a failure: answer every request that still arrives, until exit.
 fn refuse_all(inbox: &Inbox<Inbound>, why: &str) {
     loop {
-        let mut pollfd = libc::pollfd { fd: inbox.fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd; blocking here is this thread's job.
-        unsafe { libc::poll(&mut pollfd, 1, -1) };
+        // Blocking here is this thread's job.
+        let _ = crate::os::poll(&mut [libc::pollfd { fd: inbox.fd(), events: libc::POLLIN, revents: 0 }], -1);
         for item in inbox.take() {
             match item {
                 Inbound::Http(start) => start.sink.fail(500, vec![format!("rust_asgi: {why}")]),

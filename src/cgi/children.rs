@@ -328,15 +328,13 @@ impl Child {
         let Some(fd) = self.stderr.as_ref().map(Conn::fd) else { return };
         let mut buf = [0u8; 8192];
         let eof = loop {
-            // SAFETY: reading into our buffer from our non-blocking pipe.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                self.partial.extend_from_slice(&buf[..n as usize]);
+            let read = crate::os::read(fd, &mut buf);
+            if let Ok(n @ 1..) = read {
+                self.partial.extend_from_slice(&buf[..n]);
                 self.log_lines(false);
                 continue;
             }
-            let again = n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock;
-            break !again;
+            break !read.is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock);
         };
         if eof {
             self.log_lines(true);

@@ -147,22 +147,22 @@ impl CgiProcess {
                 self.paused = true;
                 break;
             }
-            // SAFETY: reading into our buffer from our non-blocking pipe.
-            let n = unsafe { libc::read(fd, self.read_buf.as_mut_ptr().cast(), self.read_buf.len()) };
-            if n > 0 {
-                // A copy of exactly what arrived: the window counts bytes,
-                // so memory must be bytes too (not a 64 KiB buffer per
-                // short line of a chatty program).
-                let bytes = self.read_buf[..n as usize].to_vec();
-                self.take(bytes, &mut events);
-                continue;
-            }
-            if n == 0 {
-                self.end(&mut events);
-                break;
-            }
-            match io::Error::last_os_error().kind() {
-                io::ErrorKind::Interrupted => continue,
+            let err = match crate::os::read(fd, &mut self.read_buf) {
+                Ok(0) => {
+                    self.end(&mut events);
+                    break;
+                }
+                Ok(n) => {
+                    // A copy of exactly what arrived: the window counts
+                    // bytes, so memory must be bytes too (not a 64 KiB
+                    // buffer per short line of a chatty program).
+                    let bytes = self.read_buf[..n].to_vec();
+                    self.take(bytes, &mut events);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            match err.kind() {
                 io::ErrorKind::WouldBlock => {
                     if let Some(conn) = self.stdout.as_ref() {
                         let _ = conn.want_read();

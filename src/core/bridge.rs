@@ -77,19 +77,18 @@ impl Bridge {
         }
         shared.signaled = true;
         let one: u64 = 1;
-        // SAFETY: `efd` is open while `closed` is false, and we hold the
-        // lock that `close_with` takes. An 8-byte write to an eventfd only
-        // fails when the counter would overflow, which cannot happen with
-        // one write per drain.
-        unsafe { libc::write(self.efd, (&one as *const u64).cast(), 8) };
+        // `efd` is open while `closed` is false, and we hold the lock that
+        // `close_with` takes. An 8-byte write to an eventfd only fails when
+        // the counter would overflow, which cannot happen with one write
+        // per drain.
+        let _ = crate::os::write(self.efd, &one.to_ne_bytes());
     }
 
     /// Nginx thread: clears the eventfd and takes everything queued.
     pub fn drain(&self) -> Drained {
-        let mut counter: u64 = 0;
-        // SAFETY: as in `signal`; a non-blocking read of 8 bytes resets the
-        // eventfd counter (EAGAIN when it was already zero).
-        unsafe { libc::read(self.efd, (&mut counter as *mut u64).cast(), 8) };
+        // As in `signal`; a non-blocking read of 8 bytes resets the eventfd
+        // counter (EAGAIN when it was already zero).
+        let _ = crate::os::read(self.efd, &mut [0u8; 8]);
         let mut shared = self.lock();
         shared.signaled = false;
         Drained {

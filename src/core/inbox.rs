@@ -51,18 +51,17 @@ impl<T> Inbox<T> {
         shared.items.push(item);
         if !std::mem::replace(&mut shared.signaled, true) {
             let one: u64 = 1;
-            // SAFETY: our own open eventfd; an 8-byte write only fails on
-            // counter overflow, impossible with one write per take.
-            unsafe { libc::write(self.efd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            // Our own open eventfd; an 8-byte write only fails on counter
+            // overflow, impossible with one write per take.
+            let _ = crate::os::write(self.efd.as_raw_fd(), &one.to_ne_bytes());
         }
     }
 
     /// Receiver: clears the eventfd and takes everything sent so far.
     pub fn take(&self) -> Vec<T> {
-        let mut counter: u64 = 0;
-        // SAFETY: a non-blocking 8-byte read from our own eventfd resets it
-        // (EAGAIN when it was zero already).
-        unsafe { libc::read(self.efd.as_raw_fd(), (&mut counter as *mut u64).cast(), 8) };
+        // A non-blocking 8-byte read from our own eventfd resets it (EAGAIN
+        // when it was zero already).
+        let _ = crate::os::read(self.efd.as_raw_fd(), &mut [0u8; 8]);
         let mut shared = self.lock();
         shared.signaled = false;
         std::mem::take(&mut shared.items)

@@ -109,13 +109,12 @@ fn drain(fd: i32, dirs: &mut HashMap<i32, PathBuf>) -> Option<PathBuf> {
     let mut changed = None;
     let mut buf = [0u8; 8192];
     loop {
-        // SAFETY: reading into our buffer from our non-blocking fd.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            return changed;
-        }
+        let n = match crate::os::read(fd, &mut buf) {
+            Ok(n @ 1..) => n,
+            _ => return changed,
+        };
         let mut at = 0;
-        while at + std::mem::size_of::<libc::inotify_event>() <= n as usize {
+        while at + std::mem::size_of::<libc::inotify_event>() <= n {
             // SAFETY: the kernel writes whole inotify_event records, each
             // followed by `len` bytes of NUL-padded name.
             let event = unsafe { std::ptr::read_unaligned(buf.as_ptr().add(at) as *const libc::inotify_event) };

@@ -2,6 +2,8 @@
 //! a pool process over FastCGI and turns the records that come back into
 //! the engine's events.
 //!
+//! Runs in nginx's workers.
+//!
 //! Everything here runs on nginx's thread without blocking. The process is
 //! the ready one with the fewest requests (its own count in the shared
 //! table, plus this worker's requests on their way to it). Connections are
@@ -26,8 +28,7 @@ use super::params::{write_params, Extras};
 use crate::os::monotonic_us;
 use crate::python::app_conf::{self, AppLocConf};
 use super::slots::{self, ExitCause, State};
-use super::spawn::sockaddr;
-use super::supervisor::describe;
+use super::slots::{describe, sockaddr};
 use crate::core::cgi_head::{self, CgiHead};
 use crate::core::capture::{Body, BodyReader, RequestHead};
 use crate::core::served::{Label, Text};
@@ -316,13 +317,12 @@ impl PoolRequest {
                     }
                 }
             }
-            // SAFETY: sending from our buffer on our non-blocking socket.
-            let n = unsafe { libc::send(fd, self.out[self.out_at..].as_ptr().cast(), self.out.len() - self.out_at, libc::MSG_NOSIGNAL) };
-            if n > 0 {
-                self.out_at += n as usize;
+            let sent = crate::os::send(fd, &self.out[self.out_at..]);
+            if let Ok(n @ 1..) = sent {
+                self.out_at += n;
                 continue;
             }
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+            if sent.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock) {
                 if let Some(conn) = self.conn.as_ref() {
                     let _ = conn.want_write();
                 }
@@ -349,14 +349,13 @@ impl PoolRequest {
                 self.paused = true;
                 break;
             }
-            // SAFETY: reading into our buffer from our non-blocking socket.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                self.decoder.feed(&buf[..n as usize]);
+            let read = crate::os::read(fd, &mut buf);
+            if let Ok(n @ 1..) = read {
+                self.decoder.feed(&buf[..n]);
                 self.records(&mut events);
                 continue;
             }
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+            if read.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock) {
                 if let Some(conn) = self.conn.as_ref() {
                     let _ = conn.want_read();
                 }
@@ -546,13 +545,9 @@ fn take_idle(index: usize, serial: u32) -> Option<Conn> {
 /// `on_idle_read`, but only when the event loop gets to it: a process that
 /// died moments ago (its slot not yet reaped) may have closed one that is
 /// still cached, and a request sent there would get a 502 for a crash it
-/// had no part in. An idle connection has nothing to read, so anything
-/// readable (EOF, an error) means it is finished.
+/// had no part in (see [`crate::os::idle_socket_open`]).
 fn still_open(fd: std::os::fd::RawFd) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: a one-byte peek into our own buffer on our own socket.
-    let n = unsafe { libc::recv(fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    crate::os::idle_socket_open(fd)
 }
 
 fn keep_idle(slot: Dispatched, conn: Conn) {

@@ -1,5 +1,8 @@
 //! `rust_pool` and the settings of one pool.
 //!
+//! Runs in nginx's master (and under `nginx -t`), while it reads the
+//! configuration; the settings then travel to the supervisor in the plan.
+//!
 //! ```nginx
 //! rust_pool NAME [app=PATH[:CALLABLE]] [processes=N] [threads=N]
 //!                [home=DIR] [path=DIR]... [env=NAME=VALUE]...

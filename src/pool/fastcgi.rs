@@ -1,5 +1,7 @@
 //! FastCGI 1.0 records: the framing nginx workers and pool processes speak.
 //!
+//! Runs in nginx's workers and in pool processes (both ends of the wire).
+//!
 //! The pool uses the standard records (and the standard name-value encoding
 //! for parameters) rather than a private format, so that other FastCGI
 //! responders can be hosted later without a second protocol.

@@ -2,6 +2,8 @@
 //! requests submitted to the process's app hosts, and their responses back
 //! as records.
 //!
+//! Runs in a pool process, on its main thread.
+//!
 //! One thread, blocking in poll(2) on the listening socket, the
 //! connections, the bridge eventfd (responses ready) and a signalfd
 //! (SIGTERM: drain). A connection carries one request at a time and is kept
@@ -199,8 +201,7 @@ impl<'a> Front<'a> {
             self.orphans.retain(|(exchange, _, _)| Arc::strong_count(exchange) > 1);
             let busy = !self.orphans.is_empty() || self.conns.values().any(|c| c.request.as_ref().is_some_and(|a| a.exchange.is_some()));
             let wait = if self.draining.is_some() { 100 } else if busy && !self.timed_out { 250 } else { -1 };
-            // SAFETY: `fds` is a valid pollfd array.
-            if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) } < 0 {
+            if crate::os::poll(&mut fds, wait).is_err() {
                 continue;
             }
             if busy && !self.timed_out {
@@ -247,8 +248,7 @@ impl<'a> Front<'a> {
                 self.setup.timeout_ms
             ),
         );
-        // SAFETY: writing one byte to our control pipe.
-        unsafe { libc::write(super::spawn::CONTROL_FD, b"T".as_ptr().cast(), 1) };
+        let _ = crate::os::write(super::spawn::CONTROL_FD, b"T");
         // faulthandler writes straight to fd 2 (the supervisor's pipe),
         // from C, whatever state the stuck thread is in.
         pyo3::Python::attach(|py| {
@@ -264,8 +264,7 @@ impl<'a> Front<'a> {
 
     fn on_signal(&mut self) {
         let mut info = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
-        // SAFETY: reading one siginfo into our buffer.
-        while unsafe { libc::read(self.setup.signals.as_raw_fd(), info.as_mut_ptr().cast(), info.len()) } > 0 {}
+        while crate::os::read(self.setup.signals.as_raw_fd(), &mut info).is_ok_and(|n| n > 0) {}
         if self.draining.is_none() {
             self.draining = Some(std::time::Instant::now());
             // SAFETY: closing our listening socket: no new connections.
@@ -289,13 +288,7 @@ impl<'a> Front<'a> {
 
     fn accept(&mut self) {
         loop {
-            // SAFETY: accepting on our listening socket; the fd is owned.
-            let fd = unsafe { libc::accept4(LISTEN_FD, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) };
-            if fd < 0 {
-                return;
-            }
-            // SAFETY: a fresh descriptor.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let Ok(fd) = crate::os::accept(LISTEN_FD) else { return };
             if !self.allowed(fd.as_raw_fd()) {
                 continue;
             }
@@ -324,17 +317,16 @@ impl<'a> Front<'a> {
         let mut buf = [0u8; 65536];
         let mut eof = false;
         loop {
-            // SAFETY: reading into our buffer from our non-blocking socket.
-            let n = unsafe { libc::read(conn.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                conn.decoder.feed(&buf[..n as usize]);
-                if conn.decoder.buffered() > 4 * 65536 {
-                    break;
+            match crate::os::read(conn.fd.as_raw_fd(), &mut buf) {
+                Ok(n @ 1..) => {
+                    conn.decoder.feed(&buf[..n]);
+                    if conn.decoder.buffered() > 4 * 65536 {
+                        break;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
-                eof = true;
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                _ => eof = true,
             }
             break;
         }
@@ -568,12 +560,9 @@ impl<'a> Front<'a> {
         let Some(conn) = self.conns.get_mut(&key) else { return };
         Self::pump_file(conn);
         while conn.out_at < conn.out.len() {
-            // SAFETY: sending from our buffer on our non-blocking socket.
-            let n = unsafe {
-                libc::send(conn.fd.as_raw_fd(), conn.out[conn.out_at..].as_ptr().cast(), conn.out.len() - conn.out_at, libc::MSG_NOSIGNAL)
-            };
-            if n > 0 {
-                conn.out_at += n as usize;
+            let sent = crate::os::send(conn.fd.as_raw_fd(), &conn.out[conn.out_at..]);
+            if let Ok(n @ 1..) = sent {
+                conn.out_at += n;
                 if conn.out_at == conn.out.len() {
                     conn.out.clear();
                     conn.out_at = 0;
@@ -581,7 +570,7 @@ impl<'a> Front<'a> {
                 }
                 continue;
             }
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+            if sent.is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock) {
                 return;
             }
             return self.close(key);

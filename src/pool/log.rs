@@ -1,6 +1,8 @@
 //! Log lines from outside nginx's processes: the supervisor writes nginx's
 //! error log itself, and pool processes mark their lines with a level.
 //!
+//! Runs in the supervisor and in pool processes.
+//!
 //! The supervisor is no nginx process and has no nginx log, so it appends
 //! to the error log file by name, in nginx's format, opening it for each
 //! batch: that follows log rotation without a signal.

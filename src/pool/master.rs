@@ -1,5 +1,7 @@
 //! nginx's master and the pool supervisor.
 //!
+//! Runs in nginx's master.
+//!
 //! The master parses the configuration; on every load (the first start and
 //! each `nginx -s reload`) `init_module` runs there, and this hands the
 //! supervisor the pools the new configuration declares.

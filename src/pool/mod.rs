@@ -2,15 +2,16 @@
 //! location's requests outside nginx's workers (mod_wsgi's daemon mode,
 //! php-fpm's pools).
 //!
-//! - [`conf`]: the `rust_pool` directive and a pool's settings.
-//! - [`master`]: nginx's master hands each configuration to the supervisor.
-//! - [`supervisor`]: starts, watches, recycles and stops pool processes.
-//! - [`spawn`]: forking them cleanly.
-//! - [`process`]: a pool process: Python and the apps.
-//! - [`front`]: its FastCGI server side.
-//! - [`client`]: the nginx side, an engine adapter speaking FastCGI.
-//! - [`slots`]: the table all of them share; [`status`] reports it.
-//! - [`fastcgi`], [`params`], [`log`]: the wire format and log lines.
+//! Four kinds of process run this folder's code; each file says which in
+//! its first lines:
+//!
+//! | process | files |
+//! |---|---|
+//! | nginx's master (and `nginx -t`) | [`conf`] (reading the configuration), [`master`] (handing it to the supervisor), [`spawn`] (forking the supervisor) |
+//! | the supervisor | [`supervisor`] (starts, watches, recycles and stops pool processes), [`spawn`] (forking them cleanly), [`log`] |
+//! | a pool process | [`process`] (Python and the apps, through the same hosts as a worker), [`front`] (its FastCGI server side), [`log`] |
+//! | an nginx worker | [`client`] (the engine adapter speaking FastCGI), [`status`] (`rust_pool_status`) |
+//! | all of them | [`slots`] (the table they share, and how a process ended), [`fastcgi`] and [`params`] (the wire format) |
 
 pub mod client;
 pub mod conf;

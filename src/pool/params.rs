@@ -1,5 +1,7 @@
 //! A captured request as FastCGI params, and back.
 //!
+//! Runs in nginx's workers (encoding) and in pool processes (decoding).
+//!
 //! nginx workers send the CGI meta-variables any FastCGI responder
 //! understands. A pool process rebuilds the [`RequestHead`] from them and
 //! makes the environ with the same code as embedded mode, so an app sees the

@@ -1,5 +1,7 @@
 //! A pool process: Python and the pool's apps, serving FastCGI on fd 0.
 //!
+//! Runs in a pool process.
+//!
 //! It is built like an nginx worker running `rust_wsgi` and `rust_asgi`,
 //! from the same parts: the interpreter keeper thread, the same app hosts
 //! ([`crate::wsgi::host`] with `threads=` threads, [`crate::asgi::host`]
@@ -126,8 +128,7 @@ fn serve(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> Result<i32, i32> {
     // when no older process of the pool serves them): the supervisor lets
     // nginx send requests from now on.
     let ready: &[u8] = if failed > 0 { b"P" } else { b"R" };
-    // SAFETY: writing one byte to our control pipe.
-    unsafe { libc::write(CONTROL_FD, ready.as_ptr().cast(), 1) };
+    let _ = crate::os::write(CONTROL_FD, ready);
 
     let front = front::Front::new(front::Setup {
         table,

@@ -1,6 +1,9 @@
 //! The table every process of the pool machinery shares: which pool
 //! processes exist, their state and their counters.
 //!
+//! Runs in every process of the pool machinery: the master maps it, the
+//! others inherit it.
+//!
 //! It is one anonymous `MAP_SHARED` mapping made in nginx's master before it
 //! forks anything, so the supervisor, the pool processes and every
 //! generation of nginx workers see the same memory (nginx's own shared zones
@@ -288,6 +291,34 @@ pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// "exited with code 3", "was killed by signal 11 (SIGSEGV)", ...
+pub fn describe(status: i32, cause: ExitCause) -> String {
+    if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        // SAFETY: strsignal returns a static or thread-local string.
+        let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(signal)) }.to_string_lossy().into_owned();
+        let oom = if cause == ExitCause::OutOfMemory { ", by the kernel's OOM killer" } else { "" };
+        format!("was killed by signal {signal} ({name}{oom})")
+    } else {
+        format!("exited with code {}", libc::WEXITSTATUS(status))
+    }
+}
+
+/// An abstract-namespace address for `name` (which starts with NUL).
+pub fn sockaddr(name: &[u8]) -> std::io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: zeroed is a valid sockaddr_un.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if name.len() > addr.sun_path.len() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "socket name too long"));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, &src) in addr.sun_path.iter_mut().zip(name) {
+        *dst = src as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + name.len();
+    Ok((addr, len as libc::socklen_t))
 }
 
 #[cfg(test)]

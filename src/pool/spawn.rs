@@ -1,5 +1,9 @@
 //! Making the supervisor and pool processes out of forks, cleanly.
 //!
+//! Runs in nginx's master (forking the supervisor) and in the supervisor
+//! (forking pool processes), and in those children until they exec or
+//! serve.
+//!
 //! Both are forks of single-threaded processes (the master, then the
 //! supervisor), so Rust code may run in the child. What each child inherits
 //! from nginx is cut off before anything else happens: every signal back to
@@ -241,7 +245,7 @@ fn listen(name: &[u8]) -> io::Result<OwnedFd> {
             return Err(io::Error::last_os_error());
         }
         let sock = OwnedFd::from_raw_fd(fd);
-        let (addr, len) = sockaddr(name)?;
+        let (addr, len) = super::slots::sockaddr(name)?;
         if libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 || libc::listen(fd, 1024) != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -249,17 +253,3 @@ fn listen(name: &[u8]) -> io::Result<OwnedFd> {
     }
 }
 
-/// An abstract-namespace address for `name` (which starts with NUL).
-pub fn sockaddr(name: &[u8]) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
-    // SAFETY: zeroed is a valid sockaddr_un.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    if name.len() > addr.sun_path.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "socket name too long"));
-    }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (dst, &src) in addr.sun_path.iter_mut().zip(name) {
-        *dst = src as libc::c_char;
-    }
-    let len = std::mem::size_of::<libc::sa_family_t>() + name.len();
-    Ok((addr, len as libc::socklen_t))
-}

@@ -1,6 +1,8 @@
 //! `rust_pool_status;`: every pool and its processes, from the shared
 //! table, as JSON (default) or in the Prometheus text format
 //! (`rust_pool_status prometheus;`, or `?format=prometheus`).
+//!
+//! Runs in nginx's workers.
 
 use std::fmt::Write;
 

@@ -2,6 +2,8 @@
 //! master (see [`super::master`]) that starts, watches, recycles and stops
 //! the pool processes.
 //!
+//! Runs in the supervisor.
+//!
 //! It is the only process that forks them, and it never runs Python, so a
 //! pool process never starts as a copy of a process with Python threads.
 //! It blocks in poll(2) on: the master's pipe (new plans; its end means
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::conf::PoolSpec;
 use super::log::ErrorLog;
 use super::master::Plan;
-use super::slots::{self, ExitCause, State, Table};
+use super::slots::{self, describe, ExitCause, State, Table};
 use super::spawn;
 use crate::nginx::log::Level;
 use crate::os;
@@ -167,9 +169,8 @@ impl Supervisor {
             fds.push(poll(proc.output.as_ref().map_or(-1, |f| f.as_raw_fd())));
             fds.push(poll(proc.control.as_ref().map_or(-1, |f| f.as_raw_fd())));
         }
-        // SAFETY: `fds` is a valid array of pollfd; negative fds are skipped.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-        if n < 0 {
+        // Negative fds are skipped.
+        if crate::os::poll(&mut fds, timeout).is_err() {
             return;
         }
         let ready = |i: usize| fds.get(i).is_some_and(|p| p.revents != 0);
@@ -247,18 +248,13 @@ impl Supervisor {
     fn read_channel(&mut self) {
         let Some(channel) = &self.channel else { return };
         let mut buf = [0u8; 65536];
-        // SAFETY: reading into our buffer from our pipe.
-        let n = unsafe { libc::read(channel.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n == 0 || (n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted) {
+        let Ok(n @ 1..) = crate::os::read(channel.as_raw_fd(), &mut buf) else {
             // nginx's master is gone: stop everything.
             self.channel = None;
             self.shutdown();
             return;
-        }
-        if n < 0 {
-            return;
-        }
-        self.inbox.extend_from_slice(&buf[..n as usize]);
+        };
+        self.inbox.extend_from_slice(&buf[..n]);
         while self.inbox.len() >= 4 {
             let len = u32::from_le_bytes([self.inbox[0], self.inbox[1], self.inbox[2], self.inbox[3]]) as usize;
             if self.inbox.len() < 4 + len {
@@ -471,16 +467,15 @@ impl Supervisor {
         let mut buf = [0u8; 16384];
         let mut eof = false;
         loop {
-            // SAFETY: reading into our buffer from our non-blocking pipe.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                proc.partial.extend_from_slice(&buf[..n as usize]);
+            let read = crate::os::read(fd, &mut buf);
+            if let Ok(n @ 1..) = read {
+                proc.partial.extend_from_slice(&buf[..n]);
                 if !to_end {
                     break;
                 }
                 continue;
             }
-            eof = n == 0;
+            eof = matches!(read, Ok(0));
             break;
         }
         let prefix = format!("rust_pool \"{}\" process {}: ", proc.pool, proc.pid);
@@ -501,18 +496,17 @@ impl Supervisor {
         let proc = &mut self.procs[at];
         let Some(control) = proc.control.as_ref() else { return };
         let mut buf = [0u8; 64];
-        // SAFETY: reading into our buffer from our non-blocking pipe.
-        let n = unsafe { libc::read(control.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n == 0 {
-            proc.control = None;
-            return;
-        }
-        if n < 0 {
-            return;
-        }
+        let n = match crate::os::read(control.as_raw_fd(), &mut buf) {
+            Ok(0) => {
+                proc.control = None;
+                return;
+            }
+            Ok(n) => n,
+            Err(_) => return,
+        };
         let mut timed_out = false;
         let mut broken_new_code = false;
-        for &byte in &buf[..n as usize] {
+        for &byte in &buf[..n] {
             match byte {
                 // Some of its apps failed to import: taken at a first start
                 // (the broken apps answer 500, the others serve), not over
@@ -714,19 +708,6 @@ fn request_limit(spec: &PoolSpec, seed: &mut u64) -> u64 {
     *seed ^= *seed >> 7;
     *seed ^= *seed << 17;
     spec.max_requests + if spec.max_requests_jitter > 0 { *seed % (spec.max_requests_jitter + 1) } else { 0 }
-}
-
-/// "exited with code 3", "was killed by signal 11 (SIGSEGV)", ...
-pub fn describe(status: i32, cause: ExitCause) -> String {
-    if libc::WIFSIGNALED(status) {
-        let signal = libc::WTERMSIG(status);
-        // SAFETY: strsignal returns a static or thread-local string.
-        let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(signal)) }.to_string_lossy().into_owned();
-        let oom = if cause == ExitCause::OutOfMemory { ", by the kernel's OOM killer" } else { "" };
-        format!("was killed by signal {signal} ({name}{oom})")
-    } else {
-        format!("exited with code {}", libc::WEXITSTATUS(status))
-    }
 }
 
 /// Whether the kernel's OOM killer has struck in our cgroup (cgroup v2
