@@ -9,7 +9,8 @@
 //! response then, whatever it goes on doing, while with one socket for both
 //! its still open stdin would have held the output open too. The head is
 //! parsed (or, for nph- programs, passed through raw) and the body is
-//! delivered to the engine as it comes.
+//! delivered to the engine as it comes, by the reader and window CGI
+//! shares with the pool ([`crate::core::upstream`]).
 //! Reading pauses while a window's worth of output is still unwritten to
 //! the client, so a slow client slows the program down (its writes block)
 //! instead of filling memory.
@@ -18,32 +19,31 @@ use std::ffi::c_void;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use nginx_sys::ngx_event_t;
 
 use super::children::{self, ChildId};
-use crate::core::cgi_head::{self, CgiHead};
+use crate::core::cgi_head;
 use crate::core::capture::BodyReader;
-use crate::core::catch_panic;
-use crate::core::engine::{self, Ending, Source};
-use crate::core::exchange::{cost, Event, WINDOW};
+use crate::core::engine::{Ending, Source};
+use crate::core::exchange::Event;
+use crate::core::upstream::{self, HeadReader, Headed, Window};
 use crate::nginx::event::Conn;
-use crate::nginx::log::{Level, Log};
+use crate::nginx::log::Level;
 use crate::nginx::request::HttpRequest;
 
 /// How much output is read at a time.
 const READ_SIZE: usize = 64 * 1024;
 
-enum Output {
-    /// Reading the CGI head.
-    Head(Vec<u8>),
+/// What comes before the CGI head proper.
+enum Prefix {
+    /// None: the head (or, after it, the body) is the reader's.
+    None,
     /// An nph- program on HTTP/1: its output is passed on raw, status line
     /// and headers included; nothing has arrived yet.
     Raw,
-    /// An nph- program on HTTP/2 or HTTP/3: its status line is read and the
-    /// rest of its head parsed, since raw HTTP/1 bytes cannot be passed on.
-    NphHead(Vec<u8>),
-    Body,
-    Done,
+    /// An nph- program on HTTP/2 or HTTP/3: its status line is read, and
+    /// the rest of its head parsed as a CGI head, since raw HTTP/1 bytes
+    /// cannot be passed on.
+    NphStatus(Vec<u8>),
 }
 
 /// Our ends of the program's stdin and stdout pipes.
@@ -62,14 +62,14 @@ pub struct CgiProcess {
     /// Its input, while the pipe cannot take the rest of the body yet.
     stdin: Option<Conn>,
     body: BodyReader,
-    output: Output,
+    prefix: Prefix,
+    /// An nph- program's status line, for its head.
+    status_line: Option<Vec<u8>>,
+    output: HeadReader,
     /// `rust_cgi_header_limit`.
     header_limit: usize,
-    /// Window charge (see `cost`) delivered and not yet written to the
-    /// client.
-    in_flight: usize,
+    window: Window,
     read_buf: Box<[u8]>,
-    paused: bool,
 }
 
 impl CgiProcess {
@@ -84,10 +84,10 @@ impl CgiProcess {
         nph: bool,
         header_limit: usize,
     ) -> Result<Box<CgiProcess>, String> {
-        let output = match (nph, req.is_multiplexed()) {
-            (false, _) => Output::Head(Vec::new()),
-            (true, true) => Output::NphHead(Vec::new()),
-            (true, false) => Output::Raw,
+        let prefix = match (nph, req.is_multiplexed()) {
+            (false, _) => Prefix::None,
+            (true, true) => Prefix::NphStatus(Vec::new()),
+            (true, false) => Prefix::Raw,
         };
         let mut process =
             Box::new(CgiProcess {
@@ -98,15 +98,16 @@ impl CgiProcess {
                 stdout: None,
                 stdin: None,
                 body,
-                output,
+                prefix,
+                status_line: None,
+                output: HeadReader::new(),
                 header_limit,
-                in_flight: 0,
+                window: Window::default(),
                 read_buf: vec![0; READ_SIZE].into_boxed_slice(),
-                paused: false,
             });
         // The Box does not move, so its address can be the events' data.
         let data = &mut *process as *mut CgiProcess as *mut c_void;
-        let started = Conn::register(stdio.stdout, req.log(), data, Some(on_output), None).and_then(|conn| {
+        let started = Conn::register(stdio.stdout, req.log(), data, Some(upstream::on_read::<CgiProcess>), None).and_then(|conn| {
             process.stdout = Some(conn);
             process.start_input(stdio.stdin, data)
         });
@@ -126,7 +127,7 @@ impl CgiProcess {
             // Dropping our end is the program's EOF.
             return Ok(());
         }
-        let conn = Conn::register(stdin, self.req.log(), data, None, Some(on_input))?;
+        let conn = Conn::register(stdin, self.req.log(), data, None, Some(upstream::on_write::<CgiProcess>))?;
         conn.want_write().map_err(|e| e.to_string())?;
         self.stdin = Some(conn);
         Ok(())
@@ -138,13 +139,7 @@ impl CgiProcess {
         let mut events = Vec::new();
         let Some(fd) = self.stdout.as_ref().map(Conn::fd) else { return events };
         loop {
-            if matches!(self.output, Output::Done) {
-                break;
-            }
-            if self.in_flight >= WINDOW {
-                // The client is behind: leave the rest in the pipe (the
-                // program blocks writing) until `ack` makes room.
-                self.paused = true;
+            if self.output.done() || self.window.full() {
                 break;
             }
             let err = match crate::os::read(fd, &mut self.read_buf) {
@@ -177,85 +172,64 @@ impl CgiProcess {
     }
 
     fn take(&mut self, bytes: Vec<u8>, events: &mut Vec<Event>) {
-        match &mut self.output {
-            Output::Raw => {
+        let bytes = match std::mem::replace(&mut self.prefix, Prefix::None) {
+            Prefix::None => bytes,
+            Prefix::Raw => {
                 events.push(Event::RawHead);
-                self.output = Output::Body;
-                self.take(bytes, events);
+                self.output = HeadReader::Body;
+                bytes
             }
-            Output::Body => {
-                self.in_flight += cost(bytes.len());
-                events.push(Event::Body(bytes.into()));
-            }
-            Output::Head(buf) | Output::NphHead(buf) => {
+            Prefix::NphStatus(mut buf) => {
                 buf.extend_from_slice(&bytes);
-                self.parse_head(events);
-            }
-            Output::Done => {}
-        }
-    }
-
-    fn parse_head(&mut self, events: &mut Vec<Event>) {
-        let (mut buf, nph) = match std::mem::replace(&mut self.output, Output::Done) {
-            Output::Head(buf) => (buf, false),
-            Output::NphHead(buf) => (buf, true),
-            other => {
-                self.output = other;
-                return;
-            }
-        };
-        let mut status_line = None;
-        if nph {
-            match cgi_head::nph_status_line(&buf) {
-                Some((status, used)) => {
-                    status_line = Some(status);
-                    buf.drain(..used);
-                }
-                None if buf.len() > self.header_limit || buf.contains(&b'\n') => {
-                    return self.broken(events, "did not start with an HTTP status line (nph- program)".into());
-                }
-                None => {
-                    self.output = Output::NphHead(buf);
-                    return;
-                }
-            }
-        }
-        match cgi_head::parse(&buf, self.header_limit) {
-            Ok(None) => self.output = if nph { Output::NphHead(buf) } else { Output::Head(buf) },
-            Err(problem) => self.broken(events, problem.to_string()),
-            Ok(Some((CgiHead::LocalRedirect { uri, args }, _))) => events.push(Event::Redirect { uri, args }),
-            Ok(Some((CgiHead::Response(mut head), used))) => {
-                if let Some(status) = status_line {
-                    if let Err(e) = head.set_status(&status) {
-                        return self.broken(events, format!("sent an {e}"));
+                match cgi_head::nph_status_line(&buf) {
+                    Some((status, used)) => {
+                        self.status_line = Some(status);
+                        buf.split_off(used)
+                    }
+                    None if buf.len() > self.header_limit || buf.contains(&b'\n') => {
+                        return self.broken(events, "did not start with an HTTP status line (nph- program)".into());
+                    }
+                    None => {
+                        self.prefix = Prefix::NphStatus(buf);
+                        return;
                     }
                 }
-                events.push(Event::Head(head));
-                let rest = buf.split_off(used);
-                self.output = Output::Body;
-                if !rest.is_empty() {
-                    self.in_flight += cost(rest.len());
-                    events.push(Event::Body(rest.into()));
+            }
+        };
+        let status_line = &mut self.status_line;
+        let taken = self.output.take(bytes, self.header_limit, &mut self.window, events, |headed, events| {
+            match headed {
+                Headed::LocalRedirect { uri, args } => events.push(Event::Redirect { uri, args }),
+                Headed::Response(mut head) => {
+                    if let Some(status) = status_line.take() {
+                        head.set_status(&status).map_err(|e| format!("sent an {e}"))?;
+                    }
+                    events.push(Event::Head(head));
                 }
             }
+            Ok(())
+        });
+        if let Err(problem) = taken {
+            self.broken(events, problem);
         }
     }
 
     /// The program broke the protocol: 502, and it is stopped.
     fn broken(&mut self, events: &mut Vec<Event>, problem: String) {
-        self.output = Output::Done;
+        self.output = HeadReader::Done;
         events.push(Event::Fail { status: 502, lines: vec![format!("rust_cgi: \"{}\" {problem}", self.script)] });
     }
 
     /// The program closed its output.
     fn end(&mut self, events: &mut Vec<Event>) {
-        match std::mem::replace(&mut self.output, Output::Done) {
-            Output::Body => events.push(Event::End),
-            Output::Head(_) | Output::NphHead(_) | Output::Raw => {
+        let waiting = !matches!(self.prefix, Prefix::None);
+        match std::mem::replace(&mut self.output, HeadReader::Done) {
+            HeadReader::Body if !waiting => events.push(Event::End),
+            HeadReader::Done => {}
+            _ => {
                 let how = children::describe_exit(self.child).map_or_else(String::new, |exit| format!(" ({exit})"));
                 self.broken(events, format!("closed its output before sending a complete header{how}"));
             }
-            Output::Done => {}
         }
     }
 
@@ -297,14 +271,7 @@ impl CgiProcess {
 
 impl Source for CgiProcess {
     fn ack(&mut self, bytes: usize) {
-        self.in_flight = self.in_flight.saturating_sub(bytes);
-        if self.paused && self.in_flight < WINDOW {
-            self.paused = false;
-            // Not from here: we are inside the engine. After this event.
-            if let Some(conn) = self.stdout.as_ref() {
-                conn.post_read();
-            }
-        }
+        upstream::resume(&mut self.window, bytes, self.stdout.as_ref());
     }
 
     fn pid(&self) -> Option<u32> {
@@ -312,33 +279,30 @@ impl Source for CgiProcess {
     }
 
     fn abandon(&mut self, ending: Ending) {
-        self.output = Output::Done;
+        self.output = HeadReader::Done;
         self.close_pipes();
         children::detach(self.child, ending == Ending::Failed);
     }
 }
 
-/// The program wrote (or closed) its output.
-unsafe extern "C" fn on_output(ev: *mut ngx_event_t) {
-    catch_panic(Log::cycle(), "rust_cgi output", || {
-        // SAFETY: the connection's data is its CgiProcess, which closes the
-        // connection before it goes (abandon), so it is alive here.
-        let process = unsafe { &mut *(Conn::data_of(ev) as *mut CgiProcess) };
-        let req = process.req;
-        let events = process.read_output();
-        // `process` may be freed inside deliver (the request can end); it is
-        // not touched again.
-        if !events.is_empty() {
-            engine::deliver(req, events);
-        }
-    });
-}
+/// The pipes' handlers ([`upstream::on_read`] and [`upstream::on_write`]):
+/// the connections' data is their CgiProcess, which closes them before it
+/// goes (abandon).
+impl upstream::Producer for CgiProcess {
+    const READING: &'static str = "rust_cgi output";
+    const WRITING: &'static str = "rust_cgi input";
 
-/// The program's stdin pipe can take more of the request body.
-unsafe extern "C" fn on_input(ev: *mut ngx_event_t) {
-    catch_panic(Log::cycle(), "rust_cgi input", || {
-        // SAFETY: as in `on_output`.
-        let process = unsafe { &mut *(Conn::data_of(ev) as *mut CgiProcess) };
-        process.write_input();
-    });
+    fn request(&self) -> HttpRequest {
+        self.req
+    }
+
+    /// The program wrote (or closed) its output.
+    fn read(&mut self) -> Vec<Event> {
+        self.read_output()
+    }
+
+    /// Its stdin pipe can take more of the request body.
+    fn write(&mut self) {
+        self.write_input();
+    }
 }

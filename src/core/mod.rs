@@ -15,6 +15,9 @@
 //! - [`respond`]: building the response from those events and streaming it
 //!   through nginx's output filters.
 //! - [`threaded`]: producers on module threads (an exchange per request).
+//! - [`upstream`]: what producers on nginx's own thread share (a CGI
+//!   program, a pool process): the window, the head reader, the handler
+//!   shape.
 //! - [`conf`], [`headers`]: what every location shares with nginx's
 //!   upstreams: hidden and passed headers, `X-Accel-*`, `rust_param`.
 //! - [`served`], [`vars`]: what the `$rust_*` variables report.
@@ -36,6 +39,7 @@ pub mod respond;
 pub mod runtime;
 pub mod served;
 pub mod threaded;
+pub mod upstream;
 pub mod vars;
 pub mod watch;
 pub mod workers;

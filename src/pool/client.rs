@@ -29,12 +29,12 @@ use crate::os::monotonic_us;
 use crate::python::app_conf::{self, AppLocConf};
 use super::slots::{self, ExitCause, State};
 use super::slots::{describe, sockaddr};
-use crate::core::cgi_head::{self, CgiHead};
+use crate::core::upstream::{self, HeadReader, Headed, Window};
 use crate::core::capture::{Body, BodyReader, RequestHead};
 use crate::core::served::{Label, Text};
 use crate::core::catch_panic;
 use crate::core::engine::{self, Adapter, Ending, Refusal, Source};
-use crate::core::exchange::{cost, Event, WINDOW};
+use crate::core::exchange::Event;
 use crate::nginx::event::{Conn, Timer};
 use crate::nginx::log::{Level, Log};
 use crate::nginx::request::HttpRequest;
@@ -99,10 +99,9 @@ impl Adapter for PoolPass {
             body_sent: false,
             errors_level,
             decoder: Decoder::new(),
-            response: Response::Head(Vec::new()),
+            response: HeadReader::new(),
             complete: false,
-            in_flight: 0,
-            paused: false,
+            window: Window::default(),
             timer: None,
             waited: 0,
             broken: None,
@@ -138,12 +137,6 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
     unsafe { engine::handle::<PoolPass>(r) }
 }
 
-enum Response {
-    Head(Vec<u8>),
-    Body,
-    Done,
-}
-
 struct Dispatched {
     index: usize,
     serial: u32,
@@ -165,11 +158,10 @@ struct PoolRequest {
     body_sent: bool,
     errors_level: Level,
     decoder: Decoder,
-    response: Response,
+    response: HeadReader,
     /// END_REQUEST arrived: the connection can be reused.
     complete: bool,
-    in_flight: usize,
-    paused: bool,
+    window: Window,
     timer: Option<Timer>,
     /// Steps waited for a ready process (or for an exit status).
     waited: u32,
@@ -192,7 +184,7 @@ thread_local! {
 
 impl PoolRequest {
     fn fail(&mut self, status: u16, line: String) -> Vec<Event> {
-        self.response = Response::Done;
+        self.response = HeadReader::Done;
         vec![Event::Fail { status, lines: vec![line] }]
     }
 
@@ -271,7 +263,7 @@ impl PoolRequest {
 
     fn attach(&mut self, conn: Conn, slot: Dispatched) {
         let data = self as *mut PoolRequest as *mut c_void;
-        conn.rebind(data, Some(on_read), Some(on_write));
+        conn.rebind(data, Some(upstream::on_read::<PoolRequest>), Some(upstream::on_write::<PoolRequest>));
         conn.set_log(self.req.log());
         SENT.with_borrow_mut(|s| *s.entry(slot.index).or_default() += 1);
         let extras = Extras {
@@ -288,14 +280,14 @@ impl PoolRequest {
         self.pid = Some(slot.pid);
         self.slot = Some(slot);
         self.conn = Some(conn);
-        self.write();
+        self.send_records();
         if let Some(conn) = self.conn.as_ref() {
             let _ = conn.want_read();
         }
     }
 
     /// Writes records while the socket takes them, refilling from the body.
-    fn write(&mut self) {
+    fn send_records(&mut self) {
         let Some(fd) = self.conn.as_ref().map(Conn::fd) else { return };
         loop {
             if self.out_at >= self.out.len() {
@@ -337,16 +329,12 @@ impl PoolRequest {
     }
 
     /// Reads records up to the window; returns events for the engine.
-    fn read(&mut self) -> Vec<Event> {
+    fn read_records(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
         let Some(fd) = self.conn.as_ref().map(Conn::fd) else { return events };
         let mut buf = [0u8; 65536];
         loop {
-            if matches!(self.response, Response::Done) {
-                break;
-            }
-            if self.in_flight >= WINDOW {
-                self.paused = true;
+            if self.response.done() || self.window.full() {
                 break;
             }
             let read = crate::os::read(fd, &mut buf);
@@ -377,7 +365,7 @@ impl PoolRequest {
                     return;
                 }
             };
-            if matches!(self.response, Response::Done) {
+            if self.response.done() {
                 return;
             }
             match record.kind {
@@ -396,12 +384,12 @@ impl PoolRequest {
                 fcgi::END_REQUEST => {
                     let status = fcgi::parse_end_request(&record.content).map_or(502, |e| e.app_status);
                     self.complete = true;
-                    let was = std::mem::replace(&mut self.response, Response::Done);
+                    let was = std::mem::replace(&mut self.response, HeadReader::Done);
                     events.push(match (was, status) {
-                        (Response::Body, 0) => Event::End,
+                        (HeadReader::Body, 0) => Event::End,
                         // Lines were logged from STDERR already.
-                        (Response::Body, _) => Event::Fail { status: 500, lines: vec![] },
-                        (Response::Head(_), 400..=599) => Event::Fail { status: status as u16, lines: vec![] },
+                        (HeadReader::Body, _) => Event::Fail { status: 500, lines: vec![] },
+                        (HeadReader::Head(_), 400..=599) => Event::Fail { status: status as u16, lines: vec![] },
                         (_, _) => Event::Fail {
                             status: 502,
                             lines: vec![format!("rust_pool \"{}\": the pool process ended the request without a response", self.target.name)],
@@ -415,30 +403,16 @@ impl PoolRequest {
     }
 
     fn stdout(&mut self, content: Vec<u8>, events: &mut Vec<Event>) {
-        match &mut self.response {
-            Response::Body => {
-                self.in_flight += cost(content.len());
-                events.push(Event::Body(content.into()));
+        let taken = self.response.take(content, HEAD_LIMIT, &mut self.window, events, |headed, events| match headed {
+            Headed::Response(head) => {
+                events.push(Event::Head(head));
+                Ok(())
             }
-            Response::Head(buf) => {
-                buf.extend_from_slice(&content);
-                match cgi_head::parse(buf, HEAD_LIMIT) {
-                    Ok(None) => {}
-                    Ok(Some((CgiHead::Response(head), used))) => {
-                        let rest = buf.split_off(used);
-                        events.push(Event::Head(head));
-                        self.response = Response::Body;
-                        if !rest.is_empty() {
-                            self.in_flight += cost(rest.len());
-                            events.push(Event::Body(rest.into()));
-                        }
-                    }
-                    Ok(Some((CgiHead::LocalRedirect { .. }, _))) | Err(_) => {
-                        events.extend(self.fail(502, format!("rust_pool \"{}\": the pool process sent a bad response head", self.target.name)));
-                    }
-                }
-            }
-            Response::Done => {}
+            // A pool app answers; it does not redirect nginx.
+            Headed::LocalRedirect { .. } => Err(String::new()),
+        });
+        if taken.is_err() {
+            events.extend(self.fail(502, format!("rust_pool \"{}\": the pool process sent a bad response head", self.target.name)));
         }
     }
 
@@ -450,8 +424,8 @@ impl PoolRequest {
         }
         self.complete = false;
         let pid = self.slot.as_ref().map_or(0, |s| s.pid);
-        let when = if matches!(self.response, Response::Head(_)) { "before its response" } else { "in the middle of its response" };
-        self.response = Response::Done;
+        let when = if self.response.in_head() { "before its response" } else { "in the middle of its response" };
+        self.response = HeadReader::Done;
         self.broken = Some(format!("rust_pool \"{}\": process {pid} closed the connection {when}", self.target.name));
         self.waited = 0;
         if let Some(timer) = self.timer.as_mut() {
@@ -495,13 +469,7 @@ impl Source for PoolRequest {
     }
 
     fn ack(&mut self, bytes: usize) {
-        self.in_flight = self.in_flight.saturating_sub(bytes);
-        if self.paused && self.in_flight < WINDOW {
-            self.paused = false;
-            if let Some(conn) = self.conn.as_ref() {
-                conn.post_read();
-            }
-        }
+        upstream::resume(&mut self.window, bytes, self.conn.as_ref());
     }
 
     fn abandon(&mut self, ending: Ending) {
@@ -594,27 +562,26 @@ fn connect(supervisor: u32, index: usize, serial: u32, log: Log) -> io::Result<C
     }
 }
 
-/// The pool process wrote (or closed).
-unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
-    catch_panic(Log::cycle(), "rust_pool read", || {
-        // SAFETY: the connection's data is its PoolRequest while attached;
-        // abandon closes or rebinds it before the request goes.
-        let request = unsafe { &mut *(Conn::data_of(ev) as *mut PoolRequest) };
-        let req = request.req;
-        let events = request.read();
-        if !events.is_empty() {
-            engine::deliver(req, events);
-        }
-    });
-}
+/// The connection's handlers ([`upstream::on_read`] and
+/// [`upstream::on_write`]): its data is its PoolRequest while attached;
+/// abandon closes or rebinds it before the request goes.
+impl upstream::Producer for PoolRequest {
+    const READING: &'static str = "rust_pool read";
+    const WRITING: &'static str = "rust_pool write";
 
-/// The socket can take more of the request.
-unsafe extern "C" fn on_write(ev: *mut ngx_event_t) {
-    catch_panic(Log::cycle(), "rust_pool write", || {
-        // SAFETY: as in `on_read`.
-        let request = unsafe { &mut *(Conn::data_of(ev) as *mut PoolRequest) };
-        request.write();
-    });
+    fn request(&self) -> HttpRequest {
+        self.req
+    }
+
+    /// The pool process wrote (or closed).
+    fn read(&mut self) -> Vec<Event> {
+        self.read_records()
+    }
+
+    /// The socket can take more of the request.
+    fn write(&mut self) {
+        self.send_records();
+    }
 }
 
 /// The pool's `timeout=` passed: 504 (or, after the head, a closed
@@ -639,15 +606,9 @@ unsafe extern "C" fn on_deadline(ev: *mut ngx_event_t) {
 }
 
 unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
-    catch_panic(Log::cycle(), "rust_pool timer", || {
-        // SAFETY: the timer's data is its PoolRequest; abandon disarms it
-        // before the request goes.
-        let request = unsafe { &mut *(Timer::data_of(ev) as *mut PoolRequest) };
-        let req = request.req;
-        if let Some(events) = request.on_timer() {
-            engine::deliver(req, events);
-        }
-    });
+    // SAFETY: the timer's data is its PoolRequest; abandon disarms it
+    // before the request goes.
+    unsafe { upstream::deliver_from::<PoolRequest>(Timer::data_of(ev), "rust_pool timer", |r| r.req, PoolRequest::on_timer) }
 }
 
 /// An idle connection is writable: nothing to write.
