@@ -501,7 +501,7 @@ ok(!IO::Select->new($slow)->can_read(0), 'both while the hanging one has not ans
 close $slow;
 
 
-=== TEST 24: over HTTP/2 an nph- program's status line and headers are parsed, since raw HTTP/1 bytes cannot pass
+=== TEST 24: over HTTP/2 an nph- program's status line and headers are parsed, since raw HTTP/1 bytes cannot pass, also when the status line comes alone
 --- min_nginx: 1.25.1
 --- config
 http2 on;
@@ -515,6 +515,11 @@ my $out = `curl -s -i --http2-prior-knowledge http://127.0.0.1:@{[server_port()]
 like($out, qr{^HTTP/2 299}, 'the program\'s status');
 like($out, qr{^x-nph: yes}mi, 'its header');
 like($out, qr{\r\n\r\nnon-parsed body\n$}, 'its body');
+# The status line alone first, the headers a second later (in another read).
+$out = `curl -s -i --http2-prior-knowledge http://127.0.0.1:@{[server_port()]}/cgi-bin/nph-split.sh`;
+like($out, qr{^HTTP/2 298}, 'a status line that came alone');
+like($out, qr{^x-nph: split}mi, 'and the headers after it');
+like($out, qr{\r\n\r\nsplit body\n$}, 'and the body');
 
 
 === TEST 25: a program writing tiny lines to a client that stops reading: memory stays bounded by bytes
