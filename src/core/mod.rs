@@ -9,7 +9,9 @@
 //! - [`exchange`]: the per-request channel from a worker thread back to the
 //!   nginx thread, with a byte window for backpressure.
 //! - [`bridge`]: the eventfd that wakes the nginx event loop.
-//! - [`workers`]: threads owned by the module.
+//! - [`workers`]: threads owned by the module; [`jobs`]: the queue that
+//!   hands them work; [`inbox`]: a queue with an eventfd, for a thread
+//!   that sleeps in its own poll (the ASGI loop).
 //! - [`engine`]: the nginx-thread side of a request's life: content
 //!   handler, delivering a producer's events, timeouts and client aborts.
 //! - [`respond`]: building the response from those events and streaming it

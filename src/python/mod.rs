@@ -3,7 +3,10 @@
 //! - [`interpreter`]: starts Python in a worker process, on a thread the
 //!   module owns, never on nginx's event-loop thread.
 //! - [`config`]: interpreter settings (`rust_python_*`) and their checks.
-//! - [`apps`]: what `rust_wsgi` names, and loading it once per worker.
+//! - [`apps`]: what `rust_wsgi`, `rust_asgi` and a pool name, and loading
+//!   it once per process.
+//! - [`app_conf`]: what every Python app's location shares (the app file,
+//!   read timeout, errors level, reload), whichever interface serves it.
 //! - [`errors`]: Python exceptions as log lines.
 //! - [`lend`]: large response bytes go to nginx without a copy.
 //! - [`stdio`]: `wsgi.errors`, `sys.stdout` and `sys.stderr` into nginx's
