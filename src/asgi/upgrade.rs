@@ -23,7 +23,8 @@ use super::credit::{Credit, INCOMING_LIMIT};
 use super::deflate::{self, Agreed, Inflater};
 use super::serving::{Inbound, WsEvent, WsStart};
 use crate::core::capture::RequestHead;
-use crate::core::exchange::{cost, Event, Exchange, Upgraded};
+use super::ws::Upgraded;
+use crate::core::exchange::{cost, Event, Exchange};
 use crate::core::inbox::Inbox;
 use crate::core::{catch_panic, runtime, threaded};
 use crate::nginx::log::{Level, Log};
@@ -302,7 +303,11 @@ impl Session {
                     self.fail()
                 }
                 Event::End => self.app_returned(),
-                Event::Upgraded(message) => self.upgraded(message),
+                // Only this room's WebSocket code sends these.
+                Event::Other { message, .. } => match message.downcast::<Upgraded>() {
+                    Ok(message) => self.upgraded(*message),
+                    Err(_) => None,
+                },
                 _ => None,
             };
             if end.is_some() {

@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 use pyo3::intern;
 
 use super::credit::{Credit, GONE, SENT, WAIT};
-use crate::core::exchange::{ResponseSink, Upgraded};
+use crate::core::exchange::{cost, ResponseSink};
 use crate::python::errors;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,36 @@ enum Phase {
     Handshake,
     Open,
     Closed,
+}
+
+/// What an app sends on a WebSocket, for nginx's side
+/// ([`super::upgrade`]); the exchange carries it as `Event::Other`.
+#[derive(Debug)]
+pub enum Upgraded {
+    /// Accept the handshake.
+    Accept { subprotocol: Option<String>, headers: Vec<(Vec<u8>, Vec<u8>)> },
+    Text(String),
+    Binary(Bytes),
+    /// Close (or, before the handshake was accepted, deny it: 403).
+    Close { code: u16, reason: String },
+    /// The app has taken this many bytes of received messages: nginx may
+    /// read more from the client.
+    Consumed(usize),
+}
+
+impl Upgraded {
+    /// Messages charge the window as body chunks do.
+    fn cost(&self) -> usize {
+        match self {
+            Upgraded::Text(t) => cost(t.len()),
+            Upgraded::Binary(b) => cost(b.len()),
+            _ => 0,
+        }
+    }
+
+    fn send(self, sink: &mut ResponseSink) {
+        sink.send_other(self.cost(), Box::new(self));
+    }
 }
 
 #[pyclass(module = "rust_asgi")]
@@ -34,7 +64,7 @@ impl WsConn {
 
     fn publish(&mut self, message: Upgraded) -> u8 {
         let Some(sink) = self.sink.as_mut() else { return GONE };
-        sink.send_upgraded(message);
+        message.send(sink);
         if sink.flush().is_err() {
             return GONE;
         }
@@ -139,7 +169,7 @@ impl WsConn {
     /// The app took a received message of `n` bytes.
     fn consumed(&mut self, n: usize) {
         if let Some(sink) = self.sink.as_mut() {
-            sink.send_upgraded(Upgraded::Consumed(n));
+            Upgraded::Consumed(n).send(sink);
             let _ = sink.flush();
         }
     }

@@ -9,6 +9,7 @@
 //! the request (normal end, client abort, timeout) it abandons the exchange:
 //! further output is dropped and a waiting app thread is released.
 
+use std::any::Any;
 use std::fs::File;
 
 use bytes::Bytes;
@@ -58,26 +59,15 @@ pub enum Event {
     /// cannot be repaired.
     Fail { status: u16, lines: Vec<String> },
     Log(Level, String),
-    /// For a connection the app took over (a WebSocket), not a response.
-    Upgraded(Upgraded),
+    /// For a connection the app took over (a WebSocket: see the ASGI room),
+    /// not a response: a message that core only carries to the adapter
+    /// that owns the exchange, charged `cost` against the window.
+    Other { cost: usize, message: Box<dyn Any + Send + Sync> },
     /// The app took enough of an unbuffered request body: nginx may read
     /// more from the client.
     ResumeBody,
 }
 
-/// What an app sends on a WebSocket (the ASGI room frames it).
-#[derive(Debug)]
-pub enum Upgraded {
-    /// Accept the handshake.
-    Accept { subprotocol: Option<String>, headers: Vec<(Vec<u8>, Vec<u8>)> },
-    Text(String),
-    Binary(Bytes),
-    /// Close (or, before the handshake was accepted, deny it: 403).
-    Close { code: u16, reason: String },
-    /// The app has taken this many bytes of received messages: nginx may
-    /// read more from the client.
-    Consumed(usize),
-}
 
 /// The request is over on the nginx side; nobody will read more output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,8 +151,8 @@ impl Exchange {
         let bytes: usize = batch
             .iter()
             .map(|e| match e {
-                Event::Body(b) | Event::Upgraded(Upgraded::Binary(b)) => cost(b.len()),
-                Event::Upgraded(Upgraded::Text(t)) => cost(t.len()),
+                Event::Body(b) => cost(b.len()),
+                Event::Other { cost, .. } => *cost,
                 _ => 0,
             })
             .sum();
@@ -291,9 +281,9 @@ impl ResponseSink {
         let _ = self.flush();
     }
 
-    /// Queues a message for an upgraded connection.
-    pub fn send_upgraded(&mut self, message: Upgraded) {
-        self.batch.push(Event::Upgraded(message));
+    /// Queues a message for an upgraded connection, charged `cost`.
+    pub fn send_other(&mut self, cost: usize, message: Box<dyn Any + Send + Sync>) {
+        self.batch.push(Event::Other { cost, message });
     }
 
     /// Publishes what is queued.

@@ -210,7 +210,7 @@ impl RequestCtx {
                 }
                 Event::Redirect { uri, args } if !self.header_sent => return Next::Redirect { uri, args },
                 Event::Body(_) | Event::File { .. } | Event::Redirect { .. } if !self.header_sent => Err(()),
-                Event::Redirect { .. } | Event::Upgraded(_) => Err(()),
+                Event::Redirect { .. } | Event::Other { .. } => Err(()),
                 Event::ResumeBody => {
                     self.body_resume = true;
                     Ok(())

@@ -519,7 +519,7 @@ impl<'a> Front<'a> {
                 Event::Log(level, message) => push_log(&mut conn.out, id, level, &message),
                 // The pool process buffers request bodies.
                 Event::ResumeBody => {}
-                Event::RawHead | Event::Redirect { .. } | Event::Upgraded(_) => {
+                Event::RawHead | Event::Redirect { .. } | Event::Other { .. } => {
                     push_log(&mut conn.out, id, Level::Error, "rust_pool: unsupported response event");
                     end_request(&mut conn.out, id, 502);
                     active.ended = true;
