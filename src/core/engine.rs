@@ -21,15 +21,13 @@
 use std::ffi::c_void;
 use std::ptr::NonNull;
 
-use nginx_sys::{
-    ngx_event_t, ngx_http_request_t, ngx_http_test_reading, ngx_int_t, ngx_msec_t, NGX_DONE, NGX_ERROR,
-    NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE,
-};
+use nginx_sys::{ngx_event_t, ngx_http_request_t, ngx_int_t, ngx_msec_t, NGX_DONE, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR};
 
 use super::capture::{Body, RequestHead};
 use super::catch_panic;
 use super::exchange::Event;
 use super::respond::{Next, RequestCtx};
+pub use super::source::{log_orphans, Ending, Source};
 use super::served::{Label, Served};
 use crate::nginx::event::Timer;
 use crate::nginx::log::{Level, Log};
@@ -81,40 +79,6 @@ pub trait Adapter {
     /// [`deliver`] (from any later event handler, never from within
     /// `start`).
     fn start(job: Self::Job, r: HttpRequest, head: RequestHead, body: Body) -> Result<Box<dyn Source>, Refusal>;
-}
-
-/// The nginx-thread end of whatever produces a response.
-pub trait Source {
-    /// nginx has written `bytes` more body bytes to the client: room for
-    /// more. Must not call back into the engine (post an event instead).
-    fn ack(&mut self, bytes: usize);
-
-    /// The request is over: stop producing and let go of resources. With
-    /// `Ending::Failed` (error, timeout, client gone) stop at once.
-    fn abandon(&mut self, ending: Ending);
-
-    /// More of an unbuffered request body; `last` once it is all read.
-    fn more_body(&mut self, _chunk: Vec<u8>, _last: bool) {}
-
-    /// Whether to read more of an unbuffered body now. When not, the
-    /// producer publishes [`Event::ResumeBody`] once it has taken enough.
-    fn body_room(&mut self) -> bool {
-        true
-    }
-
-    /// The process that runs the request (`$rust_pid`): this one, unless
-    /// the producer is another.
-    fn pid(&self) -> Option<u32> {
-        Some(std::process::id())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
-    /// The response was complete, or nothing more of it is wanted (HEAD).
-    Done,
-    /// An error, a timeout or a client that left.
-    Failed,
 }
 
 /// Why an adapter could not take a request.
@@ -214,73 +178,6 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
     Ok(())
 }
 
-/// Reads an unbuffered request body while its producer has room, handing
-/// each piece over as it comes. Returns how to end the request when
-/// reading failed (client gone, `client_body_timeout`).
-///
-/// The only reader of such a body, from its first byte: [`body_ready`]
-/// runs it once the producer is there, then the read event and
-/// `Event::ResumeBody` do. It stops only where something is sure to run
-/// it again:
-///
-/// - the producer has no room: it publishes `Event::ResumeBody` once it
-///   has taken enough (the ASGI room's `BodyFlow` makes sure that is not
-///   lost), and a client that resets meanwhile is noticed on its read
-///   event;
-/// - nginx waits for the client ([`HttpRequest::body_needs_client`]): the
-///   read event comes with more.
-///
-/// Never merely because nginx returned NGX_AGAIN: it does that too when
-/// its buffer filled up before we took it, with more in the socket, for
-/// which edge-triggered epoll reports nothing new.
-pub(crate) fn stream_body(req: HttpRequest, ctx: &mut RequestCtx) -> Option<Next> {
-    // Reads in a row that brought nothing while nginx does not wait for
-    // the client: after one, nginx has its buffer back and reads.
-    let mut idle = 0;
-    while ctx.body_streaming {
-        let source = ctx.source.as_mut()?;
-        if !source.body_room() {
-            if let Some(e) = req.body_abandoned() {
-                req.log().write(Level::Info, &format!("client prematurely closed connection while the app held its request body back: {e}"));
-                ctx.body_streaming = false;
-                return Some(Next::Finalize(NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t));
-            }
-            req.hold_body_reading();
-            return None;
-        }
-        let rc = req.read_more_body();
-        if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
-            ctx.body_streaming = false;
-            return Some(Next::Finalize(rc));
-        }
-        let chunk = req.take_unbuffered_body();
-        let got = chunk.len();
-        let last = !req.reading_body();
-        if got > 0 || last {
-            source.more_body(chunk, last);
-        }
-        if last {
-            ctx.body_streaming = false;
-            // As for any request the app works on: notice a client that
-            // leaves.
-            req.set_read_handler(ngx_http_test_reading);
-        } else if req.body_needs_client(got) {
-            return None;
-        } else if got == 0 {
-            idle += 1;
-            if idle > 1 {
-                // Cannot happen (see body_needs_client); never spin the
-                // event loop on it.
-                req.log().write(Level::Alert, &format!("{}: nginx read nothing of the request body twice with the socket readable", ctx.name()));
-                return None;
-            }
-        } else {
-            idle = 0;
-        }
-    }
-    None
-}
-
 /// `r->read_event_handler` while an unbuffered body is being read.
 unsafe extern "C" fn on_body_event(r: *mut ngx_http_request_t) {
     // SAFETY: nginx calls request handlers with a live request.
@@ -289,7 +186,7 @@ unsafe extern "C" fn on_body_event(r: *mut ngx_http_request_t) {
 }
 
 fn read_body(req: HttpRequest) {
-    step(req, "request body", |ctx| stream_body(req, ctx).unwrap_or(Next::Wait));
+    step(req, "request body", |ctx| ctx.stream_body(req).unwrap_or(Next::Wait));
 }
 
 /// Applies a producer's events to its request (nginx thread). The request
@@ -305,17 +202,6 @@ pub fn deliver(req: HttpRequest, events: Vec<Event>) {
     req.set_log_request();
     step(req, "deliver", |ctx| ctx.deliver(req, events));
     runner.run();
-}
-
-/// Log lines (and failure reports) of a producer whose request is gone.
-pub fn log_orphans(log: Log, events: Vec<Event>) {
-    for event in events {
-        match event {
-            Event::Log(level, message) => log.write(level, &message),
-            Event::Fail { lines, .. } => lines.iter().for_each(|l| log.write(Level::Error, l)),
-            _ => {}
-        }
-    }
 }
 
 /// `r->write_event_handler` while the engine owns the request.

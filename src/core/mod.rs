@@ -15,7 +15,9 @@
 //! - [`engine`]: the nginx-thread side of a request's life: content
 //!   handler, delivering a producer's events, timeouts and client aborts.
 //! - [`respond`]: building the response from those events and streaming it
-//!   through nginx's output filters.
+//!   through nginx's output filters (and the request body to the producer,
+//!   when unbuffered).
+//! - [`source`]: what the engine asks of a producer ([`source::Source`]).
 //! - [`threaded`]: producers on module threads (an exchange per request).
 //! - [`upstream`]: what producers on nginx's own thread share (a CGI
 //!   program, a pool process): the window, the head reader, the handler
@@ -40,6 +42,7 @@ pub mod meta;
 pub mod respond;
 pub mod runtime;
 pub mod served;
+pub mod source;
 pub mod threaded;
 pub mod upstream;
 pub mod vars;

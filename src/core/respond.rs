@@ -12,12 +12,12 @@
 //! `headers_out` fields nginx's own filters read (see [`super::headers`]).
 
 use nginx_sys::{
-    ngx_int_t, ngx_msec_t, NGX_ERROR, NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_FOUND,
-    NGX_HTTP_REQUEST_TIME_OUT, NGX_OK,
+    ngx_http_test_reading, ngx_int_t, ngx_msec_t, NGX_ERROR, NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_GATEWAY_TIME_OUT,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_FOUND, NGX_HTTP_REQUEST_TIME_OUT, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
 
 use super::conf::UpstreamConf;
-use super::engine::{log_orphans, Ending, Source};
+use super::source::{log_orphans, Ending, Source};
 use super::exchange::{Event, CHUNK_COST};
 use super::head::ResponseHead;
 use super::headers::{accel, accepts_ranges, survives_redirect};
@@ -66,7 +66,7 @@ pub struct RequestCtx {
     /// timeout).
     waiting_on_app: bool,
     /// An unbuffered request body is still being read (see
-    /// [`super::engine::stream_body`]).
+    /// [`RequestCtx::stream_body`]).
     pub body_streaming: bool,
     /// The app asked for more of it (Event::ResumeBody).
     body_resume: bool,
@@ -165,7 +165,7 @@ impl RequestCtx {
             return Next::Wait;
         }
         match self.apply(req, events) {
-            Next::Wait if std::mem::take(&mut self.body_resume) => match super::engine::stream_body(req, self) {
+            Next::Wait if std::mem::take(&mut self.body_resume) => match self.stream_body(req) {
                 Some(next) => next,
                 None => self.pump(req, true),
             },
@@ -483,5 +483,74 @@ impl RequestCtx {
         );
         self.served.failed(NGX_HTTP_GATEWAY_TIME_OUT as u16);
         Next::Finalize(self.failure_rc(NGX_HTTP_GATEWAY_TIME_OUT as u16))
+    }
+}
+
+impl RequestCtx {
+    /// Reads an unbuffered request body while its producer has room, handing
+    /// each piece over as it comes. Returns how to end the request when
+    /// reading failed (client gone, `client_body_timeout`).
+    ///
+    /// The only reader of such a body, from its first byte: the engine's `body_ready`
+    /// runs it once the producer is there, then the read event and
+    /// `Event::ResumeBody` do. It stops only where something is sure to run
+    /// it again:
+    ///
+    /// - the producer has no room: it publishes `Event::ResumeBody` once it
+    ///   has taken enough (the ASGI room's `BodyFlow` makes sure that is not
+    ///   lost), and a client that resets meanwhile is noticed on its read
+    ///   event;
+    /// - nginx waits for the client ([`HttpRequest::body_needs_client`]): the
+    ///   read event comes with more.
+    ///
+    /// Never merely because nginx returned NGX_AGAIN: it does that too when
+    /// its buffer filled up before we took it, with more in the socket, for
+    /// which edge-triggered epoll reports nothing new.
+    pub(crate) fn stream_body(&mut self, req: HttpRequest) -> Option<Next> {
+        // Reads in a row that brought nothing while nginx does not wait for
+        // the client: after one, nginx has its buffer back and reads.
+        let mut idle = 0;
+        while self.body_streaming {
+            let source = self.source.as_mut()?;
+            if !source.body_room() {
+                if let Some(e) = req.body_abandoned() {
+                    req.log().write(Level::Info, &format!("client prematurely closed connection while the app held its request body back: {e}"));
+                    self.body_streaming = false;
+                    return Some(Next::Finalize(NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t));
+                }
+                req.hold_body_reading();
+                return None;
+            }
+            let rc = req.read_more_body();
+            if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+                self.body_streaming = false;
+                return Some(Next::Finalize(rc));
+            }
+            let chunk = req.take_unbuffered_body();
+            let got = chunk.len();
+            let last = !req.reading_body();
+            if got > 0 || last {
+                source.more_body(chunk, last);
+            }
+            if last {
+                self.body_streaming = false;
+                // As for any request the app works on: notice a client that
+                // leaves.
+                req.set_read_handler(ngx_http_test_reading);
+            } else if req.body_needs_client(got) {
+                return None;
+            } else if got == 0 {
+                idle += 1;
+                if idle > 1 {
+                    // Cannot happen (see body_needs_client); never spin the
+                    // event loop on it.
+                    req.log().write(Level::Alert, &format!("{}: nginx read nothing of the request body twice with the socket readable", self.name()));
+                    return None;
+                }
+            } else {
+                idle = 0;
+            }
+        }
+        None
     }
 }
