@@ -183,7 +183,7 @@ unsafe fn serve_app(cf: *mut ngx_conf_t, conf: *mut c_void, interface: Interface
     if let Some(name) = pool {
         let asgi = interface == Interface::Asgi;
         lcf.pool.target = Some(pool::PoolTarget { name, app: Some(spec), asgi, ..Default::default() });
-        return set_content_handler(cf, Some(crate::pool::client::content_handler));
+        return set_content_handler(cf, Some(crate::pool::worker::client::content_handler));
     }
     let Some(mcf) = MAIN.of_conf(cf_ref) else {
         return conf_error(cf, &format!("\"{directive}\": no http configuration"));
@@ -241,7 +241,7 @@ unsafe extern "C" fn rust_wsgi_pool(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_
     }
     let name = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
     lcf.pool.target = Some(pool::PoolTarget { name, app: None, ..Default::default() });
-    set_content_handler(cf, Some(crate::pool::client::content_handler))
+    set_content_handler(cf, Some(crate::pool::worker::client::content_handler))
 }
 
 // ---- directives ---------------------------------------------------------------

@@ -154,7 +154,7 @@ unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     catch_panic(Log::cycle(), "exit_process", || {
         crate::core::watch::stop();
         crate::cgi::stop();
-        crate::pool::client::close_idle();
+        crate::pool::worker::client::close_idle();
         crate::wsgi::stop();
         crate::asgi::stop();
         crate::python::stop();

@@ -379,7 +379,7 @@ pub(crate) unsafe extern "C" fn rust_pool_status(cf: *mut ngx_conf_t, cmd: *mut 
             return conf_error(cf, &format!("\"rust_pool_status {}\": give json or prometheus", String::from_utf8_lossy(other)))
         }
     }
-    set_content_handler(cf, Some(super::status::content_handler))
+    set_content_handler(cf, Some(crate::pool::worker::status::content_handler))
 }
 
 #[cfg(test)]

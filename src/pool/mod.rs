@@ -7,21 +7,22 @@
 //!
 //! | process | files |
 //! |---|---|
-//! | nginx's master (and `nginx -t`) | [`conf`] (reading the configuration), [`master`] (handing it to the supervisor), [`spawn`] (forking the supervisor) |
-//! | the supervisor | [`supervisor`] (starts, watches, recycles and stops pool processes), [`spawn`] (forking them cleanly), [`log`] |
-//! | a pool process | [`process`] (Python and the apps, through the same hosts as a worker), [`front`] (its FastCGI server side), [`log`] |
-//! | an nginx worker | [`client`] (the engine adapter speaking FastCGI), [`status`] (`rust_pool_status`) |
+//! | nginx's master (and `nginx -t`) | [`conf`] (reading the configuration), [`master`] (handing it to the supervisor), [`supervisor::spawn`] (forking the supervisor) |
+//! | the supervisor | [`supervisor`] (starts, watches, recycles and stops pool processes), [`supervisor::spawn`] (forking them cleanly), [`log`] |
+//! | a pool process | [`process`] (Python and the apps, through the same hosts as a worker), [`process::front`] (its FastCGI server side), [`log`] |
+//! | an nginx worker | [`worker::client`] (the engine adapter speaking FastCGI), [`worker::status`] (`rust_pool_status`) |
 //! | all of them | [`slots`] (the table they share, and how a process ended), [`fastcgi`] and [`params`] (the wire format) |
+//!
+//! The folders say the same: `worker/`, `supervisor/` and `process/` hold
+//! what only that process runs; the files beside them are shared or the
+//! master's.
 
-pub mod client;
 pub mod conf;
 pub mod fastcgi;
-pub mod front;
 pub mod log;
 pub mod master;
 pub mod params;
 pub mod process;
 pub mod slots;
-pub mod spawn;
-pub mod status;
 pub mod supervisor;
+pub mod worker;

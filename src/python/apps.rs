@@ -97,7 +97,7 @@ pub enum Reload {
     /// Re-import the app's file when it changes.
     Script,
     /// Recycle the worker when a `.py` file under the directory changes
-    /// (handled by [`crate::python::watch`]).
+    /// (handled by [`crate::core::watch`]).
     Directory(PathBuf),
 }
 

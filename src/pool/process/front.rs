@@ -22,12 +22,12 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::fastcgi::{self as fcgi, Decoder, Record};
-use super::log::{mark, say};
-use super::params::{from_params, Extras};
+use crate::pool::fastcgi::{self as fcgi, Decoder, Record};
+use crate::pool::log::{mark, say};
+use crate::pool::params::{from_params, Extras};
 use crate::os::monotonic_us;
-use super::slots::{unix_ms, Table};
-use super::spawn::LISTEN_FD;
+use crate::pool::slots::{unix_ms, Table};
+use crate::pool::supervisor::spawn::LISTEN_FD;
 use crate::core::bridge::Bridge;
 use crate::core::capture::{Body, RequestHead};
 use crate::core::exchange::{cost, Event, Exchange, ResponseSink};
@@ -248,7 +248,7 @@ impl<'a> Front<'a> {
                 self.setup.timeout_ms
             ),
         );
-        let _ = crate::os::write(super::spawn::CONTROL_FD, b"T");
+        let _ = crate::os::write(crate::pool::supervisor::spawn::CONTROL_FD, b"T");
         // faulthandler writes straight to fd 2 (the supervisor's pipe),
         // from C, whatever state the stuck thread is in.
         pyo3::Python::attach(|py| {

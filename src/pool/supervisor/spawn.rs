@@ -19,7 +19,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
-use super::conf::PoolSpec;
+use crate::pool::conf::PoolSpec;
 use crate::os;
 
 /// Where a pool process finds its listening socket (FastCGI's convention).
@@ -154,10 +154,10 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
                 // SAFETY: plain syscalls in our own single-threaded child.
                 unsafe { die_with(supervisor) };
                 set_environment(launch.env, &launch.spec.python.env);
-                super::process::main(launch.spec, launch.slot, launch.nginx_uid)
+                crate::pool::process::main(launch.spec, launch.slot, launch.nginx_uid)
             }
             Err(e) => {
-                super::log::say(crate::nginx::log::Level::Alert, &format!("cannot switch to user {e}"));
+                crate::pool::log::say(crate::nginx::log::Level::Alert, &format!("cannot switch to user {e}"));
                 1
             }
         };
@@ -245,7 +245,7 @@ fn listen(name: &[u8]) -> io::Result<OwnedFd> {
             return Err(io::Error::last_os_error());
         }
         let sock = OwnedFd::from_raw_fd(fd);
-        let (addr, len) = super::slots::sockaddr(name)?;
+        let (addr, len) = crate::pool::slots::sockaddr(name)?;
         if libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 || libc::listen(fd, 1024) != 0 {
             return Err(io::Error::last_os_error());
         }

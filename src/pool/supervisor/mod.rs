@@ -1,5 +1,5 @@
 //! The pool supervisor: a single-threaded process forked from nginx's
-//! master (see [`super::master`]) that starts, watches, recycles and stops
+//! master (see [`crate::pool::master`]) that starts, watches, recycles and stops
 //! the pool processes.
 //!
 //! Runs in the supervisor.
@@ -18,14 +18,15 @@
 //! soon after, backs off exponentially; three in a row put the pool in a
 //! crash loop, logged as such, and nginx answers 503 instead of waiting.
 
+pub mod spawn;
+
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::conf::PoolSpec;
-use super::log::ErrorLog;
-use super::master::Plan;
-use super::slots::{self, describe, ExitCause, State, Table};
-use super::spawn;
+use crate::pool::conf::PoolSpec;
+use crate::pool::log::ErrorLog;
+use crate::pool::master::Plan;
+use crate::pool::slots::{self, describe, ExitCause, State, Table};
 use crate::nginx::log::Level;
 use crate::os;
 use crate::python::apps::Reload;
@@ -484,7 +485,7 @@ impl Supervisor {
             proc.output = None;
         }
         for line in lines {
-            let (level, text) = super::log::split_level(&line);
+            let (level, text) = crate::pool::log::split_level(&line);
             self.log.write(level, &format!("{prefix}{text}"));
         }
     }
@@ -585,7 +586,7 @@ impl Supervisor {
             return;
         }
         entry.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let import_failed = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == super::process::EXIT_IMPORT_FAILED;
+        let import_failed = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == crate::pool::process::EXIT_IMPORT_FAILED;
         let older_serving = self.procs.iter().any(|p| p.pool == proc.pool && p.generation < proc.generation && p.phase == Phase::Ready);
         if proc.phase == Phase::Starting && import_failed && older_serving {
             pool.broken = true;

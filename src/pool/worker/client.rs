@@ -21,14 +21,14 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use nginx_sys::{ngx_event_t, ngx_http_request_t, ngx_int_t, ngx_msec_t};
 
-use super::conf::PoolTarget;
-use super::fastcgi::{self as fcgi, Decoder};
-use super::log::split_level;
-use super::params::{write_params, Extras};
+use crate::pool::conf::PoolTarget;
+use crate::pool::fastcgi::{self as fcgi, Decoder};
+use crate::pool::log::split_level;
+use crate::pool::params::{write_params, Extras};
 use crate::os::monotonic_us;
 use crate::python::app_conf::{self, AppLocConf};
-use super::slots::{self, ExitCause, State};
-use super::slots::{describe, sockaddr};
+use crate::pool::slots::{self, ExitCause, State};
+use crate::pool::slots::{describe, sockaddr};
 use crate::core::upstream::{self, HeadReader, Headed, Window};
 use crate::core::capture::{Body, BodyReader, RequestHead};
 use crate::core::served::{Label, Text};
@@ -117,7 +117,7 @@ impl Adapter for PoolPass {
 }
 
 fn target(r: HttpRequest) -> Option<&'static PoolTarget> {
-    super::conf::LOC.of(r).and_then(|c| c.target.as_ref())
+    crate::pool::conf::LOC.of(r).and_then(|c| c.target.as_ref())
 }
 
 /// The content handler of `rust_wsgi ... pool=`, `rust_wsgi_pool` and
@@ -269,7 +269,7 @@ impl PoolRequest {
         let extras = Extras {
             app: self.target.key.clone(),
             queued_at_us: monotonic_us(),
-            errors_level: super::log::name(self.errors_level).into(),
+            errors_level: crate::pool::log::name(self.errors_level).into(),
         };
         if let Some(head) = self.head.take() {
             let mut params = Vec::with_capacity(1024);

@@ -9,7 +9,7 @@ use std::fmt::Write;
 use nginx_sys::{ngx_http_request_t, ngx_int_t};
 use serde::Serialize;
 
-use super::slots::{self, State, Table};
+use crate::pool::slots::{self, State, Table};
 use crate::core::catch_panic;
 use crate::nginx::output::send_small;
 use crate::nginx::request::HttpRequest;
@@ -126,7 +126,7 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
     catch_panic(req.log(), "rust_pool_status", || {
         let pools = slots::table().map(snapshot).unwrap_or_default();
         let asked = req.args().split(|&c| c == b'&').any(|a| a == b"format=prometheus");
-        let configured = super::conf::LOC.of(req).is_some_and(|c| c.status_prometheus);
+        let configured = crate::pool::conf::LOC.of(req).is_some_and(|c| c.status_prometheus);
         if asked || configured {
             send_small(req, 200, b"text/plain; version=0.0.4", prometheus(&pools).as_bytes())
         } else {

@@ -7,12 +7,14 @@
 //! ([`crate::wsgi::host`] with `threads=` threads, [`crate::asgi::host`]
 //! when the pool has ASGI apps), and responses coming back through
 //! exchanges and a bridge eventfd. The difference is the front: instead of
-//! nginx's event loop, [`super::front`] reads requests from FastCGI
+//! nginx's event loop, [`crate::pool::process::front`] reads requests from FastCGI
 //! connections, submits them to the hosts, and writes responses back.
 //!
 //! Every app is imported before the process says it is ready, so a broken
 //! new version never takes requests: the supervisor keeps the old
 //! processes serving and logs the traceback (from this process's stderr).
+
+pub mod front;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,10 +22,10 @@ use std::time::Duration;
 
 use pyo3::Python;
 
-use super::conf::PoolSpec;
-use super::log::say;
-use super::spawn::CONTROL_FD;
-use super::{front, slots};
+use crate::pool::conf::PoolSpec;
+use crate::pool::log::say;
+use crate::pool::supervisor::spawn::CONTROL_FD;
+use crate::pool::slots;
 use crate::core::bridge::Bridge;
 use crate::nginx::log::Level;
 use crate::python::apps::{App, AppSpec, Interface, LoadError, Logger, Reload};
@@ -66,8 +68,8 @@ fn serve(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> Result<i32, i32> {
     // A process an app forks keeps neither the listening socket nor the
     // control pipe (nor, see the front, nginx's connections).
     crate::os::watch_forks(crate::os::close_marked_fds);
-    crate::os::close_in_forks(super::spawn::LISTEN_FD, true);
-    crate::os::close_in_forks(super::spawn::CONTROL_FD, true);
+    crate::os::close_in_forks(crate::pool::supervisor::spawn::LISTEN_FD, true);
+    crate::os::close_in_forks(crate::pool::supervisor::spawn::CONTROL_FD, true);
     let interpreter = match interpreter::start(spec.python.clone(), |message| say(Level::Alert, &message)) {
         Ok(interpreter) => interpreter,
         Err(e) => {

@@ -1,0 +1,8 @@
+//! The pool as nginx's workers see it: the engine adapter that sends a
+//! location's requests to a pool process ([`client`]) and
+//! `rust_pool_status` ([`status`]).
+//!
+//! Runs in nginx's workers.
+
+pub mod client;
+pub mod status;
