@@ -9,7 +9,7 @@
 //! |---|---|
 //! | nginx's master (and `nginx -t`) | [`conf`] (reading the configuration), [`master`] (handing it to the supervisor), [`supervisor::spawn`] (forking the supervisor) |
 //! | the supervisor | [`supervisor`] (starts, watches, recycles and stops pool processes), [`supervisor::spawn`] (forking them cleanly), [`log`] |
-//! | a pool process | [`process`] (Python and the apps, through the same hosts as a worker), [`process::front`] (its FastCGI server side), [`log`] |
+//! | a pool process | [`process`] (Python and the apps, through the same hosts as a worker), [`process::front`] (its FastCGI server loop, with [`process::request`], [`process::dispatch`], [`process::reply`] and [`process::watchdog`]), [`log`] |
 //! | an nginx worker | [`worker::client`] (the engine adapter speaking FastCGI), [`worker::status`] (`rust_pool_status`) |
 //! | all of them | [`slots`] (the table they share, and how a process ended), [`fastcgi`] and [`params`] (the wire format) |
 //!

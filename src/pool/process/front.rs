@@ -1,51 +1,43 @@
-//! A pool process's front: FastCGI connections from nginx workers in,
-//! requests submitted to the process's app hosts, and their responses back
-//! as records.
+//! A pool process's front: the loop over FastCGI connections from nginx's
+//! workers.
 //!
 //! Runs in a pool process, on its main thread.
 //!
 //! One thread, blocking in poll(2) on the listening socket, the
 //! connections, the bridge eventfd (responses ready) and a signalfd
 //! (SIGTERM: drain). A connection carries one request at a time and is kept
-//! open for the next when nginx asks (FCGI_KEEP_CONN).
+//! open for the next when nginx asks (FCGI_KEEP_CONN). The loop's parts
+//! are beside it: [`super::request`] builds a request from its records,
+//! [`super::dispatch`] hands it to an app host, [`super::reply`] writes the
+//! response's events back as records, and [`super::watchdog`] watches the
+//! running requests' age.
 //!
-//! Backpressure both ways: nginx sends the body at the pace this reads it
-//! (bodies above [`SPILL`] go to an unlinked temp file), and the window of
-//! a response is acknowledged only once its bytes are in the socket, so a
-//! slow client holds the app's thread back exactly as in embedded mode.
+//! Backpressure both ways: nginx sends the body at the pace this reads it,
+//! and the window of a response is acknowledged only once its bytes are
+//! in the socket, so a slow client holds the app's thread back exactly as
+//! in embedded mode.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::pool::fastcgi::{self as fcgi, Decoder, Record};
-use crate::pool::log::{mark, say};
-use crate::pool::params::{from_params, Extras};
-use crate::os::monotonic_us;
+use crate::core::bridge::Bridge;
+use crate::core::capture::Body;
+use crate::core::exchange::{Event, Exchange, ResponseSink};
+use crate::nginx::log::Level;
+use crate::pool::fastcgi::Decoder;
+use crate::pool::log::say;
 use crate::pool::slots::{unix_ms, Table};
 use crate::pool::supervisor::spawn::LISTEN_FD;
-use crate::core::bridge::Bridge;
-use crate::core::capture::{Body, RequestHead};
-use crate::core::exchange::{cost, Event, Exchange, ResponseSink};
-use crate::core::head::ResponseHead;
-use crate::nginx::log::Level;
-use crate::python::apps::App;
-use crate::asgi::host as asgi;
-use crate::wsgi::host as wsgi;
 
+use super::dispatch::Apps;
+use super::request::{self, Active, Next};
+use super::{reply, watchdog};
 
-/// Request bodies above this go to a temp file instead of memory.
-const SPILL: usize = 1 << 20;
-/// Output buffered per connection before file ranges stop being read in.
-const OUT_HIGH: usize = 256 * 1024;
 /// How long a draining process keeps idle connections open.
 const DRAIN_IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-/// File bytes read per step.
-const FILE_STEP: u64 = 64 * 1024;
 
 pub struct Setup<'a> {
     pub table: &'static Table,
@@ -53,20 +45,10 @@ pub struct Setup<'a> {
     pub bridge: Arc<Bridge>,
     pub efd: OwnedFd,
     pub signals: OwnedFd,
-    pub apps: HashMap<String, Arc<App>>,
-    pub default_app: Option<String>,
-    pub asgi: Option<AsgiApps<'a>>,
-    pub wsgi: &'a wsgi::Host,
-    pub queue_timeout_us: u64,
+    pub apps: Apps<'a>,
     /// The pool's request timeout (`timeout=`).
     pub timeout_ms: u64,
     pub nginx_uid: u32,
-}
-
-/// The pool's ASGI apps: by key, their index in the host.
-pub struct AsgiApps<'a> {
-    pub keys: HashMap<String, usize>,
-    pub host: &'a asgi::Host,
 }
 
 pub struct Front<'a> {
@@ -87,15 +69,15 @@ pub struct Front<'a> {
 
 /// Marked for closing in processes the app forks (see
 /// [`crate::os::close_in_forks`]) from accept to close.
-struct Conn {
+pub struct Conn {
     fd: OwnedFd,
     decoder: Decoder,
-    out: Vec<u8>,
-    out_at: usize,
+    pub out: Vec<u8>,
+    pub out_at: usize,
     /// Window charge of the bytes in `out`, acknowledged once it is sent.
-    unacked: usize,
-    keep: bool,
-    request: Option<Active>,
+    pub unacked: usize,
+    pub keep: bool,
+    pub request: Option<Active>,
     /// Close once `out` is sent.
     closing: bool,
 }
@@ -103,51 +85,6 @@ struct Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         crate::os::close_in_forks(self.fd.as_raw_fd(), false);
-    }
-}
-
-struct Active {
-    id: u16,
-    params: Vec<u8>,
-    head: Option<(RequestHead, Extras)>,
-    body: Vec<u8>,
-    spilled: Option<(File, u64)>,
-    exchange: Option<Arc<Exchange>>,
-    /// The rest of a file to send: file, next offset, end.
-    file: Option<(File, u64, u64)>,
-    /// The app finished while a file range was still being sent.
-    end_after_file: bool,
-    /// The response is complete in `out` (END_REQUEST written).
-    ended: bool,
-    started_ms: u64,
-    uri: Vec<u8>,
-    /// An ASGI request: what the loop is told of it.
-    asgi: Option<asgi::Request>,
-}
-
-impl Active {
-    /// The request is over here: an ASGI app's receive() may be waiting.
-    fn gone(&self) {
-        if let Some(request) = &self.asgi {
-            request.gone();
-        }
-    }
-
-    fn new(id: u16) -> Active {
-        Active {
-            id,
-            params: Vec::new(),
-            head: None,
-            body: Vec::new(),
-            spilled: None,
-            exchange: None,
-            file: None,
-            end_after_file: false,
-            ended: false,
-            started_ms: 0,
-            uri: Vec::new(),
-            asgi: None,
-        }
     }
 }
 
@@ -229,37 +166,14 @@ impl<'a> Front<'a> {
         }
     }
 
-    /// A request past the pool's timeout: nginx has answered 504 by now.
-    /// The supervisor is told to replace this process (its thread is
-    /// stuck), and every thread's Python stack goes to the log.
+    /// A request past the pool's timeout: see [`watchdog`].
     fn check_timeouts(&mut self) {
-        let now = unix_ms();
-        let running = self.conns.values().filter_map(|c| c.request.as_ref()).filter(|a| a.exchange.is_some()).map(|a| (a.started_ms, &a.uri));
-        let orphans = self.orphans.iter().map(|(_, started, uri)| (*started, uri));
-        let stuck = running.chain(orphans).find(|(started, _)| *started > 0 && now.saturating_sub(*started) > self.setup.timeout_ms);
-        let Some((started_ms, uri)) = stuck else { return };
-        self.timed_out = true;
-        say(
-            Level::Error,
-            &format!(
-                "request \"{}\" has run for {} ms, past the pool's timeout of {} ms; this process will be replaced. Its Python threads:",
-                String::from_utf8_lossy(uri),
-                now - started_ms,
-                self.setup.timeout_ms
-            ),
-        );
-        let _ = crate::os::write(crate::pool::supervisor::spawn::CONTROL_FD, b"T");
-        // faulthandler writes straight to fd 2 (the supervisor's pipe),
-        // from C, whatever state the stuck thread is in.
-        pyo3::Python::attach(|py| {
-            use pyo3::types::{PyAnyMethods, PyDictMethods};
-            let _ = py.import("faulthandler").and_then(|f| {
-                let kwargs = pyo3::types::PyDict::new(py);
-                kwargs.set_item("file", 2)?;
-                kwargs.set_item("all_threads", true)?;
-                f.call_method("dump_traceback", (), Some(&kwargs))
-            });
-        });
+        let running = self.conns.values().filter_map(|c| c.request.as_ref()?.running());
+        let orphans = self.orphans.iter().map(|(_, started, uri)| (*started, uri.as_slice()));
+        if let Some(stuck) = watchdog::stuck(running.chain(orphans), self.setup.timeout_ms) {
+            self.timed_out = true;
+            watchdog::replace_me(stuck, self.setup.timeout_ms);
+        }
     }
 
     fn on_signal(&mut self) {
@@ -349,70 +263,13 @@ impl<'a> Front<'a> {
         }
     }
 
-    fn on_record(&mut self, key: u64, record: Record) {
+    fn on_record(&mut self, key: u64, record: crate::pool::fastcgi::Record) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
-        match record.kind {
-            fcgi::BEGIN_REQUEST => {
-                let Ok(begin) = fcgi::parse_begin_request(&record.content) else { return self.close(key) };
-                if conn.request.is_some() {
-                    fcgi::push_end_request(&mut conn.out, record.request_id, 0, fcgi::CANT_MPX_CONN);
-                } else if begin.role != fcgi::RESPONDER {
-                    fcgi::push_end_request(&mut conn.out, record.request_id, 0, fcgi::UNKNOWN_ROLE);
-                } else {
-                    conn.keep = begin.flags & fcgi::KEEP_CONN != 0;
-                    conn.request = Some(Active::new(record.request_id));
-                }
-            }
-            fcgi::PARAMS => {
-                let Some(active) = conn.request.as_mut().filter(|a| a.id == record.request_id && a.head.is_none()) else { return };
-                if !record.content.is_empty() {
-                    active.params.extend_from_slice(&record.content);
-                    return;
-                }
-                match fcgi::decode_pairs(&active.params).map_err(|e| e.to_string()).and_then(from_params) {
-                    Ok(parsed) => {
-                        active.uri = parsed.0.raw_uri.clone();
-                        active.head = Some(parsed);
-                        active.params = Vec::new();
-                    }
-                    Err(e) => {
-                        say(Level::Error, &format!("nginx sent params this process cannot read ({e})"));
-                        self.close(key);
-                    }
-                }
-            }
-            fcgi::STDIN => {
-                let Some(active) = conn.request.as_mut().filter(|a| a.id == record.request_id && a.head.is_some()) else { return };
-                if active.exchange.is_some() || active.ended {
-                    return;
-                }
-                if !record.content.is_empty() {
-                    if let Err(e) = take_body(active, &record.content) {
-                        say(Level::Error, &format!("cannot keep the request body: {e}"));
-                        self.close(key);
-                    }
-                    return;
-                }
-                self.start(key);
-            }
-            fcgi::ABORT_REQUEST => {
-                if let Some(exchange) = conn.request.as_ref().and_then(|a| a.exchange.clone()) {
-                    exchange.abandon();
-                }
-            }
-            fcgi::GET_VALUES => {
-                let mut content = Vec::new();
-                fcgi::encode_pair(&mut content, b"FCGI_MPXS_CONNS", b"0");
-                fcgi::push_stream(&mut conn.out, fcgi::GET_VALUES_RESULT, 0, &content);
-                self.flush(key);
-            }
-            kind => {
-                let mut content = [0u8; 8];
-                content[0] = kind;
-                fcgi::push_header(&mut conn.out, fcgi::UNKNOWN_TYPE, 0, 8, 0);
-                conn.out.extend_from_slice(&content);
-                self.flush(key);
-            }
+        match request::on_record(conn, record) {
+            Next::Nothing => {}
+            Next::Flush => self.flush(key),
+            Next::Start => self.start(key),
+            Next::Close => self.close(key),
         }
     }
 
@@ -433,22 +290,7 @@ impl<'a> Front<'a> {
         // process, the supervisor reads how many requests died with it.
         self.setup.table.slots[self.setup.slot].active.fetch_add(1, Ordering::Relaxed);
         let sink = ResponseSink::new(Arc::clone(&exchange));
-        let name = if extras.app.is_empty() { self.setup.default_app.clone().unwrap_or_default() } else { extras.app.clone() };
-        if let Some(AsgiApps { keys, host }) = &self.setup.asgi {
-            if let Some(&app) = keys.get(&name) {
-                active.asgi = Some(host.submit(app, head, body, sink));
-                return;
-            }
-        }
-        let Some(app) = self.setup.apps.get(&name).cloned() else {
-            return sink.fail(500, vec![format!("rust_pool: this pool does not serve the app \"{name}\"; reload nginx")]);
-        };
-        let errors_level = Level::from_name(&extras.errors_level).unwrap_or(Level::Error);
-        let not_after = wsgi::NotAfter {
-            at_us: extras.queued_at_us.max(monotonic_us().saturating_sub(1_000_000)) + self.setup.queue_timeout_us,
-            why: "rust_pool: the request waited longer than the pool's queue_timeout for a free thread",
-        };
-        self.setup.wsgi.submit(app, head, body, sink, errors_level, Some(not_after));
+        active.asgi = self.setup.apps.submit(head, &extras, body, sink);
     }
 
     /// The bridge says exchanges have news.
@@ -470,87 +312,10 @@ impl<'a> Front<'a> {
                 }
                 continue;
             };
-            self.write_events(key, events);
+            if let Some(conn) = self.conns.get_mut(&key) {
+                reply::write_events(conn, events);
+            }
             self.flush(key);
-        }
-    }
-
-    fn write_events(&mut self, key: u64, events: Vec<Event>) {
-        let Some(conn) = self.conns.get_mut(&key) else { return };
-        let Some(active) = conn.request.as_mut() else { return };
-        let id = active.id;
-        let mut events = events.into_iter().peekable();
-        while let Some(event) = events.next() {
-            if active.ended {
-                break;
-            }
-            match event {
-                Event::Started { at_ms } => fcgi::push_stream(&mut conn.out, fcgi::RUST_STARTED, id, &at_ms.to_le_bytes()),
-                Event::Head(mut head) => {
-                    // A file response (file wrapper, pathsend) reaches nginx
-                    // as plain bytes: saying it may be ranged lets nginx
-                    // answer a Range request from it, as embedded mode does.
-                    if matches!(events.peek(), Some(Event::File { .. })) && !head.has_header("accept-ranges") {
-                        head.push_header("Accept-Ranges", "bytes".into());
-                    }
-                    fcgi::push_stream(&mut conn.out, fcgi::STDOUT, id, &cgi_head(&head))
-                }
-                Event::Body(bytes) => {
-                    conn.unacked += cost(bytes.len());
-                    fcgi::push_stream(&mut conn.out, fcgi::STDOUT, id, &bytes);
-                }
-                Event::File { file, start, end, .. } => active.file = Some((file, start, end)),
-                Event::End => {
-                    if active.file.is_some() {
-                        // After the file's bytes (see `pump_file`).
-                        active.end_after_file = true;
-                    } else {
-                        end_request(&mut conn.out, id, 0);
-                        active.ended = true;
-                    }
-                }
-                Event::Fail { status, lines } => {
-                    for line in lines {
-                        push_log(&mut conn.out, id, Level::Error, &line);
-                    }
-                    end_request(&mut conn.out, id, u32::from(status.max(1)));
-                    active.ended = true;
-                }
-                Event::Log(level, message) => push_log(&mut conn.out, id, level, &message),
-                // The pool process buffers request bodies.
-                Event::ResumeBody => {}
-                Event::RawHead | Event::Redirect { .. } | Event::Other { .. } => {
-                    push_log(&mut conn.out, id, Level::Error, "rust_pool: unsupported response event");
-                    end_request(&mut conn.out, id, 502);
-                    active.ended = true;
-                }
-            }
-        }
-    }
-
-    /// Feeds a file range into the output as room allows; ends the
-    /// response after it when the app had finished.
-    fn pump_file(conn: &mut Conn) {
-        let Some(active) = conn.request.as_mut() else { return };
-        while conn.out.len() - conn.out_at < OUT_HIGH {
-            let Some((file, at, end)) = active.file.as_mut() else { return };
-            let step = (*end - *at).min(FILE_STEP) as usize;
-            let mut buf = vec![0u8; step];
-            let read = file.read_at(&mut buf, *at).unwrap_or(0);
-            if read == 0 {
-                active.file = None;
-            } else {
-                fcgi::push_stream(&mut conn.out, fcgi::STDOUT, active.id, &buf[..read]);
-                *at += read as u64;
-                if *at >= *end {
-                    active.file = None;
-                }
-            }
-            if active.file.is_none() && active.end_after_file {
-                active.end_after_file = false;
-                end_request(&mut conn.out, active.id, 0);
-                active.ended = true;
-            }
         }
     }
 
@@ -558,7 +323,7 @@ impl<'a> Front<'a> {
     /// it is out; finishes the request when its end is sent.
     fn flush(&mut self, key: u64) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
-        Self::pump_file(conn);
+        reply::pump_file(conn);
         while conn.out_at < conn.out.len() {
             let sent = crate::os::send(conn.fd.as_raw_fd(), &conn.out[conn.out_at..]);
             if let Ok(n @ 1..) = sent {
@@ -566,7 +331,7 @@ impl<'a> Front<'a> {
                 if conn.out_at == conn.out.len() {
                     conn.out.clear();
                     conn.out_at = 0;
-                    Self::pump_file(conn);
+                    reply::pump_file(conn);
                 }
                 continue;
             }
@@ -624,83 +389,8 @@ impl<'a> Front<'a> {
 
     /// The slot's oldest request, for the status report.
     fn publish_load(&self) {
-        let slot = &self.setup.table.slots[self.setup.slot];
-        let mut oldest: Option<(u64, &[u8])> = None;
-        for conn in self.conns.values() {
-            if let Some(a) = conn.request.as_ref().filter(|a| a.exchange.is_some()) {
-                if oldest.is_none_or(|(t, _)| a.started_ms < t) {
-                    oldest = Some((a.started_ms, &a.uri));
-                }
-            }
-        }
-        slot.busy_since_ms.store(oldest.map_or(0, |(t, _)| t), Ordering::Relaxed);
-        if let Some((_, uri)) = oldest {
-            slot.set_uri(uri);
-        }
-    }
-}
-
-fn take_body(active: &mut Active, data: &[u8]) -> io::Result<()> {
-    if let Some((file, len)) = active.spilled.as_mut() {
-        file.write_all(data)?;
-        *len += data.len() as u64;
-        return Ok(());
-    }
-    active.body.extend_from_slice(data);
-    if active.body.len() > SPILL {
-        let mut file = temp_file()?;
-        file.write_all(&active.body)?;
-        active.spilled = Some((file, active.body.len() as u64));
-        active.body = Vec::new();
-    }
-    Ok(())
-}
-
-/// An unlinked file in /tmp: nothing to clean up, whatever happens.
-fn temp_file() -> io::Result<File> {
-    let dir = std::ffi::CString::new(std::env::temp_dir().as_os_str().as_encoded_bytes()).unwrap_or_default();
-    // SAFETY: plain syscall; the fd is checked and owned.
-    let fd = unsafe { libc::open(dir.as_ptr(), libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
-
-/// The response head as a CGI head, for nginx to parse as it parses any
-/// FastCGI responder's.
-fn cgi_head(head: &ResponseHead) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + head.headers().len() * 32);
-    out.extend_from_slice(b"Status: ");
-    match head.status_line() {
-        Some(line) => out.extend_from_slice(line),
-        None => out.extend_from_slice(head.status().to_string().as_bytes()),
-    }
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in head.headers() {
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// The end of STDOUT and END_REQUEST. A non-zero `app_status` is an HTTP
-/// status for nginx to answer (no head sent yet) or, after a head, a
-/// response that broke off.
-fn end_request(out: &mut Vec<u8>, id: u16, app_status: u32) {
-    fcgi::push_stream_end(out, fcgi::STDOUT, id);
-    fcgi::push_end_request(out, id, app_status, fcgi::REQUEST_COMPLETE);
-}
-
-fn push_log(out: &mut Vec<u8>, id: u16, level: Level, message: &str) {
-    for line in message.lines() {
-        let mut text = mark(level, line).into_bytes();
-        text.push(b'\n');
-        fcgi::push_stream(out, fcgi::STDERR, id, &text);
+        let running = self.conns.values().filter_map(|c| c.request.as_ref()?.running());
+        watchdog::publish_oldest(&self.setup.table.slots[self.setup.slot], running);
     }
 }
 

@@ -7,14 +7,20 @@
 //! ([`crate::wsgi::host`] with `threads=` threads, [`crate::asgi::host`]
 //! when the pool has ASGI apps), and responses coming back through
 //! exchanges and a bridge eventfd. The difference is the front: instead of
-//! nginx's event loop, [`crate::pool::process::front`] reads requests from FastCGI
-//! connections, submits them to the hosts, and writes responses back.
+//! nginx's event loop, [`front`] reads requests from FastCGI connections
+//! ([`request`]), submits them to the hosts ([`dispatch`]), writes the
+//! responses back ([`reply`]) and watches for stuck requests
+//! ([`watchdog`]).
 //!
 //! Every app is imported before the process says it is ready, so a broken
 //! new version never takes requests: the supervisor keeps the old
 //! processes serving and logs the traceback (from this process's stderr).
 
+pub mod dispatch;
 pub mod front;
+pub mod reply;
+pub mod request;
+pub mod watchdog;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -138,11 +144,13 @@ fn serve(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> Result<i32, i32> {
         bridge: Arc::clone(&bridge),
         efd,
         signals,
-        apps,
-        default_app,
-        asgi: asgi.as_ref().map(|host| front::AsgiApps { keys: asgi_keys, host }),
-        wsgi: &wsgi,
-        queue_timeout_us: spec.queue_timeout_ms * 1000,
+        apps: dispatch::Apps {
+            wsgi: apps,
+            default_app,
+            wsgi_host: &wsgi,
+            asgi: asgi.as_ref().map(|host| dispatch::AsgiApps { keys: asgi_keys, host }),
+            queue_timeout_us: spec.queue_timeout_ms * 1000,
+        },
         timeout_ms: spec.timeout_ms,
         nginx_uid,
     });

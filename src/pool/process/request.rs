@@ -1,0 +1,191 @@
+//! The request a connection carries, as its FastCGI records arrive.
+//!
+//! Runs in a pool process, on its main thread (the front's).
+//!
+//! Records build the request up (BEGIN_REQUEST, PARAMS, STDIN) until the
+//! empty STDIN record says it is whole; the front then hands it to a host.
+//! The body is kept in memory up to [`SPILL`] bytes, then in an unlinked
+//! temp file. Management records (GET_VALUES) are answered here; one
+//! request at a time per connection, as nginx sends them.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+use crate::asgi::host as asgi;
+use crate::core::capture::RequestHead;
+use crate::core::exchange::Exchange;
+use crate::nginx::log::Level;
+use crate::pool::fastcgi::{self as fcgi, Record};
+use crate::pool::log::say;
+use crate::pool::params::{from_params, Extras};
+
+use super::front::Conn;
+
+/// Request bodies above this go to a temp file instead of memory.
+const SPILL: usize = 1 << 20;
+
+pub struct Active {
+    pub id: u16,
+    params: Vec<u8>,
+    pub head: Option<(RequestHead, Extras)>,
+    pub body: Vec<u8>,
+    pub spilled: Option<(File, u64)>,
+    pub exchange: Option<Arc<Exchange>>,
+    /// The rest of a file to send: file, next offset, end.
+    pub file: Option<(File, u64, u64)>,
+    /// The app finished while a file range was still being sent.
+    pub end_after_file: bool,
+    /// The response is complete in `out` (END_REQUEST written).
+    pub ended: bool,
+    pub started_ms: u64,
+    pub uri: Vec<u8>,
+    /// An ASGI request: what the loop is told of it.
+    pub asgi: Option<asgi::Request>,
+}
+
+impl Active {
+    fn new(id: u16) -> Active {
+        Active {
+            id,
+            params: Vec::new(),
+            head: None,
+            body: Vec::new(),
+            spilled: None,
+            exchange: None,
+            file: None,
+            end_after_file: false,
+            ended: false,
+            started_ms: 0,
+            uri: Vec::new(),
+            asgi: None,
+        }
+    }
+
+    /// Running in a host: its start and URI, for the watchdog.
+    pub fn running(&self) -> Option<(u64, &[u8])> {
+        self.exchange.is_some().then_some((self.started_ms, self.uri.as_slice()))
+    }
+
+    /// The request is over here: an ASGI app's receive() may be waiting.
+    pub fn gone(&self) {
+        if let Some(request) = &self.asgi {
+            request.gone();
+        }
+    }
+}
+
+/// What the front does after a record.
+pub enum Next {
+    Nothing,
+    /// Answer bytes are in `out`.
+    Flush,
+    /// The request is whole: submit it.
+    Start,
+    /// The stream is broken, or the body cannot be kept.
+    Close,
+}
+
+pub fn on_record(conn: &mut Conn, record: Record) -> Next {
+    match record.kind {
+        fcgi::BEGIN_REQUEST => {
+            let Ok(begin) = fcgi::parse_begin_request(&record.content) else { return Next::Close };
+            if conn.request.is_some() {
+                fcgi::push_end_request(&mut conn.out, record.request_id, 0, fcgi::CANT_MPX_CONN);
+            } else if begin.role != fcgi::RESPONDER {
+                fcgi::push_end_request(&mut conn.out, record.request_id, 0, fcgi::UNKNOWN_ROLE);
+            } else {
+                conn.keep = begin.flags & fcgi::KEEP_CONN != 0;
+                conn.request = Some(Active::new(record.request_id));
+            }
+            Next::Nothing
+        }
+        fcgi::PARAMS => {
+            let Some(active) = conn.request.as_mut().filter(|a| a.id == record.request_id && a.head.is_none()) else {
+                return Next::Nothing;
+            };
+            if !record.content.is_empty() {
+                active.params.extend_from_slice(&record.content);
+                return Next::Nothing;
+            }
+            match fcgi::decode_pairs(&active.params).map_err(|e| e.to_string()).and_then(from_params) {
+                Ok(parsed) => {
+                    active.uri = parsed.0.raw_uri.clone();
+                    active.head = Some(parsed);
+                    active.params = Vec::new();
+                    Next::Nothing
+                }
+                Err(e) => {
+                    say(Level::Error, &format!("nginx sent params this process cannot read ({e})"));
+                    Next::Close
+                }
+            }
+        }
+        fcgi::STDIN => {
+            let Some(active) = conn.request.as_mut().filter(|a| a.id == record.request_id && a.head.is_some()) else {
+                return Next::Nothing;
+            };
+            if active.exchange.is_some() || active.ended {
+                return Next::Nothing;
+            }
+            if record.content.is_empty() {
+                return Next::Start;
+            }
+            match take_body(active, &record.content) {
+                Ok(()) => Next::Nothing,
+                Err(e) => {
+                    say(Level::Error, &format!("cannot keep the request body: {e}"));
+                    Next::Close
+                }
+            }
+        }
+        fcgi::ABORT_REQUEST => {
+            if let Some(exchange) = conn.request.as_ref().and_then(|a| a.exchange.clone()) {
+                exchange.abandon();
+            }
+            Next::Nothing
+        }
+        fcgi::GET_VALUES => {
+            let mut content = Vec::new();
+            fcgi::encode_pair(&mut content, b"FCGI_MPXS_CONNS", b"0");
+            fcgi::push_stream(&mut conn.out, fcgi::GET_VALUES_RESULT, 0, &content);
+            Next::Flush
+        }
+        kind => {
+            let mut content = [0u8; 8];
+            content[0] = kind;
+            fcgi::push_header(&mut conn.out, fcgi::UNKNOWN_TYPE, 0, 8, 0);
+            conn.out.extend_from_slice(&content);
+            Next::Flush
+        }
+    }
+}
+
+fn take_body(active: &mut Active, data: &[u8]) -> io::Result<()> {
+    if let Some((file, len)) = active.spilled.as_mut() {
+        file.write_all(data)?;
+        *len += data.len() as u64;
+        return Ok(());
+    }
+    active.body.extend_from_slice(data);
+    if active.body.len() > SPILL {
+        let mut file = temp_file()?;
+        file.write_all(&active.body)?;
+        active.spilled = Some((file, active.body.len() as u64));
+        active.body = Vec::new();
+    }
+    Ok(())
+}
+
+/// An unlinked file in /tmp: nothing to clean up, whatever happens.
+fn temp_file() -> io::Result<File> {
+    let dir = std::ffi::CString::new(std::env::temp_dir().as_os_str().as_encoded_bytes()).unwrap_or_default();
+    // SAFETY: plain syscall; the fd is checked and owned.
+    let fd = unsafe { libc::open(dir.as_ptr(), libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
