@@ -3,13 +3,16 @@
 //! the structures and its directive handlers ([`crate::wsgi::conf`],
 //! [`crate::asgi::conf`], [`crate::cgi::conf`], [`crate::pool::conf`],
 //! [`crate::python::app_conf`] for what every Python app's location shares,
-//! [`crate::python::config`] for `rust_python_*`); the handlers that choose
-//! which room serves a location (`rust_wsgi`, `rust_asgi`,
-//! `rust_wsgi_pool`: embedded or from a pool) are here, above the rooms.
+//! [`crate::python::config`] for `rust_python_*`, [`crate::core::conf`] for
+//! what every location shares with nginx's upstreams), and finds it through
+//! the slot [`register_slots`] sets; the handlers that choose which room
+//! serves a location (`rust_wsgi`, `rust_asgi`, `rust_wsgi_pool`: embedded
+//! or from a pool; `rust_cgi`, `rust_cgi_pass`) are here, above the rooms.
 //!
 //! Everything here also runs in the master, under `nginx -t` and under
 //! `nginx -s`, so it only checks and records; starting Python, threads or
-//! processes waits for `init_process` in the workers.
+//! processes waits for `init_process` in the workers (the pool supervisor,
+//! for `init_module` in the master).
 
 use std::ffi::{c_char, c_void};
 use std::mem::offset_of;

@@ -2,7 +2,8 @@
 //!
 //! The rooms, from the ground up; each imports only those before it
 //! (`ci/imports.sh` prints the picture and any cycle):
-//! - [`os`]: process and fd helpers (spawning, forks, clocks).
+//! - [`os`]: process and fd helpers (a child's pipes and clean slate, an
+//!   app's forks, clocks, plain fd I/O).
 //! - [`nginx`]: the thin safe layer over the raw nginx FFI this module needs
 //!   (request body, response head and output chains, fds in the event loop,
 //!   a taken-over connection, logging, conf slots). Raw `unsafe` gathers

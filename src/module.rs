@@ -1,9 +1,13 @@
 //! The nginx module itself: `ngx_http_rust_gateway_module`.
 //!
-//! Process hooks: `init_process` starts the per-worker runtime (the eventfd
-//! bridge, Python, the thread pool) in worker processes and in
-//! single-process mode only; `exit_process` stops it. The master, `nginx -t`
-//! and `nginx -s` never start anything.
+//! Hooks: `preconfiguration` hands the module's identity down, records
+//! where each room's settings sit and declares the `$rust_*` variables;
+//! `init_module`, in the master, hands the pools to their supervisor
+//! (starting it, see [`crate::pool::master`]); `init_process` starts the
+//! per-worker runtime (the eventfd bridge, CGI, Python, the WSGI threads,
+//! the ASGI loop) in worker processes and in single-process mode only;
+//! `exit_process` stops it. Beyond the pool supervisor, the master never
+//! starts anything, and `nginx -t` and `nginx -s` nothing at all.
 
 use std::ffi::c_void;
 use std::ptr::addr_of;

@@ -1,6 +1,16 @@
-//! Small Linux helpers: fds for talking to child processes and the clean
-//! slate a child starts from (CGI and the pool), and a socket's pending
-//! error (the engine's unbuffered request bodies).
+//! Small Linux helpers, so that the system calls the rooms share have their
+//! `unsafe` here once:
+//!
+//! - fds for talking to child processes (pipes, whether a writer is left,
+//!   the lines a child wrote), the clean slate a child starts from (CGI and
+//!   the pool), and whether a process group still runs (CGI's reaping);
+//! - the clocks every process of the machine shares;
+//! - nginx's channel, as the pool supervisor reads it;
+//! - processes an app forks: what they close, and that they never run
+//!   server code;
+//! - plain fd I/O for the fds the module owns (read, write, send, accept,
+//!   poll, an idle socket's state), and a socket's pending error (the
+//!   engine's unbuffered request bodies).
 //!
 //! The child-side functions make system calls only (no allocation, no
 //! locks), so the CGI child may call them between vfork-style clone and

@@ -3,7 +3,12 @@
 //! before it looks at the window a second time and awaits credit only if
 //! it is still full; nginx's thread looks at the flag after it freed room
 //! and sends credit when it clears it. Either the loop sees the room or
-//! nginx sees the flag, so no wakeup is lost.
+//! nginx sees the flag, so no wakeup is lost ([`Credit`]).
+//!
+//! An unbuffered request body goes the other way under the same handshake
+//! ([`BodyFlow`]): nginx's thread stops reading at [`INCOMING_LIMIT`] (the
+//! limit WebSocket messages keep too, see [`super::upgrade`]), and the
+//! loop says when the app took enough.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

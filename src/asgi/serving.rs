@@ -1,11 +1,12 @@
-//! The loop thread: one asyncio event loop per nginx worker, which runs
-//! every ASGI app of the worker.
+//! The loop thread: one asyncio event loop per process (an nginx worker,
+//! or a pool process), which runs every ASGI app of the process.
 //!
-//! nginx's thread never touches it directly. It pushes [`Inbound`]
-//! messages into an [`Inbox`] whose eventfd the loop watches
-//! (`loop.add_reader`), so the loop sleeps in its own epoll until there is
-//! work and nginx's thread never takes the GIL. Responses go the other way
-//! through each request's exchange and the bridge, like WSGI's.
+//! nginx's thread (in a pool process, its front) never touches it
+//! directly. It pushes [`Inbound`] messages into an [`Inbox`] whose eventfd
+//! the loop watches (`loop.add_reader`), so the loop sleeps in its own
+//! epoll until there is work and nginx's thread never takes the GIL.
+//! Responses go the other way through each request's exchange and the
+//! bridge, like WSGI's.
 
 use std::collections::HashMap;
 use std::ffi::CString;

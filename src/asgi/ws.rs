@@ -1,6 +1,8 @@
 //! One WebSocket as the event loop sees it: the app's `send` messages,
-//! checked and passed to nginx's thread (see [`super::upgrade`]).
-//! `receive` lives in `protocol.py`: nginx's thread pushes the events.
+//! checked and passed to nginx's thread (see [`super::upgrade`]) as
+//! [`Upgraded`] messages, the vocabulary both sides share, which core's
+//! exchange only carries. `receive` lives in `protocol.py`: nginx's thread
+//! pushes the events.
 
 use bytes::Bytes;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};

@@ -2,12 +2,13 @@
 //!
 //! 1. The content handler ([`handle`]) starts nginx's body reader and
 //!    returns `NGX_DONE`.
-//! 2. When the body is in, [`body_ready`] lets the adapter check the request
-//!    (`prepare`), copies it into owned data, sets up the request's context
-//!    and lets the adapter start producing the response (`start`): app
-//!    threads for WSGI, a child process for CGI. The request waits with a
-//!    timer on the client connection's write event (the app's read timeout)
-//!    and with `ngx_http_test_reading` watching for a client that leaves.
+//! 2. When the body is in (or, unbuffered, once nginx's first read is
+//!    done), [`body_ready`] lets the adapter check the request (`prepare`),
+//!    copies it into owned data, sets up the request's context and lets the
+//!    adapter start producing the response (`start`): app threads for WSGI,
+//!    the event loop for ASGI, a child process for CGI, a pool process. The
+//!    request waits with a timer of its own (the app's read timeout) and
+//!    with `ngx_http_test_reading` watching for a client that leaves.
 //! 3. Whatever the producer has (head, body chunks, end, failure, log
 //!    lines) reaches the request through [`deliver`], which pushes output
 //!    through nginx's filters (see [`super::respond`]).

@@ -2,8 +2,10 @@
 //!
 //! Whatever an app returns, the bytes that reach nginx's header filter can
 //! never split a response: status lines and header values with CR, LF or
-//! other control characters are refused here, on the worker thread, so the
-//! error names the app's mistake and the client gets a clean 500.
+//! other control characters are refused here, where the head is made (the
+//! app's thread, or nginx's as it parses a CGI program's or a pool
+//! process's head), so the error names the app's mistake and the client
+//! gets a clean 500.
 
 use std::fmt;
 

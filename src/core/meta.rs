@@ -1,5 +1,6 @@
 //! CGI-style meta-variables, shared by every interface that speaks them
-//! (WSGI's environ, CGI's environment).
+//! (WSGI's environ, CGI's environment, the pool's FastCGI params; ASGI's
+//! scope splits its path the same way).
 
 /// SERVER_SOFTWARE.
 pub const SERVER_SOFTWARE: &str = concat!("ngx-rust-gateway/", env!("CARGO_PKG_VERSION"));

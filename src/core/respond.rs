@@ -62,8 +62,8 @@ pub struct RequestCtx {
     ended: bool,
     /// Finalized or terminated; ignore everything but log lines.
     pub finished: bool,
-    /// The write event's timer is the app's read timeout (else the send
-    /// timeout).
+    /// Waiting for the app, with `app_timer` armed (else for the client,
+    /// with the send timeout on the write event).
     waiting_on_app: bool,
     /// An unbuffered request body is still being read (see
     /// [`RequestCtx::stream_body`]).

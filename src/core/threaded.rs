@@ -1,5 +1,8 @@
-//! Responses produced on module threads (WSGI): the exchange as a request's
-//! [`Source`], and finding the request again when the bridge wakes nginx.
+//! Responses produced on module threads (WSGI's threads, ASGI's loop): the
+//! exchange as a request's [`Source`], and finding the request again when
+//! the bridge wakes nginx. An exchange whose connection an adapter took
+//! over (an ASGI WebSocket) goes to that adapter's handler instead
+//! ([`attach_handler`]).
 //!
 //! Requests are found by exchange id in a table that only the nginx thread
 //! touches; abandoning the source takes the entry out, so a wakeup for a

@@ -7,7 +7,9 @@
 //!   written to the client, and resumes once the client took enough.
 //! - [`HeadReader`]: a CGI-style head (RFC 3875, 6; [`super::cgi_head`])
 //!   then the body, as [`Event::Head`] and [`Event::Body`].
-//! - [`deliver_from`]: the shape of their event handlers.
+//! - [`Producer`], with [`on_read`] and [`on_write`] as its connection's
+//!   handlers; [`deliver_from`]: the shape they share (a producer's timers
+//!   use it too).
 //!
 //! The protocols stay with their rooms: CGI reads a pipe as it is (and
 //! knows nph- programs), the pool decodes FastCGI records.

@@ -1,5 +1,8 @@
-//! Helpers for directive handlers: arguments, errors that name the fix, and
-//! paths resolved the way nginx resolves `root`.
+//! Helpers for directive handlers: arguments, errors that name the fix,
+//! paths resolved the way nginx resolves `root`, nginx's unset values and
+//! merges, and where a room finds its settings: through the command's
+//! `offset` ([`field_of`]) or its place in the module's conf ([`Slot`],
+//! [`LocSlot`], [`MainSlot`]), so no room needs the module's whole conf.
 //!
 //! Directive handlers also run under `nginx -t` and `nginx -s`, in the
 //! master, so nothing here has side effects beyond the configuration.

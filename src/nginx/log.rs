@@ -1,8 +1,9 @@
 //! Writing to nginx's error log.
 //!
 //! Only the nginx thread writes to the log: worker threads send their lines
-//! through the engine's queue, so the connection-specific log handlers (which
-//! read request data) never run concurrently with nginx.
+//! through their request's exchange or the bridge, so the
+//! connection-specific log handlers (which read request data) never run
+//! concurrently with nginx.
 
 use std::ptr::NonNull;
 

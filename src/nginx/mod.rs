@@ -1,4 +1,5 @@
-//! A thin, safe layer over the raw nginx FFI that the engine needs.
+//! A thin, safe layer over the raw nginx FFI that the module needs (the
+//! engine, the rooms' directive handlers, ASGI's taken-over connections).
 //!
 //! Everything here runs on the nginx event-loop thread. Types wrap raw nginx
 //! pointers whose lifetime nginx controls; the `// SAFETY:` notes say which

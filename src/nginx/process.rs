@@ -1,4 +1,6 @@
-//! Which kind of nginx process we are in.
+//! Which kind of nginx process we are in, and what the module changes about
+//! a worker: recycling it, SIGCHLD, and what a process the app forks
+//! closes.
 
 use nginx_sys::{ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
 

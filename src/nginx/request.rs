@@ -737,9 +737,9 @@ impl PostedRunner {
     }
 }
 
-/// The client connection's write event: its timer is the request's clock
-/// while the app works (read timeout) and while the client drains output
-/// (send timeout).
+/// The client connection's write event: its timer is the send timeout
+/// while the client drains output. (The app's read timeout has a timer of
+/// its own: subrequests share this event.)
 pub struct WriteEvent(*mut ngx_event_t, HttpRequest);
 
 impl WriteEvent {

@@ -12,9 +12,10 @@
 //!
 //! A pool is declared once in `http {}`, like `thread_pool` or
 //! `proxy_cache_path`; locations send requests to it with
-//! `rust_wsgi PATH pool=NAME;` (mod_wsgi's `process-group=`) or
-//! `rust_wsgi_pool NAME;` for the pool's own `app=`. Everything here also
-//! runs under `nginx -t`: it only checks and records.
+//! `rust_wsgi PATH pool=NAME;` (mod_wsgi's `process-group=`),
+//! `rust_asgi PATH pool=NAME;`, or `rust_wsgi_pool NAME;` for the pool's
+//! own `app=`. Everything here also runs under `nginx -t`: it only checks
+//! and records.
 
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,9 @@
 //! Log lines from outside nginx's processes: the supervisor writes nginx's
 //! error log itself, and pool processes mark their lines with a level.
 //!
-//! Runs in the supervisor and in pool processes.
+//! Runs in the supervisor and in pool processes, and in nginx's workers,
+//! which read the level of each line a pool process sends in its STDERR
+//! records ([`split_level`]) and name the level they ask for ([`name`]).
 //!
 //! The supervisor is no nginx process and has no nginx log, so it appends
 //! to the error log file by name, in nginx's format, opening it for each

@@ -7,11 +7,12 @@
 //!
 //! | process | files |
 //! |---|---|
-//! | nginx's master (and `nginx -t`) | [`conf`] (reading the configuration), [`master`] (handing it to the supervisor), [`supervisor::spawn`] (forking the supervisor) |
-//! | the supervisor | [`supervisor`] (starts, watches, recycles and stops pool processes), [`supervisor::spawn`] (forking them cleanly), [`log`] |
+//! | nginx's master (and `nginx -t`) | [`conf`] (reading the configuration), [`master`] (handing it to the supervisor, which it starts with `ngx_spawn_process`) |
+//! | the supervisor | [`supervisor`] (starts, watches, recycles and stops pool processes), [`supervisor::spawn`] (its own clean start, and forking pool processes cleanly), [`log`] |
 //! | a pool process | [`process`] (Python and the apps, through the same hosts as a worker), [`process::front`] (its FastCGI server loop, with [`process::request`], [`process::dispatch`], [`process::reply`] and [`process::watchdog`]), [`log`] |
-//! | an nginx worker | [`worker::client`] (the engine adapter speaking FastCGI), [`worker::status`] (`rust_pool_status`) |
-//! | all of them | [`slots`] (the table they share, and how a process ended), [`fastcgi`] and [`params`] (the wire format) |
+//! | an nginx worker | [`worker::client`] (the engine adapter speaking FastCGI), [`worker::status`] (`rust_pool_status`), [`log`] (the levels of a pool process's STDERR lines and of `RUST_ERRORS_LEVEL`) |
+//! | nginx workers and pool processes | [`fastcgi`] and [`params`] (the wire format, both ends of it) |
+//! | all of them | [`slots`] (the table they share, and how a process ended) |
 //!
 //! The folders say the same: `worker/`, `supervisor/` and `process/` hold
 //! what only that process runs; the files beside them are shared or the

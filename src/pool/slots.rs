@@ -14,6 +14,10 @@
 //! - The supervisor assigns slots (pool, pid, state) and samples RSS.
 //! - A pool process counts its requests and marks itself ready.
 //! - nginx workers read it to pick a process, and to report status.
+//!
+//! Beside it, what the processes must agree on to find and describe each
+//! other: a process's socket name and address ([`socket_name`],
+//! [`sockaddr`]) and how it ended ([`ExitCause`], [`describe`]).
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};

@@ -1,5 +1,6 @@
-//! The apps `rust_wsgi` names, loaded once per worker and reloaded when
-//! their file changes.
+//! The apps `rust_wsgi`, `rust_asgi` and a pool name, loaded once per
+//! process (a worker or a pool process) and reloaded when their file
+//! changes.
 //!
 //! An app is a Python file and the name of a callable in it, like
 //! mod_wsgi's WSGIScriptAlias: the file is imported as a module with a
@@ -202,7 +203,7 @@ struct Loaded {
 }
 
 /// Where an app reports what belongs to no request (reloads): the worker's
-/// error log.
+/// error log, or a pool process's stderr (which its supervisor logs).
 pub type Logger = Arc<dyn Fn(Level, String) + Send + Sync>;
 
 pub struct App {

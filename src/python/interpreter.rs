@@ -1,4 +1,4 @@
-//! Starting CPython inside an nginx worker.
+//! Starting CPython inside an nginx worker or a pool process.
 //!
 //! A dedicated "keeper" thread initialises Python (without Python's signal
 //! handlers, so nginx keeps its own) and then stays parked. That makes it
@@ -6,9 +6,9 @@
 //! `signal.signal()` gets a ValueError instead of replacing nginx's SIGHUP or
 //! SIGQUIT handler. The nginx thread itself never enters Python.
 //!
-//! This runs in `init_process`, so only in worker processes (or
-//! single-process mode): never in the master, under `nginx -t`, or before
-//! nginx forks.
+//! This runs only in worker processes (or single-process mode), from
+//! `init_process`, and in a pool process as it starts: never in the
+//! master, the pool supervisor, under `nginx -t`, or before nginx forks.
 //!
 //! nginx clears the environment, so the locale is "C". Python runs in UTF-8
 //! mode (PEP 540, what CPython itself does in a C locale) instead of with an

@@ -1,7 +1,7 @@
 //! The embedded CPython interpreter and the apps it runs.
 //!
-//! - [`interpreter`]: starts Python in a worker process, on a thread the
-//!   module owns, never on nginx's event-loop thread.
+//! - [`interpreter`]: starts Python in a worker or pool process, on a
+//!   thread the module owns, never on nginx's event-loop thread.
 //! - [`config`]: interpreter settings (`rust_python_*`) and their checks.
 //! - [`apps`]: what `rust_wsgi`, `rust_asgi` and a pool name, and loading
 //!   it once per process.

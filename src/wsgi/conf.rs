@@ -1,5 +1,6 @@
-//! `rust_wsgi`'s own settings (its threads) and their directive handlers;
-//! what it shares with `rust_asgi` is [`crate::python::app_conf`]'s.
+//! `rust_wsgi`'s own settings (its threads and their spin) and their
+//! directive handlers; what it shares with `rust_asgi` is
+//! [`crate::python::app_conf`]'s.
 
 use std::ffi::c_void;
 

@@ -7,9 +7,9 @@
 //!   them (an nginx worker's, and a pool process's).
 //! - [`types`]: the environ.
 //! - [`serving`]: calling the app and streaming its iterable.
-//! - [`io`]: `wsgi.input` and `wsgi.errors`.
+//! - [`io`]: `wsgi.input` and `wsgi.file_wrapper`.
 //! - [`callbacks`]: `start_response` and `write`.
-//! - [`conf`]: `rust_wsgi`'s own settings (its threads).
+//! - [`conf`]: `rust_wsgi`'s own settings (its threads and their spin).
 
 pub mod callbacks;
 pub mod conf;

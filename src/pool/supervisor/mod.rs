@@ -7,10 +7,10 @@
 //! It is the only process that forks them, and it never runs Python, so a
 //! pool process never starts as a copy of a process with Python threads.
 //! It blocks in poll(2) on: the master's pipe (new plans; its end means
-//! nginx is gone), nginx's channel (quit, stop), each process's pidfd (its
-//! exit), its stderr (log lines) and its control pipe ("ready"). Its state
-//! is mirrored into the shared [`slots`] table, which is how nginx workers
-//! find processes.
+//! nginx is gone), nginx's channel (quit, stop), a signalfd (SIGTERM,
+//! SIGQUIT), each process's pidfd (its exit), its stderr (log lines) and
+//! its control pipe ("ready"). Its state is mirrored into the shared
+//! [`slots`] table, which is how nginx workers find processes.
 //!
 //! Replacement is always rolling: a process is retired (new configuration,
 //! recycling) only once a successor for it is ready, so a pool keeps at

@@ -1,8 +1,9 @@
 //! Making the supervisor and pool processes out of forks, cleanly.
 //!
-//! Runs in nginx's master (forking the supervisor) and in the supervisor
-//! (forking pool processes), and in those children until they exec or
-//! serve.
+//! Runs in the supervisor: first as it starts, in the process nginx's
+//! master forked for it (`ngx_spawn_process`, see [`crate::pool::master`]),
+//! then as it forks pool processes; and in each pool process until it
+//! serves.
 //!
 //! Both are forks of single-threaded processes (the master, then the
 //! supervisor), so Rust code may run in the child. What each child inherits
