@@ -13,6 +13,15 @@ requests on one keep-alive connection and the counts are dumped per
 thread: nginx's event-loop thread (thread 1) and every other thread (the
 Python threads). The baseline is nginx's own `return 200` in the same
 process.
+
+The pool's hello needs nginx's master (which starts the pool's
+supervisor), so it runs in a second nginx, whole under callgrind: one
+worker, one pool process. callgrind_control cannot reach processes that
+valgrind follows through fork, so the count is a difference: the totals
+each process writes when it exits after a short run and after a run of N
+more requests, divided by N. The supervisor needs pidfd_open(2), which
+valgrind 3.19 does not know; bench/pidfd-shim.c, preloaded, stands in for
+it (measurement only).
 """
 import argparse
 import glob
@@ -60,12 +69,17 @@ class Client:
         while b"\r\n\r\n" not in self.buf:
             self.recv()
         header, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        self.header = header
         length = int(re.search(rb"(?im)^content-length:\s*(\d+)", header).group(1))
         while len(self.buf) < length:
             self.recv()
         answer, self.buf = self.buf[:length], self.buf[length:]
         if not header.startswith(b"HTTP/1.1 200") or answer != expected:
             sys.exit("%s answered %r..., not the expected bytes" % (path, (header + answer)[:80]))
+
+    def last_header(self, name):
+        """A header of the last response."""
+        return re.search(rb"(?im)^" + name + rb":\s*([^\r\n]*)", self.header).group(1)
 
     def recv(self):
         data = self.sock.recv(1 << 20)
@@ -99,12 +113,97 @@ def totals(out, dump):
     return sum(c for t, c in counts if t == 1), sum(c for t, c in counts if t != 1)
 
 
+def pool_run(work, shim, requests):
+    """Starts nginx with a one-process pool under callgrind, sends
+    `requests` hellos on one connection, stops nginx and returns the
+    instructions of its worker and of the pool process, as each counted
+    them at its exit."""
+    port = free_port()
+    with open(os.path.join(work, "nginx.conf"), "w") as f:
+        f.write("""
+load_module %(module)s;
+daemon off;
+worker_processes 1;
+env PYTHONHASHSEED=0;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    rust_pool bench processes=1;
+    server {
+        listen 127.0.0.1:%(port)d;
+        location / {
+            rust_wsgi %(work)s/apps/bench.py pool=bench;
+            add_header X-Pids "$pid $rust_pid";
+        }
+    }
+}
+""" % {"module": MODULE, "port": port, "work": work})
+    for old in glob.glob(os.path.join(work, "cg.*")):
+        os.unlink(old)
+    env = dict(os.environ, LD_PRELOAD=shim)
+    server = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--separate-threads=yes", "--callgrind-out-file=" + os.path.join(work, "cg.%p"),
+         NGINX, "-p", work + "/", "-c", "nginx.conf"],
+        stdout=open(os.path.join(work, "valgrind.log"), "w"), stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                client = Client(port)
+                client.get("/hello", None, b"Hello, world!")
+                break
+            except (OSError, SystemExit):
+                if time.time() > deadline or server.poll() is not None:
+                    sys.exit("the pool did not start under valgrind (see %s)" % work)
+                time.sleep(0.5)
+        for _ in range(requests):
+            client.get("/hello", None, b"Hello, world!")
+        worker, pool = (int(p) for p in client.last_header(b"x-pids").split())
+        client.sock.close()
+    finally:
+        server.send_signal(3)   # SIGQUIT: a graceful stop, so every process writes its counts
+        server.wait(timeout=120)
+
+    def total(pid):
+        deadline = time.time() + 60
+        while True:
+            paths = glob.glob(os.path.join(work, "cg.%d-*" % pid))
+            try:
+                if paths:
+                    return sum(int(re.search(r"^totals: (\d+)", open(p).read(), re.M).group(1)) for p in paths)
+            except (AttributeError, OSError):
+                pass    # a file still being written
+            if time.time() > deadline:
+                sys.exit("process %d wrote no counts (see %s)" % (pid, work))
+            time.sleep(0.5)
+    return total(worker), total(pool)
+
+
+def pool_hello(work, requests, warmup):
+    """Instructions per pool hello: (nginx's worker, the pool process)."""
+    shim = os.path.join(work, "pidfd-shim.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim, os.path.join(BENCH, "pidfd-shim.c"), "-ldl", "-lpthread"],
+                   check=True)
+    # Processes of the pool run as nobody and write their counts here.
+    os.chmod(work, 0o777)
+    short = pool_run(work, shim, warmup)
+    long = pool_run(work, shim, warmup + requests)
+    return tuple((b - a) / requests for a, b in zip(short, long))
+
+
 def main():
+    global NGINX, MODULE
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--out", default=os.path.join(BENCH, "results"))
+    p.add_argument("--nginx", default=NGINX, help="the nginx binary to measure (default: ci/build.sh's)")
+    p.add_argument("--module", default=MODULE, help="the module to measure (default: ci/build.sh's)")
     args = p.parse_args()
+    NGINX, MODULE = os.path.abspath(args.nginx), os.path.abspath(args.module)
 
     work = WORK
     os.makedirs(os.path.join(work, "logs"))
@@ -180,6 +279,10 @@ http {
     finally:
         server.terminate()
         server.wait()
+    worker, pool = pool_hello(work, args.requests, args.warmup)
+    hello_nginx = rows[0][1]
+    print("%-13s nginx alone %9.0f, rust_pool %9.0f instructions/request (nginx's worker %.0f, the pool process %.0f)"
+          % ("pool hello", hello_nginx, worker + pool, worker, pool), flush=True)
     lines = ["Instructions per request, counted by callgrind (`ci/bench-instructions.sh`): %d requests on one "
              "keep-alive connection after %d of warm-up, nginx in one process. \"nginx alone\" serves the same "
              "bytes itself (`return 200`, a static file, a discarded upload). Stable to about 1%% between runs, "
@@ -189,6 +292,11 @@ http {
              "|---|---|---|---|---|---|"]
     for name, nginx, main, other in rows:
         lines.append("| %s | %.0f | %.0f | %.2f | %.0f | %.0f |" % (name, nginx, main + other, (main + other) / nginx, main, other))
+    lines += ["", "The pool's hello (`rust_wsgi ... pool=`, one pool process), counted as the difference between a run of "
+              "%d requests and one of %d more, each process's totals at its exit:\n" % (args.warmup, args.requests),
+              "| workload | nginx alone | rust_pool | × nginx alone | in nginx's worker | in the pool process |",
+              "|---|---|---|---|---|---|",
+              "| pool hello | %.0f | %.0f | %.2f | %.0f | %.0f |" % (hello_nginx, worker + pool, (worker + pool) / hello_nginx, worker, pool)]
     table = "\n".join(lines) + "\n"
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "instructions.md"), "w") as f:

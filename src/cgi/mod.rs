@@ -4,7 +4,7 @@
 //! stdin, stdout and stderr and its exit are fds in nginx's event loop.
 //!
 //! - [`resolve`]: which program a request runs, and refusals.
-//! - [`env`]: the CGI environment.
+//! - [`env`](mod@env): the CGI environment.
 //! - [`spawn`]: starting the program (vfork-style, clean fds and signals).
 //! - [`process`]: one request's program: input, output, flow control.
 //! - [`crate::core::cgi_head`]: the program's response head.

@@ -17,7 +17,7 @@ use crate::core::meta::split_script_name;
 pub struct Script {
     /// What is executed: the script itself, or its interpreter.
     pub program: PathBuf,
-    /// Arguments after argv[0] (the script, when an interpreter runs it).
+    /// Arguments after `argv[0]` (the script, when an interpreter runs it).
     pub args: Vec<PathBuf>,
     /// SCRIPT_FILENAME.
     pub filename: PathBuf,

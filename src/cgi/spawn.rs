@@ -25,7 +25,7 @@ use std::ptr;
 
 pub struct Command {
     pub program: CString,
-    /// argv, argv[0] included.
+    /// argv, `argv[0]` included.
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
     pub dir: CString,

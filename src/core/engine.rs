@@ -3,7 +3,7 @@
 //! 1. The content handler ([`handle`]) starts nginx's body reader and
 //!    returns `NGX_DONE`.
 //! 2. When the body is in (or, unbuffered, once nginx's first read is
-//!    done), [`body_ready`] lets the adapter check the request (`prepare`),
+//!    done), `body_ready` lets the adapter check the request (`prepare`),
 //!    copies it into owned data, sets up the request's context and lets the
 //!    adapter start producing the response (`start`): app threads for WSGI,
 //!    the event loop for ASGI, a child process for CGI, a pool process. The

@@ -25,8 +25,8 @@
 //! one thread at a time does. On a machine whose CPUs are all busy this
 //! backfires: a thread that spun waits for its turn on a CPU, and the jobs
 //! wait with it, while the scheduler runs a thread that slept as soon as it
-//! is woken. So when one yield outlasts [`CONTENDED`], spinning stops for
-//! [`SPIN_OFF`].
+//! is woken. So when one yield outlasts `CONTENDED`, spinning stops for
+//! `SPIN_OFF`.
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};

@@ -66,7 +66,7 @@ pub struct RequestCtx {
     /// with the send timeout on the write event).
     waiting_on_app: bool,
     /// An unbuffered request body is still being read (see
-    /// [`RequestCtx::stream_body`]).
+    /// `RequestCtx::stream_body`).
     pub body_streaming: bool,
     /// The app asked for more of it (Event::ResumeBody).
     body_resume: bool,

@@ -5,8 +5,8 @@
 //!
 //! One thread, blocking in poll(2) on the listening socket, the
 //! connections, the bridge eventfd (responses ready) and a signalfd
-//! (SIGTERM, SIGINT, SIGQUIT: drain). A connection carries one request at a time and is kept
-//! open for the next when nginx asks (FCGI_KEEP_CONN). The loop's parts
+//! (SIGTERM, SIGINT, SIGQUIT: drain). A connection carries one request at
+//! a time and is kept open for the next when nginx asks (FCGI_KEEP_CONN). The loop's parts
 //! are beside it: [`super::request`] builds a request from its records,
 //! [`super::dispatch`] hands it to an app host, [`super::reply`] writes the
 //! response's events back as records, and [`super::watchdog`] watches the

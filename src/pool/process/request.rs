@@ -4,7 +4,7 @@
 //!
 //! Records build the request up (BEGIN_REQUEST, PARAMS, STDIN) until the
 //! empty STDIN record says it is whole; the front then hands it to a host.
-//! The body is kept in memory up to [`SPILL`] bytes, then in an unlinked
+//! The body is kept in memory up to `SPILL` bytes, then in an unlinked
 //! temp file. Management records (GET_VALUES) are answered here; one
 //! request at a time per connection, as nginx sends them.
 
