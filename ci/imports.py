@@ -5,11 +5,15 @@ Reads every `use crate::...` line and every inline `crate::name::` path in
 src/, and maps each file to its folder (`src/core/engine.rs` is `core`;
 `src/conf.rs` is `conf.rs`). A line `core -> nginx, os.rs` says that code
 in core/ names something in nginx/ and in os.rs. Cycles between folders are
-listed at the end. Run: ci/imports.sh (or /usr/bin/python3 ci/imports.py).
+listed at the end. Run: ci/imports.sh (or /usr/bin/python3 ci/imports.py);
+`ci/imports.sh REV` prints the picture of src/ at git revision REV (for
+example 927b308, the tree before the restructuring of issue 16).
 """
 import os
 import re
+import subprocess
 import sys
+import tempfile
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
@@ -73,4 +77,12 @@ def main():
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = subprocess.run(["git", "-C", top, "archive", sys.argv[1], "src"], check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+            ROOT = os.path.join(tmp, "src")
+            print("src/ at %s:\n" % sys.argv[1])
+            sys.exit(main())
     sys.exit(main())
