@@ -7,7 +7,9 @@ src/, and maps each file to its folder (`src/core/engine.rs` is `core`;
 in core/ names something in nginx/ and in os.rs. Cycles between folders are
 listed at the end. Run: ci/imports.sh (or /usr/bin/python3 ci/imports.py);
 `ci/imports.sh REV` prints the picture of src/ at git revision REV (for
-example 927b308, the tree before the restructuring of issue 16).
+example 927b308, the tree before the restructuring of issue 16), and
+`ci/imports.sh --check` (run by ci/test.sh) fails when a folder names one
+at its own level or above in LEVELS, or when there is a cycle.
 """
 import os
 import re
@@ -16,6 +18,12 @@ import sys
 import tempfile
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+# The layout's one direction: each folder may name only those on lower
+# levels, never a sibling (cgi/, wsgi/ and asgi/ share a level).
+LEVELS = [["os.rs"], ["nginx"], ["core"], ["python"], ["cgi", "wsgi", "asgi"], ["pool"], ["conf.rs"], ["module.rs"]]
+LEVEL = {name: i for i, names in enumerate(LEVELS) for name in names}
 
 
 def room(path):
@@ -73,10 +81,19 @@ def main():
             print("  ... and %d longer or more" % (len(cycles) - 12))
     else:
         print("no cycles between folders")
-    return 0
+    wrong = ["%s -> %s" % (a, b) for a in rooms for b in sorted(edges.get(a, ()))
+             if a in LEVEL and b in LEVEL and LEVEL[b] >= LEVEL[a]]
+    unplaced = [r for r in rooms if r not in LEVEL and r != "lib.rs"]
+    if wrong:
+        print("against the layout's direction (%s): %s" % (" -> ".join("/".join(l) for l in reversed(LEVELS)), ", ".join(wrong)))
+    if unplaced:
+        print("not in LEVELS (place them in ci/imports.py): %s" % ", ".join(unplaced))
+    return 1 if cycles or wrong or unplaced else 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--check"]:
+        sys.exit(main())
     if len(sys.argv) > 1:
         top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         with tempfile.TemporaryDirectory() as tmp:

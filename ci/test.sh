@@ -16,6 +16,9 @@ export TEST_NGINX_VENV
 log "unit tests"
 cargo test --release --lib
 
+log "layout: folder imports in one direction, no cycles"
+ci/imports.sh --check
+
 log "integration tests, $(target/nginx/sbin/nginx -v 2>&1)"
 prove -r tests/t
 
