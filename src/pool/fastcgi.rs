@@ -280,6 +280,18 @@ impl Decoder {
     }
 
     pub fn feed(&mut self, data: &[u8]) {
+        self.compact();
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Reads up to `max` bytes from `fd` straight into the buffer.
+    pub fn read_from(&mut self, fd: std::os::fd::RawFd, max: usize) -> std::io::Result<usize> {
+        self.compact();
+        crate::os::read_append(fd, &mut self.buf, max)
+    }
+
+    /// Drops the bytes already returned as records, before more come.
+    fn compact(&mut self) {
         let live = self.buf.len() - self.start;
         if live == 0 {
             self.buf.clear();
@@ -291,7 +303,6 @@ impl Decoder {
             self.buf.truncate(live);
             self.start = 0;
         }
-        self.buf.extend_from_slice(data);
     }
 
     /// The next complete record, Ok(None) if more bytes are needed.

@@ -228,12 +228,10 @@ impl<'a> Front<'a> {
 
     fn on_readable(&mut self, key: u64) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
-        let mut buf = [0u8; 65536];
         let mut eof = false;
         loop {
-            match crate::os::read(conn.fd.as_raw_fd(), &mut buf) {
-                Ok(n @ 1..) => {
-                    conn.decoder.feed(&buf[..n]);
+            match conn.decoder.read_from(conn.fd.as_raw_fd(), 65536) {
+                Ok(1..) => {
                     if conn.decoder.buffered() > 4 * 65536 {
                         break;
                     }

@@ -332,14 +332,12 @@ impl PoolRequest {
     fn read_records(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
         let Some(fd) = self.conn.as_ref().map(Conn::fd) else { return events };
-        let mut buf = [0u8; 65536];
         loop {
             if self.response.done() || self.window.full() {
                 break;
             }
-            let read = crate::os::read(fd, &mut buf);
-            if let Ok(n @ 1..) = read {
-                self.decoder.feed(&buf[..n]);
+            let read = self.decoder.read_from(fd, 65536);
+            if let Ok(1..) = read {
                 self.records(&mut events);
                 continue;
             }
