@@ -42,6 +42,8 @@ CGI_WORKLOADS = [("cgi-sh", "/cgi-bin/hello.sh"), ("cgi-py", "/cgi-bin/hello.py"
 # ASGI peers: HTTP by wrk, WebSocket echo round trips by bench/wsbench.
 ASGI_WORKLOADS = [
     ("asgi-hello", "/hello", None, "nginx return 200"),
+    ("asgi-64k", "/64k", None, "nginx static file"),
+    ("asgi-upload", "/upload", "post.lua", "nginx reading the body, no app"),
     ("ws-echo", "/ws", "wsbench", None),
 ]
 WSBENCH = os.path.join(BENCH, "wsbench/target/release/wsbench")
@@ -286,6 +288,21 @@ http {
             peer.spawn(argv, self.path("tmp/%s.log" % name), cwd=apps,
                        preexec_fn=drop_to_nobody if self.user else None)
             add(peer)
+        # Run alone, as users who pick them often do: no nginx hop.
+        for name, server in (("uvicorn-alone", "uvicorn"), ("granian-asgi-alone", "granian")):
+            if name not in want or not os.path.exists(os.path.join(venv, "bin", server)):
+                continue
+            peer = Peer(name, "asgi", free_port())
+            if server == "uvicorn":
+                argv = [os.path.join(venv, "bin/uvicorn"), "--workers", "2", "--host", "127.0.0.1", "--port", str(peer.port),
+                        "--loop", "uvloop", "--http", "httptools", "--log-level", "error", "--no-access-log",
+                        "--app-dir", apps, "bench_asgi:app"]
+            else:
+                argv = [os.path.join(venv, "bin/granian"), "--interface", "asgi", "--workers", "2", "--host", "127.0.0.1",
+                        "--port", str(peer.port), "--log-level", "error", "bench_asgi:app"]
+            peer.spawn(argv, self.path("tmp/%s.log" % name), cwd=apps,
+                       preexec_fn=drop_to_nobody if self.user else None)
+            add(peer)
         if "rust_cgi" in want:
             add(self.nginx("rust_cgi", "cgi", "location /cgi-bin/ { root %s; rust_cgi; }" % self.work))
         self.peers = started
@@ -357,6 +374,16 @@ WSGIScriptAlias / %(apps)s/bench.py
                 peer.name, code.decode(), body[:60], path, self.work))
 
     def wrk(self, peer, path, conns, seconds, script):
+        busy = busy_seconds()
+        r = self.wrk_only(peer, path, conns, seconds, script)
+        # Whole-machine busy CPU time over the requests served: the
+        # server's processes, nginx in front of it and the client alike, so
+        # a peer that saves CPU in one place and spends it in another shows.
+        requests = r["rps"] * seconds
+        r["cpu_us"] = (busy_seconds() - busy) * 1e6 / requests if requests else None
+        return r
+
+    def wrk_only(self, peer, path, conns, seconds, script):
         if script == "wsbench":
             return self.wsbench(peer, path, conns, seconds)
         argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "--latency", peer.url(path)]
@@ -402,12 +429,21 @@ WSGIScriptAlias / %(apps)s/bench.py
                         self.wrk(peer, path, conns, a.warmup, script)
                         r = self.wrk(peer, path, conns, a.duration, script)
                         results.setdefault(name, {}).setdefault(str(conns), {}).setdefault(peer.name, []).append(r)
-                        print("round %d  %-7s c=%-3d %-10s %10.0f req/s  p50 %s  p99 %s%s" % (
-                            rnd + 1, name, conns, peer.name, r["rps"], fmt_us(r["p50"]), fmt_us(r["p99"]),
+                        print("round %d  %-7s c=%-3d %-10s %10.0f req/s  p50 %s  p99 %s  CPU %s/req%s" % (
+                            rnd + 1, name, conns, peer.name, r["rps"], fmt_us(r["p50"]), fmt_us(r["p99"]), fmt_us(r["cpu_us"]),
                             "  (%s)" % r["errors"] if r["errors"] else ""), flush=True)
         memory = {p.name: p.memory() for p in self.peers}
         workers = {"idle": idle_workers, "after": {p.name: worker_rss(p) for p in self.peers if p.name in idle_workers}}
         return results, memory, workers
+
+
+def busy_seconds():
+    """CPU time the whole machine has spent busy (not idle or waiting on
+    I/O) since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def drop_to_nobody():
@@ -482,6 +518,7 @@ def summarize(results, memory, workers, args):
                     "rps": statistics.median(rps),
                     "p50": statistics.median([r["p50"] for r in runs if r["p50"] is not None] or [0]),
                     "p99": statistics.median([r["p99"] for r in runs if r["p99"] is not None] or [0]),
+                    "cpu_us": statistics.median([r["cpu_us"] for r in runs if r.get("cpu_us")] or [0]),
                     "wins": sum(1 for b in best if b == peer) if peer != base else None,
                     "errors": next((r["errors"] for r in runs if r["errors"]), None),
                 }
@@ -496,7 +533,7 @@ def summarize(results, memory, workers, args):
             cols = ["peer", "req/s (median)"]
             if base:
                 cols.append("× %s" % baseline_what)
-            cols += ["× %s" % classic, "rounds won", "p50", "p99"]
+            cols += ["× %s" % classic, "rounds won", "p50", "p99", "CPU per request"]
             md.append("| " + " | ".join(cols) + " |")
             md.append("|" + "---|" * len(cols))
             for r in rows:
@@ -505,7 +542,7 @@ def summarize(results, memory, workers, args):
                     cells.append("%.2f" % r["x_baseline"] if "x_baseline" in r else "1.00" if r["peer"] == base else "")
                 cells.append("%.2f" % r["x_classic"] if "x_classic" in r else ("1.00" if r["peer"] == classic else ""))
                 cells.append("" if r["wins"] is None else "%d/%d" % (r["wins"], rounds))
-                cells += [fmt_us(r["p50"]), fmt_us(r["p99"])]
+                cells += [fmt_us(r["p50"]), fmt_us(r["p99"]), fmt_us(r["cpu_us"])]
                 md.append("| " + " | ".join(cells) + " |")
             errs = [r for r in rows if r["errors"]]
             for r in errs:
@@ -538,10 +575,11 @@ def main():
     p.add_argument("--warmup", type=int, default=1, help="seconds of warm-up before each")
     p.add_argument("--conns", type=lambda s: [int(c) for c in s.split(",")], default=[32, 1])
     p.add_argument("--workloads", type=lambda s: s.split(","),
-                   default=["hello", "64k", "upload", "cgi-sh", "cgi-py", "asgi-hello", "ws-echo"])
+                   default=["hello", "64k", "upload", "cgi-sh", "cgi-py", "asgi-hello", "asgi-64k", "asgi-upload",
+                            "ws-echo"])
     p.add_argument("--peers", type=lambda s: s.split(","),
                    default=["rust_wsgi", "rust_pool", "uwsgi", "gunicorn", "granian", "mod_wsgi", "fcgiwrap", "rust_cgi",
-                            "rust_asgi", "uvicorn", "granian-asgi"])
+                            "rust_asgi", "uvicorn", "granian-asgi", "uvicorn-alone", "granian-asgi-alone"])
     p.add_argument("--venv", default=os.environ.get("RGW_BENCH_VENV", "/tmp/ngx-rust-gateway-bench-venv"))
     p.add_argument("--out", default=os.path.join(BENCH, "results"))
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")

@@ -2,7 +2,8 @@
 
 /hello   13 bytes
 /64k     64 KiB
-/upload  reads the whole request body, answers its length
+/upload  reads the request body in 64 KiB chunks (as Django's multipart
+         parser does), answers its length
 """
 
 HELLO = b"Hello, world!"
@@ -18,8 +19,12 @@ def application(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", "65536")])
         return [BODY_64K]
     if path == "/upload":
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        received = len(environ["wsgi.input"].read(length))
+        stream, received = environ["wsgi.input"], 0
+        while True:
+            chunk = stream.read(65536)
+            if not chunk:
+                break
+            received += len(chunk)
         body = str(received).encode()
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
