@@ -136,6 +136,12 @@ pub struct Table {
     pub pools: [PoolEntry; MAX_POOLS],
     pub slots: [Slot; MAX_SLOTS],
     pub exits: [Exit; EXITS],
+    /// One past the highest slot ever claimed: the slots a reader looks
+    /// at. Claims take the lowest free slot, so this stays near the number
+    /// of processes, and a worker choosing a process reads a few slots
+    /// instead of all 512 (each on its own cache lines). Last, so that
+    /// the fields before it keep their places.
+    in_use: AtomicU32,
 }
 
 const MAGIC: u64 = 0x7267_772d_706f_6f6c; // "rgw-pool"
@@ -225,8 +231,17 @@ impl Table {
         slot.uri_len.store(0, Ordering::Relaxed);
         slot.started_ms.store(unix_ms(), Ordering::Relaxed);
         slot.serial.fetch_add(1, Ordering::Relaxed);
+        // Before the slot can turn Ready: a reader that sees it Ready has
+        // looked this far.
+        self.in_use.fetch_max(i as u32 + 1, Ordering::Release);
         slot.set_state(State::Starting);
         Some(i)
+    }
+
+    /// The slots that have ever held a process, with their indices.
+    pub fn claimed(&self) -> impl Iterator<Item = (usize, &Slot)> {
+        let n = (self.in_use.load(Ordering::Acquire) as usize).min(MAX_SLOTS);
+        self.slots[..n].iter().enumerate()
     }
 
     /// A new supervisor starts: the processes an earlier one had died with

@@ -208,9 +208,7 @@ impl PoolRequest {
         let Some(pool) = table.pool_index(name.as_bytes()) else { return self.wait() };
         let busy = |i: usize| SENT.with_borrow(|s| s.get(&i).copied().unwrap_or(0));
         let mut candidates: Vec<(u32, usize)> = table
-            .slots
-            .iter()
-            .enumerate()
+            .claimed()
             .filter(|(_, s)| s.state() == State::Ready && s.pool.load(std::sync::atomic::Ordering::Relaxed) as usize == pool)
             .map(|(i, s)| (s.active.load(std::sync::atomic::Ordering::Relaxed).max(busy(i)), i))
             .collect();
