@@ -80,6 +80,14 @@ pub struct Record {
     pub content: Vec<u8>,
 }
 
+/// A record whose content is still in the [`Decoder`]'s buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub kind: u8,
+    pub request_id: u16,
+    pub content: &'a [u8],
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BeginRequest {
     pub role: u16,
@@ -126,6 +134,40 @@ pub fn push_stream(out: &mut Vec<u8>, kind: u8, request_id: u16, data: &[u8]) {
     for chunk in data.chunks(STREAM_CHUNK) {
         push_record(out, kind, request_id, chunk);
     }
+}
+
+/// Appends `len` bytes as records of `kind`, as [`push_stream`] does, but
+/// has `fill` write each record's content straight into `out` (a request
+/// body read from nginx's buffers or temp file: one copy, not two).
+pub fn push_stream_with(
+    out: &mut Vec<u8>,
+    kind: u8,
+    request_id: u16,
+    len: usize,
+    mut fill: impl FnMut(&mut [std::mem::MaybeUninit<u8>]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    out.reserve(len + len.div_ceil(STREAM_CHUNK) * (HEADER_LEN + 7));
+    let start = out.len();
+    let mut left = len;
+    while left > 0 {
+        let chunk = left.min(STREAM_CHUNK);
+        let padding = padding_for(chunk);
+        // STREAM_CHUNK fits in a u16.
+        push_header(out, kind, request_id, chunk as u16, padding);
+        let at = out.len();
+        out.reserve(chunk);
+        if let Err(e) = fill(&mut out.spare_capacity_mut()[..chunk]) {
+            // No half record is left for anyone to send.
+            out.truncate(start);
+            return Err(e);
+        }
+        // SAFETY: `fill` succeeded, so it wrote all `chunk` bytes of the
+        // spare capacity just past the length.
+        unsafe { out.set_len(at + chunk) };
+        out.resize(out.len() + usize::from(padding), 0);
+        left -= chunk;
+    }
+    Ok(())
 }
 
 /// Appends the empty record that ends a stream (PARAMS, STDIN, STDOUT, STDERR).
@@ -310,6 +352,12 @@ impl Decoder {
     /// A header with a version other than 1 is an error, and stays one:
     /// after it the record boundaries are unknown, so the connection is lost.
     pub fn next_record(&mut self) -> Result<Option<Record>, ProtocolError> {
+        Ok(self.next_ref()?.map(|r| Record { kind: r.kind, request_id: r.request_id, content: r.content.to_vec() }))
+    }
+
+    /// As [`Decoder::next_record`], with the content borrowed from the
+    /// buffer: no copy for a caller that only passes it on.
+    pub fn next_ref(&mut self) -> Result<Option<RecordRef<'_>>, ProtocolError> {
         let pending = &self.buf[self.start..];
         let Some(header) = pending.get(..HEADER_LEN) else {
             return Ok(None);
@@ -325,19 +373,12 @@ impl Decoder {
         let content_len = usize::from(u16::from_be_bytes([header[4], header[5]]));
         let padding = usize::from(header[6]);
         let total = HEADER_LEN + content_len + padding;
-        let Some(content) = pending.get(HEADER_LEN..HEADER_LEN + content_len) else {
-            return Ok(None);
-        };
         if pending.len() < total {
             return Ok(None);
         }
-        let record = Record {
-            kind,
-            request_id,
-            content: content.to_vec(),
-        };
+        let at = self.start + HEADER_LEN;
         self.start += total;
-        Ok(Some(record))
+        Ok(Some(RecordRef { kind, request_id, content: &self.buf[at..at + content_len] }))
     }
 
     /// Bytes fed and not yet returned as records.
@@ -462,6 +503,28 @@ mod tests {
         assert_eq!(&out[..2], &[127, 0]);
         assert_eq!(out.len(), 2 + 127);
         assert_eq!(decode_pairs(&out).unwrap(), [(name, Vec::new())]);
+    }
+
+    #[test]
+    fn streams_filled_in_place_are_the_same_records() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut expected = vec![1, 2, 3];
+        push_stream(&mut expected, STDIN, 1, &data);
+        let mut out = vec![1, 2, 3];
+        let mut at = 0;
+        push_stream_with(&mut out, STDIN, 1, data.len(), |buf| {
+            for (cell, &b) in buf.iter_mut().zip(&data[at..]) {
+                cell.write(b);
+            }
+            at += buf.len();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, expected);
+        // A failed fill leaves nothing of its records behind.
+        let failed = push_stream_with(&mut out, STDIN, 1, 10, |_| Err(std::io::Error::other("gone")));
+        assert!(failed.is_err());
+        assert_eq!(out, expected);
     }
 
     #[test]

@@ -26,12 +26,15 @@ pub struct Extras {
     pub app: String,
     pub queued_at_us: u64,
     pub errors_level: String,
+    /// The body's length (CONTENT_LENGTH when the request has a body): how
+    /// much room the pool process makes for it.
+    pub content_length: u64,
 }
 
-/// Hands `put` each param for `head`, whose body is `content_length`
-/// bytes. Borrowed, not collected: nginx's thread encodes them straight
-/// into the request's records.
-pub fn write_params(head: &RequestHead, content_length: u64, extras: &Extras, mut put: impl FnMut(&[u8], &[u8])) {
+/// Hands `put` each param for `head`, whose body is
+/// `extras.content_length` bytes. Borrowed, not collected: nginx's thread
+/// encodes them straight into the request's records.
+pub fn write_params(head: &RequestHead, extras: &Extras, mut put: impl FnMut(&[u8], &[u8])) {
     let (script_name, path_info) = split_script_name(head.location.as_deref(), &head.path);
     put(b"REQUEST_METHOD", &head.method);
     put(b"REQUEST_URI", &head.raw_uri);
@@ -54,7 +57,7 @@ pub fn write_params(head: &RequestHead, content_length: u64, extras: &Extras, mu
         put(b"CONTENT_TYPE", content_type);
     }
     if head.has_body {
-        put(b"CONTENT_LENGTH", content_length.to_string().as_bytes());
+        put(b"CONTENT_LENGTH", extras.content_length.to_string().as_bytes());
     }
     if let Some((user, scheme)) = &head.user {
         put(b"REMOTE_USER", user);
@@ -96,7 +99,10 @@ pub fn from_params(params: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(RequestHead, Extr
             b"REMOTE_PORT" => head.remote_port = Some(number("REMOTE_PORT", &value)? as u16),
             b"HTTPS" => head.https = value.eq_ignore_ascii_case(b"on"),
             b"CONTENT_TYPE" => head.headers.push((b"content-type".to_vec(), value)),
-            b"CONTENT_LENGTH" => head.has_body = true,
+            b"CONTENT_LENGTH" => {
+                head.has_body = true;
+                extras.content_length = number("CONTENT_LENGTH", &value)?;
+            }
             APP => extras.app = String::from_utf8_lossy(&value).into_owned(),
             QUEUED_AT => extras.queued_at_us = number("RUST_QUEUED_AT", &value)?,
             ERRORS_LEVEL => extras.errors_level = String::from_utf8_lossy(&value).into_owned(),
@@ -129,7 +135,8 @@ mod tests {
 
     fn to_params(head: &RequestHead, content_length: u64, extras: &Extras) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut params = Vec::new();
-        write_params(head, content_length, extras, |n, v| params.push((n.to_vec(), v.to_vec())));
+        let extras = Extras { content_length, ..extras.clone() };
+        write_params(head, &extras, |n, v| params.push((n.to_vec(), v.to_vec())));
         params
     }
 
@@ -156,7 +163,7 @@ mod tests {
             user: Some((b"alice".to_vec(), b"Basic".to_vec())),
             params: vec![h("SSL_CLIENT_S_DN", "CN=alice"), h("SERVER_NAME", "public.example")],
         };
-        let extras = Extras { app: "/a.py:application".into(), queued_at_us: 42, errors_level: "warn".into() };
+        let extras = Extras { app: "/a.py:application".into(), queued_at_us: 42, errors_level: "warn".into(), content_length: 3 };
         let params = to_params(&head, 3, &extras);
         assert!(params.contains(&h("CONTENT_LENGTH", "3")));
         assert!(params.contains(&h("HTTP_COOKIE", "a=1; b=2")));

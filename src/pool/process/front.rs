@@ -27,7 +27,7 @@ use crate::core::bridge::Bridge;
 use crate::core::capture::Body;
 use crate::core::exchange::{Event, Exchange, ResponseSink};
 use crate::nginx::log::Level;
-use crate::pool::fastcgi::Decoder;
+use crate::pool::fastcgi::{Decoder, RecordRef};
 use crate::pool::log::say;
 use crate::pool::slots::{unix_ms, Table};
 use crate::pool::supervisor::spawn::LISTEN_FD;
@@ -228,11 +228,15 @@ impl<'a> Front<'a> {
 
     fn on_readable(&mut self, key: u64) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
+        // Out of the connection while its records are handled, which needs
+        // the rest of it: the records' content stays in the decoder's
+        // buffer, borrowed, not copied out.
+        let mut decoder = std::mem::take(&mut conn.decoder);
         let mut eof = false;
         loop {
-            match conn.decoder.read_from(conn.fd.as_raw_fd(), 65536) {
+            match decoder.read_from(conn.fd.as_raw_fd(), 65536) {
                 Ok(1..) => {
-                    if conn.decoder.buffered() > 4 * 65536 {
+                    if decoder.buffered() > 4 * 65536 {
                         break;
                     }
                     continue;
@@ -243,25 +247,30 @@ impl<'a> Front<'a> {
             break;
         }
         loop {
-            let record = match self.conns.get_mut(&key).map(|c| c.decoder.next_record()) {
-                Some(Ok(Some(record))) => record,
-                Some(Ok(None)) | None => break,
-                Some(Err(e)) => {
+            let record = match decoder.next_ref() {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
+                Err(e) => {
                     say(Level::Error, &format!("nginx sent a broken FastCGI stream ({e}); closing the connection"));
                     self.close(key);
                     return;
                 }
             };
             self.on_record(key, record);
+            if !self.conns.contains_key(&key) {
+                return;
+            }
         }
         if eof {
             // nginx closed the connection: a request still running has no
             // one to answer to.
             self.close(key);
+        } else if let Some(conn) = self.conns.get_mut(&key) {
+            conn.decoder = decoder;
         }
     }
 
-    fn on_record(&mut self, key: u64, record: crate::pool::fastcgi::Record) {
+    fn on_record(&mut self, key: u64, record: RecordRef) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
         match request::on_record(conn, record) {
             Next::Nothing => {}

@@ -5,7 +5,7 @@
 //! Records build the request up (BEGIN_REQUEST, PARAMS, STDIN) until the
 //! empty STDIN record says it is whole; the front then hands it to a host.
 //! The body is kept in memory up to `SPILL` bytes, then in an unlinked
-//! temp file. Management records (GET_VALUES) are answered here; one
+//! temp file (from its first byte when its length says it will not fit). Management records (GET_VALUES) are answered here; one
 //! request at a time per connection, as nginx sends them.
 
 use std::fs::File;
@@ -17,7 +17,7 @@ use crate::asgi::host as asgi;
 use crate::core::capture::RequestHead;
 use crate::core::exchange::Exchange;
 use crate::nginx::log::Level;
-use crate::pool::fastcgi::{self as fcgi, Record};
+use crate::pool::fastcgi::{self as fcgi, RecordRef};
 use crate::pool::log::say;
 use crate::pool::params::{from_params, Extras};
 
@@ -87,10 +87,10 @@ pub enum Next {
     Close,
 }
 
-pub fn on_record(conn: &mut Conn, record: Record) -> Next {
+pub fn on_record(conn: &mut Conn, record: RecordRef) -> Next {
     match record.kind {
         fcgi::BEGIN_REQUEST => {
-            let Ok(begin) = fcgi::parse_begin_request(&record.content) else { return Next::Close };
+            let Ok(begin) = fcgi::parse_begin_request(record.content) else { return Next::Close };
             if conn.request.is_some() {
                 fcgi::push_end_request(&mut conn.out, record.request_id, 0, fcgi::CANT_MPX_CONN);
             } else if begin.role != fcgi::RESPONDER {
@@ -106,11 +106,25 @@ pub fn on_record(conn: &mut Conn, record: Record) -> Next {
                 return Next::Nothing;
             };
             if !record.content.is_empty() {
-                active.params.extend_from_slice(&record.content);
+                active.params.extend_from_slice(record.content);
                 return Next::Nothing;
             }
             match fcgi::decode_pairs(&active.params).map_err(|e| e.to_string()).and_then(from_params) {
                 Ok(parsed) => {
+                    // Room for the whole body at once, or a file from the
+                    // start for one that will not stay in memory.
+                    let expected = parsed.1.content_length;
+                    if expected > SPILL as u64 {
+                        match temp_file() {
+                            Ok(file) => active.spilled = Some((file, 0)),
+                            Err(e) => {
+                                say(Level::Error, &format!("cannot keep the request body: {e}"));
+                                return Next::Close;
+                            }
+                        }
+                    } else {
+                        active.body.reserve_exact(expected as usize);
+                    }
                     active.uri = parsed.0.raw_uri.clone();
                     active.head = Some(parsed);
                     active.params = Vec::new();
@@ -132,7 +146,7 @@ pub fn on_record(conn: &mut Conn, record: Record) -> Next {
             if record.content.is_empty() {
                 return Next::Start;
             }
-            match take_body(active, &record.content) {
+            match take_body(active, record.content) {
                 Ok(()) => Next::Nothing,
                 Err(e) => {
                     say(Level::Error, &format!("cannot keep the request body: {e}"));

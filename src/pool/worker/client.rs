@@ -268,10 +268,11 @@ impl PoolRequest {
             app: self.target.key.clone(),
             queued_at_us: monotonic_us(),
             errors_level: crate::pool::log::name(self.errors_level).into(),
+            content_length: self.body_len,
         };
         if let Some(head) = self.head.take() {
             let mut params = Vec::with_capacity(1024);
-            write_params(&head, self.body_len, &extras, |name, value| fcgi::encode_pair(&mut params, name, value));
+            write_params(&head, &extras, |name, value| fcgi::encode_pair(&mut params, name, value));
             fcgi::push_begin_request(&mut self.out, REQUEST_ID, fcgi::RESPONDER, fcgi::KEEP_CONN);
             fcgi::push_params(&mut self.out, REQUEST_ID, &params);
         }
@@ -295,9 +296,11 @@ impl PoolRequest {
                     self.start_deadline();
                     return;
                 }
-                match self.body.read(Some(STDIN_STEP)) {
-                    Ok(chunk) if !chunk.is_empty() => fcgi::push_stream(&mut self.out, fcgi::STDIN, REQUEST_ID, &chunk),
-                    Ok(_) => {
+                let len = self.body.read_len(Some(STDIN_STEP));
+                let body = &mut self.body;
+                match fcgi::push_stream_with(&mut self.out, fcgi::STDIN, REQUEST_ID, len, |out| body.fill(out)) {
+                    Ok(()) if len > 0 => {}
+                    Ok(()) => {
                         fcgi::push_stream_end(&mut self.out, fcgi::STDIN, REQUEST_ID);
                         self.body_sent = true;
                     }
