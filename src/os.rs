@@ -350,23 +350,17 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// `read(2)` of up to `max` bytes onto the end of `buf`, into its spare
-/// capacity: nothing is zeroed first (a zeroed 64 KiB buffer per read was
-/// most of a pool hello's cost on nginx's thread).
-pub fn read_append(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-    buf.reserve(max);
+/// `read(2)` into memory that need not be initialized: nothing is zeroed
+/// first (a zeroed 64 KiB buffer per read was most of a pool hello's cost
+/// on nginx's thread). The first `n` bytes of `buf` are initialized when
+/// this returns Ok(n).
+pub fn read_uninit(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
     loop {
-        let spare = buf.spare_capacity_mut();
-        let room = spare.len().min(max);
-        // SAFETY: the kernel writes at most `room` bytes into the vector's
-        // spare capacity, which we own; only the `n` it wrote are then
-        // counted as initialized.
-        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), room) };
+        // SAFETY: the kernel writes at most `buf.len()` bytes into memory
+        // we own; it never reads it.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         if n >= 0 {
-            let n = n as usize;
-            // SAFETY: `n <= room` bytes past the length were just written.
-            unsafe { buf.set_len(buf.len() + n) };
-            return Ok(n);
+            return Ok(n as usize);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {

@@ -97,16 +97,24 @@ impl Body {
     /// Copies the in-memory parts and duplicates the temp file's fd.
     pub fn capture(r: &HttpRequest) -> io::Result<Body> {
         let mut body = Body::default();
-        for part in r.body_parts() {
+        // A large body is nginx's own block: adopted, not copied on nginx's
+        // thread (a MiB costs ~100 µs to copy). nginx's reads leave it in
+        // several parts of one buffer, which are slices of the block.
+        let parts = r.body_parts();
+        let big = parts.iter().any(|p| matches!(p, BodyPart::Memory(m) if m.len() >= ADOPT_MIN));
+        let buffer = big.then(|| r.adopt_body_buffer()).flatten().map(|(block, at)| (Bytes::from_owner(block), at as usize));
+        for part in parts {
             let piece = match part {
-                // A large body is nginx's own block: adopted, not copied on
-                // nginx's thread (a MiB costs ~100 µs to copy).
-                BodyPart::Memory(bytes) => Piece::Memory(
-                    (bytes.len() >= ADOPT_MIN)
+                BodyPart::Memory(bytes) => Piece::Memory(match &buffer {
+                    Some((whole, at)) if (bytes.as_ptr() as usize).checked_sub(*at).is_some_and(|off| off + bytes.len() <= whole.len()) => {
+                        let off = bytes.as_ptr() as usize - at;
+                        whole.slice(off..off + bytes.len())
+                    }
+                    _ => (bytes.len() >= ADOPT_MIN)
                         .then(|| r.adopt_body_memory(bytes))
                         .flatten()
                         .map_or_else(|| Bytes::copy_from_slice(bytes), Bytes::from_owner),
-                ),
+                }),
                 BodyPart::File { fd, start, end } => Piece::File {
                     file: Arc::new(File::from(fd.try_clone_to_owned()?)),
                     start,
@@ -121,6 +129,16 @@ impl Body {
     pub fn from_bytes(bytes: Vec<u8>) -> Body {
         let mut body = Body::default();
         body.push(Piece::Memory(Bytes::from(bytes)));
+        body
+    }
+
+    /// A body in pieces as they arrived (a pool process's STDIN records,
+    /// each still in the buffer its socket read filled).
+    pub fn from_pieces(pieces: impl IntoIterator<Item = Bytes>) -> Body {
+        let mut body = Body::default();
+        for piece in pieces {
+            body.push(Piece::Memory(piece));
+        }
         body
     }
 

@@ -16,6 +16,8 @@
 
 use std::ffi::c_void;
 
+use bytes::Bytes;
+
 use super::cgi_head::{self, CgiHead};
 use super::exchange::{cost, Event, WINDOW};
 use super::head::ResponseHead;
@@ -103,7 +105,7 @@ impl HeadReader {
     /// reader with the problem, for the producer's log line.
     pub fn take(
         &mut self,
-        bytes: Vec<u8>,
+        bytes: Bytes,
         limit: usize,
         window: &mut Window,
         events: &mut Vec<Event>,
@@ -112,7 +114,7 @@ impl HeadReader {
         let buf = match self {
             HeadReader::Body => {
                 window.charge(bytes.len());
-                events.push(Event::Body(bytes.into()));
+                events.push(Event::Body(bytes));
                 return Ok(());
             }
             HeadReader::Done => return Ok(()),

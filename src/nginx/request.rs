@@ -490,6 +490,26 @@ impl HttpRequest {
         parts
     }
 
+    /// Takes over the buffer nginx read the finished body into
+    /// (`request_body->buf`), from its start to the last byte written,
+    /// without copying it, when it is a block of its own in the request
+    /// pool (large bodies are). nginx's reads leave several parts of the
+    /// body in it, so one adoption covers them all. Returns the block and
+    /// its address; None otherwise.
+    pub fn adopt_body_buffer(&self) -> Option<(SharedBlock, *const u8)> {
+        let rb = self.r().request_body;
+        // SAFETY: a finished body's buffer lives in the request pool and
+        // is never written again; start..last is what nginx wrote into it.
+        unsafe {
+            let b = rb.as_ref()?.buf.as_ref()?;
+            if b.start.is_null() || b.last <= b.start || b.in_file() != 0 {
+                return None;
+            }
+            let len = b.last.offset_from(b.start) as usize;
+            pool_adopt_large(self.pool(), b.start, len).map(|block| (block, b.start.cast_const()))
+        }
+    }
+
     /// Takes over a memory part of the finished body (from
     /// [`Self::body_parts`]) without copying it, when it is a block of its
     /// own in the request pool (large bodies are); None otherwise.

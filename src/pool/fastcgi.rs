@@ -16,6 +16,8 @@
 
 use std::fmt;
 
+use bytes::{Buf, Bytes, BytesMut};
+
 pub const HEADER_LEN: usize = 8;
 pub const MAX_CONTENT: usize = 65535;
 
@@ -50,7 +52,7 @@ const VERSION: u8 = 1;
 
 /// Content per record when splitting a stream: the largest multiple of 8
 /// under MAX_CONTENT, so full records need no padding and stay aligned.
-const STREAM_CHUNK: usize = MAX_CONTENT & !7;
+pub const STREAM_CHUNK: usize = MAX_CONTENT & !7;
 
 /// BEGIN_REQUEST and END_REQUEST bodies are both fixed at 8 bytes.
 const BODY_LEN: usize = 8;
@@ -77,15 +79,7 @@ impl std::error::Error for ProtocolError {}
 pub struct Record {
     pub kind: u8,
     pub request_id: u16,
-    pub content: Vec<u8>,
-}
-
-/// A record whose content is still in the [`Decoder`]'s buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordRef<'a> {
-    pub kind: u8,
-    pub request_id: u16,
-    pub content: &'a [u8],
+    pub content: Bytes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,17 +297,22 @@ pub fn parse_end_request(content: &[u8]) -> Result<EndRequest, ProtocolError> {
     })
 }
 
+/// The most a read takes while no large record is being received.
+const SMALL_READ: usize = 8 * 1024;
+/// The allocation that reads of short records share.
+const SHARED_ALLOC: usize = 64 * 1024;
+
 /// Incremental decoder for a byte stream of records (a socket read in
 /// arbitrary pieces).
 ///
-/// Consumed bytes are skipped with a read offset and only dropped when they
-/// outweigh the live ones, so each byte is moved at most a constant number
-/// of times however the input is split.
+/// Records come out sharing the buffer they were read into: a record's
+/// content is a slice of that allocation, not a copy, so a body piece or
+/// a response chunk goes on from the socket's read without being moved.
+/// Once every record of a read is dropped, the allocation is reused for
+/// the next reads.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    buf: Vec<u8>,
-    /// Start of the bytes not yet returned as records.
-    start: usize,
+    buf: BytesMut,
 }
 
 impl Decoder {
@@ -322,29 +321,51 @@ impl Decoder {
     }
 
     pub fn feed(&mut self, data: &[u8]) {
-        self.compact();
         self.buf.extend_from_slice(data);
     }
 
-    /// Reads up to `max` bytes from `fd` straight into the buffer.
-    pub fn read_from(&mut self, fd: std::os::fd::RawFd, max: usize) -> std::io::Result<usize> {
-        self.compact();
-        crate::os::read_append(fd, &mut self.buf, max)
+    /// Reads from `fd` straight into the buffer; callers take the complete
+    /// records out between reads.
+    ///
+    /// A large record (above [`SMALL_READ`]) is read to its end plus the
+    /// next header, into an allocation with room for all of it: it never
+    /// straddles two allocations, so nothing of it is moved when the next
+    /// one is made (a 64 KiB record read 64 KiB at a time would otherwise
+    /// be copied once more, whole). Otherwise reads take at most
+    /// [`SMALL_READ`] bytes, so that little of a large record that starts
+    /// in them is moved, and short records share an allocation of
+    /// [`SHARED_ALLOC`] bytes rather than hold one each while nginx sends
+    /// them.
+    pub fn read_from(&mut self, fd: std::os::fd::RawFd) -> std::io::Result<usize> {
+        let (want, alloc) = match self.pending_len() {
+            Some(total) if total > SMALL_READ && self.buf.len() < total => {
+                let want = total - self.buf.len() + HEADER_LEN;
+                (want, want)
+            }
+            _ => (SMALL_READ, SHARED_ALLOC),
+        };
+        if self.buf.capacity() - self.buf.len() < want {
+            // A fresh allocation with only the unfinished record (a header,
+            // or the start of a record) moved into it; the records already
+            // taken out keep the old one alive as long as they need it.
+            let mut fresh = BytesMut::with_capacity(self.buf.len() + alloc);
+            fresh.extend_from_slice(&self.buf);
+            self.buf = fresh;
+        }
+        let spare = self.buf.spare_capacity_mut();
+        let room = spare.len().min(want);
+        let n = crate::os::read_uninit(fd, &mut spare[..room])?;
+        // SAFETY: read_uninit initialized the first `n` bytes of the spare
+        // capacity, just past the length.
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        Ok(n)
     }
 
-    /// Drops the bytes already returned as records, before more come.
-    fn compact(&mut self) {
-        let live = self.buf.len() - self.start;
-        if live == 0 {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start >= live {
-            // Moving `live` bytes is paid for by the at least as many bytes
-            // consumed since the last compaction.
-            self.buf.copy_within(self.start.., 0);
-            self.buf.truncate(live);
-            self.start = 0;
-        }
+    /// The whole length (header, content, padding) of the record at the
+    /// front, once its header is in.
+    fn pending_len(&self) -> Option<usize> {
+        let header = self.buf.get(..HEADER_LEN)?;
+        Some(HEADER_LEN + usize::from(u16::from_be_bytes([header[4], header[5]])) + usize::from(header[6]))
     }
 
     /// The next complete record, Ok(None) if more bytes are needed.
@@ -352,14 +373,7 @@ impl Decoder {
     /// A header with a version other than 1 is an error, and stays one:
     /// after it the record boundaries are unknown, so the connection is lost.
     pub fn next_record(&mut self) -> Result<Option<Record>, ProtocolError> {
-        Ok(self.next_ref()?.map(|r| Record { kind: r.kind, request_id: r.request_id, content: r.content.to_vec() }))
-    }
-
-    /// As [`Decoder::next_record`], with the content borrowed from the
-    /// buffer: no copy for a caller that only passes it on.
-    pub fn next_ref(&mut self) -> Result<Option<RecordRef<'_>>, ProtocolError> {
-        let pending = &self.buf[self.start..];
-        let Some(header) = pending.get(..HEADER_LEN) else {
+        let Some(header) = self.buf.get(..HEADER_LEN) else {
             return Ok(None);
         };
         if header[0] != VERSION {
@@ -373,17 +387,18 @@ impl Decoder {
         let content_len = usize::from(u16::from_be_bytes([header[4], header[5]]));
         let padding = usize::from(header[6]);
         let total = HEADER_LEN + content_len + padding;
-        if pending.len() < total {
+        if self.buf.len() < total {
             return Ok(None);
         }
-        let at = self.start + HEADER_LEN;
-        self.start += total;
-        Ok(Some(RecordRef { kind, request_id, content: &self.buf[at..at + content_len] }))
+        let mut record = self.buf.split_to(total);
+        record.advance(HEADER_LEN);
+        record.truncate(content_len);
+        Ok(Some(Record { kind, request_id, content: record.freeze() }))
     }
 
-    /// Bytes fed and not yet returned as records.
+    /// Bytes received and not yet returned as records.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.buf.len()
     }
 }
 
@@ -432,7 +447,7 @@ mod tests {
             [Record {
                 kind: STDOUT,
                 request_id: 0x1234,
-                content: b"hello".to_vec()
+                content: Bytes::from_static(b"hello")
             }]
         );
 
@@ -486,7 +501,7 @@ mod tests {
             [Record {
                 kind: STDIN,
                 request_id: 0x0102,
-                content: Vec::new()
+                content: Bytes::new()
             }]
         );
     }
@@ -503,6 +518,41 @@ mod tests {
         assert_eq!(&out[..2], &[127, 0]);
         assert_eq!(out.len(), 2 + 127);
         assert_eq!(decode_pairs(&out).unwrap(), [(name, Vec::new())]);
+    }
+
+    #[test]
+    fn records_read_from_a_socket_arrive_whole_big_and_small() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let mut out = Vec::new();
+        push_stream(&mut out, STDOUT, 1, &big);
+        for i in 0..100u8 {
+            push_stream(&mut out, STDERR, 1, &[i; 37]);
+        }
+        push_stream(&mut out, STDOUT, 1, &big);
+        let writer = std::thread::spawn(move || tx.write_all(&out).unwrap());
+        let mut decoder = Decoder::new();
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        while stderr.len() < 100 || stdout.len() < 2 * big.len() {
+            match decoder.read_from(rx.as_raw_fd()) {
+                Ok(0) => panic!("the stream ended early"),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+            while let Some(record) = decoder.next_record().unwrap() {
+                match record.kind {
+                    STDOUT => stdout.extend_from_slice(&record.content),
+                    _ => stderr.push(record.content),
+                }
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(stdout, [&big[..], &big[..]].concat());
+        assert!(stderr.iter().enumerate().all(|(i, c)| c[..] == [i as u8; 37]));
     }
 
     #[test]
@@ -687,7 +737,7 @@ mod tests {
         assert_eq!(decoder.next_record().unwrap(), None);
         assert_eq!(decoder.buffered(), HEADER_LEN + 3);
         decoder.feed(&out[HEADER_LEN + 3..]);
-        assert_eq!(decoder.next_record().unwrap().unwrap().content, b"abc");
+        assert_eq!(decoder.next_record().unwrap().unwrap().content, &b"abc"[..]);
         assert_eq!(decoder.next_record().unwrap(), None);
     }
 

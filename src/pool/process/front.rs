@@ -27,7 +27,7 @@ use crate::core::bridge::Bridge;
 use crate::core::capture::Body;
 use crate::core::exchange::{Event, Exchange, ResponseSink};
 use crate::nginx::log::Level;
-use crate::pool::fastcgi::{Decoder, RecordRef};
+use crate::pool::fastcgi::{Decoder, Record};
 use crate::pool::log::say;
 use crate::pool::slots::{unix_ms, Table};
 use crate::pool::supervisor::spawn::LISTEN_FD;
@@ -227,50 +227,35 @@ impl<'a> Front<'a> {
     }
 
     fn on_readable(&mut self, key: u64) {
-        let Some(conn) = self.conns.get_mut(&key) else { return };
-        // Out of the connection while its records are handled, which needs
-        // the rest of it: the records' content stays in the decoder's
-        // buffer, borrowed, not copied out.
-        let mut decoder = std::mem::take(&mut conn.decoder);
-        let mut eof = false;
-        loop {
-            match decoder.read_from(conn.fd.as_raw_fd(), 65536) {
-                Ok(1..) => {
-                    if decoder.buffered() > 4 * 65536 {
-                        break;
+        // A few reads per turn of the loop, so one busy connection does not
+        // starve the others; the records of each read are handled before
+        // the next (see `Decoder::read_from`).
+        for _ in 0..4 {
+            let Some(conn) = self.conns.get_mut(&key) else { return };
+            let read = conn.decoder.read_from(conn.fd.as_raw_fd());
+            loop {
+                let record = match self.conns.get_mut(&key).map(|c| c.decoder.next_record()) {
+                    Some(Ok(Some(record))) => record,
+                    Some(Ok(None)) | None => break,
+                    Some(Err(e)) => {
+                        say(Level::Error, &format!("nginx sent a broken FastCGI stream ({e}); closing the connection"));
+                        self.close(key);
+                        return;
                     }
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                _ => eof = true,
+                };
+                self.on_record(key, record);
             }
-            break;
-        }
-        loop {
-            let record = match decoder.next_ref() {
-                Ok(Some(record)) => record,
-                Ok(None) => break,
-                Err(e) => {
-                    say(Level::Error, &format!("nginx sent a broken FastCGI stream ({e}); closing the connection"));
-                    self.close(key);
-                    return;
-                }
-            };
-            self.on_record(key, record);
-            if !self.conns.contains_key(&key) {
-                return;
+            match read {
+                Ok(1..) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // nginx closed the connection: a request still running has
+                // no one to answer to.
+                _ => return self.close(key),
             }
-        }
-        if eof {
-            // nginx closed the connection: a request still running has no
-            // one to answer to.
-            self.close(key);
-        } else if let Some(conn) = self.conns.get_mut(&key) {
-            conn.decoder = decoder;
         }
     }
 
-    fn on_record(&mut self, key: u64, record: RecordRef) {
+    fn on_record(&mut self, key: u64, record: Record) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
         match request::on_record(conn, record) {
             Next::Nothing => {}
@@ -287,7 +272,7 @@ impl<'a> Front<'a> {
         let Some((head, extras)) = active.head.take() else { return };
         let body = match active.spilled.take() {
             Some((file, len)) => Body::from_file(file, len),
-            None => Body::from_bytes(std::mem::take(&mut active.body)),
+            None => Body::from_pieces(std::mem::take(&mut active.body)),
         };
         let exchange = Exchange::new(Arc::clone(&self.setup.bridge));
         active.exchange = Some(Arc::clone(&exchange));

@@ -13,11 +13,13 @@ use std::io::{self, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::asgi::host as asgi;
 use crate::core::capture::RequestHead;
 use crate::core::exchange::Exchange;
 use crate::nginx::log::Level;
-use crate::pool::fastcgi::{self as fcgi, RecordRef};
+use crate::pool::fastcgi::{self as fcgi, Record};
 use crate::pool::log::say;
 use crate::pool::params::{from_params, Extras};
 
@@ -30,7 +32,10 @@ pub struct Active {
     pub id: u16,
     params: Vec<u8>,
     pub head: Option<(RequestHead, Extras)>,
-    pub body: Vec<u8>,
+    /// The body so far: STDIN records' content, still in the buffers the
+    /// socket was read into.
+    pub body: Vec<Bytes>,
+    body_len: usize,
     pub spilled: Option<(File, u64)>,
     pub exchange: Option<Arc<Exchange>>,
     /// The rest of a file to send: file, next offset, end.
@@ -52,6 +57,7 @@ impl Active {
             params: Vec::new(),
             head: None,
             body: Vec::new(),
+            body_len: 0,
             spilled: None,
             exchange: None,
             file: None,
@@ -87,10 +93,10 @@ pub enum Next {
     Close,
 }
 
-pub fn on_record(conn: &mut Conn, record: RecordRef) -> Next {
+pub fn on_record(conn: &mut Conn, record: Record) -> Next {
     match record.kind {
         fcgi::BEGIN_REQUEST => {
-            let Ok(begin) = fcgi::parse_begin_request(record.content) else { return Next::Close };
+            let Ok(begin) = fcgi::parse_begin_request(&record.content) else { return Next::Close };
             if conn.request.is_some() {
                 fcgi::push_end_request(&mut conn.out, record.request_id, 0, fcgi::CANT_MPX_CONN);
             } else if begin.role != fcgi::RESPONDER {
@@ -106,13 +112,13 @@ pub fn on_record(conn: &mut Conn, record: RecordRef) -> Next {
                 return Next::Nothing;
             };
             if !record.content.is_empty() {
-                active.params.extend_from_slice(record.content);
+                active.params.extend_from_slice(&record.content);
                 return Next::Nothing;
             }
             match fcgi::decode_pairs(&active.params).map_err(|e| e.to_string()).and_then(from_params) {
                 Ok(parsed) => {
-                    // Room for the whole body at once, or a file from the
-                    // start for one that will not stay in memory.
+                    // A body that will not stay in memory goes to a file
+                    // from its first byte.
                     let expected = parsed.1.content_length;
                     if expected > SPILL as u64 {
                         match temp_file() {
@@ -122,8 +128,6 @@ pub fn on_record(conn: &mut Conn, record: RecordRef) -> Next {
                                 return Next::Close;
                             }
                         }
-                    } else {
-                        active.body.reserve_exact(expected as usize);
                     }
                     active.uri = parsed.0.raw_uri.clone();
                     active.head = Some(parsed);
@@ -176,18 +180,20 @@ pub fn on_record(conn: &mut Conn, record: RecordRef) -> Next {
     }
 }
 
-fn take_body(active: &mut Active, data: &[u8]) -> io::Result<()> {
+fn take_body(active: &mut Active, data: Bytes) -> io::Result<()> {
     if let Some((file, len)) = active.spilled.as_mut() {
-        file.write_all(data)?;
+        file.write_all(&data)?;
         *len += data.len() as u64;
         return Ok(());
     }
-    active.body.extend_from_slice(data);
-    if active.body.len() > SPILL {
+    active.body_len += data.len();
+    active.body.push(data);
+    if active.body_len > SPILL {
         let mut file = temp_file()?;
-        file.write_all(&active.body)?;
-        active.spilled = Some((file, active.body.len() as u64));
-        active.body = Vec::new();
+        for piece in active.body.drain(..) {
+            file.write_all(&piece)?;
+        }
+        active.spilled = Some((file, active.body_len as u64));
     }
     Ok(())
 }

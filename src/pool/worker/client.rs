@@ -41,8 +41,9 @@ use crate::nginx::request::HttpRequest;
 
 /// The pool process's head is trusted, and an app may send many headers.
 const HEAD_LIMIT: usize = 4 << 20;
-/// STDIN bytes read from the body per record batch.
-const STDIN_STEP: usize = 64 * 1024;
+/// STDIN bytes read from the body per batch: one full record, so that the
+/// pool process receives records of one size and none straddles its reads.
+const STDIN_STEP: usize = fcgi::STREAM_CHUNK;
 /// How often a request waiting for a ready process looks again.
 const WAIT_STEP_MS: ngx_msec_t = 20;
 /// How long a broken connection waits for the supervisor to say how its
@@ -337,7 +338,7 @@ impl PoolRequest {
             if self.response.done() || self.window.full() {
                 break;
             }
-            let read = self.decoder.read_from(fd, 65536);
+            let read = self.decoder.read_from(fd);
             if let Ok(1..) = read {
                 self.records(&mut events);
                 continue;
@@ -370,7 +371,7 @@ impl PoolRequest {
             match record.kind {
                 fcgi::STDOUT if !record.content.is_empty() => self.stdout(record.content, events),
                 fcgi::RUST_STARTED => {
-                    if let Ok(at) = <[u8; 8]>::try_from(record.content.as_slice()) {
+                    if let Ok(at) = <[u8; 8]>::try_from(&record.content[..]) {
                         events.push(Event::Started { at_ms: u64::from_le_bytes(at) });
                     }
                 }
@@ -401,7 +402,7 @@ impl PoolRequest {
         }
     }
 
-    fn stdout(&mut self, content: Vec<u8>, events: &mut Vec<Event>) {
+    fn stdout(&mut self, content: bytes::Bytes, events: &mut Vec<Event>) {
         let taken = self.response.take(content, HEAD_LIMIT, &mut self.window, events, |headed, events| match headed {
             Headed::Response(head) => {
                 events.push(Event::Head(head));
