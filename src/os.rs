@@ -337,17 +337,9 @@ pub fn exit_if_forked() {
 /// `read(2)` into `buf`: the count (0 at EOF), or the error (WouldBlock
 /// on an empty non-blocking fd; EINTR is retried).
 pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: reading into a buffer we own, at most its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    // SAFETY: an initialized buffer viewed as possibly uninitialized; the
+    // read only writes initialized bytes into it.
+    read_uninit(fd, unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) })
 }
 
 /// `read(2)` into memory that need not be initialized: nothing is zeroed

@@ -327,14 +327,14 @@ impl Decoder {
     /// Reads from `fd` straight into the buffer; callers take the complete
     /// records out between reads.
     ///
-    /// A large record (above [`SMALL_READ`]) is read to its end plus the
+    /// A large record (above `SMALL_READ`) is read to its end plus the
     /// next header, into an allocation with room for all of it: it never
     /// straddles two allocations, so nothing of it is moved when the next
     /// one is made (a 64 KiB record read 64 KiB at a time would otherwise
     /// be copied once more, whole). Otherwise reads take at most
-    /// [`SMALL_READ`] bytes, so that little of a large record that starts
+    /// `SMALL_READ` bytes, so that little of a large record that starts
     /// in them is moved, and short records share an allocation of
-    /// [`SHARED_ALLOC`] bytes rather than hold one each while nginx sends
+    /// `SHARED_ALLOC` bytes rather than hold one each while nginx sends
     /// them.
     pub fn read_from(&mut self, fd: std::os::fd::RawFd) -> std::io::Result<usize> {
         let (want, alloc) = match self.pending_len() {
