@@ -285,7 +285,7 @@ http {
           % ("pool hello", hello_nginx, worker + pool, worker, pool), flush=True)
     lines = ["Instructions per request, counted by callgrind (`ci/bench-instructions.sh`): %d requests on one "
              "keep-alive connection after %d of warm-up, nginx in one process. \"nginx alone\" serves the same "
-             "bytes itself (`return 200`, a static file, a discarded upload). Stable to about 1%% between runs, "
+             "bytes itself (`return 200`, a static file, a discarded upload); the upload is read in 64 KiB chunks. Stable to about 1%% between runs, "
              "unlike wall-clock numbers. Valgrind counts a large memcpy (`rep movsb`) once per byte, so copies of "
              "bodies weigh heavily here.\n" % (args.requests, args.warmup),
              "| workload | nginx alone | rust_wsgi | × nginx alone | on nginx's thread | on Python threads |",
