@@ -60,8 +60,9 @@ const BODY_LEN: usize = 8;
 /// The largest length the name-value encoding can carry (31 bits).
 const MAX_PAIR_LEN: usize = 0x7fff_ffff;
 
-/// Decoded name-value pairs, in stream order (names may repeat).
-pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+/// Decoded name-value pairs, in stream order (names may repeat), borrowed
+/// from the bytes they were decoded from.
+pub type Pairs<'a> = Vec<(&'a [u8], &'a [u8])>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtocolError(pub String);
@@ -242,7 +243,7 @@ fn read_pair_len(buf: &[u8], pos: &mut usize) -> Result<usize, ProtocolError> {
 
 /// Decodes the concatenated content of a PARAMS stream (or GET_VALUES and
 /// GET_VALUES_RESULT bodies, which use the same encoding).
-pub fn decode_pairs(buf: &[u8]) -> Result<Pairs, ProtocolError> {
+pub fn decode_pairs(buf: &[u8]) -> Result<Pairs<'_>, ProtocolError> {
     let mut pairs = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
@@ -262,10 +263,7 @@ pub fn decode_pairs(buf: &[u8]) -> Result<Pairs, ProtocolError> {
                 buf.len() - pos
             )));
         }
-        pairs.push((
-            buf[pos..name_end].to_vec(),
-            buf[name_end..value_end].to_vec(),
-        ));
+        pairs.push((&buf[pos..name_end], &buf[name_end..value_end]));
         pos = value_end;
     }
     Ok(pairs)
@@ -517,7 +515,7 @@ mod tests {
         encode_pair(&mut out, &name, b"");
         assert_eq!(&out[..2], &[127, 0]);
         assert_eq!(out.len(), 2 + 127);
-        assert_eq!(decode_pairs(&out).unwrap(), [(name, Vec::new())]);
+        assert_eq!(decode_pairs(&out).unwrap(), [(&name[..], &b""[..])]);
     }
 
     #[test]
@@ -598,12 +596,12 @@ mod tests {
         assert_eq!(
             pairs,
             [
-                (name, value),
-                (b"SHORT".to_vec(), b"value".to_vec()),
-                (vec![b'x'; 128], b"short".to_vec()),
+                (&name[..], &value[..]),
+                (&b"SHORT"[..], &b"value"[..]),
+                (&[b'x'; 128][..], &b"short"[..]),
             ]
         );
-        assert_eq!(decode_pairs(b"").unwrap(), []);
+        assert!(decode_pairs(b"").unwrap().is_empty());
     }
 
     #[test]
@@ -649,11 +647,7 @@ mod tests {
         assert!(records.last().unwrap().content.is_empty());
         let content = collect_stream(&records, PARAMS, 3);
         let decoded = decode_pairs(&content).unwrap();
-        let expected: Vec<(Vec<u8>, Vec<u8>)> = pairs
-            .iter()
-            .map(|(n, v)| (n.to_vec(), v.to_vec()))
-            .collect();
-        assert_eq!(decoded, expected);
+        assert_eq!(decoded, pairs);
 
         // No pairs still ends the stream.
         let mut out = Vec::new();

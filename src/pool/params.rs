@@ -78,7 +78,7 @@ pub fn write_params(head: &RequestHead, extras: &Extras, mut put: impl FnMut(&[u
 }
 
 /// Rebuilds the head (and our extras) from params.
-pub fn from_params(params: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(RequestHead, Extras), String> {
+pub fn from_params(params: Vec<(&[u8], &[u8])>) -> Result<(RequestHead, Extras), String> {
     let mut head = RequestHead::default();
     let mut extras = Extras::default();
     let (mut script_name, mut path_info) = (Vec::new(), Vec::new());
@@ -86,36 +86,36 @@ pub fn from_params(params: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(RequestHead, Extr
         std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).ok_or_else(|| format!("{name} is not a number"))
     };
     for (name, value) in params {
-        match name.as_slice() {
-            b"REQUEST_METHOD" => head.method = value,
-            b"REQUEST_URI" => head.raw_uri = value,
-            b"SCRIPT_NAME" => script_name = value,
-            b"PATH_INFO" => path_info = value,
-            b"QUERY_STRING" => head.query = value,
-            b"SERVER_PROTOCOL" => head.protocol = value,
-            b"SERVER_NAME" => head.server_name = value,
-            b"SERVER_PORT" => head.server_port = Some(number("SERVER_PORT", &value)? as u16),
-            b"REMOTE_ADDR" => head.remote_addr = value,
-            b"REMOTE_PORT" => head.remote_port = Some(number("REMOTE_PORT", &value)? as u16),
+        match name {
+            b"REQUEST_METHOD" => head.method = value.to_vec(),
+            b"REQUEST_URI" => head.raw_uri = value.to_vec(),
+            b"SCRIPT_NAME" => script_name = value.to_vec(),
+            b"PATH_INFO" => path_info = value.to_vec(),
+            b"QUERY_STRING" => head.query = value.to_vec(),
+            b"SERVER_PROTOCOL" => head.protocol = value.to_vec(),
+            b"SERVER_NAME" => head.server_name = value.to_vec(),
+            b"SERVER_PORT" => head.server_port = Some(number("SERVER_PORT", value)? as u16),
+            b"REMOTE_ADDR" => head.remote_addr = value.to_vec(),
+            b"REMOTE_PORT" => head.remote_port = Some(number("REMOTE_PORT", value)? as u16),
             b"HTTPS" => head.https = value.eq_ignore_ascii_case(b"on"),
-            b"CONTENT_TYPE" => head.headers.push((b"content-type".to_vec(), value)),
+            b"CONTENT_TYPE" => head.headers.push((b"content-type".to_vec(), value.to_vec())),
             b"CONTENT_LENGTH" => {
                 head.has_body = true;
-                extras.content_length = number("CONTENT_LENGTH", &value)?;
+                extras.content_length = number("CONTENT_LENGTH", value)?;
             }
-            APP => extras.app = String::from_utf8_lossy(&value).into_owned(),
-            QUEUED_AT => extras.queued_at_us = number("RUST_QUEUED_AT", &value)?,
-            ERRORS_LEVEL => extras.errors_level = String::from_utf8_lossy(&value).into_owned(),
-            b"REMOTE_USER" => head.user.get_or_insert_with(Default::default).0 = value,
-            b"AUTH_TYPE" => head.user.get_or_insert_with(Default::default).1 = value,
+            APP => extras.app = String::from_utf8_lossy(value).into_owned(),
+            QUEUED_AT => extras.queued_at_us = number("RUST_QUEUED_AT", value)?,
+            ERRORS_LEVEL => extras.errors_level = String::from_utf8_lossy(value).into_owned(),
+            b"REMOTE_USER" => head.user.get_or_insert_with(Default::default).0 = value.to_vec(),
+            b"AUTH_TYPE" => head.user.get_or_insert_with(Default::default).1 = value.to_vec(),
             _ => {
                 if let Some(header) = name.strip_prefix(b"HTTP_") {
                     let header = header.iter().map(|&c| if c == b'_' { b'-' } else { c.to_ascii_lowercase() }).collect();
-                    head.headers.push((header, value));
+                    head.headers.push((header, value.to_vec()));
                 } else {
                     // A rust_param (or another responder's variable): the
                     // environ gets it as it is.
-                    head.params.push((name, value));
+                    head.params.push((name.to_vec(), value.to_vec()));
                 }
             }
         }
@@ -138,6 +138,10 @@ mod tests {
         let extras = Extras { content_length, ..extras.clone() };
         write_params(head, &extras, |n, v| params.push((n.to_vec(), v.to_vec())));
         params
+    }
+
+    fn borrow(params: &[(Vec<u8>, Vec<u8>)]) -> Vec<(&[u8], &[u8])> {
+        params.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect()
     }
 
     fn h(n: &str, v: &str) -> (Vec<u8>, Vec<u8>) {
@@ -167,7 +171,7 @@ mod tests {
         let params = to_params(&head, 3, &extras);
         assert!(params.contains(&h("CONTENT_LENGTH", "3")));
         assert!(params.contains(&h("HTTP_COOKIE", "a=1; b=2")));
-        let (back, extras_back) = from_params(params).unwrap();
+        let (back, extras_back) = from_params(borrow(&params)).unwrap();
         assert_eq!(extras_back, extras);
         assert_eq!((back.method, back.raw_uri, back.query, back.protocol), (head.method, head.raw_uri, head.query, head.protocol));
         assert_eq!(split_script_name(back.location.as_deref(), &back.path), (&b"/app"[..], &b"/x y"[..]));
@@ -187,13 +191,13 @@ mod tests {
         let head = RequestHead { method: b"GET".to_vec(), path: b"/x".to_vec(), location: Some(b"/".to_vec()), ..Default::default() };
         let params = to_params(&head, 0, &Extras::default());
         assert!(!params.iter().any(|(n, _)| n == b"CONTENT_LENGTH"));
-        let (back, _) = from_params(params).unwrap();
+        let (back, _) = from_params(borrow(&params)).unwrap();
         assert!(!back.has_body);
         assert_eq!(split_script_name(back.location.as_deref(), &back.path), (&b""[..], &b"/x"[..]));
     }
 
     #[test]
     fn a_request_without_a_method_is_refused() {
-        assert!(from_params(vec![h("REQUEST_URI", "/")]).is_err());
+        assert!(from_params(vec![(&b"REQUEST_URI"[..], &b"/"[..])]).is_err());
     }
 }
