@@ -196,6 +196,12 @@ fn read_bytes(len: &AtomicU32, buf: &[AtomicU8]) -> Vec<u8> {
 }
 
 impl PoolEntry {
+    fn is_named(&self, name: &[u8]) -> bool {
+        self.used.load(Ordering::Acquire) != 0
+            && self.name_len.load(Ordering::Acquire) as usize == name.len()
+            && self.name.iter().zip(name).all(|(cell, &b)| cell.load(Ordering::Relaxed) == b)
+    }
+
     pub fn name(&self) -> Option<Vec<u8>> {
         (self.used.load(Ordering::Acquire) != 0).then(|| read_bytes(&self.name_len, &self.name))
     }
@@ -214,8 +220,9 @@ impl Table {
         Some(i)
     }
 
+    /// Compares in place: a worker looks its pool up on every request.
     pub fn pool_index(&self, name: &[u8]) -> Option<usize> {
-        self.pools.iter().position(|p| p.name().as_deref() == Some(name))
+        self.pools.iter().position(|p| p.is_named(name))
     }
 
     /// A free slot, claimed for `pool` (supervisor only).

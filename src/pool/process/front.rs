@@ -17,11 +17,12 @@
 //! in the socket, so a slow client holds the app's thread back exactly as
 //! in embedded mode.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::core::bridge::Bridge;
 use crate::core::capture::Body;
@@ -53,10 +54,11 @@ pub struct Setup<'a> {
 
 pub struct Front<'a> {
     setup: Setup<'a>,
-    conns: HashMap<u64, Conn>,
+    /// Small integer keys, hashed cheaply (no untrusted input picks them).
+    conns: FxHashMap<u64, Conn>,
     next_key: u64,
     /// Exchange id to connection key.
-    running: HashMap<u64, u64>,
+    running: FxHashMap<u64, u64>,
     /// Since when the process drains (SIGTERM).
     draining: Option<std::time::Instant>,
     /// A request passed the timeout; the supervisor is replacing us.
@@ -111,7 +113,7 @@ impl<'a> Front<'a> {
     pub fn new(setup: Setup<'a>) -> Front<'a> {
         // The listening socket comes from the supervisor, blocking.
         let _ = crate::os::set_nonblocking(LISTEN_FD);
-        Front { setup, conns: HashMap::new(), next_key: 1, running: HashMap::new(), draining: None, timed_out: false, orphans: Vec::new() }
+        Front { setup, conns: FxHashMap::default(), next_key: 1, running: FxHashMap::default(), draining: None, timed_out: false, orphans: Vec::new() }
     }
 
     /// Serves until told to stop and every request is answered.
