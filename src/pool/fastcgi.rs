@@ -298,7 +298,7 @@ pub fn parse_end_request(content: &[u8]) -> Result<EndRequest, ProtocolError> {
 /// The most a read takes while no large record is being received.
 const SMALL_READ: usize = 8 * 1024;
 /// The allocation that reads of short records share.
-const SHARED_ALLOC: usize = 64 * 1024;
+const SHARED_ALLOC: usize = 16 * 1024;
 
 /// Incremental decoder for a byte stream of records (a socket read in
 /// arbitrary pieces).

@@ -14,12 +14,12 @@
 //! window), so the pool process's writes block when the client is slow.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::c_void;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use nginx_sys::{ngx_event_t, ngx_http_request_t, ngx_int_t, ngx_msec_t};
+use rustc_hash::FxHashMap;
 
 use crate::pool::conf::PoolTarget;
 use crate::pool::fastcgi::{self as fcgi, Decoder};
@@ -178,9 +178,9 @@ struct PoolRequest {
 
 thread_local! {
     /// Kept-alive connections of this worker, by slot.
-    static IDLE: RefCell<HashMap<usize, Vec<(u32, Conn)>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<FxHashMap<usize, Vec<(u32, Conn)>>> = RefCell::new(FxHashMap::default());
     /// This worker's requests sent to each slot and not yet over.
-    static SENT: RefCell<HashMap<usize, u32>> = RefCell::new(HashMap::new());
+    static SENT: RefCell<FxHashMap<usize, u32>> = RefCell::new(FxHashMap::default());
 }
 
 impl PoolRequest {
