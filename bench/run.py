@@ -429,7 +429,7 @@ WSGIScriptAlias / %(apps)s/bench.py
                         self.wrk(peer, path, conns, a.warmup, script)
                         r = self.wrk(peer, path, conns, a.duration, script)
                         results.setdefault(name, {}).setdefault(str(conns), {}).setdefault(peer.name, []).append(r)
-                        print("round %d  %-7s c=%-3d %-10s %10.0f req/s  p50 %s  p99 %s  CPU %s/req%s" % (
+                        print("round %d  %-11s c=%-3d %-18s %10.0f req/s  p50 %s  p99 %s  CPU %s/req%s" % (
                             rnd + 1, name, conns, peer.name, r["rps"], fmt_us(r["p50"]), fmt_us(r["p99"]), fmt_us(r["cpu_us"]),
                             "  (%s)" % r["errors"] if r["errors"] else ""), flush=True)
         memory = {p.name: p.memory() for p in self.peers}
