@@ -92,25 +92,32 @@ def callgrind(pid, *args):
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True, timeout=120)
 
 
-def totals(out, dump):
-    """Instructions in the files of dump number `dump`: (nginx thread,
-    other threads). callgrind writes them after callgrind_control returns."""
+def thread_counts(pattern, what):
+    """{thread number: instructions} from the callgrind files matching
+    `pattern` (one per thread, named ...-NN), waiting until they are
+    written whole; exits naming `what` if none comes."""
     deadline = time.time() + 60
     while True:
-        paths = sorted(glob.glob("%s.%d-*" % (out, dump)))
+        paths = sorted(glob.glob(pattern))
         try:
-            counts = [(int(p.rsplit("-", 1)[1]), int(re.search(r"^totals: (\d+)", open(p).read(), re.M).group(1)))
-                      for p in paths]
+            counts = {int(p.rsplit("-", 1)[1]): int(re.search(r"^totals: (\d+)", open(p).read(), re.M).group(1))
+                      for p in paths}
             if counts:
-                break
+                return counts, paths
         except (AttributeError, OSError):
             pass    # a file still being written
         if time.time() > deadline:
-            sys.exit("callgrind wrote no dump %d" % dump)
+            sys.exit("callgrind wrote no counts for %s" % what)
         time.sleep(0.2)
+
+
+def totals(out, dump):
+    """Instructions in the files of dump number `dump`: (nginx thread,
+    other threads). callgrind writes them after callgrind_control returns."""
+    counts, paths = thread_counts("%s.%d-*" % (out, dump), "dump %d" % dump)
     for p in paths:
         os.unlink(p)
-    return sum(c for t, c in counts if t == 1), sum(c for t, c in counts if t != 1)
+    return counts.get(1, 0), sum(c for t, c in counts.items() if t != 1)
 
 
 def pool_run(work, shim, requests):
@@ -168,17 +175,7 @@ http {
         server.wait(timeout=120)
 
     def total(pid):
-        deadline = time.time() + 60
-        while True:
-            paths = glob.glob(os.path.join(work, "cg.%d-*" % pid))
-            try:
-                if paths:
-                    return sum(int(re.search(r"^totals: (\d+)", open(p).read(), re.M).group(1)) for p in paths)
-            except (AttributeError, OSError):
-                pass    # a file still being written
-            if time.time() > deadline:
-                sys.exit("process %d wrote no counts (see %s)" % (pid, work))
-            time.sleep(0.5)
+        return sum(thread_counts(os.path.join(work, "cg.%d-*" % pid), "process %d (see %s)" % (pid, work))[0].values())
     return total(worker), total(pool)
 
 

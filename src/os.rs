@@ -361,6 +361,24 @@ pub fn read_uninit(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Resu
     }
 }
 
+/// `pread(2)` at `offset` into memory that need not be initialized (EINTR
+/// is retried). The first `n` bytes of `buf` are initialized when this
+/// returns Ok(n).
+pub fn pread_uninit(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>], offset: u64) -> io::Result<usize> {
+    loop {
+        // SAFETY: the kernel writes at most `buf.len()` bytes into memory
+        // we own; it never reads it.
+        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// `write(2)` of `buf`: the count written, or the error.
 pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: the kernel only reads `buf`, at most its length.

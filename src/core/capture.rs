@@ -329,22 +329,13 @@ fn read_exact_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<()> {
 
 /// pread() until `len` bytes are at `dest`, which may be uninitialised.
 fn pread_exact(file: &File, dest: *mut u8, len: usize, at: u64) -> io::Result<()> {
+    // SAFETY: `dest` has room for `len` bytes, possibly uninitialised.
+    let dest = unsafe { std::slice::from_raw_parts_mut(dest.cast::<MaybeUninit<u8>>(), len) };
     let mut done = 0;
     while done < len {
-        // SAFETY: `dest` has room for `len` bytes; the fd is open for as
-        // long as `file` lives.
-        let n = unsafe {
-            libc::pread(file.as_raw_fd(), dest.add(done).cast(), len - done, (at + done as u64) as libc::off_t)
-        };
-        match n {
+        match crate::os::pread_uninit(file.as_raw_fd(), &mut dest[done..], at + done as u64)? {
             0 => return Err(short_file()),
-            n if n < 0 => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
-            n => done += n as usize,
+            n => done += n,
         }
     }
     Ok(())

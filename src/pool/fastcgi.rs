@@ -131,38 +131,59 @@ pub fn push_stream(out: &mut Vec<u8>, kind: u8, request_id: u16, data: &[u8]) {
     }
 }
 
-/// Appends `len` bytes as records of `kind`, as [`push_stream`] does, but
-/// has `fill` write each record's content straight into `out` (a request
-/// body read from nginx's buffers or temp file: one copy, not two).
-pub fn push_stream_with(
+/// Appends up to `len` bytes as records of `kind`, split as
+/// [`push_stream`] splits, but has `fill` write each record's content
+/// straight into `out` (a request body from nginx's buffers or temp file,
+/// a file response: one copy, not two, and nothing zeroed first). `fill`
+/// gets the room for the next record and returns how many bytes it wrote
+/// there; fewer than the room (0 at the end of a file) ends the stream
+/// there. Returns the bytes appended; on an error, nothing of this call's
+/// records is left in `out`.
+///
+/// # Safety
+/// When `fill` returns Ok(n), it must have initialized the first `n`
+/// bytes of the slice it was given.
+pub unsafe fn push_stream_with(
     out: &mut Vec<u8>,
     kind: u8,
     request_id: u16,
     len: usize,
-    mut fill: impl FnMut(&mut [std::mem::MaybeUninit<u8>]) -> std::io::Result<()>,
-) -> std::io::Result<()> {
+    mut fill: impl FnMut(&mut [std::mem::MaybeUninit<u8>]) -> std::io::Result<usize>,
+) -> std::io::Result<usize> {
     out.reserve(len + len.div_ceil(STREAM_CHUNK) * (HEADER_LEN + 7));
     let start = out.len();
-    let mut left = len;
-    while left > 0 {
-        let chunk = left.min(STREAM_CHUNK);
-        let padding = padding_for(chunk);
-        // STREAM_CHUNK fits in a u16.
-        push_header(out, kind, request_id, chunk as u16, padding);
-        let at = out.len();
-        out.reserve(chunk);
-        if let Err(e) = fill(&mut out.spare_capacity_mut()[..chunk]) {
-            // No half record is left for anyone to send.
-            out.truncate(start);
-            return Err(e);
+    let mut done = 0;
+    while done < len {
+        let room = (len - done).min(STREAM_CHUNK);
+        let header = out.len();
+        // Its length and padding are written once the content is in.
+        push_header(out, kind, request_id, 0, 0);
+        out.reserve(room);
+        let n = match fill(&mut out.spare_capacity_mut()[..room]) {
+            Ok(n) => n.min(room),
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
+        };
+        if n == 0 {
+            out.truncate(header);
+            break;
         }
-        // SAFETY: `fill` succeeded, so it wrote all `chunk` bytes of the
-        // spare capacity just past the length.
-        unsafe { out.set_len(at + chunk) };
+        // SAFETY: the caller's `fill` initialized these `n` bytes of the
+        // spare capacity, just past the length.
+        unsafe { out.set_len(out.len() + n) };
+        let padding = padding_for(n);
+        // `n` is at most STREAM_CHUNK, which fits in a u16.
+        let [len_hi, len_lo] = (n as u16).to_be_bytes();
+        out[header + 4..header + 7].copy_from_slice(&[len_hi, len_lo, padding]);
         out.resize(out.len() + usize::from(padding), 0);
-        left -= chunk;
+        done += n;
+        if n < room {
+            break;
+        }
     }
-    Ok(())
+    Ok(done)
 }
 
 /// Appends the empty record that ends a stream (PARAMS, STDIN, STDOUT, STDERR).
@@ -560,18 +581,33 @@ mod tests {
         push_stream(&mut expected, STDIN, 1, &data);
         let mut out = vec![1, 2, 3];
         let mut at = 0;
-        push_stream_with(&mut out, STDIN, 1, data.len(), |buf| {
-            for (cell, &b) in buf.iter_mut().zip(&data[at..]) {
+        let copy = |at: &mut usize, buf: &mut [std::mem::MaybeUninit<u8>], data: &[u8]| {
+            let n = buf.len().min(data.len() - *at);
+            for (cell, &b) in buf.iter_mut().zip(&data[*at..*at + n]) {
                 cell.write(b);
             }
-            at += buf.len();
-            Ok(())
-        })
-        .unwrap();
+            *at += n;
+            Ok(n)
+        };
+        // SAFETY: `copy` initializes the bytes it counts.
+        let appended = unsafe { push_stream_with(&mut out, STDIN, 1, data.len(), |buf| copy(&mut at, buf, &data)) };
+        assert_eq!(appended.unwrap(), data.len());
         assert_eq!(out, expected);
         // A failed fill leaves nothing of its records behind.
-        let failed = push_stream_with(&mut out, STDIN, 1, 10, |_| Err(std::io::Error::other("gone")));
+        // SAFETY: the fill initializes nothing and says so.
+        let failed = unsafe { push_stream_with(&mut out, STDIN, 1, 10, |_| Err(std::io::Error::other("gone"))) };
         assert!(failed.is_err());
+        assert_eq!(out, expected);
+        // A short fill (a file that ends early) ends the stream there,
+        // in a record of the right length.
+        let short = &data[..100_000];
+        let mut at = 0;
+        let mut out = Vec::new();
+        // SAFETY: as above.
+        let appended = unsafe { push_stream_with(&mut out, STDOUT, 1, 150_000, |buf| copy(&mut at, buf, short)) };
+        assert_eq!(appended.unwrap(), short.len());
+        let mut expected = Vec::new();
+        push_stream(&mut expected, STDOUT, 1, short);
         assert_eq!(out, expected);
     }
 

@@ -570,3 +570,30 @@ like($b, qr/^b pid=/, 'pooled b sees only itself: its own process');
 my ($pa) = http_get('/pa')->{body} =~ /pid=(\d+)/;
 my ($pb) = $b =~ /pid=(\d+)/;
 isnt($pa, $pb, 'two processes');
+
+
+=== TEST 27: a pool app's file response (wsgi.file_wrapper) arrives whole, read into its records as the connection drains
+--- http_config
+rust_pool p processes=1 threads=2 env=HTML_DIR=$TEST_NGINX_HTML_DIR;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/files.py pool=p;
+}
+--- perl
+# Larger than a record and than a read step, and not a multiple of
+# either, so steps end in short records and the file in a short read.
+my $data = join '', map { chr(($_ * 7) % 256) } 0 .. 300_000;
+open my $fh, '>', servroot() . '/html/data.bin' or die $!;
+print $fh $data;
+close $fh;
+chmod 0644, servroot() . '/html/data.bin';
+my $r = http_get('/real');
+is($r->{status}, 200, 'status');
+ok($r->{body} eq $data, 'the whole file arrived intact');
+is($r->{headers}{'content-length'}[0], length $data, 'with its length');
+$r = http_get('/offset');
+ok($r->{body} eq substr($data, 10), 'from the current position');
+$r = http_get('/limited');
+ok($r->{body} eq substr($data, 0, 100), "as far as the app's Content-Length");
+--- no_error_log
+read through Python

@@ -9,7 +9,7 @@
 //! when the app failed before its head. A file response is read in as the
 //! connection's output drains, so a large file never sits in memory.
 
-use std::os::unix::fs::FileExt;
+use std::os::fd::AsRawFd;
 
 use crate::core::exchange::{cost, Event};
 use crate::core::head::ResponseHead;
@@ -84,12 +84,21 @@ pub fn pump_file(conn: &mut Conn) {
     while conn.out.len() - conn.out_at < OUT_HIGH {
         let Some((file, at, end)) = active.file.as_mut() else { return };
         let step = (*end - *at).min(FILE_STEP) as usize;
-        let mut buf = vec![0u8; step];
-        let read = file.read_at(&mut buf, *at).unwrap_or(0);
+        let (fd, mut offset) = (file.as_raw_fd(), *at);
+        // Read straight into the output: a short read ends this step, 0
+        // (or an error) the file.
+        // SAFETY: pread_uninit initialized the bytes it counts.
+        let read = unsafe {
+            fcgi::push_stream_with(&mut conn.out, fcgi::STDOUT, active.id, step, |buf| {
+                let n = crate::os::pread_uninit(fd, buf, offset).unwrap_or(0);
+                offset += n as u64;
+                Ok(n)
+            })
+        }
+        .unwrap_or(0);
         if read == 0 {
             active.file = None;
         } else {
-            fcgi::push_stream(&mut conn.out, fcgi::STDOUT, active.id, &buf[..read]);
             *at += read as u64;
             if *at >= *end {
                 active.file = None;

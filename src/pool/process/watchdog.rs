@@ -21,9 +21,9 @@ use crate::pool::supervisor::spawn::CONTROL_FD;
 pub type Running<'a> = (u64, &'a [u8]);
 
 /// The first of `running` older than `timeout_ms`, if any.
-pub fn stuck<'a>(running: impl Iterator<Item = Running<'a>>, timeout_ms: u64) -> Option<Running<'a>> {
+pub fn stuck<'a>(mut running: impl Iterator<Item = Running<'a>>, timeout_ms: u64) -> Option<Running<'a>> {
     let now = unix_ms();
-    running.into_iter().find(|(started, _)| *started > 0 && now.saturating_sub(*started) > timeout_ms)
+    running.find(|(started, _)| *started > 0 && now.saturating_sub(*started) > timeout_ms)
 }
 
 /// Logs the stuck request, asks the supervisor for a replacement and

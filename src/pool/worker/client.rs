@@ -299,9 +299,14 @@ impl PoolRequest {
                 }
                 let len = self.body.read_len(Some(STDIN_STEP));
                 let body = &mut self.body;
-                match fcgi::push_stream_with(&mut self.out, fcgi::STDIN, REQUEST_ID, len, |out| body.fill(out)) {
-                    Ok(()) if len > 0 => {}
-                    Ok(()) => {
+                // SAFETY: BodyReader::fill writes all of the slice it is
+                // given unless it fails, and `len` is within what is left.
+                let pushed = unsafe {
+                    fcgi::push_stream_with(&mut self.out, fcgi::STDIN, REQUEST_ID, len, |out| body.fill(out).map(|()| out.len()))
+                };
+                match pushed {
+                    Ok(_) if len > 0 => {}
+                    Ok(_) => {
                         fcgi::push_stream_end(&mut self.out, fcgi::STDIN, REQUEST_ID);
                         self.body_sent = true;
                     }
