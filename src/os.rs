@@ -402,6 +402,25 @@ pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// `sendmsg(2)` of several buffers in order, without SIGPIPE: the count
+/// sent, or the error (as [`send`]). Lets a record's header and its content
+/// go out in one call with the content left where it is.
+pub fn send_parts<const N: usize>(fd: RawFd, parts: [&[u8]; N]) -> io::Result<usize> {
+    let iov = parts.map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() });
+    // SAFETY: a zeroed msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = N;
+    // SAFETY: the kernel only reads the buffers `iov` points at, each within
+    // its length, and they outlive the call.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+    if n >= 0 {
+        Ok(n as usize)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Whether a socket that should have nothing to read (an idle kept-alive
 /// connection) is still open: anything readable, EOF or an error, means
 /// its peer finished with it. Does not wait.

@@ -240,6 +240,26 @@ impl BodyReader {
         Ok(())
     }
 
+    /// The next bytes, up to `max`, when they are in memory: borrowed, not
+    /// consumed (see [`BodyReader::consume`]). None at the end of the body or
+    /// when the next bytes are in nginx's temp file. Never crosses from one
+    /// piece to the next.
+    pub fn memory_span(&self, max: usize) -> Option<&[u8]> {
+        match self.body.pieces.get(self.piece)? {
+            Piece::Memory(m) => {
+                let rest = &m[self.offset as usize..];
+                Some(&rest[..rest.len().min(max)])
+            }
+            Piece::File { .. } => None,
+        }
+    }
+
+    /// Marks `n` bytes of the current [`BodyReader::memory_span`] as read.
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(self.memory_span(n).is_some_and(|s| s.len() == n));
+        self.advance(n as u64);
+    }
+
     /// Reads through the next `\n` (included), at most `max` bytes.
     pub fn read_line(&mut self, max: Option<usize>) -> io::Result<Vec<u8>> {
         let limit = max.unwrap_or(usize::MAX);

@@ -597,3 +597,26 @@ $r = http_get('/limited');
 ok($r->{body} eq substr($data, 0, 100), "as far as the app's Content-Length");
 --- no_error_log
 read through Python
+
+=== TEST 28: a body nginx holds in memory goes to the pool from where it is (header and content in one send), whole and in order, also when the socket fills mid-record
+--- http_config
+rust_pool p processes=1 threads=2;
+client_max_body_size 20m;
+client_body_buffer_size 8m;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/echo.py pool=p;
+}
+--- perl
+use Digest::SHA qw(sha256_hex);
+# Far more than the socket's buffer, so sends stop part-way through
+# records; not a multiple of a record, so the last one is short.
+my $data = join '', map { chr(($_ * 13) % 251) } 1 .. 3_000_001;
+my $r = http_request("POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: " . length($data) . "\r\nConnection: close\r\n\r\n$data");
+is($r->{status}, 200, 'a 3 MB body in memory is served');
+is(sha256_hex($r->{body}), sha256_hex($data), 'and echoed back intact');
+# Chunked: nginx's body arrives in several buffers.
+my $chunked = join '', map { sprintf("%x\r\n%s\r\n", length $_, $_) } map { substr($data, $_ * 100_003, 100_003) } 0 .. 9;
+$r = http_request("POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}0\r\n\r\n");
+is($r->{status}, 200, 'a chunked body in memory is served');
+is(sha256_hex($r->{body}), sha256_hex(substr($data, 0, 1_000_030)), 'and echoed back intact');

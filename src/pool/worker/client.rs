@@ -98,6 +98,7 @@ impl Adapter for PoolPass {
             body_len: body.len(),
             body: body.reader(),
             body_sent: false,
+            stdin_borrowed: 0,
             errors_level,
             decoder: Decoder::new(),
             response: HeadReader::new(),
@@ -157,6 +158,9 @@ struct PoolRequest {
     body_len: u64,
     body: BodyReader,
     body_sent: bool,
+    /// Content of the STDIN record whose header is in `out` that is still
+    /// to be sent straight from the body's memory (not copied into `out`).
+    stdin_borrowed: usize,
     errors_level: Level,
     decoder: Decoder,
     response: HeadReader,
@@ -287,38 +291,38 @@ impl PoolRequest {
     }
 
     /// Writes records while the socket takes them, refilling from the body.
+    /// Body bytes in memory go out from where they are, each record's
+    /// header and content in one sendmsg (as nginx's fastcgi module chains
+    /// its header buffers to the body's); only bytes in nginx's temp file
+    /// are read into `out` first.
     fn send_records(&mut self) {
         let Some(fd) = self.conn.as_ref().map(Conn::fd) else { return };
         loop {
-            if self.out_at >= self.out.len() {
+            if self.out_at >= self.out.len() && self.stdin_borrowed == 0 {
                 self.out.clear();
                 self.out_at = 0;
                 if self.body_sent {
                     self.start_deadline();
                     return;
                 }
-                let len = self.body.read_len(Some(STDIN_STEP));
-                let body = &mut self.body;
-                // SAFETY: BodyReader::fill writes all of the slice it is
-                // given unless it fails, and `len` is within what is left.
-                let pushed = unsafe {
-                    fcgi::push_stream_with(&mut self.out, fcgi::STDIN, REQUEST_ID, len, |out| body.fill(out).map(|()| out.len()))
-                };
-                match pushed {
-                    Ok(_) if len > 0 => {}
-                    Ok(_) => {
-                        fcgi::push_stream_end(&mut self.out, fcgi::STDIN, REQUEST_ID);
-                        self.body_sent = true;
-                    }
-                    Err(e) => {
-                        let events = self.fail(500, format!("rust_pool: cannot read the request body: {e}"));
-                        return self.post(events);
-                    }
+                if let Err(e) = self.next_stdin_record() {
+                    let events = self.fail(500, format!("rust_pool: cannot read the request body: {e}"));
+                    return self.post(events);
                 }
             }
-            let sent = crate::os::send(fd, &self.out[self.out_at..]);
+            let head = &self.out[self.out_at..];
+            let sent = match self.body.memory_span(self.stdin_borrowed).filter(|_| self.stdin_borrowed > 0) {
+                Some(content) => crate::os::send_parts(fd, [head, content]),
+                None => crate::os::send(fd, head),
+            };
             if let Ok(n @ 1..) = sent {
-                self.out_at += n;
+                let from_out = n.min(self.out.len() - self.out_at);
+                self.out_at += from_out;
+                let from_body = n - from_out;
+                if from_body > 0 {
+                    self.body.consume(from_body);
+                    self.stdin_borrowed -= from_body;
+                }
                 continue;
             }
             if sent.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock) {
@@ -329,10 +333,35 @@ impl PoolRequest {
             }
             // The process is gone; reading tells how (EOF).
             self.body_sent = true;
+            self.stdin_borrowed = 0;
             self.out.clear();
             self.out_at = 0;
             return;
         }
+    }
+
+    /// Puts the next STDIN record in `out`: a header whose content is the
+    /// body's next bytes in memory (left there, `stdin_borrowed`), a record
+    /// read from nginx's temp file, or the empty record that ends the body.
+    fn next_stdin_record(&mut self) -> io::Result<()> {
+        if let Some(span) = self.body.memory_span(STDIN_STEP).filter(|s| !s.is_empty()) {
+            // At most STDIN_STEP, which fits in a record. No padding: it is
+            // optional, and the pool process reads records of any length.
+            fcgi::push_header(&mut self.out, fcgi::STDIN, REQUEST_ID, span.len() as u16, 0);
+            self.stdin_borrowed = span.len();
+            return Ok(());
+        }
+        let len = self.body.read_len(Some(STDIN_STEP));
+        if len == 0 {
+            fcgi::push_stream_end(&mut self.out, fcgi::STDIN, REQUEST_ID);
+            self.body_sent = true;
+            return Ok(());
+        }
+        let body = &mut self.body;
+        // SAFETY: BodyReader::fill writes all of the slice it is given
+        // unless it fails, and `len` is within what is left.
+        unsafe { fcgi::push_stream_with(&mut self.out, fcgi::STDIN, REQUEST_ID, len, |out| body.fill(out).map(|()| out.len())) }
+            .map(drop)
     }
 
     /// Reads records up to the window; returns events for the engine.
