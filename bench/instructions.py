@@ -14,9 +14,9 @@ thread: nginx's event-loop thread (thread 1) and every other thread (the
 Python threads). The baseline is nginx's own `return 200` in the same
 process.
 
-The pool's hello needs nginx's master (which starts the pool's
-supervisor), so it runs in a second nginx, whole under callgrind: one
-worker, one pool process. callgrind_control cannot reach processes that
+The pool's rows (hello, and the upload a tenth as many times) need
+nginx's master (which starts the pool's supervisor), so they run in a
+second nginx, whole under callgrind: one worker, one pool process. callgrind_control cannot reach processes that
 valgrind follows through fork, so the count is a difference: the totals
 each process writes when it exits after a short run and after a run of N
 more requests, divided by N. The supervisor needs pidfd_open(2), which
@@ -120,11 +120,11 @@ def totals(out, dump):
     return counts.get(1, 0), sum(c for t, c in counts.items() if t != 1)
 
 
-def pool_run(work, shim, requests):
+def pool_run(work, shim, requests, path, body, expected):
     """Starts nginx with a one-process pool under callgrind, sends
-    `requests` hellos on one connection, stops nginx and returns the
-    instructions of its worker and of the pool process, as each counted
-    them at its exit."""
+    `requests` requests for `path` on one connection, stops nginx and
+    returns the instructions of its worker and of the pool process, as
+    each counted them at its exit."""
     port = free_port()
     with open(os.path.join(work, "nginx.conf"), "w") as f:
         f.write("""
@@ -138,6 +138,9 @@ events { worker_connections 64; }
 http {
     access_log off;
     keepalive_requests 1000000;
+    client_max_body_size 2m;
+    client_body_buffer_size 2m;
+    client_body_temp_path logs/body;
     rust_pool bench processes=1;
     server {
         listen 127.0.0.1:%(port)d;
@@ -167,7 +170,7 @@ http {
                     sys.exit("the pool did not start under valgrind (see %s)" % work)
                 time.sleep(0.5)
         for _ in range(requests):
-            client.get("/hello", None, b"Hello, world!")
+            client.get(path, body, expected)
         worker, pool = (int(p) for p in client.last_header(b"x-pids").split())
         client.sock.close()
     finally:
@@ -179,15 +182,15 @@ http {
     return total(worker), total(pool)
 
 
-def pool_hello(work, requests, warmup):
-    """Instructions per pool hello: (nginx's worker, the pool process)."""
+def pool_counts(work, requests, warmup, path, body, expected):
+    """Instructions per pool request: (nginx's worker, the pool process)."""
     shim = os.path.join(work, "pidfd-shim.so")
     subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim, os.path.join(BENCH, "pidfd-shim.c"), "-ldl", "-lpthread"],
                    check=True)
     # Processes of the pool run as nobody and write their counts here.
     os.chmod(work, 0o777)
-    short = pool_run(work, shim, warmup)
-    long = pool_run(work, shim, warmup + requests)
+    short = pool_run(work, shim, warmup, path, body, expected)
+    long = pool_run(work, shim, warmup + requests, path, body, expected)
     return tuple((b - a) / requests for a, b in zip(short, long))
 
 
@@ -276,10 +279,17 @@ http {
     finally:
         server.terminate()
         server.wait()
-    worker, pool = pool_hello(work, args.requests, args.warmup)
-    hello_nginx = rows[0][1]
-    print("%-13s nginx alone %9.0f, rust_pool %9.0f instructions/request (nginx's worker %.0f, the pool process %.0f)"
-          % ("pool hello", hello_nginx, worker + pool, worker, pool), flush=True)
+    # The pool's rows: hello as many times as the others, the upload a
+    # tenth as often (each is a MiB through valgrind, twice).
+    pool_rows = []
+    for (name, path, _, body, expected), requests, warmup in (
+            (WORKLOADS[0], args.requests, args.warmup),
+            (WORKLOADS[2], max(args.requests // 10, 1), max(args.warmup // 10, 1))):
+        worker, pool = pool_counts(work, requests, warmup, path, body, expected)
+        nginx = next(r[1] for r in rows if r[0] == name)
+        pool_rows.append(("pool " + name, nginx, worker, pool, requests, warmup))
+        print("%-13s nginx alone %9.0f, rust_pool %9.0f instructions/request (nginx's worker %.0f, the pool process %.0f)"
+              % ("pool " + name, nginx, worker + pool, worker, pool), flush=True)
     lines = ["Instructions per request, counted by callgrind (`ci/bench-instructions.sh`): %d requests on one "
              "keep-alive connection after %d of warm-up, nginx in one process. \"nginx alone\" serves the same "
              "bytes itself (`return 200`, a static file, a discarded upload); the upload is read in 64 KiB chunks. Stable to about 1%% between runs, "
@@ -289,11 +299,13 @@ http {
              "|---|---|---|---|---|---|"]
     for name, nginx, main, other in rows:
         lines.append("| %s | %.0f | %.0f | %.2f | %.0f | %.0f |" % (name, nginx, main + other, (main + other) / nginx, main, other))
-    lines += ["", "The pool's hello (`rust_wsgi ... pool=`, one pool process), counted as the difference between a run of "
-              "%d requests and one of %d more, each process's totals at its exit:\n" % (args.warmup, args.requests),
-              "| workload | nginx alone | rust_pool | × nginx alone | in nginx's worker | in the pool process |",
-              "|---|---|---|---|---|---|",
-              "| pool hello | %.0f | %.0f | %.2f | %.0f | %.0f |" % (hello_nginx, worker + pool, (worker + pool) / hello_nginx, worker, pool)]
+    lines += ["", "The pool (`rust_wsgi ... pool=`, one pool process), counted as the difference between a run of "
+              "N requests and one of M more, each process's totals at its exit:\n",
+              "| workload | N, M | nginx alone | rust_pool | × nginx alone | in nginx's worker | in the pool process |",
+              "|---|---|---|---|---|---|---|"]
+    for name, nginx, worker, pool, requests, warmup in pool_rows:
+        lines.append("| %s | %d, %d | %.0f | %.0f | %.2f | %.0f | %.0f |"
+                     % (name, warmup, requests, nginx, worker + pool, (worker + pool) / nginx, worker, pool))
     table = "\n".join(lines) + "\n"
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "instructions.md"), "w") as f:

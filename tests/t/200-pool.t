@@ -620,3 +620,30 @@ my $chunked = join '', map { sprintf("%x\r\n%s\r\n", length $_, $_) } map { subs
 $r = http_request("POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}0\r\n\r\n");
 is($r->{status}, 200, 'a chunked body in memory is served');
 is(sha256_hex($r->{body}), sha256_hex(substr($data, 0, 1_000_030)), 'and echoed back intact');
+
+=== TEST 29: after a burst of uploads, an idle pool process gives the bodies' memory back
+--- http_config
+rust_pool p processes=1 threads=2;
+client_max_body_size 2m;
+client_body_buffer_size 2m;
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/echo.py pool=p;
+}
+--- timeout: 60
+--- perl
+# The process buffers each body whole before a thread runs it: sixteen
+# at once, with two threads, hold about 16 MiB in its heap.
+my $data = 'b' x (1 << 20);
+my $r = http_request("POST /?how=length HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nConnection: close\r\n\r\nb");
+is($r->{body}, '1', 'warm: the app is loaded');
+my ($pool) = pool_pids();
+my $rss = sub { open my $fh, '<', "/proc/$pool/smaps_rollup" or return 0; while (<$fh>) { return $1 if /^Rss:\s+(\d+) kB/ } 0 };
+my $before = $rss->();
+my @s = map { http_start("POST /?how=length HTTP/1.1\r\nHost: localhost\r\nContent-Length: " . length($data) . "\r\nConnection: close\r\n\r\n$data") } 1 .. 16;
+my @ok = grep { $_->{status} == 200 && $_->{body} eq length $data } map { http_finish($_, timeout => 30) } @s;
+is(scalar @ok, 16, 'sixteen concurrent 1 MiB uploads are served');
+my $peak = vm_hwm($pool);
+cmp_ok($peak - $before, '>', 8 << 10, sprintf('the bodies were held at once (peak %.1f MiB, %.1f before)', $peak / 1024, $before / 1024));
+my $back = wait_for(sub { $rss->() < $before + (4 << 10) }, 30);
+ok($back, sprintf('idle, the process is back near its size before (%.1f MiB now)', $rss->() / 1024));
