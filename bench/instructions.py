@@ -45,7 +45,7 @@ WORK = tempfile.mkdtemp(prefix="rgw-instructions-")
 WORKLOADS = [
     ("hello", "/hello", "/return", None, b"Hello, world!"),
     ("64k", "/64k", "/static/64k", None, b"x" * 65536),
-    ("upload 1 MiB", "/upload", "/discard", b"a" * 1048576, b"1048576"),
+    ("upload 1 MiB", "/upload", "/read", b"a" * 1048576, b"1048576"),
 ]
 
 def free_port():
@@ -231,7 +231,14 @@ http {
         listen 127.0.0.1:%(port)d;
         location = /return { return 200 "Hello, world!"; }
         location /static/ { alias %(work)s/html/; }
-        location = /discard { return 200 "1048576"; }
+        # The whole body read into nginx's buffer, no app (as bench/run.py).
+        location = /read {
+            mirror /read-mirror;
+            root %(work)s/html;
+            error_page 404 405 =200 @read;
+        }
+        location = /read-mirror { internal; return 204; }
+        location @read { return 200 "1048576"; }
         location / { rust_wsgi %(work)s/apps/bench.py; }
     }
 }
@@ -292,7 +299,7 @@ http {
               % ("pool " + name, nginx, worker + pool, worker, pool), flush=True)
     lines = ["Instructions per request, counted by callgrind (`ci/bench-instructions.sh`): %d requests on one "
              "keep-alive connection after %d of warm-up, nginx in one process. \"nginx alone\" serves the same "
-             "bytes itself (`return 200`, a static file, a discarded upload); the upload is read in 64 KiB chunks. Stable to about 1%% between runs, "
+             "bytes itself (`return 200`, a static file, an upload read into its buffer and answered without an app); the upload is read in 64 KiB chunks. Stable to about 1%% between runs, "
              "unlike wall-clock numbers. Valgrind counts a large memcpy (`rep movsb`) once per byte, so copies of "
              "bodies weigh heavily here.\n" % (args.requests, args.warmup),
              "| workload | nginx alone | rust_wsgi | × nginx alone | on nginx's thread | on Python threads |",

@@ -4,7 +4,7 @@
 //! configuration; the settings then travel to the supervisor in the plan.
 //!
 //! ```nginx
-//! rust_pool NAME [app=PATH[:CALLABLE]] [processes=N] [threads=N]
+//! rust_pool NAME [app=PATH[:CALLABLE]] [processes=N] [threads=N] [spin=TIME]
 //!                [home=DIR] [path=DIR]... [env=NAME=VALUE]...
 //!                [max_requests=N] [max_requests_jitter=N] [max_lifetime=TIME] [max_rss=SIZE]
 //!                [timeout=TIME] [queue_timeout=TIME] [user=USER[:GROUP]] [reload=script|off|DIR];
@@ -42,6 +42,9 @@ pub struct PoolSpec {
     /// Over all of nginx, not per worker.
     pub processes: u32,
     pub threads: u32,
+    /// How long a thread that runs out of requests looks for the next
+    /// before it sleeps (`rust_wsgi_spin`), in µs.
+    pub spin_us: u64,
     /// `home=`, `path=`, `env=`, else the http block's `rust_python_*`.
     pub python: PythonSettings,
     pub max_requests: u64,
@@ -79,6 +82,7 @@ impl PoolSpec {
             asgi_apps: Vec::new(),
             processes: Self::DEFAULT_PROCESSES,
             threads: Self::DEFAULT_THREADS,
+            spin_us: crate::wsgi::conf::WsgiMainConf::DEFAULT_SPIN_US,
             python: PythonSettings::default(),
             max_requests: 0,
             max_requests_jitter: 0,
@@ -255,6 +259,11 @@ pub fn parse_options(name: &str, options: &[String], resolve: impl Fn(&str) -> P
             }
             "processes" => spec.processes = bounded(option, number()?, 1, 128)? as u32,
             "threads" => spec.threads = bounded(option, number()?, 1, 1024)? as u32,
+            "spin" => {
+                spec.spin_us = crate::wsgi::conf::parse_micros(value)
+                    .filter(|&us| us <= 10_000)
+                    .ok_or_else(|| format!("\"{option}\": spin takes a time of at most 10ms, such as 100us, or 0 to turn it off"))?
+            }
             "home" => home = Some(resolve(value)),
             "path" => {
                 let dir = resolve(value);
@@ -395,7 +404,7 @@ mod tests {
     #[test]
     fn defaults() {
         let spec = parse(&[]).unwrap();
-        assert_eq!((spec.processes, spec.threads), (2, 8));
+        assert_eq!((spec.processes, spec.threads, spec.spin_us), (2, 8, 100));
         assert_eq!((spec.timeout_ms, spec.queue_timeout_ms), (60_000, 30_000));
         assert_eq!(spec.reload, Reload::Script);
         assert!(spec.apps.is_empty());
@@ -407,6 +416,7 @@ mod tests {
             "app=/srv/app.py:create",
             "processes=4",
             "threads=2",
+            "spin=0",
             "max_requests=1000",
             "max_requests_jitter=50",
             "max_lifetime=1h",
@@ -420,6 +430,7 @@ mod tests {
         assert_eq!(spec.apps, vec![AppSpec { path: "/srv/app.py".into(), callable: "create".into(), explicit: true }]);
         assert!(spec.has_own_app);
         assert_eq!((spec.processes, spec.threads, spec.max_requests, spec.max_requests_jitter), (4, 2, 1000, 50));
+        assert_eq!(spec.spin_us, 0);
         assert_eq!((spec.max_lifetime_ms, spec.max_rss, spec.timeout_ms, spec.queue_timeout_ms), (3_600_000, 256 << 20, 30_000, 500));
         assert_eq!(spec.python.env, vec![("A".to_string(), "b=c".to_string())]);
         assert_eq!(spec.reload, Reload::Off);
@@ -430,6 +441,8 @@ mod tests {
         assert!(parse(&["processes=0"]).unwrap_err().contains("from 1 to 128"));
         assert!(parse(&["threads=x"]).unwrap_err().contains("whole number"));
         assert!(parse(&["timeout=soon"]).unwrap_err().contains("time such as"));
+        assert!(parse(&["spin=20ms"]).unwrap_err().contains("at most 10ms"));
+        assert!(parse(&["spin=5"]).unwrap_err().contains("such as 100us"));
         assert!(parse(&["colour=red"]).unwrap_err().contains("unknown option \"colour\""));
         assert!(parse(&["processes"]).unwrap_err().contains("key=value"));
         assert!(parse(&["max_requests_jitter=5"]).unwrap_err().contains("needs max_requests"));

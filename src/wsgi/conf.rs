@@ -85,8 +85,8 @@ pub(crate) unsafe extern "C" fn rust_wsgi_spin(cf: *mut ngx_conf_t, cmd: *mut ng
     }
 }
 
-/// "100us", "1ms", "0" into microseconds.
-fn parse_micros(text: &str) -> Option<u64> {
+/// "100us", "1ms", "0" into microseconds (also `rust_pool ... spin=`).
+pub(crate) fn parse_micros(text: &str) -> Option<u64> {
     let (number, scale) = if let Some(n) = text.strip_suffix("us") {
         (n, 1)
     } else if let Some(n) = text.strip_suffix("ms") {

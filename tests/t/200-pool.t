@@ -647,3 +647,31 @@ my $peak = vm_hwm($pool);
 cmp_ok($peak - $before, '>', 8 << 10, sprintf('the bodies were held at once (peak %.1f MiB, %.1f before)', $peak / 1024, $before / 1024));
 my $back = wait_for(sub { $rss->() < $before + (4 << 10) }, 30);
 ok($back, sprintf('idle, the process is back near its size before (%.1f MiB now)', $rss->() / 1024));
+
+=== TEST 30: a bad spin= fails nginx -t with the fix
+--- http_config
+rust_pool p spin=20ms;
+--- must_die
+--- error_log eval
+qr{"rust_pool p": "spin=20ms": spin takes a time of at most 10ms, such as 100us, or 0 to turn it off in .*nginx.conf:\d+}
+
+
+=== TEST 31: spin=0 (threads sleep as soon as they run out of requests) and spin=10ms serve one request after another and many at once
+--- http_config
+rust_pool sleepy processes=1 threads=2 spin=0;
+rust_pool eager processes=1 threads=2 spin=10ms;
+--- config
+location /sleepy/ {
+    rust_wsgi $TEST_NGINX_APPS/echo.py pool=sleepy;
+}
+location /eager/ {
+    rust_wsgi $TEST_NGINX_APPS/echo.py pool=eager;
+}
+--- perl
+for my $pool (qw(sleepy eager)) {
+    my @bodies = map { "$pool request $_" } 1 .. 20;
+    my @answers = map { http_request("POST /$pool/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: " . length($_) . "\r\nConnection: close\r\n\r\n$_")->{body} } @bodies[0 .. 9];
+    my @s = map { http_start("POST /$pool/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: " . length($_) . "\r\nConnection: close\r\n\r\n$_") } @bodies[10 .. 19];
+    push @answers, map { http_finish($_)->{body} } @s;
+    is_deeply(\@answers, \@bodies, "$pool: one after another, then ten at once");
+}

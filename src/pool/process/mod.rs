@@ -124,7 +124,7 @@ fn serve(spec: &PoolSpec, slot: usize, nginx_uid: u32) -> Result<i32, i32> {
         1
     };
     let asgi = if asgi_apps.is_empty() { None } else { Some(asgi::Host::start(asgi_apps, Arc::clone(&logger)).map_err(alert)?) };
-    let wsgi = wsgi::Host::start("rgw-pool", spec.threads as usize, Duration::from_micros(100)).map_err(alert)?;
+    let wsgi = wsgi::Host::start("rgw-pool", spec.threads as usize, Duration::from_micros(spec.spin_us)).map_err(alert)?;
     let signals = match front::termination_signals() {
         Ok(fd) => fd,
         Err(e) => {
