@@ -628,25 +628,33 @@ client_max_body_size 2m;
 client_body_buffer_size 2m;
 --- config
 location / {
-    rust_wsgi $TEST_NGINX_APPS/echo.py pool=p;
+    rust_wsgi $TEST_NGINX_APPS/gate.py pool=p;
 }
---- timeout: 60
+--- timeout: 90
 --- perl
-# The process buffers each body whole before a thread runs it: sixteen
-# at once, with two threads, hold about 16 MiB in its heap.
-my $data = 'b' x (1 << 20);
-my $r = http_request("POST /?how=length HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nConnection: close\r\n\r\nb");
-is($r->{body}, '1', 'warm: the app is loaded');
+# Both threads wait at a gate while fourteen more 1 MiB uploads arrive:
+# the process keeps each body whole until a thread takes its request, so
+# it holds about 14 MiB at once. Then the gate opens.
+my $gate = servroot() . "/tmp/gate-open";
+my $r = http_request("POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nConnection: close\r\n\r\nb");
+is($r->{body}, '1', 'warm: the app is loaded (no gate)');
 my ($pool) = pool_pids();
 my $rss = sub { open my $fh, '<', "/proc/$pool/smaps_rollup" or return 0; while (<$fh>) { return $1 if /^Rss:\s+(\d+) kB/ } 0 };
+my $waiting = sub { scalar(() = error_log_text() =~ /gate: waiting/g) };
+my $data = 'b' x (1 << 20);
+my $post = "POST /?gate=$gate HTTP/1.1\r\nHost: localhost\r\nContent-Length: " . length($data) . "\r\nConnection: close\r\n\r\n$data";
 my $before = $rss->();
-my @s = map { http_start("POST /?how=length HTTP/1.1\r\nHost: localhost\r\nContent-Length: " . length($data) . "\r\nConnection: close\r\n\r\n$data") } 1 .. 16;
-my @ok = grep { $_->{status} == 200 && $_->{body} eq length $data } map { http_finish($_, timeout => 30) } @s;
-is(scalar @ok, 16, 'sixteen concurrent 1 MiB uploads are served');
-my $peak = vm_hwm($pool);
-cmp_ok($peak - $before, '>', 8 << 10, sprintf('the bodies were held at once (peak %.1f MiB, %.1f before)', $peak / 1024, $before / 1024));
-my $back = wait_for(sub { $rss->() < $before + (4 << 10) }, 30);
-ok($back, sprintf('idle, the process is back near its size before (%.1f MiB now)', $rss->() / 1024));
+my $seen = $waiting->();
+my @s = map { http_start($post) } 1 .. 2;
+ok(wait_for(sub { $waiting->() >= $seen + 2 }, 60), 'both threads wait at the gate');
+push @s, map { http_start($post) } 1 .. 14;
+ok(wait_for(sub { $rss->() > $before + (12 << 10) }, 60), sprintf('the queued bodies are held at once (%.1f MiB, %.1f before)', $rss->() / 1024, $before / 1024));
+open my $fh, '>', $gate or die "$gate: $!";
+close $fh;
+my @ok = grep { ($_->{status} // 0) == 200 && $_->{body} eq length $data } map { http_finish($_, timeout => 60) } @s;
+is(scalar @ok, 16, 'then all sixteen are served');
+ok(wait_for(sub { $rss->() < $before + (4 << 10) }, 30), sprintf('idle, the process is back near its size before (%.1f MiB now)', $rss->() / 1024));
+
 
 === TEST 30: a bad spin= fails nginx -t with the fix
 --- http_config
