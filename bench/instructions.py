@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+from run import read_body_location
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 NGINX = os.path.join(ROOT, "target/nginx/sbin/nginx")
@@ -231,18 +233,11 @@ http {
         listen 127.0.0.1:%(port)d;
         location = /return { return 200 "Hello, world!"; }
         location /static/ { alias %(work)s/html/; }
-        # The whole body read into nginx's buffer, no app (as bench/run.py).
-        location = /read {
-            mirror /read-mirror;
-            root %(work)s/html;
-            error_page 404 405 =200 @read;
-        }
-        location = /read-mirror { internal; return 204; }
-        location @read { return 200 "1048576"; }
+        %(read_body)s
         location / { rust_wsgi %(work)s/apps/bench.py; }
     }
 }
-""" % {"module": MODULE, "port": port, "work": work})
+""" % {"module": MODULE, "port": port, "work": work, "read_body": read_body_location("/read", os.path.join(work, "html"))})
     out = os.path.join(work, "cg.out")
     server = subprocess.Popen(
         # Instrumenting from the start makes Python's start-up under

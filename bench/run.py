@@ -224,20 +224,8 @@ http {
         add(self.nginx("nginx", "baseline", """
         location = /hello { return 200 "Hello, world!"; }
         location = /64k { root %s; }
-        # Reads the whole body into its buffer, as before handing it to an
-        # app, then answers without one: the mirror module reads it (into
-        # client_body_buffer_size, in large reads); the static module has
-        # no such file, and error_page answers. (`return 200` alone would
-        # discard the body in 4 KiB reads instead, a different job.)
-        location = /upload {
-            mirror /upload-mirror;
-            mirror_request_body on;
-            root %s;
-            error_page 404 405 =200 @upload_read;
-        }
-        location = /upload-mirror { internal; return 204; }
-        location @upload_read { return 200 "1048576"; }
-        """ % (self.path("html"), self.path("html"))))
+        %s
+        """ % (self.path("html"), read_body_location("/upload", self.path("html")))))
         if "rust_wsgi" in want:
             add(self.nginx("rust_wsgi", "wsgi", "location / { rust_wsgi %s/bench.py; }" % apps))
         if "rust_pool" in want:
@@ -483,6 +471,23 @@ def worker_rss(peer):
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
     return 0
+
+
+def read_body_location(path, html):
+    """nginx's upload baseline at `path` (also bench/instructions.py's):
+    it reads the whole body into its buffer, as before handing it to an
+    app, then answers without one. The mirror module reads it (into
+    client_body_buffer_size, in large reads); the static module finds no
+    such file under `html`, and error_page answers. (`return 200` alone
+    would discard the body in 4 KiB reads instead, a different job.)"""
+    return """location = %(path)s {
+            mirror %(path)s-mirror;
+            mirror_request_body on;
+            root %(html)s;
+            error_page 404 405 =200 @read_body;
+        }
+        location = %(path)s-mirror { internal; return 204; }
+        location @read_body { return 200 "1048576"; }""" % {"path": path, "html": html}
 
 
 def uwsgi_params():

@@ -260,8 +260,7 @@ pub fn parse_options(name: &str, options: &[String], resolve: impl Fn(&str) -> P
             "processes" => spec.processes = bounded(option, number()?, 1, 128)? as u32,
             "threads" => spec.threads = bounded(option, number()?, 1, 1024)? as u32,
             "spin" => {
-                spec.spin_us = crate::wsgi::conf::parse_micros(value)
-                    .filter(|&us| us <= 10_000)
+                spec.spin_us = crate::wsgi::conf::parse_spin(value)
                     .ok_or_else(|| format!("\"{option}\": spin takes a time of at most 10ms, such as 100us, or 0 to turn it off"))?
             }
             "home" => home = Some(resolve(value)),

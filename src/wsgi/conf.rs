@@ -76,17 +76,23 @@ pub(crate) unsafe extern "C" fn rust_wsgi_spin(cf: *mut ngx_conf_t, cmd: *mut ng
         return conf_error(cf, "\"rust_wsgi_spin\" is duplicate");
     }
     let arg = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
-    match parse_micros(&arg) {
-        Some(us) if us <= 10_000 => {
+    match parse_spin(&arg) {
+        Some(us) => {
             mcf.spin_us = Some(us);
             CONF_OK
         }
-        _ => conf_error(cf, &format!("\"rust_wsgi_spin {arg}\": give a time of at most 10ms, such as 100us, or 0 to turn it off")),
+        None => conf_error(cf, &format!("\"rust_wsgi_spin {arg}\": give a time of at most 10ms, such as 100us, or 0 to turn it off")),
     }
 }
 
-/// "100us", "1ms", "0" into microseconds (also `rust_pool ... spin=`).
-pub(crate) fn parse_micros(text: &str) -> Option<u64> {
+/// A spin time (`rust_wsgi_spin`, `rust_pool ... spin=`) in microseconds:
+/// "100us", "1ms" or "0", at most 10ms.
+pub(crate) fn parse_spin(text: &str) -> Option<u64> {
+    parse_micros(text).filter(|&us| us <= 10_000)
+}
+
+/// "100us", "1ms", "0" into microseconds.
+fn parse_micros(text: &str) -> Option<u64> {
     let (number, scale) = if let Some(n) = text.strip_suffix("us") {
         (n, 1)
     } else if let Some(n) = text.strip_suffix("ms") {

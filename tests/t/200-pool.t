@@ -612,7 +612,7 @@ use Digest::SHA qw(sha256_hex);
 # Far more than the socket's buffer, so sends stop part-way through
 # records; not a multiple of a record, so the last one is short.
 my $data = join '', map { chr(($_ * 13) % 251) } 1 .. 3_000_001;
-my $r = http_request("POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: " . length($data) . "\r\nConnection: close\r\n\r\n$data");
+my $r = http_request(build_request("POST /\n$data"));
 is($r->{status}, 200, 'a 3 MB body in memory is served');
 is(sha256_hex($r->{body}), sha256_hex($data), 'and echoed back intact');
 # Chunked: nginx's body arrives in several buffers.
@@ -636,13 +636,13 @@ location / {
 # the process keeps each body whole until a thread takes its request, so
 # it holds about 14 MiB at once. Then the gate opens.
 my $gate = servroot() . "/tmp/gate-open";
-my $r = http_request("POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nConnection: close\r\n\r\nb");
+my $r = http_request(build_request("POST /\nb"));
 is($r->{body}, '1', 'warm: the app is loaded (no gate)');
 my ($pool) = pool_pids();
 my $rss = sub { open my $fh, '<', "/proc/$pool/smaps_rollup" or return 0; while (<$fh>) { return $1 if /^Rss:\s+(\d+) kB/ } 0 };
 my $waiting = sub { scalar(() = error_log_text() =~ /gate: waiting/g) };
 my $data = 'b' x (1 << 20);
-my $post = "POST /?gate=$gate HTTP/1.1\r\nHost: localhost\r\nContent-Length: " . length($data) . "\r\nConnection: close\r\n\r\n$data";
+my $post = build_request("POST /?gate=$gate\n$data");
 my $before = $rss->();
 my $seen = $waiting->();
 my @s = map { http_start($post) } 1 .. 2;
@@ -678,8 +678,8 @@ location /eager/ {
 --- perl
 for my $pool (qw(sleepy eager)) {
     my @bodies = map { "$pool request $_" } 1 .. 20;
-    my @answers = map { http_request("POST /$pool/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: " . length($_) . "\r\nConnection: close\r\n\r\n$_")->{body} } @bodies[0 .. 9];
-    my @s = map { http_start("POST /$pool/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: " . length($_) . "\r\nConnection: close\r\n\r\n$_") } @bodies[10 .. 19];
+    my @answers = map { http_request(build_request("POST /$pool/\n$_"))->{body} } @bodies[0 .. 9];
+    my @s = map { http_start(build_request("POST /$pool/\n$_")) } @bodies[10 .. 19];
     push @answers, map { http_finish($_)->{body} } @s;
     is_deeply(\@answers, \@bodies, "$pool: one after another, then ten at once");
 }

@@ -69,7 +69,7 @@ our @EXPORT = qw(
     run_tests http_get http_request http_start http_finish
     nginx_reload nginx_pid worker_pids supervisor_pids pool_pids children_of server_port servroot error_log_text
     nginx_command nginx_wait_exit nginx_binary nginx_module venv expand
-    wait_for multipart changed_under_load vm_hwm write_atomically write_wsgi_app
+    wait_for multipart changed_under_load vm_hwm write_atomically write_wsgi_app build_request
 );
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../../..');
