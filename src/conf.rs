@@ -84,7 +84,13 @@ impl LocConf {
     /// any: one location has one content handler.
     pub fn served_by(&self) -> Option<&'static str> {
         if let Some(target) = &self.pool.target {
-            Some(if target.asgi { "rust_asgi" } else { "rust_wsgi" })
+            Some(if target.program {
+                "rust_fastcgi_pass"
+            } else if target.asgi {
+                "rust_asgi"
+            } else {
+                "rust_wsgi"
+            })
         } else if self.wsgi.app.is_some() {
             Some("rust_wsgi")
         } else if self.asgi.app.is_some() {
@@ -104,6 +110,7 @@ impl Merge for LocConf {
         self.app.merge(&prev.app);
         self.asgi.merge(&prev.asgi);
         self.cgi.merge(&prev.cgi);
+        self.pool.merge(&prev.pool);
         self.upstream.merge(&prev.upstream);
         Ok(())
     }
@@ -247,6 +254,21 @@ unsafe extern "C" fn rust_wsgi_pool(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_
     set_content_handler(cf, Some(crate::pool::worker::client::content_handler))
 }
 
+/// `rust_fastcgi_pass NAME;`: the location's requests go to a program
+/// pool, as `fastcgi_pass` sends them to a FastCGI server.
+unsafe extern "C" fn rust_fastcgi_pass(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: as in `rust_wsgi`.
+    let (cf_ref, lcf) = unsafe { (&*cf, &mut *(conf as *mut LocConf)) };
+    match lcf.served_by() {
+        Some("rust_fastcgi_pass") => return conf_error(cf, "\"rust_fastcgi_pass\" is duplicate"),
+        Some(other) => return conf_error(cf, &format!("\"rust_fastcgi_pass\" and \"{other}\" cannot serve the same location")),
+        None => {}
+    }
+    let name = String::from_utf8_lossy(args(cf_ref)[1].as_bytes()).into_owned();
+    lcf.pool.target = Some(pool::PoolTarget { name, app: None, program: true, ..Default::default() });
+    set_content_handler(cf, Some(crate::pool::worker::client::content_handler))
+}
+
 // ---- directives ---------------------------------------------------------------
 
 const fn directive(
@@ -263,7 +285,7 @@ const fn directive(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 const NO_POST: *mut c_void = std::ptr::null_mut();
 
-pub static mut COMMANDS: [ngx_command_t; 34] = [
+pub static mut COMMANDS: [ngx_command_t; 36] = [
     // rust_wsgi*
     directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_wsgi_pool"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, rust_wsgi_pool, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
@@ -335,6 +357,8 @@ pub static mut COMMANDS: [ngx_command_t; 34] = [
     directive(ngx_string!("rust_python_env"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2, python::rust_python_env, NGX_HTTP_MAIN_CONF_OFFSET, offset_of!(MainConf, python), NO_POST),
     // rust_pool
     directive(ngx_string!("rust_pool"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, pool::rust_pool, NGX_HTTP_MAIN_CONF_OFFSET, offset_of!(MainConf, pool), NO_POST),
+    directive(ngx_string!("rust_fastcgi_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, rust_fastcgi_pass, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
+    directive(ngx_string!("rust_fastcgi_param"), ANY_LEVEL | NGX_CONF_TAKE23, pool::rust_fastcgi_param, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, pool), NO_POST),
     directive(ngx_string!("rust_pool_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, pool::rust_pool_status, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, pool), NO_POST),
     // rust_cgi*
     directive(ngx_string!("rust_cgi"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, rust_cgi, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, cgi), NO_POST),

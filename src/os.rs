@@ -455,3 +455,20 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usi
         Err(io::Error::last_os_error())
     }
 }
+
+/// Whether `path` is a regular file we may execute; else what is wrong,
+/// for a configuration error.
+pub fn check_executable(path: &std::path::Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => return Err("is not a regular file".into()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("does not exist".into()),
+        Err(e) => return Err(format!("cannot be read ({e})")),
+    }
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())).map_err(|_| "contains a NUL byte".to_string())?;
+    // SAFETY: access() only reads the NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+        return Err("is not executable".into());
+    }
+    Ok(())
+}

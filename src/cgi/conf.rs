@@ -1,7 +1,6 @@
 //! `rust_cgi*` settings and their directive handlers.
 
 use std::ffi::c_void;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_msec_t, ngx_parse_time, NGX_ERROR};
@@ -137,25 +136,10 @@ pub(crate) unsafe extern "C" fn rust_cgi_pass(cf: *mut ngx_conf_t, cmd: *mut ngx
     // SAFETY: as in `rust_cgi`.
     let (cf_ref, lcf) = unsafe { (&*cf, loc(conf, cmd)) };
     let program = full_path(cf_ref, Path::new(&arg_string(cf_ref, 1)));
-    if let Err(problem) = check_executable(&program) {
+    if let Err(problem) = crate::os::check_executable(&program) {
         return conf_error(cf, &format!("\"rust_cgi_pass\": \"{}\" {problem}", program.display()));
     }
     set_target(cf, lcf, Target::Program(program), "rust_cgi_pass")
-}
-
-fn check_executable(path: &Path) -> Result<(), String> {
-    match std::fs::metadata(path) {
-        Ok(meta) if !meta.is_file() => return Err("is not a regular file".into()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("does not exist".into()),
-        Err(e) => return Err(format!("cannot be read ({e})")),
-    }
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| "contains a NUL byte".to_string())?;
-    // SAFETY: access() only reads the NUL-terminated path.
-    if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
-        return Err("is not executable".into());
-    }
-    Ok(())
 }
 
 /// `rust_cgi_param NAME value [if_not_empty];`
@@ -191,7 +175,7 @@ pub(crate) unsafe extern "C" fn rust_cgi_interpreter(cf: *mut ngx_conf_t, cmd: *
         return conf_error(cf, &format!("\"rust_cgi_interpreter\": \"{ext}\" is not a file extension; write it like .py"));
     }
     let interpreter = full_path(cf_ref, Path::new(&arg_string(cf_ref, 2)));
-    if let Err(problem) = check_executable(&interpreter) {
+    if let Err(problem) = crate::os::check_executable(&interpreter) {
         return conf_error(cf, &format!("\"rust_cgi_interpreter\": \"{}\" {problem}", interpreter.display()));
     }
     let map = lcf.interpreters.get_or_insert_with(Vec::new);

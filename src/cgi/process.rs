@@ -197,7 +197,7 @@ impl CgiProcess {
             }
         };
         let status_line = &mut self.status_line;
-        let taken = self.output.take(bytes.into(), self.header_limit, &mut self.window, events, |headed, events| {
+        let taken = self.output.take(bytes.into(), self.header_limit, true, &mut self.window, events, |headed, events| {
             match headed {
                 Headed::LocalRedirect { uri, args } => events.push(Event::Redirect { uri, args }),
                 Headed::Response(mut head) => {

@@ -43,6 +43,13 @@ impl fmt::Display for HeadProblem {
 /// Parses the head at the start of `buf`. Returns None until the blank
 /// line has arrived, else the head and how many bytes it took.
 pub fn parse(buf: &[u8], limit: usize) -> Result<Option<(CgiHead, usize)>, HeadProblem> {
+    parse_head(buf, limit, true)
+}
+
+/// As [`parse`]; without `local_redirects` (a FastCGI responder's head, as
+/// nginx's fastcgi module reads it), a local `Location` without a Status
+/// is a 302 like any other.
+pub fn parse_head(buf: &[u8], limit: usize, local_redirects: bool) -> Result<Option<(CgiHead, usize)>, HeadProblem> {
     let mut lines = Vec::new();
     let mut at = 0;
     let consumed = loop {
@@ -85,7 +92,7 @@ pub fn parse(buf: &[u8], limit: usize) -> Result<Option<(CgiHead, usize)>, HeadP
         }
     }
 
-    if let (Some(target), None) = (&location, &status) {
+    if let (Some(target), None, true) = (&location, &status, local_redirects) {
         if target.starts_with(b"/") {
             let (uri, args) = match target.iter().position(|&c| c == b'?') {
                 Some(q) => (target[..q].to_vec(), target[q + 1..].to_vec()),
@@ -129,6 +136,15 @@ mod tests {
             (CgiHead::Response(head), used) => (head, used),
             other => panic!("not a response: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_fastcgi_head_has_no_local_redirects() {
+        let Some((CgiHead::Response(head), _)) = parse_head(b"Location: /login\r\nSet-Cookie: a=1\r\n\r\n", HEAD_LIMIT, false).unwrap() else {
+            panic!("not a response")
+        };
+        assert_eq!(head.status(), 302);
+        assert_eq!(head.headers().len(), 2);
     }
 
     #[test]

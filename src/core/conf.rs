@@ -111,15 +111,20 @@ impl UpstreamConf {
     /// The `rust_param`s, evaluated for `r` (on nginx's thread), in order;
     /// an `if_not_empty` one with an empty value is left out.
     pub fn params(&self, r: HttpRequest) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let Some(params) = self.params.as_deref() else { return Vec::new() };
-        params
-            .iter()
-            .filter_map(|p| {
-                let value = r.complex_value(&p.value).unwrap_or_default();
-                (!(p.if_not_empty && value.is_empty())).then(|| (p.name.clone(), value))
-            })
-            .collect()
+        evaluate(self.params.as_deref().unwrap_or_default(), r)
     }
+}
+
+/// `params` evaluated for `r` (on nginx's thread), in order; an
+/// `if_not_empty` one with an empty value is left out.
+pub fn evaluate(params: &[Param], r: HttpRequest) -> Vec<(Vec<u8>, Vec<u8>)> {
+    params
+        .iter()
+        .filter_map(|p| {
+            let value = r.complex_value(&p.value).unwrap_or_default();
+            (!(p.if_not_empty && value.is_empty())).then(|| (p.name.clone(), value))
+        })
+        .collect()
 }
 
 /// The directive's structure, from the command's offset.

@@ -102,11 +102,13 @@ impl HeadReader {
     /// Takes what the producer wrote: head bytes until the head is whole
     /// (then `on_head` turns it into events, or refuses it), body after.
     /// A head that does not parse, or that `on_head` refuses, ends the
-    /// reader with the problem, for the producer's log line.
+    /// reader with the problem, for the producer's log line. Only CGI has
+    /// `local_redirects` (see [`cgi_head::parse_head`]).
     pub fn take(
         &mut self,
         bytes: Bytes,
         limit: usize,
+        local_redirects: bool,
         window: &mut Window,
         events: &mut Vec<Event>,
         on_head: impl FnOnce(Headed, &mut Vec<Event>) -> Result<(), String>,
@@ -121,7 +123,7 @@ impl HeadReader {
             HeadReader::Head(buf) => buf,
         };
         buf.extend_from_slice(&bytes);
-        let (head, used) = match cgi_head::parse(buf, limit) {
+        let (head, used) = match cgi_head::parse_head(buf, limit, local_redirects) {
             Ok(None) => return Ok(()),
             Ok(Some(parsed)) => parsed,
             Err(problem) => {

@@ -8,7 +8,14 @@
 //!                [home=DIR] [path=DIR]... [env=NAME=VALUE]...
 //!                [max_requests=N] [max_requests_jitter=N] [max_lifetime=TIME] [max_rss=SIZE]
 //!                [timeout=TIME] [queue_timeout=TIME] [user=USER[:GROUP]] [reload=script|off|DIR];
+//! rust_pool NAME program=PATH [arg=ARG]... [cwd=DIR] [processes=N] [env=NAME=VALUE]...
+//!                [max_requests=N] ... [user=USER[:GROUP]] [reload=script|off|DIR];
 //! ```
+//!
+//! The second form is a program pool: its processes run any FastCGI
+//! responder (php-cgi, fcgiwrap, a libfcgi or Perl FCGI program), and
+//! locations send requests to it with `rust_fastcgi_pass NAME;` and
+//! `rust_fastcgi_param`s, as nginx's `fastcgi_pass` and `fastcgi_param`.
 //!
 //! A pool is declared once in `http {}`, like `thread_pool` or
 //! `proxy_cache_path`; locations send requests to it with
@@ -23,6 +30,7 @@ use std::path::{Path, PathBuf};
 use nginx_sys::{ngx_command_t, ngx_conf_t};
 use serde::{Deserialize, Serialize};
 
+use crate::core::conf::{param_args, push_param, Param};
 use crate::nginx::conf::{args, conf_error, conf_warn, field_of, full_path, set_content_handler, ConfResult, LocSlot, CONF_OK};
 use crate::python::apps::{AppSpec, Reload};
 use crate::python::config::{Home, PythonSettings};
@@ -57,6 +65,20 @@ pub struct PoolSpec {
     pub queue_timeout_ms: u64,
     pub user: Option<User>,
     pub reload: Reload,
+    /// `program=`: the processes run this FastCGI program, not Python.
+    #[serde(default)]
+    pub program: Option<Program>,
+}
+
+/// A FastCGI program, started the way FastCGI says: its listening socket
+/// on fd 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub path: PathBuf,
+    /// `arg=`, in order: argv[1..].
+    pub args: Vec<String>,
+    /// `cwd=`; `/` by default, as php-fpm's `chdir`.
+    pub cwd: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +114,7 @@ impl PoolSpec {
             queue_timeout_ms: Self::DEFAULT_QUEUE_TIMEOUT_MS,
             user: None,
             reload: Reload::Script,
+            program: None,
         }
     }
 
@@ -115,6 +138,11 @@ impl PoolSpec {
         key
     }
 
+    /// What the status page and `$rust_app` call it.
+    pub fn program_label(&self) -> String {
+        self.program.as_ref().map(|p| p.path.display().to_string()).unwrap_or_default()
+    }
+
     /// Every app file, WSGI and ASGI (for the code-change check).
     pub fn all_apps(&self) -> impl Iterator<Item = &AppSpec> {
         self.apps.iter().chain(&self.asgi_apps)
@@ -130,6 +158,9 @@ pub struct PoolTarget {
     pub app: Option<AppSpec>,
     /// The app is ASGI (`rust_asgi ... pool=`).
     pub asgi: bool,
+    /// `rust_fastcgi_pass`: the pool runs a FastCGI program, and the
+    /// request goes as the location's `rust_fastcgi_param`s.
+    pub program: bool,
     /// The key the pool process knows the app by.
     pub key: String,
     /// `$rust_app`.
@@ -149,6 +180,23 @@ pub struct PoolLocConf {
     pub target: Option<PoolTarget>,
     /// `rust_pool_status prometheus;` (else JSON).
     pub status_prometheus: bool,
+    /// `rust_fastcgi_param`s; inherited only by levels that set none, like
+    /// `fastcgi_param`.
+    pub fastcgi_params: Option<Vec<Param>>,
+}
+
+impl PoolLocConf {
+    pub fn merge(&mut self, prev: &PoolLocConf) {
+        if self.fastcgi_params.is_none() {
+            self.fastcgi_params = prev.fastcgi_params.clone();
+        }
+    }
+
+    /// The `rust_fastcgi_param`s, evaluated for `r` (on nginx's thread), in
+    /// order; an `if_not_empty` one with an empty value is left out.
+    pub fn fastcgi_params(&self, r: crate::nginx::request::HttpRequest) -> Vec<(Vec<u8>, Vec<u8>)> {
+        crate::core::conf::evaluate(self.fastcgi_params.as_deref().unwrap_or_default(), r)
+    }
 }
 
 /// The http block's pools.
@@ -167,7 +215,8 @@ impl PoolMainConf {
     /// embedded apps do.
     pub fn with_python(&self, python: &PythonSettings) -> Vec<PoolSpec> {
         let mut pools = self.pools.clone();
-        for pool in &mut pools {
+        // A program pool's environment is its own env= only.
+        for pool in pools.iter_mut().filter(|p| p.program.is_none()) {
             if pool.python.home.is_none() {
                 pool.python.home = python.home.clone();
             }
@@ -188,6 +237,28 @@ impl PoolMainConf {
         let Some(pool) = self.find_mut(&target.name) else {
             return Err(format!("unknown pool \"{0}\"; declare it in the http block with rust_pool {0} ...", target.name));
         };
+        match (target.program, &pool.program) {
+            (true, None) => {
+                return Err(format!(
+                    "rust_fastcgi_pass {0}: the pool runs Python apps; serve them with rust_wsgi_pool {0} or rust_wsgi /path/to/app.py pool={0}",
+                    target.name
+                ))
+            }
+            (false, Some(program)) => {
+                return Err(format!(
+                    "the pool \"{0}\" runs the program {1}, not Python apps; send requests to it with rust_fastcgi_pass {0}",
+                    target.name,
+                    program.path.display()
+                ))
+            }
+            (true, Some(program)) => {
+                target.label = program.path.display().to_string();
+                target.timeout_ms = pool.timeout_ms;
+                target.queue_timeout_ms = pool.queue_timeout_ms;
+                return Ok(());
+            }
+            (false, None) => {}
+        }
         target.label = match &target.app {
             Some(app) => app.label(),
             None => pool.apps.first().map(AppSpec::label).unwrap_or_default(),
@@ -244,13 +315,32 @@ pub fn parse_options(name: &str, options: &[String], resolve: impl Fn(&str) -> P
     }
     let mut spec = PoolSpec::new(name);
     let mut home = None;
+    let (mut args, mut cwd) = (Vec::new(), None);
+    // Options only a Python pool takes, as given.
+    let mut python_only: Vec<&str> = Vec::new();
     for option in options {
         let Some((key, value)) = option.split_once('=') else {
             return Err(format!("unknown option \"{option}\"; options are written key=value"));
         };
         let number = || value.parse::<u64>().map_err(|_| format!("\"{option}\": {key} takes a whole number"));
         let time = || parse_ms(value).ok_or_else(|| format!("\"{option}\": {key} takes a time such as 30s, 500ms or 1h"));
+        if matches!(key, "app" | "threads" | "spin" | "home" | "path") {
+            python_only.push(key);
+        }
         match key {
+            "program" => {
+                let path = resolve(value);
+                crate::os::check_executable(&path).map_err(|problem| format!("\"{option}\": \"{}\" {problem}", path.display()))?;
+                spec.program = Some(Program { path, args: Vec::new(), cwd: PathBuf::from("/") });
+            }
+            "arg" => args.push(value.to_owned()),
+            "cwd" => {
+                let dir = resolve(value);
+                if !dir.is_dir() {
+                    return Err(format!("\"{option}\": \"{}\" is not a directory", dir.display()));
+                }
+                cwd = Some(dir);
+            }
             "app" => {
                 let mut app = AppSpec::parse(value).map_err(|e| format!("\"{option}\": {e}"))?;
                 app.path = resolve(&app.path.to_string_lossy());
@@ -299,6 +389,21 @@ pub fn parse_options(name: &str, options: &[String], resolve: impl Fn(&str) -> P
             }
             _ => return Err(format!("unknown option \"{key}\"")),
         }
+    }
+    match spec.program.as_mut() {
+        Some(program) => {
+            if let Some(key) = python_only.first() {
+                return Err(format!("{key}= is for Python pools; a program pool runs its program= as it is"));
+            }
+            program.args = args;
+            if let Some(cwd) = cwd {
+                program.cwd = cwd;
+            }
+        }
+        None if !args.is_empty() || cwd.is_some() => {
+            return Err("arg= and cwd= are for program pools; add program=/path/to/fastcgi-program".into());
+        }
+        None => {}
     }
     if let Some(home) = home {
         spec.python.home = Some(Home::inspect(&home).map_err(|e| format!("home=: {e}"))?);
@@ -375,6 +480,20 @@ pub(crate) unsafe extern "C" fn rust_pool(cf: *mut ngx_conf_t, cmd: *mut ngx_com
     CONF_OK
 }
 
+/// `rust_fastcgi_param NAME value [if_not_empty];`
+pub(crate) unsafe extern "C" fn rust_fastcgi_param(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
+    // SAFETY: nginx passes this module's location conf and our command,
+    // whose offset is that of its PoolLocConf.
+    let lcf = unsafe { field_of::<PoolLocConf>(conf, cmd) };
+    match param_args(cf) {
+        Ok(param) => {
+            push_param(&mut lcf.fastcgi_params, param);
+            CONF_OK
+        }
+        Err(e) => e,
+    }
+}
+
 /// `rust_pool_status [json|prometheus];`
 pub(crate) unsafe extern "C" fn rust_pool_status(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
     // SAFETY: nginx passes the configuration being parsed, this module's
@@ -447,6 +566,25 @@ mod tests {
         assert!(parse(&["max_requests_jitter=5"]).unwrap_err().contains("needs max_requests"));
         assert!(parse(&["user=no-such-user-here"]).unwrap_err().contains("no user"));
         assert!(parse_options("a/b", &[], |p: &str| PathBuf::from(p)).unwrap_err().contains("not a valid pool name"));
+    }
+
+    #[test]
+    fn program_pools() {
+        let spec = parse(&["program=/bin/sh", "arg=-c", "arg=exec sleep 1", "cwd=/tmp", "processes=3", "env=A=1"]).unwrap();
+        let program = spec.program.unwrap();
+        assert_eq!(program.path, PathBuf::from("/bin/sh"));
+        assert_eq!(program.args, vec!["-c".to_string(), "exec sleep 1".to_string()]);
+        assert_eq!(program.cwd, PathBuf::from("/tmp"));
+        assert_eq!(spec.processes, 3);
+        assert_eq!(parse(&["program=/bin/sh"]).unwrap().program.unwrap().cwd, PathBuf::from("/"));
+        assert!(parse(&["program=/no/such/program"]).unwrap_err().contains("does not exist"));
+        let plain = std::env::temp_dir().join(format!("rgw-not-executable-{}", std::process::id()));
+        std::fs::write(&plain, "").unwrap();
+        assert!(parse(&[&format!("program={}", plain.display())]).unwrap_err().contains("not executable"));
+        let _ = std::fs::remove_file(&plain);
+        assert!(parse(&["program=/bin/sh", "threads=4"]).unwrap_err().contains("threads= is for Python pools"));
+        assert!(parse(&["arg=-x"]).unwrap_err().contains("add program="));
+        assert!(parse(&["program=/bin/sh", "cwd=/no/such/dir"]).unwrap_err().contains("not a directory"));
     }
 
     #[test]

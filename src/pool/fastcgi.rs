@@ -239,6 +239,38 @@ pub fn encode_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Appends a whole PARAMS stream: the pairs (encoded with [`encode_pair`];
 /// they may straddle records, so they are encoded first and split here),
 /// then the empty PARAMS record.
+/// A GET_VALUES record asking for `names` (FastCGI §4.1: the values are
+/// empty).
+pub fn push_get_values(out: &mut Vec<u8>, names: &[&[u8]]) {
+    let mut content = Vec::new();
+    for name in names {
+        encode_pair(&mut content, name, b"");
+    }
+    push_header(out, GET_VALUES, 0, content.len() as u16, 0);
+    out.extend_from_slice(&content);
+}
+
+/// The variables a web server asks a FastCGI program for (FastCGI §4.1).
+pub const MAX_CONNS: &[u8] = b"FCGI_MAX_CONNS";
+pub const MAX_REQS: &[u8] = b"FCGI_MAX_REQS";
+pub const MPXS_CONNS: &[u8] = b"FCGI_MPXS_CONNS";
+
+/// How many requests at once a program says it takes, from the content of
+/// its GET_VALUES_RESULT: the lower of FCGI_MAX_CONNS and FCGI_MAX_REQS
+/// (its connections carry one request each unless FCGI_MPXS_CONNS is 1,
+/// which we do not use), 1 when it says neither. php-cgi and libfcgi say 1.
+pub fn capacity_of(content: &[u8]) -> u32 {
+    let Ok(pairs) = decode_pairs(content) else { return 1 };
+    pairs
+        .iter()
+        .filter(|(name, _)| *name == MAX_CONNS || *name == MAX_REQS)
+        .filter_map(|(_, value)| std::str::from_utf8(value).ok()?.trim().parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .min()
+        .unwrap_or(1)
+        .min(1024)
+}
+
 pub fn push_params(out: &mut Vec<u8>, request_id: u16, encoded: &[u8]) {
     push_stream(out, PARAMS, request_id, encoded);
     push_stream_end(out, PARAMS, request_id);
@@ -834,5 +866,29 @@ mod tests {
 
         assert!(parse_begin_request(&[0, 1, 0]).is_err());
         assert!(parse_end_request(&[0; 9]).is_err());
+    }
+
+    #[test]
+    fn capacity_from_get_values_result() {
+        let mut content = Vec::new();
+        encode_pair(&mut content, MPXS_CONNS, b"0");
+        encode_pair(&mut content, MAX_REQS, b"1");
+        encode_pair(&mut content, MAX_CONNS, b"1");
+        assert_eq!(capacity_of(&content), 1);
+        let mut content = Vec::new();
+        encode_pair(&mut content, MAX_CONNS, b"16");
+        encode_pair(&mut content, MAX_REQS, b"8");
+        assert_eq!(capacity_of(&content), 8);
+        assert_eq!(capacity_of(b""), 1);
+        let mut content = Vec::new();
+        encode_pair(&mut content, MAX_CONNS, b"many");
+        assert_eq!(capacity_of(&content), 1);
+        let mut out = Vec::new();
+        push_get_values(&mut out, &[MAX_CONNS]);
+        let mut decoder = Decoder::new();
+        decoder.feed(&out);
+        let record = decoder.next_record().unwrap().unwrap();
+        assert_eq!((record.kind, record.request_id), (GET_VALUES, 0));
+        assert_eq!(decode_pairs(&record.content).unwrap(), vec![(MAX_CONNS, &b""[..])]);
     }
 }

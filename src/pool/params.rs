@@ -77,6 +77,26 @@ pub fn write_params(head: &RequestHead, extras: &Extras, mut put: impl FnMut(&[u
     }
 }
 
+/// The params of a request to a FastCGI program, as nginx's fastcgi module
+/// sends them: the location's `rust_fastcgi_param`s (evaluated, in order),
+/// then every request header as its HTTP_* variable (repeats joined, as
+/// nginx does since 1.23) unless a param of that name was given, then the
+/// `rust_param`s.
+pub fn write_program_params(fastcgi: &[(Vec<u8>, Vec<u8>)], head: &RequestHead, mut put: impl FnMut(&[u8], &[u8])) {
+    for (name, value) in fastcgi {
+        put(name, value);
+    }
+    for (name, value) in http_vars(&head.headers) {
+        let name: Vec<u8> = name.chars().map(|c| c as u8).collect();
+        if !fastcgi.iter().any(|(n, _)| *n == name) {
+            put(&name, &value);
+        }
+    }
+    for (name, value) in &head.params {
+        put(name, value);
+    }
+}
+
 /// Rebuilds the head (and our extras) from params.
 pub fn from_params(params: Vec<(&[u8], &[u8])>) -> Result<(RequestHead, Extras), String> {
     let mut head = RequestHead::default();
@@ -194,6 +214,28 @@ mod tests {
         let (back, _) = from_params(borrow(&params)).unwrap();
         assert!(!back.has_body);
         assert_eq!(split_script_name(back.location.as_deref(), &back.path), (&b""[..], &b"/x"[..]));
+    }
+
+    #[test]
+    fn program_params_are_the_locations_then_the_headers() {
+        let head = RequestHead {
+            headers: vec![h("Host", "h"), h("X-Forwarded-For", "1.2.3.4"), h("Cookie", "a=1"), h("cookie", "b=2")],
+            params: vec![h("FROM_RUST_PARAM", "1")],
+            ..Default::default()
+        };
+        let fastcgi = vec![h("SCRIPT_FILENAME", "/srv/index.php"), h("HTTP_X_FORWARDED_FOR", "replaced")];
+        let mut params = Vec::new();
+        write_program_params(&fastcgi, &head, |n, v| params.push((n.to_vec(), v.to_vec())));
+        assert_eq!(
+            params,
+            vec![
+                h("SCRIPT_FILENAME", "/srv/index.php"),
+                h("HTTP_X_FORWARDED_FOR", "replaced"),
+                h("HTTP_HOST", "h"),
+                h("HTTP_COOKIE", "a=1; b=2"),
+                h("FROM_RUST_PARAM", "1"),
+            ]
+        );
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub struct PoolEntry {
     pub failing: AtomicU32,
     /// `threads=` of the current configuration.
     pub threads: AtomicU32,
+    /// Requests waiting in nginx's workers for a process that can take
+    /// them (each worker counts its own in and out).
+    pub waiting: AtomicU32,
 }
 
 #[repr(C)]
@@ -104,6 +107,16 @@ pub struct Slot {
     pub rss: AtomicU64,
     uri_len: AtomicU32,
     uri: [AtomicU8; URI_MAX],
+    /// Requests the process takes at once; 0: no limit (a Python process
+    /// queues what its threads cannot take yet). A FastCGI program's comes
+    /// from its answer to FCGI_GET_VALUES. Where it is set, nginx's
+    /// workers count `active` themselves and never send more than this
+    /// ([`Slot::reserve`]).
+    pub capacity: AtomicU32,
+    /// A request to this process passed the pool's timeout: it takes no
+    /// more, and the supervisor kills it (a program cannot report this
+    /// itself, as a Python process does).
+    pub stuck: AtomicU32,
 }
 
 #[repr(C)]
@@ -236,6 +249,8 @@ impl Table {
         slot.busy_since_ms.store(0, Ordering::Relaxed);
         slot.rss.store(0, Ordering::Relaxed);
         slot.uri_len.store(0, Ordering::Relaxed);
+        slot.capacity.store(0, Ordering::Relaxed);
+        slot.stuck.store(0, Ordering::Relaxed);
         slot.started_ms.store(unix_ms(), Ordering::Relaxed);
         slot.serial.fetch_add(1, Ordering::Relaxed);
         // Before the slot can turn Ready: a reader that sees it Ready has
@@ -297,6 +312,43 @@ impl Slot {
         self.state.compare_exchange(from as u32, to as u32, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
+    /// Takes one of the process's places (a slot with a `capacity`):
+    /// false when it is full, or no longer takes requests. The state is
+    /// read again after the place is taken, and the supervisor reads
+    /// `active` after it marks a process draining (both sequentially
+    /// consistent), so it never stops a process a request was just given
+    /// to.
+    pub fn reserve(&self) -> bool {
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        let mut active = self.active.load(Ordering::Relaxed);
+        loop {
+            if active >= capacity {
+                return false;
+            }
+            match self.active.compare_exchange_weak(active, active + 1, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => active = now,
+            }
+        }
+        if self.state.load(Ordering::SeqCst) == State::Ready as u32 && self.stuck.load(Ordering::Relaxed) == 0 {
+            return true;
+        }
+        self.release();
+        false
+    }
+
+    /// Gives back a place [`Slot::reserve`] took.
+    pub fn release(&self) {
+        let _ = self.active.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Marks the process draining and tells whether a request still holds
+    /// one of its places (see [`Slot::reserve`]).
+    pub fn drain_and_count(&self) -> u32 {
+        self.state.store(State::Draining as u32, Ordering::SeqCst);
+        self.active.load(Ordering::SeqCst)
+    }
+
     pub fn set_uri(&self, uri: &[u8]) {
         write_bytes(&self.uri_len, &self.uri, uri);
     }
@@ -311,6 +363,30 @@ impl Slot {
 /// only nginx's own user (see SO_PEERCRED in the pool process).
 pub fn socket_name(supervisor: u32, slot: usize, pid: u32) -> Vec<u8> {
     format!("\0ngx-rust-gateway/{supervisor}/{slot}/{pid}").into_bytes()
+}
+
+/// The directory of a supervisor's program sockets: a FastCGI program
+/// cannot check who connects (SO_PEERCRED is ours), so its socket is a
+/// file that only nginx's worker user may open, in a directory only it may
+/// enter.
+pub fn program_dir(supervisor: u32) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/tmp/ngx-rust-gateway.{supervisor}"))
+}
+
+/// The socket a program process listens on, as bytes for [`sockaddr`].
+pub fn program_socket(supervisor: u32, slot: usize, serial: u32) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    program_dir(supervisor).join(format!("{slot}.{serial}")).as_os_str().as_bytes().to_vec()
+}
+
+/// A slot's address: an abstract name for a Python process, a file for a
+/// program.
+pub fn address(supervisor: u32, slot: usize, serial: u32, program: bool) -> Vec<u8> {
+    if program {
+        program_socket(supervisor, slot, serial)
+    } else {
+        socket_name(supervisor, slot, serial)
+    }
 }
 
 pub fn unix_ms() -> u64 {
@@ -332,7 +408,8 @@ pub fn describe(status: i32, cause: ExitCause) -> String {
     }
 }
 
-/// An abstract-namespace address for `name` (which starts with NUL).
+/// A unix socket address for `name`: abstract when it starts with NUL, else
+/// a path.
 pub fn sockaddr(name: &[u8]) -> std::io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     // SAFETY: zeroed is a valid sockaddr_un.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };

@@ -21,6 +21,7 @@
 pub mod spawn;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::pool::conf::PoolSpec;
@@ -43,6 +44,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(3);
 /// RSS and lifetime checks.
 const TICK: Duration = Duration::from_secs(1);
+/// How long a new program process has to answer FCGI_GET_VALUES before it
+/// is taken as ready for one request at a time (fcgiwrap, Perl's FCGI and
+/// other libfcgi programs answer only within a request).
+const PROBE_WAIT: Duration = Duration::from_millis(500);
+/// How often a draining program process is looked at until its last
+/// request is over (it is told to stop only then: a FastCGI program may
+/// end a request it is serving when it gets SIGTERM).
+const IDLE_CHECK: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -71,6 +80,64 @@ struct Proc {
     output: Option<OwnedFd>,
     control: Option<OwnedFd>,
     partial: Vec<u8>,
+    /// A program process: asked FCGI_GET_VALUES as it starts.
+    probe: Option<Probe>,
+    /// A program process told to drain: SIGTERM once its requests are over.
+    term_when_idle: bool,
+}
+
+/// The question a new program process is asked: how many requests it
+/// takes at once. Its answer (or its silence) makes it ready.
+struct Probe {
+    conn: OwnedFd,
+    until: Instant,
+    answer: crate::pool::fastcgi::Decoder,
+}
+
+impl Probe {
+    /// Connects to the process's socket (it listens already: the
+    /// supervisor made the socket) and asks.
+    fn start(address: &[u8]) -> std::io::Result<Probe> {
+        use crate::pool::fastcgi as fcgi;
+        let (addr, len) = slots::sockaddr(address)?;
+        // SAFETY: plain syscalls on a socket we own; the address is valid.
+        let conn = unsafe {
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let conn = <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+            if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            conn
+        };
+        let mut question = Vec::new();
+        fcgi::push_get_values(&mut question, &[fcgi::MAX_CONNS, fcgi::MAX_REQS, fcgi::MPXS_CONNS]);
+        // A few dozen bytes into an empty socket buffer.
+        os::send(conn.as_raw_fd(), &question)?;
+        Ok(Probe { conn, until: Instant::now() + PROBE_WAIT, answer: crate::pool::fastcgi::Decoder::new() })
+    }
+
+    /// Reads what arrived: Some(capacity) once answered, or once the
+    /// process closed the connection or broke the protocol (then 1).
+    fn read(&mut self) -> Option<u32> {
+        use crate::pool::fastcgi as fcgi;
+        match self.answer.read_from(self.conn.as_raw_fd()) {
+            Ok(0) => return Some(1),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+            Err(_) => return Some(1),
+        }
+        loop {
+            match self.answer.next_record() {
+                Ok(Some(record)) if record.kind == fcgi::GET_VALUES_RESULT => return Some(fcgi::capacity_of(&record.content)),
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(_) => return Some(1),
+            }
+        }
+    }
 }
 
 struct Pool {
@@ -113,7 +180,9 @@ pub fn run(table: &'static Table, channel: OwnedFd, nginx: Option<OwnedFd>, plan
     // The processes a dead supervisor left in the table died with it.
     table.forget_processes();
     // SAFETY: plain syscall.
-    table.supervisor.store(unsafe { libc::getpid() } as u32, std::sync::atomic::Ordering::Release);
+    let me = unsafe { libc::getpid() } as u32;
+    table.supervisor.store(me, std::sync::atomic::Ordering::Release);
+    spawn::remove_program_dirs(me);
     let mut sup = Supervisor {
         table,
         channel: Some(channel),
@@ -133,6 +202,7 @@ pub fn run(table: &'static Table, channel: OwnedFd, nginx: Option<OwnedFd>, plan
     loop {
         sup.reconcile();
         if sup.channel.is_none() && sup.procs.is_empty() {
+            spawn::remove_program_dirs(me);
             // SAFETY: nothing of ours is left to clean up.
             unsafe { libc::_exit(0) }
         }
@@ -154,6 +224,12 @@ impl Supervisor {
             if let Some(at) = proc.kill_at {
                 deadline = deadline.min(at);
             }
+            if let Some(probe) = &proc.probe {
+                deadline = deadline.min(probe.until);
+            }
+            if proc.term_when_idle {
+                deadline = deadline.min(now + IDLE_CHECK);
+            }
         }
         let timeout = deadline.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32;
 
@@ -169,6 +245,7 @@ impl Supervisor {
             fds.push(poll(proc.pidfd.as_raw_fd()));
             fds.push(poll(proc.output.as_ref().map_or(-1, |f| f.as_raw_fd())));
             fds.push(poll(proc.control.as_ref().map_or(-1, |f| f.as_raw_fd())));
+            fds.push(poll(proc.probe.as_ref().map_or(-1, |p| p.conn.as_raw_fd())));
         }
         // Negative fds are skipped.
         if crate::os::poll(&mut fds, timeout).is_err() {
@@ -187,20 +264,24 @@ impl Supervisor {
             self.stop("got SIGTERM or SIGQUIT");
         }
         // Handle by pid: handling one may remove others from the list.
-        let pids: Vec<(libc::pid_t, bool, bool, bool)> =
-            self.procs.iter().enumerate().map(|(i, p)| (p.pid, ready(at + 3 * i), ready(at + 3 * i + 1), ready(at + 3 * i + 2))).collect();
-        for (pid, exited, output, control) in pids {
+        let pids: Vec<(libc::pid_t, [bool; 4])> =
+            self.procs.iter().enumerate().map(|(i, p)| (p.pid, [0, 1, 2, 3].map(|k| ready(at + 4 * i + k)))).collect();
+        for (pid, [exited, output, control, probe]) in pids {
             if output {
                 self.read_output(pid, false);
             }
             if control {
                 self.read_control(pid);
             }
+            if probe {
+                self.read_probe(pid);
+            }
             if exited {
                 self.reap(pid);
             }
         }
         let now = Instant::now();
+        self.check_programs(now);
         if now >= self.next_tick {
             self.next_tick = now + TICK;
             self.tick();
@@ -310,7 +391,9 @@ impl Supervisor {
             }
             if let Some(pool) = self.pools.iter().find(|p| p.spec.name == spec.name) {
                 let entry = &self.table.pools[pool.index];
-                entry.threads.store(spec.threads, std::sync::atomic::Ordering::Relaxed);
+                // A program has no threads of ours (its capacity is per process).
+                let threads = if spec.program.is_some() { 0 } else { spec.threads };
+                entry.threads.store(threads, std::sync::atomic::Ordering::Relaxed);
                 entry.failing.store(0, std::sync::atomic::Ordering::Relaxed);
             }
         }
@@ -393,13 +476,27 @@ impl Supervisor {
             return;
         };
         let serial = self.table.slots[slot].serial.load(std::sync::atomic::Ordering::Relaxed);
-        let name = slots::socket_name(me, slot, serial);
+        let program = pool.spec.program.is_some();
+        if program {
+            if let Err(e) = spawn::make_program_dir(me, plan.nginx_uid, plan.nginx_gid) {
+                self.log.write(Level::Alert, &format!("rust_pool \"{}\": cannot make {}: {e}", pool.spec.name, slots::program_dir(me).display()));
+            }
+        }
+        let name = slots::address(me, slot, serial, program);
         let launch = spawn::Launch { spec: &pool.spec, slot, socket: &name, nginx_uid: plan.nginx_uid, nginx_gid: plan.nginx_gid, env: &plan.env };
         match spawn::spawn(&launch) {
             Ok(child) => {
                 self.table.slots[slot].pid.store(child.pid as u32, std::sync::atomic::Ordering::Release);
                 let limit = request_limit(&pool.spec, &mut self.seed);
                 self.log.write(Level::Info, &format!("rust_pool \"{}\": started process {}", pool.spec.name, child.pid));
+                let probe = match program.then(|| Probe::start(&name)) {
+                    Some(Ok(probe)) => Some(probe),
+                    Some(Err(e)) => {
+                        self.log.write(Level::Warn, &format!("rust_pool \"{}\": cannot ask process {} what it takes: {e}", pool.spec.name, child.pid));
+                        None
+                    }
+                    None => None,
+                };
                 self.procs.push(Proc {
                     pid: child.pid,
                     slot,
@@ -413,9 +510,14 @@ impl Supervisor {
                     request_limit: limit,
                     pidfd: child.pidfd,
                     output: Some(child.output),
-                    control: Some(child.control),
+                    control: child.control,
                     partial: Vec::new(),
+                    probe,
+                    term_when_idle: false,
                 });
+                if program && self.procs.last().is_some_and(|p| p.probe.is_none()) {
+                    self.program_ready(child.pid, 1);
+                }
             }
             Err(e) => {
                 self.table.slots[slot].set_state(State::Empty);
@@ -444,9 +546,81 @@ impl Supervisor {
         proc.phase = Phase::Draining;
         proc.stopped = true;
         proc.kill_at = Some(Instant::now() + grace);
-        self.table.slots[proc.slot].set_state(State::Draining);
+        let program = self.pools.iter().any(|p| p.spec.name == proc.pool && p.spec.program.is_some());
+        let slot = &self.table.slots[proc.slot];
+        if program && slot.capacity.load(std::sync::atomic::Ordering::Relaxed) > 0 && slot.drain_and_count() > 0 {
+            proc.term_when_idle = true;
+            return;
+        }
+        slot.set_state(State::Draining);
         // SAFETY: our own child.
         unsafe { libc::kill(proc.pid, libc::SIGTERM) };
+    }
+
+    /// What program processes cannot say themselves: a draining one whose
+    /// last request is over is told to stop, and one that a request timed
+    /// out on (nginx's worker marked it stuck) is killed and replaced.
+    fn check_programs(&mut self, now: Instant) {
+        let silent: Vec<libc::pid_t> = self.procs.iter().filter(|p| p.probe.as_ref().is_some_and(|probe| probe.until <= now)).map(|p| p.pid).collect();
+        for pid in silent {
+            self.program_ready(pid, 1);
+        }
+        let mut stuck = Vec::new();
+        for proc in &mut self.procs {
+            let slot = &self.table.slots[proc.slot];
+            if proc.term_when_idle && slot.active.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                proc.term_when_idle = false;
+                // SAFETY: our own child.
+                unsafe { libc::kill(proc.pid, libc::SIGTERM) };
+            }
+            if slot.stuck.load(std::sync::atomic::Ordering::Relaxed) != 0 && proc.retire.as_deref() != Some("stuck") {
+                stuck.push(proc.pid);
+            }
+        }
+        for pid in stuck {
+            self.drain(pid, None);
+            let Some(proc) = self.procs.iter_mut().find(|p| p.pid == pid) else { continue };
+            self.log.write(Level::Warn, &format!("rust_pool \"{}\": process {pid} is stuck in a request past the pool's timeout; killing it", proc.pool));
+            proc.term_when_idle = false;
+            proc.kill_at = None;
+            proc.retire = Some("stuck".into());
+            // SAFETY: our own child's process group.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
+
+    fn read_probe(&mut self, pid: libc::pid_t) {
+        let Some(proc) = self.procs.iter_mut().find(|p| p.pid == pid) else { return };
+        if let Some(capacity) = proc.probe.as_mut().and_then(Probe::read) {
+            self.program_ready(pid, capacity);
+        }
+    }
+
+    /// A program process answered how many requests it takes (or stayed
+    /// silent past [`PROBE_WAIT`]): it is ready for that many.
+    fn program_ready(&mut self, pid: libc::pid_t, capacity: u32) {
+        let Some(at) = self.procs.iter().position(|p| p.pid == pid) else { return };
+        self.procs[at].probe = None;
+        self.table.slots[self.procs[at].slot].capacity.store(capacity, std::sync::atomic::Ordering::Relaxed);
+        self.log.write(Level::Info, &format!("rust_pool \"{}\": process {pid} takes {capacity} request(s) at a time", self.procs[at].pool));
+        self.mark_ready(at);
+    }
+
+    /// A process took its place in the pool.
+    fn mark_ready(&mut self, at: usize) {
+        let proc = &mut self.procs[at];
+        if proc.phase != Phase::Starting {
+            return;
+        }
+        proc.phase = Phase::Ready;
+        self.table.slots[proc.slot].transition(State::Starting, State::Ready);
+        if let Some(pool) = self.pools.iter_mut().find(|p| p.spec.name == proc.pool) {
+            if pool.failures >= CRASH_LOOP {
+                self.log.write(Level::Notice, &format!("rust_pool \"{}\": out of its crash loop; serving again", pool.spec.name));
+            }
+            pool.failures = 0;
+            self.table.pools[pool.index].failing.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// nginx is gone: every process stops now (SIGTERM, SIGKILL soon).
@@ -507,23 +681,14 @@ impl Supervisor {
         };
         let mut timed_out = false;
         let mut broken_new_code = false;
+        let mut ready = false;
         for &byte in &buf[..n] {
             match byte {
                 // Some of its apps failed to import: taken at a first start
                 // (the broken apps answer 500, the others serve), not over
                 // an older process that serves them all.
                 b'P' if proc.phase == Phase::Starting && older_serving => broken_new_code = true,
-                b'R' | b'P' if proc.phase == Phase::Starting => {
-                    proc.phase = Phase::Ready;
-                    self.table.slots[proc.slot].transition(State::Starting, State::Ready);
-                    if let Some(pool) = self.pools.iter_mut().find(|p| p.spec.name == proc.pool) {
-                        if pool.failures >= CRASH_LOOP {
-                            self.log.write(Level::Notice, &format!("rust_pool \"{}\": out of its crash loop; serving again", pool.spec.name));
-                        }
-                        pool.failures = 0;
-                        self.table.pools[pool.index].failing.store(0, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
+                b'R' | b'P' if proc.phase == Phase::Starting => ready = true,
                 b'T' => {
                     // A request passed the timeout (the process logged its
                     // stack): it is stuck, so it stops now and is replaced.
@@ -532,6 +697,9 @@ impl Supervisor {
                 }
                 _ => {}
             }
+        }
+        if ready && !broken_new_code {
+            self.mark_ready(at);
         }
         if broken_new_code {
             let name = self.procs[at].pool.clone();
@@ -574,6 +742,10 @@ impl Supervisor {
         self.table.record_exit(pid as u32, status, cause);
         let slot = &self.table.slots[proc.slot];
         let active = slot.active.load(std::sync::atomic::Ordering::Relaxed);
+        // A program's socket is a file (nothing is there for a Python
+        // process).
+        let address = slots::program_socket(self.table.supervisor.load(std::sync::atomic::Ordering::Relaxed), proc.slot, slot.serial.load(std::sync::atomic::Ordering::Relaxed));
+        let _ = std::fs::remove_file(std::ffi::OsStr::from_bytes(&address));
         slot.set_state(State::Empty);
         let how = describe(status, cause);
         let Some(pool) = self.pools.iter_mut().find(|p| p.spec.name == proc.pool) else { return };
@@ -670,8 +842,12 @@ impl Supervisor {
 /// `reload=off`. One stat per file per second.
 fn code_mtime(spec: &PoolSpec) -> Option<SystemTime> {
     let mtime = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    // A program pool watches its program's file, or every file under the
+    // directory (PHP code needs no restart: php-cgi reads it per request).
+    let program = spec.program.as_ref();
     match &spec.reload {
         Reload::Off => None,
+        Reload::Script if program.is_some() => program.and_then(|p| mtime(&p.path)),
         Reload::Script => spec.all_apps().filter_map(|a| mtime(&a.path)).max(),
         Reload::Directory(dir) => {
             let mut newest = None;
@@ -682,7 +858,7 @@ fn code_mtime(spec: &PoolSpec) -> Option<SystemTime> {
                     let path = entry.path();
                     match entry.file_type() {
                         Ok(t) if t.is_dir() => dirs.push(path),
-                        Ok(_) if path.extension().is_some_and(|e| e == "py") => newest = newest.max(mtime(&path)),
+                        Ok(_) if program.is_some() || path.extension().is_some_and(|e| e == "py") => newest = newest.max(mtime(&path)),
                         _ => {}
                     }
                 }

@@ -15,10 +15,13 @@
 //! A pool process gets what FastCGI gives a responder: its listening socket
 //! on fd 0. Its stdout and stderr are a pipe to the supervisor, which logs
 //! the lines; fd 3 is a control pipe ("R" when ready, "T" after a timeout).
+//! A program pool's process then executes its program, with fds 0, 1 and 2
+//! only, as mod_fcgid and spawn-fcgi start FastCGI programs.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 
 use crate::pool::conf::PoolSpec;
 use crate::os;
@@ -112,17 +115,52 @@ pub struct Launch<'a> {
     pub env: &'a [(String, String)],
 }
 
+/// Makes the directory of the supervisor's program sockets (see
+/// [`crate::pool::slots::program_dir`]), owned by nginx's worker user.
+pub fn make_program_dir(supervisor: u32, nginx_uid: u32, nginx_gid: u32) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = crate::pool::slots::program_dir(supervisor);
+    if dir.is_dir() {
+        return Ok(());
+    }
+    // A file or a link in the way is not ours to trust.
+    let _ = std::fs::remove_file(&dir);
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    // SAFETY: plain syscall; only root may (and needs to) give it away.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&dir, Some(nginx_uid), Some(nginx_gid))?;
+    }
+    Ok(())
+}
+
+/// Removes the program sockets' directories of supervisors that no longer
+/// run (one killed with SIGKILL cannot clean up after itself), and ours.
+pub fn remove_program_dirs(supervisor: u32) {
+    let Ok(entries) = std::fs::read_dir("/tmp") else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("ngx-rust-gateway.")).and_then(|p| p.parse::<i32>().ok()) else { continue };
+        // SAFETY: signal 0 only checks that the process exists.
+        let gone = pid as u32 == supervisor || unsafe { libc::kill(pid, 0) != 0 && *libc::__errno_location() == libc::ESRCH };
+        if gone && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 pub struct Child {
     pub pid: libc::pid_t,
     pub pidfd: OwnedFd,
     /// Its stdout and stderr.
     pub output: OwnedFd,
-    pub control: OwnedFd,
+    /// None for a program (it is probed instead).
+    pub control: Option<OwnedFd>,
 }
 
 /// Starts a pool process (supervisor only).
 pub fn spawn(launch: &Launch) -> io::Result<Child> {
-    let listener = listen(launch.socket)?;
+    let listener = listen(launch.socket, launch.nginx_uid, launch.nginx_gid)?;
+    let program = launch.spec.program.as_ref().map(exec_args).transpose()?;
     let (output_read, output_write) = os::pipe()?;
     let (control_read, control_write) = os::pipe()?;
     // SAFETY: plain syscall.
@@ -143,6 +181,13 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
             libc::dup2(listener.as_raw_fd(), LISTEN_FD);
             libc::dup2(output_write.as_raw_fd(), 1);
             libc::dup2(output_write.as_raw_fd(), 2);
+            if let Some(program) = &program {
+                // fds 0, 1 and 2 only; signals as a fresh process has them.
+                os::close_fds_from(3);
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                std::mem::forget((listener, output_read, output_write, control_read, control_write));
+                exec_program(launch, program, supervisor);
+            }
             libc::dup2(control_write.as_raw_fd(), CONTROL_FD);
             os::close_fds_from(4);
         }
@@ -180,7 +225,75 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
     }
     // SAFETY: a fresh descriptor we own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    Ok(Child { pid, pidfd, output: output_read, control: control_read })
+    let control = if program.is_some() { None } else { Some(control_read) };
+    Ok(Child { pid, pidfd, output: output_read, control })
+}
+
+/// What a program process executes: its path and argv, and the
+/// environment (nginx's, the pool's `env=`, and FastCGI's
+/// `FCGI_WEB_SERVER_ADDRS`), made before the fork so that the child only
+/// makes syscalls.
+struct Exec {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+}
+
+fn exec_args(program: &crate::pool::conf::Program) -> io::Result<Exec> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |bytes: &[u8]| CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the program's settings"));
+    let path = c(program.path.as_os_str().as_bytes())?;
+    let mut argv = vec![path.clone()];
+    for arg in &program.args {
+        argv.push(c(arg.as_bytes())?);
+    }
+    Ok(Exec { path, argv, envp: Vec::new(), cwd: c(program.cwd.as_os_str().as_bytes())? })
+}
+
+/// The child's last steps into its program: directory, user, the
+/// parent-death signal again, then exec. Never returns.
+///
+/// # Safety
+/// Only in a fresh child of the supervisor, with its fds in place.
+unsafe fn exec_program(launch: &Launch, exec: &Exec, supervisor: libc::pid_t) -> ! {
+    let fail = |what: &str| {
+        let line = format!("<3>cannot {what}: {}\n", io::Error::last_os_error());
+        // SAFETY: writing to our own stderr (the supervisor's pipe).
+        unsafe {
+            libc::write(2, line.as_ptr().cast(), line.len());
+            libc::_exit(127)
+        }
+    };
+    if let Err(e) = drop_privileges(launch) {
+        fail(&format!("switch to user {e}"));
+    }
+    // SAFETY: plain syscalls on NUL-terminated strings that outlive them;
+    // the arrays end with a null pointer.
+    unsafe {
+        die_with(supervisor);
+        if libc::chdir(exec.cwd.as_ptr()) != 0 {
+            fail(&format!("enter cwd={}", exec.cwd.to_string_lossy()));
+        }
+        let mut envp: Vec<CString> = exec.envp.clone();
+        envp.push(CString::from(c"PATH=/usr/local/bin:/usr/bin:/bin"));
+        for (name, value) in launch.env.iter().chain(&launch.spec.python.env) {
+            if let Ok(var) = CString::new(format!("{name}={value}")) {
+                envp.push(var);
+            }
+        }
+        // FastCGI's list of the web servers a program may take connections
+        // from: read only for TCP sockets (this one is a unix socket that
+        // only nginx's worker user can open), and set because programs
+        // expect it.
+        envp.push(CString::from(c"FCGI_WEB_SERVER_ADDRS=127.0.0.1"));
+        let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|v| v.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        let mut argv_ptrs: Vec<*const libc::c_char> = exec.argv.iter().map(|v| v.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        libc::execve(exec.path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
+    }
+    fail(&format!("run {}", exec.path.to_string_lossy()))
 }
 
 /// SIGKILL when the supervisor goes; already gone (the signal would never
@@ -237,7 +350,26 @@ fn set_environment(nginx: &[(String, String)], pool: &[(String, String)]) {
     }
 }
 
-fn listen(name: &[u8]) -> io::Result<OwnedFd> {
+/// A listening socket at `name`; a program's (a file) is for nginx's
+/// worker user alone.
+fn listen(name: &[u8], nginx_uid: u32, nginx_gid: u32) -> io::Result<OwnedFd> {
+    let path = (name.first() != Some(&0)).then(|| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name)));
+    if let Some(path) = &path {
+        let _ = std::fs::remove_file(path);
+    }
+    let sock = bind_and_listen(name)?;
+    if let Some(path) = &path {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        // SAFETY: plain syscall.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(path, Some(nginx_uid), Some(nginx_gid))?;
+        }
+    }
+    Ok(sock)
+}
+
+fn bind_and_listen(name: &[u8]) -> io::Result<OwnedFd> {
     // SAFETY: plain syscalls on a socket we own; the address is built in a
     // zeroed sockaddr_un with the name's length checked.
     unsafe {

@@ -24,7 +24,7 @@ use rustc_hash::FxHashMap;
 use crate::pool::conf::PoolTarget;
 use crate::pool::fastcgi::{self as fcgi, Decoder};
 use crate::pool::log::split_level;
-use crate::pool::params::{write_params, Extras};
+use crate::pool::params::{write_params, write_program_params, Extras};
 use crate::os::monotonic_us;
 use crate::python::app_conf::{self, AppLocConf};
 use crate::pool::slots::{self, ExitCause, State};
@@ -87,6 +87,14 @@ impl Adapter for PoolPass {
 
     fn start(target: &'static PoolTarget, r: HttpRequest, head: RequestHead, body: Body) -> Result<Box<dyn Source>, Refusal> {
         let errors_level = app_conf::LOC.of(r).map_or(AppLocConf::DEFAULT_ERRORS_LEVEL, AppLocConf::errors_level);
+        // A program's params are the location's, evaluated now, as
+        // nginx's fastcgi module evaluates its fastcgi_params.
+        let program_params = target.program.then(|| {
+            let fastcgi = crate::pool::conf::LOC.of(r).map(|c| c.fastcgi_params(r)).unwrap_or_default();
+            let mut params = Vec::with_capacity(1024);
+            write_program_params(&fastcgi, &head, |name, value| fcgi::encode_pair(&mut params, name, value));
+            params
+        });
         let mut request = Box::new(PoolRequest {
             req: r,
             target,
@@ -110,6 +118,9 @@ impl Adapter for PoolPass {
             pending: None,
             pid: None,
             deadline: None,
+            program_params,
+            queued: false,
+            stuck: false,
         });
         let data = &mut *request as *mut PoolRequest as *mut c_void;
         request.timer = Some(Timer::new(on_timer, data, r.log(), false));
@@ -178,9 +189,23 @@ struct PoolRequest {
     pid: Option<u32>,
     /// The pool's `timeout=`, from when the app has the whole request.
     deadline: Option<Timer>,
+    /// A request to a program: its params, encoded (see
+    /// [`write_program_params`]).
+    program_params: Option<Vec<u8>>,
+    /// In this worker's queue for a place in a program process.
+    queued: bool,
+    /// It passed the timeout in a program process: the process is stuck,
+    /// and its place stays taken until the supervisor replaces it.
+    stuck: bool,
 }
 
 thread_local! {
+    /// This worker's requests waiting for a place in a program process of
+    /// their pool, oldest first. A request leaves it when it gets a place
+    /// or goes; a place given back here wakes the first of its pool at
+    /// once (places given back by other workers are found at the next
+    /// wait step).
+    static QUEUE: RefCell<std::collections::VecDeque<(&'static str, *mut PoolRequest)>> = RefCell::new(std::collections::VecDeque::new());
     /// Kept-alive connections of this worker, by slot.
     static IDLE: RefCell<FxHashMap<usize, Vec<(u32, Conn)>>> = RefCell::new(FxHashMap::default());
     /// This worker's requests sent to each slot and not yet over.
@@ -211,6 +236,9 @@ impl PoolRequest {
         let Some(table) = slots::table() else { return };
         let name = &self.target.name;
         let Some(pool) = table.pool_index(name.as_bytes()) else { return self.wait() };
+        if self.target.program {
+            return self.dispatch_program(table, pool);
+        }
         let busy = |i: usize| SENT.with_borrow(|s| s.get(&i).copied().unwrap_or(0));
         let mut candidates: Vec<(u32, usize)> = table
             .claimed()
@@ -224,7 +252,7 @@ impl PoolRequest {
             let pid = slot.pid.load(std::sync::atomic::Ordering::Relaxed);
             let conn = match take_idle(index, serial) {
                 Some(conn) => conn,
-                None => match connect(table.supervisor.load(std::sync::atomic::Ordering::Relaxed), index, serial, self.req.log()) {
+                None => match connect(table.supervisor.load(std::sync::atomic::Ordering::Relaxed), index, serial, false, self.req.log()) {
                     Ok(conn) => conn,
                     // Gone, or its backlog is full: the next one.
                     Err(_) => continue,
@@ -243,9 +271,78 @@ impl PoolRequest {
         self.wait();
     }
 
+    /// A program process takes a fixed number of requests at once: a
+    /// request goes to one with a free place (the one with the fewest
+    /// requests), on a new connection, or waits in line for one.
+    fn dispatch_program(&mut self, table: &'static slots::Table, pool: usize) {
+        let first_in_line = QUEUE.with_borrow(|q| q.iter().find(|(name, _)| *name == self.target.name).is_none_or(|(_, r)| std::ptr::eq(*r, self)));
+        if first_in_line {
+            let mut candidates: Vec<(u32, usize)> = table
+                .claimed()
+                .filter(|(_, s)| {
+                    s.state() == State::Ready
+                        && s.pool.load(std::sync::atomic::Ordering::Relaxed) as usize == pool
+                        && s.capacity.load(std::sync::atomic::Ordering::Relaxed) > s.active.load(std::sync::atomic::Ordering::Relaxed)
+                })
+                .map(|(i, s)| (s.active.load(std::sync::atomic::Ordering::Relaxed), i))
+                .collect();
+            candidates.sort_unstable();
+            for (_, index) in candidates {
+                let slot = &table.slots[index];
+                if !slot.reserve() {
+                    continue;
+                }
+                let serial = slot.serial.load(std::sync::atomic::Ordering::Acquire);
+                let pid = slot.pid.load(std::sync::atomic::Ordering::Relaxed);
+                match connect(table.supervisor.load(std::sync::atomic::Ordering::Relaxed), index, serial, true, self.req.log()) {
+                    Ok(conn) => {
+                        let _ = slot.busy_since_ms.compare_exchange(0, slots::unix_ms(), std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed);
+                        slot.set_uri(self.req.unparsed_uri());
+                        self.leave_queue(table, pool);
+                        self.attach(conn, Dispatched { index, serial, pid });
+                        // Places may have come free for the next in line too.
+                        wake_first(&self.target.name);
+                        return;
+                    }
+                    Err(_) => slot.release(),
+                }
+            }
+        }
+        if table.pools[pool].failing.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            self.leave_queue(table, pool);
+            let name = &self.target.name;
+            let events = self.fail(
+                503,
+                format!("rust_pool \"{name}\" is in a crash loop: its processes die before they are ready (see the error log)"),
+            );
+            return self.post(events);
+        }
+        if !self.queued {
+            self.queued = true;
+            let me = self as *mut PoolRequest;
+            QUEUE.with_borrow_mut(|q| q.push_back((&self.target.name, me)));
+            table.pools[pool].waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.wait();
+    }
+
+    /// Out of this worker's line (and of the pool's count of waiting
+    /// requests).
+    fn leave_queue(&mut self, table: &slots::Table, pool: usize) {
+        if !std::mem::take(&mut self.queued) {
+            return;
+        }
+        let me = self as *mut PoolRequest;
+        QUEUE.with_borrow_mut(|q| q.retain(|(_, r)| !std::ptr::eq(*r, me)));
+        let _ = table.pools[pool].waiting.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
     fn wait(&mut self) {
         self.waited += 1;
         if u64::from(self.waited) * WAIT_STEP_MS as u64 > self.target.queue_timeout_ms {
+            if let Some((table, pool)) = slots::table().and_then(|t| Some((t, t.pool_index(self.target.name.as_bytes())?))) {
+                self.leave_queue(table, pool);
+            }
             let events = self.fail(503, format!("rust_pool \"{}\": no process was ready within queue_timeout", self.target.name));
             return self.post(events);
         }
@@ -275,7 +372,13 @@ impl PoolRequest {
             errors_level: crate::pool::log::name(self.errors_level).into(),
             content_length: self.body_len,
         };
-        if let Some(head) = self.head.take() {
+        if let Some(params) = self.program_params.take() {
+            // One request per connection: a program that keeps a connection
+            // open waits on it and takes no other (php-cgi, libfcgi).
+            self.head = None;
+            fcgi::push_begin_request(&mut self.out, REQUEST_ID, fcgi::RESPONDER, 0);
+            fcgi::push_params(&mut self.out, REQUEST_ID, &params);
+        } else if let Some(head) = self.head.take() {
             let mut params = Vec::with_capacity(1024);
             write_params(&head, &extras, |name, value| fcgi::encode_pair(&mut params, name, value));
             fcgi::push_begin_request(&mut self.out, REQUEST_ID, fcgi::RESPONDER, fcgi::KEEP_CONN);
@@ -409,6 +512,12 @@ impl PoolRequest {
                         events.push(Event::Started { at_ms: u64::from_le_bytes(at) });
                     }
                 }
+                fcgi::STDERR if self.target.program => {
+                    // As nginx's fastcgi module logs a program's stderr.
+                    for line in String::from_utf8_lossy(&record.content).lines().filter(|l| !l.is_empty()) {
+                        events.push(Event::Log(Level::Error, format!("rust_fastcgi_pass \"{}\" sent in stderr: \"{line}\"", self.target.name)));
+                    }
+                }
                 fcgi::STDERR => {
                     for line in String::from_utf8_lossy(&record.content).lines() {
                         let (level, text) = split_level(line);
@@ -416,7 +525,13 @@ impl PoolRequest {
                     }
                 }
                 fcgi::END_REQUEST => {
-                    let status = fcgi::parse_end_request(&record.content).map_or(502, |e| e.app_status);
+                    // A program's appStatus is its exit status, which nginx
+                    // ignores too; ours is the status to answer.
+                    let status = match fcgi::parse_end_request(&record.content) {
+                        Ok(_) if self.target.program => 0,
+                        Ok(end) => end.app_status,
+                        Err(_) => 502,
+                    };
                     self.complete = true;
                     let was = std::mem::replace(&mut self.response, HeadReader::Done);
                     events.push(match (was, status) {
@@ -437,7 +552,7 @@ impl PoolRequest {
     }
 
     fn stdout(&mut self, content: bytes::Bytes, events: &mut Vec<Event>) {
-        let taken = self.response.take(content, HEAD_LIMIT, &mut self.window, events, |headed, events| match headed {
+        let taken = self.response.take(content, HEAD_LIMIT, false, &mut self.window, events, |headed, events| match headed {
             Headed::Response(head) => {
                 events.push(Event::Head(head));
                 Ok(())
@@ -521,6 +636,28 @@ impl Source for PoolRequest {
                 }
             });
         }
+        if self.target.program {
+            let table = slots::table();
+            if let Some((table, pool)) = table.and_then(|t| Some((t, t.pool_index(self.target.name.as_bytes())?))) {
+                self.leave_queue(table, pool);
+            }
+            if let (Some(table), Some(slot)) = (table, &slot) {
+                let s = &table.slots[slot.index];
+                // A reused slot is another process's: its places are not ours.
+                if s.serial.load(std::sync::atomic::Ordering::Acquire) == slot.serial && !self.stuck {
+                    if ending == Ending::Done && self.complete {
+                        s.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    s.busy_since_ms.store(0, std::sync::atomic::Ordering::Relaxed);
+                    s.release();
+                    wake_first(&self.target.name);
+                }
+            }
+            if let Some(conn) = self.conn.take() {
+                conn.close();
+            }
+            return;
+        }
         let Some(conn) = self.conn.take() else { return };
         match slot {
             Some(slot) if self.complete && ending == Ending::Done && self.decoder.buffered() == 0 => keep_idle(slot, conn),
@@ -577,8 +714,19 @@ pub fn close_idle() {
     all.into_iter().for_each(Conn::close);
 }
 
-fn connect(supervisor: u32, index: usize, serial: u32, log: Log) -> io::Result<Conn> {
-    let name = slots::socket_name(supervisor, index, serial);
+/// Wakes the first request of `pool` waiting in this worker's line.
+fn wake_first(pool: &str) {
+    let first = QUEUE.with_borrow(|q| q.iter().find(|(name, _)| *name == pool).map(|(_, r)| *r));
+    if let Some(request) = first {
+        // SAFETY: a request leaves the line (in abandon) before it goes.
+        if let Some(timer) = unsafe { (*request).timer.as_mut() } {
+            timer.arm(0);
+        }
+    }
+}
+
+fn connect(supervisor: u32, index: usize, serial: u32, program: bool, log: Log) -> io::Result<Conn> {
+    let name = slots::address(supervisor, index, serial, program);
     let (addr, len) = sockaddr(&name)?;
     // SAFETY: plain syscalls on a socket we own; the address is valid.
     unsafe {
@@ -627,14 +775,30 @@ unsafe extern "C" fn on_deadline(ev: *mut ngx_event_t) {
         // goes.
         let request = unsafe { &mut *(Timer::data_of(ev) as *mut PoolRequest) };
         let req = request.req;
-        let name = if request.target.asgi { "rust_asgi" } else { "rust_wsgi" };
-        let events = request.fail(
-            504,
+        let line = if request.target.program {
+            // The program cannot say it is stuck: its process takes no more
+            // requests, and the supervisor kills it. Its place stays taken.
+            if let (Some(table), Some(slot)) = (slots::table(), &request.slot) {
+                let s = &table.slots[slot.index];
+                if s.serial.load(std::sync::atomic::Ordering::Acquire) == slot.serial {
+                    s.stuck.store(1, std::sync::atomic::Ordering::Relaxed);
+                    request.stuck = true;
+                }
+            }
+            format!(
+                "rust_fastcgi_pass: the program did not finish within the timeout= of rust_pool \"{}\" ({} ms); answering 504 (process {} is killed and replaced)",
+                request.target.name,
+                request.target.timeout_ms,
+                request.pid.unwrap_or(0)
+            )
+        } else {
+            let name = if request.target.asgi { "rust_asgi" } else { "rust_wsgi" };
             format!(
                 "{name}: the app did not finish within the timeout= of rust_pool \"{}\" ({} ms); answering 504 (the pool process logs its stack and is replaced)",
                 request.target.name, request.target.timeout_ms
-            ),
-        );
+            )
+        };
+        let events = request.fail(504, line);
         engine::deliver(req, events);
     });
 }

@@ -17,10 +17,14 @@ use crate::nginx::request::HttpRequest;
 #[derive(Serialize)]
 struct PoolStatus {
     name: String,
-    threads: u32,
+    /// Python threads per process; None for a program pool.
+    threads: Option<u32>,
     /// In a crash loop: requests get 503.
     failing: bool,
     restarts: u64,
+    /// Requests waiting in nginx's workers for a place in a process (a
+    /// program pool's processes take a fixed number at once).
+    waiting: u32,
     processes: Vec<ProcessStatus>,
 }
 
@@ -30,6 +34,9 @@ struct ProcessStatus {
     state: &'static str,
     requests: u64,
     active: u32,
+    /// Requests it takes at once (a program's answer to FCGI_GET_VALUES);
+    /// None: no limit (a Python process queues the rest for its threads).
+    capacity: Option<u32>,
     /// The oldest running request and its age.
     current_request: Option<String>,
     current_request_age_ms: Option<u64>,
@@ -54,6 +61,7 @@ fn snapshot(table: &Table) -> Vec<PoolStatus> {
                     state: s.state().name(),
                     requests: s.served.load(Relaxed),
                     active: s.active.load(Relaxed),
+                    capacity: Some(s.capacity.load(Relaxed)).filter(|&c| c > 0),
                     current_request: (busy > 0).then(|| String::from_utf8_lossy(&s.uri()).into_owned()),
                     current_request_age_ms: (busy > 0).then(|| now.saturating_sub(busy)),
                     rss_bytes: s.rss.load(Relaxed),
@@ -63,9 +71,10 @@ fn snapshot(table: &Table) -> Vec<PoolStatus> {
             .collect();
         pools.push(PoolStatus {
             name: String::from_utf8_lossy(&name).into_owned(),
-            threads: entry.threads.load(Relaxed),
+            threads: Some(entry.threads.load(Relaxed)).filter(|&t| t > 0),
             failing: entry.failing.load(Relaxed) != 0,
             restarts: entry.restarts.load(Relaxed),
+            waiting: entry.waiting.load(Relaxed),
             processes,
         });
     }
@@ -74,9 +83,10 @@ fn snapshot(table: &Table) -> Vec<PoolStatus> {
 
 fn prometheus(pools: &[PoolStatus]) -> String {
     let mut out = String::new();
-    let metrics: [(&str, &str, &str); 6] = [
+    let metrics: [(&str, &str, &str); 7] = [
         ("rust_pool_restarts_total", "counter", "Processes restarted after they died or were recycled."),
         ("rust_pool_failing", "gauge", "1 while the pool is in a crash loop."),
+        ("rust_pool_waiting_requests", "gauge", "Requests waiting for a place in a process."),
         ("rust_pool_process_requests_total", "counter", "Requests a process has served."),
         ("rust_pool_process_active_requests", "gauge", "Requests a process is serving now."),
         ("rust_pool_process_resident_memory_bytes", "gauge", "Resident memory of a process."),
@@ -92,6 +102,9 @@ fn prometheus(pools: &[PoolStatus]) -> String {
                 }
                 "rust_pool_failing" => {
                     let _ = writeln!(out, "{name}{{pool=\"{p}\"}} {}", u8::from(pool.failing));
+                }
+                "rust_pool_waiting_requests" => {
+                    let _ = writeln!(out, "{name}{{pool=\"{p}\"}} {}", pool.waiting);
                 }
                 _ => {
                     for proc in &pool.processes {
