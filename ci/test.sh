@@ -7,8 +7,10 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-# perl for prove; curl, git, man2html and strace for the tests that drive them.
-ensure_packages perl curl git man2html strace
+# perl for prove; curl, git, man2html and strace for the tests that drive them;
+# php-cgi, fcgiwrap and libfcgi-perl, the FastCGI programs of the program
+# pool tests.
+ensure_packages perl curl git man2html strace php-cgi fcgiwrap libfcgi-perl
 ci/build.sh
 TEST_NGINX_VENV="$(ci/test-venv.sh)"
 export TEST_NGINX_VENV

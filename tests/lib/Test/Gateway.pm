@@ -148,6 +148,8 @@ sub run_block {
     chmod 01777, "$SERVROOT/tmp";    # apps (an unprivileged worker) write here
     copy_tree($APPS, "$SERVROOT/apps");
     copy_tree("$ROOT/tests/cgi-bin", "$SERVROOT/cgi-bin");
+    # The params files beside nginx.conf, where a user puts them.
+    copy($_, "$SERVROOT/conf/") or die "copy $_: $!" for glob "$ROOT/nginx-conf/rust_fastcgi*";
     write_user_files($block->{user_files}) if defined $block->{user_files};
     $PORT = free_port();
     write_file("$SERVROOT/conf/nginx.conf", nginx_conf($block));
@@ -297,6 +299,8 @@ sub expand {
     $text =~ s/\$TEST_NGINX_SERVROOT\b/$SERVROOT/g;
     $text =~ s/\$TEST_NGINX_APPS\b/$SERVROOT\/apps/g;
     $text =~ s/\$TEST_NGINX_VENV\b/$VENV/g;
+    # The project's nginx-conf/ (rust_fastcgi_params and friends).
+    $text =~ s/\$TEST_NGINX_CONF_DIR\b/$ROOT\/nginx-conf/g;
     return $text;
 }
 

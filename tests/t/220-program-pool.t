@@ -1,0 +1,508 @@
+# rust_pool program=: pools of FastCGI programs (php-cgi, fcgiwrap, a Perl
+# FCGI program) that the module starts and supervises, reached with
+# rust_fastcgi_pass and rust_fastcgi_param as nginx reaches a FastCGI
+# server with fastcgi_pass and fastcgi_param.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::Gateway;
+use JSON::PP;
+
+sub alive { my @pids = @_; return grep { kill 0, $_ } @pids }
+
+# The pool's processes that run $program.
+sub programs {
+    my ($program) = @_;
+    return grep { (readlink("/proc/$_/exe") // '') =~ /\Q$program\E/ } pool_pids();
+}
+
+sub status { return decode_json(http_get('/status')->{body}) }
+
+sub pool_status {
+    my ($name) = @_;
+    my ($pool) = grep { $_->{name} eq $name } @{ status()->{pools} };
+    return $pool;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: php-cgi serves PHP with the params file, as behind fastcgi_pass
+--- user_files
+>>> www/env.php
+<?php
+header('Content-Type: application/json');
+$keys = ['SCRIPT_NAME', 'SCRIPT_FILENAME', 'PATH_INFO', 'QUERY_STRING', 'REQUEST_METHOD', 'REQUEST_URI', 'DOCUMENT_URI',
+         'DOCUMENT_ROOT', 'SERVER_SOFTWARE', 'GATEWAY_INTERFACE', 'REDIRECT_STATUS', 'HTTP_X_TRACE', 'HTTP_COOKIE',
+         'HTTPS', 'SERVER_PORT', 'REMOTE_ADDR', 'CONTENT_TYPE', 'CONTENT_LENGTH'];
+$out = [];
+foreach ($keys as $k) { $out[$k] = $_SERVER[$k] ?? null; }
+$out['pid'] = getmypid();
+$out['get'] = $_GET;
+echo json_encode($out);
+>>> www/index.php
+<?php echo "index.php for ", $_SERVER['REQUEST_URI'], "\n";
+>>> www/static.txt
+static file
+--- http_config
+rust_pool php program=/usr/bin/php-cgi processes=2 env=PHP_FCGI_MAX_REQUESTS=0;
+--- config
+root $TEST_NGINX_HTML_DIR/www;
+index index.php;
+location / {
+    try_files $uri $uri/ /index.php$is_args$args;
+}
+location ~ [^/]\.php(/|$) {
+    fastcgi_split_path_info ^(.+?\.php)(/.*)$;
+    try_files $fastcgi_script_name =404;
+    include rust_fastcgi.conf;
+    rust_fastcgi_param PATH_INFO $fastcgi_path_info;
+    rust_fastcgi_pass php;
+}
+location = /status { rust_pool_status; }
+--- perl
+my $r = http_request(build_request("GET /env.php/extra/path?a=1&b=%C3%A9", "X-Trace: 1\nX-Trace: 2\nCookie: a=1\nCookie: b=2"));
+is($r->{status}, 200, 'a PHP script answers');
+my $env = decode_json($r->{body});
+my $root = servroot() . '/html/www';
+is($env->{SCRIPT_NAME}, '/env.php', 'SCRIPT_NAME from fastcgi_split_path_info');
+is($env->{PATH_INFO}, '/extra/path', 'PATH_INFO too');
+is($env->{SCRIPT_FILENAME}, "$root/env.php", 'SCRIPT_FILENAME from rust_fastcgi.conf');
+is($env->{DOCUMENT_ROOT}, $root, 'DOCUMENT_ROOT');
+is($env->{QUERY_STRING}, 'a=1&b=%C3%A9', 'QUERY_STRING');
+is_deeply($env->{get}, { a => '1', b => "\x{e9}" }, 'PHP parsed the query');
+is($env->{REQUEST_URI}, '/env.php/extra/path?a=1&b=%C3%A9', 'REQUEST_URI');
+is($env->{REQUEST_METHOD}, 'GET', 'REQUEST_METHOD');
+like($env->{SERVER_SOFTWARE}, qr{^nginx/\d}, 'SERVER_SOFTWARE has nginx\'s version');
+is($env->{REDIRECT_STATUS}, '200', 'REDIRECT_STATUS for php-cgi');
+is($env->{HTTP_X_TRACE}, '1, 2', 'request headers arrive as HTTP_*, repeats joined');
+is($env->{HTTP_COOKIE}, 'a=1; b=2', 'cookies joined with ;');
+is($env->{HTTPS}, undef, 'HTTPS is left out when empty (if_not_empty)');
+is($env->{SERVER_PORT}, server_port(), 'SERVER_PORT');
+
+$r = http_get('/no/such/page?x=1');
+is($r->{status}, 200, 'an unknown path falls back to index.php (try_files)');
+is($r->{body}, "index.php for /no/such/page?x=1\n", 'which sees the original URI');
+is(http_get('/')->{body}, "index.php for /\n", 'the directory index is index.php');
+is(http_get('/missing.php')->{status}, 404, 'a missing script is a 404 from nginx (try_files)');
+is(http_get('/static.txt')->{body}, "static file\n", 'static files are nginx\'s');
+
+my @php = main::programs('php-cgi');
+is(scalar @php, 2, 'two php-cgi processes, children of the supervisor');
+for my $pid (@php) {
+    like(readlink("/proc/$pid/fd/0") // '', qr/^socket:/, "php-cgi $pid has its listening socket on fd 0");
+    # php-cgi opens its own (a Zend semaphore file): none is a socket or
+    # pipe of nginx's.
+    my @more = grep { !m{/(0|1|2)$} } glob "/proc/$pid/fd/*";
+    is_deeply([grep { (readlink($_) // '') =~ /^(socket|pipe|anon_inode):/ } @more], [], "and no other socket or pipe (nginx's are closed)");
+    my $environ = do { local $/; open my $fh, '<', "/proc/$pid/environ" or die; <$fh> };
+    my %vars = map { split /=/, $_, 2 } split /\0/, $environ;
+    is($vars{PHP_FCGI_MAX_REQUESTS}, '0', 'its env= is in its environment');
+    ok(exists $vars{FCGI_WEB_SERVER_ADDRS}, 'and FCGI_WEB_SERVER_ADDRS');
+    my ($uid) = (slurp_status($pid) =~ /^Uid:\s+(\d+)/m);
+    is($uid, (getpwnam('nobody'))[2], 'it runs as nginx\'s worker user') if $> == 0;
+}
+my ($sup) = supervisor_pids();
+my $dir = "/tmp/ngx-rust-gateway.$sup";
+my @st = stat $dir;
+is($st[2] & 07777, 0700, 'the sockets\' directory is private') if @st;
+my @sockets = glob "$dir/*";
+is(scalar @sockets, 2, 'one socket file per process');
+is((stat $_)[2] & 0777, 0600, "$_ is for its owner only") for @sockets;
+is((stat $_)[4], (getpwnam('nobody'))[2], "$_ belongs to nginx's worker user") for grep { $> == 0 } @sockets;
+
+my $pool = main::pool_status('php');
+is($pool->{threads}, undef, 'the status has no Python threads for a program pool');
+is_deeply([map { $_->{capacity} } @{ $pool->{processes} }], [1, 1], 'php-cgi said it takes one request at a time');
+
+sub slurp_status { my ($pid) = @_; local $/; open my $fh, '<', "/proc/$pid/status" or return ''; return <$fh> }
+--- no_error_log
+[error]
+
+
+=== TEST 2: rust_fastcgi_param is inherited like fastcgi_param: by levels that set none
+--- user_files
+>>> www/p.php
+<?php header('Content-Type: application/json'); echo json_encode(['from_server' => $_SERVER['FROM_SERVER'] ?? null,
+    'own' => $_SERVER['OWN'] ?? null, 'empty' => array_key_exists('MAYBE', $_SERVER), 'rust_param' => $_SERVER['FROM_RUST_PARAM'] ?? null,
+    'override' => $_SERVER['HTTP_X_OVERRIDE'] ?? null]);
+--- http_config
+rust_pool php program=/usr/bin/php-cgi processes=1;
+--- config
+root $TEST_NGINX_HTML_DIR/www;
+rust_fastcgi_param SCRIPT_FILENAME $document_root/p.php;
+rust_fastcgi_param FROM_SERVER yes;
+location /inherits {
+    rust_fastcgi_pass php;
+}
+location /own {
+    rust_fastcgi_param SCRIPT_FILENAME $document_root/p.php;
+    rust_fastcgi_param OWN mine;
+    rust_fastcgi_param MAYBE $arg_maybe if_not_empty;
+    rust_fastcgi_param HTTP_X_OVERRIDE from-config;
+    rust_param FROM_RUST_PARAM also;
+    rust_fastcgi_pass php;
+}
+--- perl
+my $r = decode_json(http_get('/inherits')->{body});
+is($r->{from_server}, 'yes', 'a location without rust_fastcgi_param inherits the server\'s');
+$r = decode_json(http_get('/own')->{body});
+is($r->{from_server}, undef, 'a location with its own does not');
+is($r->{own}, 'mine', 'its own arrive');
+ok(!$r->{empty}, 'an empty if_not_empty param is left out');
+is($r->{rust_param}, 'also', 'rust_param arrives too');
+$r = decode_json(http_get('/own?maybe=1')->{body});
+ok($r->{empty}, 'and sent when it has a value');
+$r = decode_json(http_request(build_request('GET /own', 'X-Override: from-client'))->{body});
+is($r->{override}, 'from-config', 'a param named like a header replaces the header (as fastcgi_param does)');
+--- no_error_log
+[error]
+
+
+=== TEST 3: real PHP: forms, uploads, sessions and cookies, redirects, errors on stderr
+--- user_files
+>>> www/form.php
+<?php
+header('Content-Type: application/json');
+$files = [];
+foreach ($_FILES as $name => $f) {
+    $files[$name] = ['name' => $f['name'], 'size' => $f['size'], 'error' => $f['error'],
+                     'sha256' => $f['error'] ? null : hash_file('sha256', $f['tmp_name'])];
+}
+echo json_encode(['method' => $_SERVER['REQUEST_METHOD'], 'post' => $_POST, 'files' => $files,
+                  'raw_length' => strlen(file_get_contents('php://input'))]);
+>>> www/session.php
+<?php
+session_start();
+$_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1;
+setcookie('seen', 'yes', ['path' => '/', 'httponly' => true]);
+echo "visit ", $_SESSION['n'], " seen=", $_COOKIE['seen'] ?? 'no', "\n";
+>>> www/redirect.php
+<?php
+if (isset($_GET['permanent'])) { header('Location: /elsewhere', true, 301); exit; }
+header('Location: /login.php?next=%2Fredirect.php');
+>>> www/warn.php
+<?php error_log("something odd in warn.php"); echo "done\n";
+>>> www/status.php
+<?php http_response_code(418); header('X-Extra: 1'); echo "teapot\n";
+--- http_config
+rust_pool php program=/usr/bin/php-cgi processes=2 arg=-d arg=session.save_path=$TEST_NGINX_SERVROOT/tmp env=PHP_FCGI_MAX_REQUESTS=0;
+client_max_body_size 20m;
+--- config
+root $TEST_NGINX_HTML_DIR/www;
+location ~ \.php$ {
+    include rust_fastcgi.conf;
+    rust_fastcgi_pass php;
+}
+--- perl
+use Digest::SHA qw(sha256_hex);
+my $r = http_request(build_request("POST /form.php\nname=Ada+Lovelace&lang%5B%5D=en&lang%5B%5D=fr",
+    "Content-Type: application/x-www-form-urlencoded"));
+is($r->{status}, 200, 'a form is posted');
+my $got = decode_json($r->{body});
+is_deeply($got->{post}, { name => 'Ada Lovelace', lang => ['en', 'fr'] }, 'PHP parsed it');
+
+my $data = join '', map { chr(($_ * 13) % 256) } 1 .. 1_000_000;
+my $body = multipart('XyZ', title => 'report', upload => { filename => 'data.bin', data => $data });
+$r = http_request(build_request("POST /form.php\n$body",
+    "Content-Type: multipart/form-data; boundary=XyZ"));
+is($r->{status}, 200, 'a 1 MB upload is posted');
+$got = decode_json($r->{body});
+is($got->{post}{title}, 'report', 'with its form field');
+is($got->{files}{upload}{error}, 0, 'the file arrived');
+is($got->{files}{upload}{size}, 1_000_000, 'whole');
+is($got->{files}{upload}{sha256}, sha256_hex($data), 'and intact');
+
+$r = http_get('/session.php');
+is($r->{body}, "visit 1 seen=no\n", 'a session starts');
+my @cookies = @{ $r->{headers}{'set-cookie'} // [] };
+is(scalar @cookies, 2, 'with two cookies (the session and ours)');
+my $jar = join '; ', map { (split /;/)[0] } @cookies;
+like($jar, qr/PHPSESSID=\w+/, 'one is the session id');
+$r = http_request(build_request('GET /session.php', "Cookie: $jar"));
+is($r->{body}, "visit 2 seen=yes\n", 'the next request continues the session and sends the cookie back');
+$r = http_request(build_request('GET /session.php', "Cookie: $jar"));
+is($r->{body}, "visit 3 seen=yes\n", 'whichever process serves it');
+
+$r = http_get('/redirect.php');
+is($r->{status}, 302, 'header("Location") redirects with 302');
+is($r->{headers}{location}[0], '/login.php?next=%2Fredirect.php', 'to where PHP said');
+$r = http_get('/redirect.php?permanent=1');
+is($r->{status}, 301, 'a 301 stays a 301');
+
+$r = http_get('/status.php');
+is($r->{status}, 418, 'http_response_code() sets the status');
+is($r->{headers}{'x-extra'}[0], '1', 'with the script\'s headers');
+
+is(http_get('/warn.php')->{body}, "done\n", 'a script that logs answers');
+like(error_log_text(), qr/\[error\].*rust_fastcgi_pass "php" sent in stderr: .*something odd in warn\.php/,
+    'and what it wrote to stderr is in nginx\'s error log, with the request');
+--- error_log
+something odd in warn.php
+
+
+=== TEST 4: fcgiwrap runs CGI scripts in a pool; a Perl FCGI program serves, and its crash is a 502 that names the signal
+--- user_files
+>>> cgi/hello.sh
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+echo "hello from $SCRIPT_NAME via fcgiwrap, query=$QUERY_STRING"
+>>> cgi/moved.sh
+#!/bin/sh
+printf 'Location: /cgi/hello.sh\r\n\r\n'
+>>> app.pl
+use strict;
+use FCGI;
+my $request = FCGI::Request();
+while ($request->Accept() >= 0) {
+    kill 'KILL', $$ if $ENV{REQUEST_URI} =~ /crash/;
+    my $body = '';
+    read(STDIN, $body, $ENV{CONTENT_LENGTH}) if $ENV{CONTENT_LENGTH};
+    print "Content-Type: text/plain\r\n\r\n";
+    print "perl pid=$$ method=$ENV{REQUEST_METHOD} uri=$ENV{REQUEST_URI} body=$body\n";
+}
+--- setup
+chmod 0755, glob(servroot() . '/html/cgi/*');
+--- http_config
+rust_pool cgi program=/usr/sbin/fcgiwrap processes=1;
+rust_pool perl program=/usr/bin/perl arg=$TEST_NGINX_HTML_DIR/app.pl processes=1;
+--- config
+location /cgi/ {
+    root $TEST_NGINX_HTML_DIR;
+    include rust_fastcgi.conf;
+    rust_fastcgi_pass cgi;
+}
+location /perl/ {
+    include rust_fastcgi_params;
+    rust_fastcgi_pass perl;
+}
+location = /status { rust_pool_status; }
+--- perl
+my $r = http_get('/cgi/hello.sh?x=1');
+is($r->{status}, 200, 'fcgiwrap runs a CGI script');
+is($r->{body}, "hello from /cgi/hello.sh via fcgiwrap, query=x=1\n", 'with the CGI variables');
+$r = http_get('/cgi/moved.sh');
+is($r->{status}, 302, 'a Location without a Status is a 302, as behind fastcgi_pass');
+is($r->{headers}{location}[0], '/cgi/hello.sh', 'to that place');
+
+$r = http_request(build_request("POST /perl/echo\nsome body"));
+is($r->{status}, 200, 'a Perl FCGI program serves');
+like($r->{body}, qr{^perl pid=(\d+) method=POST uri=/perl/echo body=some body$}, 'with the request and its body');
+my ($perl) = $r->{body} =~ /pid=(\d+)/;
+my $pool = main::pool_status('perl');
+is($pool->{processes}[0]{capacity}, 1, 'it takes one request at a time (no answer to FCGI_GET_VALUES: libfcgi answers within requests only)');
+
+$r = http_get('/perl/crash');
+is($r->{status}, 502, 'a program that dies mid-request is a 502');
+like(error_log_text(), qr/rust_pool "perl": process $perl closed the connection before its response: it was killed by signal 9/,
+    'the log names the process and how it died');
+ok(wait_for(sub { my $r = http_get('/perl/again'); $r->{status} == 200 && $r->{body} !~ /pid=$perl /; }, 30),
+    'another process serves next');
+--- error_log
+was killed by signal 9
+
+
+=== TEST 5: a process gets one request at a time: the next waits in line, and the status answers meanwhile
+--- user_files
+>>> www/gate.php
+<?php
+// Holds the request until the test creates the file (30 s at most).
+$f = $_GET['f']; $n = 0;
+while (!file_exists($f) && $n++ < 600) { usleep(50000); }
+echo "released ", getmypid(), "\n";
+>>> www/quick.php
+<?php echo "quick ", getmypid(), "\n";
+--- http_config
+rust_pool one program=/usr/bin/php-cgi processes=1 env=PHP_FCGI_MAX_REQUESTS=0;
+--- config
+root $TEST_NGINX_HTML_DIR/www;
+location ~ \.php$ {
+    include rust_fastcgi.conf;
+    rust_fastcgi_pass one;
+}
+location = /status { rust_pool_status; }
+--- perl
+my $gate = servroot() . '/tmp/gate-open';
+my $held = http_start(build_request("GET /gate.php?f=$gate"));
+ok(wait_for(sub { main::pool_status('one')->{processes}[0]{active} == 1 }, 30), 'the only process is busy');
+my $queued = http_start(build_request('GET /quick.php'));
+my $pool;
+ok(wait_for(sub { $pool = main::pool_status('one'); $pool->{waiting} == 1 }, 30),
+    'the next request waits in line instead of going to the busy process');
+is($pool->{processes}[0]{active}, 1, 'which still has one request');
+like($pool->{processes}[0]{current_request}, qr{^/gate\.php}, 'the status names it');
+open my $fh, '>', $gate or die; close $fh;
+my $first = http_finish($held);
+my $second = http_finish($queued);
+is($first->{status}, 200, 'the held request finishes');
+like($second->{body}, qr/^quick \d+$/, 'then the waiting one is served');
+is(main::pool_status('one')->{waiting}, 0, 'nothing waits any more');
+--- no_error_log
+[error]
+
+
+=== TEST 6: with two processes, a request goes to the free one while the other is busy
+--- user_files
+>>> www/gate.php
+<?php
+$f = $_GET['f']; $n = 0;
+while (!file_exists($f) && $n++ < 600) { usleep(50000); }
+echo "released ", getmypid(), "\n";
+>>> www/quick.php
+<?php echo "quick ", getmypid(), "\n";
+--- http_config
+rust_pool two program=/usr/bin/php-cgi processes=2 env=PHP_FCGI_MAX_REQUESTS=0;
+--- config
+root $TEST_NGINX_HTML_DIR/www;
+location ~ \.php$ {
+    include rust_fastcgi.conf;
+    rust_fastcgi_pass two;
+}
+location = /status { rust_pool_status; }
+--- perl
+my $gate = servroot() . '/tmp/gate-open';
+my $held = http_start(build_request("GET /gate.php?f=$gate"));
+ok(wait_for(sub { grep { $_->{active} == 1 } @{ main::pool_status('two')->{processes} } }, 30), 'one process is busy');
+# Served while the other is held: this cannot finish if it went there.
+my @quick = map { http_get('/quick.php') } 1 .. 3;
+is_deeply([map { $_->{status} } @quick], [200, 200, 200], 'requests meanwhile are served');
+my %pids = map { ($_->{body} =~ /(\d+)/)[0] => 1 } @quick;
+is(scalar keys %pids, 1, 'by the free process');
+open my $fh, '>', $gate or die; close $fh;
+my $first = http_finish($held);
+like($first->{body}, qr/^released (\d+)$/, 'the held one finishes');
+my ($busy) = $first->{body} =~ /(\d+)/;
+ok(!$pids{$busy}, 'and it was the other process');
+--- no_error_log
+[error]
+
+
+=== TEST 7: a program stuck past timeout= gets 504; its process is killed and replaced
+--- user_files
+>>> www/stuck.php
+<?php sleep(600); echo "never\n";
+>>> www/quick.php
+<?php echo "quick ", getmypid(), "\n";
+--- http_config
+rust_pool php program=/usr/bin/php-cgi processes=1 timeout=1s env=PHP_FCGI_MAX_REQUESTS=0;
+--- config
+root $TEST_NGINX_HTML_DIR/www;
+location ~ \.php$ {
+    include rust_fastcgi.conf;
+    rust_fastcgi_pass php;
+}
+--- perl
+my ($old) = main::programs('php-cgi');
+ok($old, "php-cgi runs ($old)");
+my $r = http_get('/stuck.php');
+is($r->{status}, 504, 'the stuck request gets 504');
+ok(wait_for(sub { !main::alive($old) }, 30), 'the stuck process is killed');
+ok(wait_for(sub { http_get('/quick.php')->{status} == 200 }, 30), 'a new one serves');
+unlike(http_get('/quick.php')->{body}, qr/ $old$/, 'not the old one');
+like(error_log_text(), qr/process $old is stuck in a request past the pool's timeout; killing it/, 'the log says why');
+--- error_log
+did not finish within the timeout= of rust_pool "php"
+
+
+=== TEST 8: max_requests recycles program processes, and a changed rust_pool line rolls them over on reload, with no request lost
+--- user_files
+>>> www/v.php
+<?php echo $_ENV['VERSION'] ?? getenv('VERSION', true), " ", getmypid(), "\n";
+--- http_config
+rust_pool php program=/usr/bin/php-cgi processes=2 max_requests=5 env=VERSION=one env=PHP_FCGI_MAX_REQUESTS=0;
+--- config
+root $TEST_NGINX_HTML_DIR/www;
+location ~ \.php$ {
+    include rust_fastcgi.conf;
+    rust_fastcgi_pass php;
+}
+--- perl
+my ($bad, %pids) = (0);
+ok(wait_for(sub {
+    my $r = http_get('/v.php');
+    $bad++ unless $r->{status} == 200 && $r->{body} =~ /^one (\d+)$/;
+    $pids{$1}++ if $1;
+    keys %pids > 2;
+}, 60), 'more processes serve than the pool has at once (max_requests=5)');
+is($bad, 0, 'every request is served while processes are recycled');
+like(error_log_text(), qr/recycling process \d+: it served \d+ requests \(max_requests\)/, 'the log says so');
+
+my $conf = servroot() . '/conf/nginx.conf';
+my $text = do { local $/; open my $fh, '<', $conf or die; <$fh> };
+$text =~ s/env=VERSION=one/env=VERSION=two/ or die;
+open my $fh, '>', $conf or die; print $fh $text; close $fh;
+my ($lost, %seen) = (0);
+nginx_reload();
+ok(wait_for(sub {
+    my $r = http_get('/v.php');
+    $lost++ unless $r->{status} == 200;
+    $seen{(split / /, $r->{body})[0]}++;
+    $r->{body} =~ /^two /;
+}, 60), 'after nginx -s reload, the new processes serve');
+is($lost, 0, 'and no request failed meanwhile');
+--- no_error_log
+[error]
+
+
+=== TEST 9: rust_fastcgi_pass to a Python pool fails nginx -t, naming the fix
+--- http_config
+rust_pool py processes=1;
+--- config
+location / { rust_fastcgi_pass py; }
+--- must_die
+--- error_log eval
+qr{rust_fastcgi_pass py: the pool runs Python apps; serve them with rust_wsgi_pool py or rust_wsgi /path/to/app.py pool=py in .*nginx.conf:\d+}
+
+
+=== TEST 10: a Python location cannot use a program pool
+--- http_config
+rust_pool php program=/usr/bin/php-cgi;
+--- config
+location / { rust_wsgi $TEST_NGINX_APPS/hello.py pool=php; }
+--- must_die
+--- error_log eval
+qr{the pool "php" runs the program /usr/bin/php-cgi, not Python apps; send requests to it with rust_fastcgi_pass php in .*nginx.conf:\d+}
+
+
+=== TEST 11: a program that is not there, and Python options on a program pool, fail nginx -t
+--- http_config
+rust_pool php program=/usr/bin/no-such-php-cgi;
+--- must_die
+--- error_log eval
+qr{"rust_pool php": "program=/usr/bin/no-such-php-cgi": "/usr/bin/no-such-php-cgi" does not exist in .*nginx.conf:\d+}
+
+
+=== TEST 12: threads= is for Python pools
+--- http_config
+rust_pool php program=/usr/bin/php-cgi threads=4;
+--- must_die
+--- error_log eval
+qr{"rust_pool php": threads= is for Python pools; a program pool runs its program= as it is in .*nginx.conf:\d+}
+
+
+=== TEST 13: rust_fastcgi_pass to an unknown pool fails nginx -t
+--- config
+location / { rust_fastcgi_pass nowhere; }
+--- must_die
+--- error_log eval
+qr{unknown pool "nowhere"; declare it in the http block with rust_pool nowhere \.\.\. in .*nginx.conf:\d+}
+
+
+=== TEST 14: no program process outlives nginx: not after quit, not after the master is killed
+--- http_config
+rust_pool php program=/usr/bin/php-cgi processes=2;
+rust_pool cgi program=/usr/sbin/fcgiwrap processes=1;
+--- config
+location / { rust_fastcgi_pass php; }
+--- perl
+my @programs = (main::programs('php-cgi'), main::programs('fcgiwrap'));
+is(scalar @programs, 3, 'three program processes run');
+my ($sup) = supervisor_pids();
+my @workers = worker_pids();
+kill 'KILL', nginx_pid();
+ok(nginx_wait_exit(30), 'the master is gone');
+ok(wait_for(sub { !main::alive(@programs, $sup) }, 30), 'the supervisor and every program process followed it');
+ok(wait_for(sub { !-e "/tmp/ngx-rust-gateway.$sup" }, 30), 'and the sockets\' directory is gone');
+kill 'KILL', @workers;
