@@ -6,6 +6,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
+# php-cgi for the example PHP pool (nginx-conf/php/).
+ensure_packages php-cgi
 ci/build.sh
 mkdir -p target/run
 
