@@ -4,7 +4,7 @@
 //! configuration; the settings then travel to the supervisor in the plan.
 //!
 //! ```nginx
-//! rust_pool NAME [app=PATH[:CALLABLE]] [processes=N] [threads=N] [spin=TIME]
+//! rust_pool NAME [app=PATH[:CALLABLE]] [processes=N] [min_processes=N] [idle_timeout=TIME] [threads=N] [spin=TIME]
 //!                [home=DIR] [path=DIR]... [env=NAME=VALUE]...
 //!                [max_requests=N] [max_requests_jitter=N] [max_lifetime=TIME] [max_rss=SIZE]
 //!                [timeout=TIME] [queue_timeout=TIME] [user=USER[:GROUP]] [reload=script|off|DIR];
@@ -47,8 +47,17 @@ pub struct PoolSpec {
     /// The ASGI apps of locations that use the pool (`rust_asgi ... pool=`).
     #[serde(default)]
     pub asgi_apps: Vec<AppSpec>,
-    /// Over all of nginx, not per worker.
+    /// Over all of nginx, not per worker: the most the pool runs.
     pub processes: u32,
+    /// The fewest it runs (`min_processes=`; = `processes` when not
+    /// given: a static pool). Between the two, processes start while
+    /// requests wait and stop after `idle_timeout`; 0 starts the first on
+    /// the first request (php-fpm's `pm = ondemand`).
+    #[serde(default)]
+    pub min_processes: u32,
+    /// How long a process beyond `min_processes` may stay idle.
+    #[serde(default)]
+    pub idle_timeout_ms: u64,
     pub threads: u32,
     /// How long a thread that runs out of requests looks for the next
     /// before it sleeps (`rust_wsgi_spin`), in µs.
@@ -95,6 +104,13 @@ impl PoolSpec {
     /// As `rust_wsgi_read_timeout`.
     pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
     pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 30_000;
+    /// As php-fpm's `pm.process_idle_timeout`.
+    pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10_000;
+
+    /// Whether the number of processes follows demand.
+    pub fn scales(&self) -> bool {
+        self.min_processes < self.processes
+    }
 
     fn new(name: &str) -> PoolSpec {
         PoolSpec {
@@ -103,6 +119,8 @@ impl PoolSpec {
             has_own_app: false,
             asgi_apps: Vec::new(),
             processes: Self::DEFAULT_PROCESSES,
+            min_processes: Self::DEFAULT_PROCESSES,
+            idle_timeout_ms: Self::DEFAULT_IDLE_TIMEOUT_MS,
             threads: Self::DEFAULT_THREADS,
             spin_us: crate::wsgi::conf::WsgiMainConf::DEFAULT_SPIN_US,
             python: PythonSettings::default(),
@@ -316,6 +334,7 @@ pub fn parse_options(name: &str, options: &[String], resolve: impl Fn(&str) -> P
     let mut spec = PoolSpec::new(name);
     let mut home = None;
     let (mut args, mut cwd) = (Vec::new(), None);
+    let mut min_processes = None;
     // Options only a Python pool takes, as given.
     let mut python_only: Vec<&str> = Vec::new();
     for option in options {
@@ -348,6 +367,8 @@ pub fn parse_options(name: &str, options: &[String], resolve: impl Fn(&str) -> P
                 spec.has_own_app = true;
             }
             "processes" => spec.processes = bounded(option, number()?, 1, 128)? as u32,
+            "min_processes" => min_processes = Some(bounded(option, number()?, 0, 128)? as u32),
+            "idle_timeout" => spec.idle_timeout_ms = time()?.max(1),
             "threads" => spec.threads = bounded(option, number()?, 1, 1024)? as u32,
             "spin" => {
                 spec.spin_us = crate::wsgi::conf::parse_spin(value)
@@ -408,6 +429,13 @@ pub fn parse_options(name: &str, options: &[String], resolve: impl Fn(&str) -> P
     if let Some(home) = home {
         spec.python.home = Some(Home::inspect(&home).map_err(|e| format!("home=: {e}"))?);
     }
+    spec.min_processes = match min_processes {
+        Some(min) if min > spec.processes => {
+            return Err(format!("min_processes={min} is above processes={}, the most the pool runs", spec.processes))
+        }
+        Some(min) => min,
+        None => spec.processes,
+    };
     if spec.max_requests_jitter > 0 && spec.max_requests == 0 {
         return Err("max_requests_jitter needs max_requests".into());
     }
@@ -566,6 +594,16 @@ mod tests {
         assert!(parse(&["max_requests_jitter=5"]).unwrap_err().contains("needs max_requests"));
         assert!(parse(&["user=no-such-user-here"]).unwrap_err().contains("no user"));
         assert!(parse_options("a/b", &[], |p: &str| PathBuf::from(p)).unwrap_err().contains("not a valid pool name"));
+    }
+
+    #[test]
+    fn scaling() {
+        let spec = parse(&["processes=8"]).unwrap();
+        assert_eq!((spec.min_processes, spec.scales()), (8, false));
+        let spec = parse(&["processes=8", "min_processes=0", "idle_timeout=30s"]).unwrap();
+        assert_eq!((spec.min_processes, spec.idle_timeout_ms, spec.scales()), (0, 30_000, true));
+        assert_eq!(parse(&["processes=4", "min_processes=2"]).unwrap().idle_timeout_ms, 10_000);
+        assert!(parse(&["processes=2", "min_processes=3"]).unwrap_err().contains("above processes=2"));
     }
 
     #[test]

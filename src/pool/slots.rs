@@ -87,6 +87,15 @@ pub struct PoolEntry {
     /// Requests waiting in nginx's workers for a process that can take
     /// them (each worker counts its own in and out).
     pub waiting: AtomicU32,
+    /// Scaling, as the supervisor sees it: the processes it wants now,
+    /// between `min_processes` and `processes` (both also here).
+    pub wanted: AtomicU32,
+    pub min: AtomicU32,
+    pub max: AtomicU32,
+    /// Processes started because requests waited, and stopped because
+    /// they were idle.
+    pub scale_ups: AtomicU64,
+    pub idle_stops: AtomicU64,
 }
 
 #[repr(C)]

@@ -506,3 +506,88 @@ ok(nginx_wait_exit(30), 'the master is gone');
 ok(wait_for(sub { !main::alive(@programs, $sup) }, 30), 'the supervisor and every program process followed it');
 ok(wait_for(sub { !-e "/tmp/ngx-rust-gateway.$sup" }, 30), 'and the sockets\' directory is gone');
 kill 'KILL', @workers;
+
+
+=== TEST 15: a pool that scales: a burst grows it to its maximum and no further, idle processes stop, and the status shows each step
+--- user_files
+>>> www/gate.php
+<?php
+$f = $_GET['f']; $n = 0;
+while (!file_exists($f) && $n++ < 600) { usleep(50000); }
+echo "released ", getmypid(), "\n";
+--- http_config
+rust_pool php program=/usr/bin/php-cgi processes=3 min_processes=1 idle_timeout=1s env=PHP_FCGI_MAX_REQUESTS=0;
+--- config
+root $TEST_NGINX_HTML_DIR/www;
+location ~ \.php$ {
+    include rust_fastcgi.conf;
+    rust_fastcgi_pass php;
+}
+location = /status { rust_pool_status; }
+--- perl
+my $pool;
+ok(wait_for(sub { $pool = main::pool_status('php'); $pool->{running} == 1 }, 30), 'it starts with min_processes=1');
+is_deeply([@$pool{qw(min max wanted)}], [1, 3, 1], 'the status says min 1, max 3, wanted 1');
+my $gate = servroot() . '/tmp/gate-open';
+my @held = map { http_start(build_request("GET /gate.php?f=$gate&n=$_")) } 1 .. 5;
+ok(wait_for(sub { $pool = main::pool_status('php'); $pool->{busy} == 3 && $pool->{waiting} == 2 }, 30),
+    'five held requests: three processes busy, two requests waiting');
+is($pool->{wanted}, 3, 'the pool grew to its maximum');
+is($pool->{scale_ups}, 2, 'by two processes');
+is($pool->{running}, 3, 'and no further, with requests still waiting');
+open my $fh, '>', $gate or die; close $fh;
+my @done = map { http_finish($_) } @held;
+is_deeply([map { $_->{status} } @done], [(200) x 5], 'every held request is served');
+ok(wait_for(sub { $pool = main::pool_status('php'); $pool->{running} == 1 && $pool->{wanted} == 1 }, 30),
+    'once idle for idle_timeout, the pool shrinks back to min_processes');
+is($pool->{idle_stops}, 2, 'two idle processes stopped');
+is(scalar(main::programs('php-cgi')), 1, 'and are gone');
+like(error_log_text(), qr/request\(s\) waiting; growing to 3 of 3 processes/, 'the log says when it grew');
+like(error_log_text(), qr/was idle for 1000 ms; shrinking to 1 processes/, 'and when it shrank');
+--- no_error_log
+[error]
+
+
+=== TEST 16: min_processes=0 starts the first process on the first request (php-fpm's ondemand), and stops it when idle
+--- user_files
+>>> www/pid.php
+<?php echo "pid ", getmypid(), "\n";
+--- http_config
+rust_pool php program=/usr/bin/php-cgi processes=2 min_processes=0 idle_timeout=1s env=PHP_FCGI_MAX_REQUESTS=0;
+--- config
+root $TEST_NGINX_HTML_DIR/www;
+location ~ \.php$ {
+    include rust_fastcgi.conf;
+    rust_fastcgi_pass php;
+}
+location = /status { rust_pool_status; }
+--- perl
+my $pool = main::pool_status('php');
+is($pool->{running}, 0, 'no process runs before the first request');
+is(scalar(main::programs('php-cgi')), 0, 'none at all');
+my $r = http_get('/pid.php');
+is($r->{status}, 200, 'the first request is served');
+like($r->{body}, qr/^pid \d+$/, 'by a process started for it');
+ok(wait_for(sub { main::pool_status('php')->{running} == 0 }, 30), 'which stops once idle');
+is(http_get('/pid.php')->{status}, 200, 'and the next request starts one again');
+--- no_error_log
+[error]
+
+
+=== TEST 17: a Python pool scales too: a request waiting for a thread grows it
+--- http_config
+rust_pool py processes=2 min_processes=1 threads=1 idle_timeout=1s;
+--- config
+location / { rust_wsgi $TEST_NGINX_APPS/gate.py pool=py; }
+location = /status { rust_pool_status; }
+--- perl
+my $pool;
+ok(wait_for(sub { $pool = main::pool_status('py'); $pool->{running} == 1 }, 30), 'one process to start with');
+my $gate = servroot() . '/tmp/gate-open';
+my @held = map { http_start(build_request("GET /?gate=$gate")) } 1 .. 2;
+ok(wait_for(sub { $pool = main::pool_status('py'); $pool->{running} == 2 }, 60),
+    'a second request waiting for the only thread starts a second process');
+is($pool->{scale_ups}, 1, 'the status counts it');
+open my $fh, '>', $gate or die; close $fh;
+is_deeply([map { http_finish($_)->{status} } @held], [200, 200], 'both are served');
+ok(wait_for(sub { main::pool_status('py')->{running} == 1 }, 30), 'and the idle one stops again');

@@ -52,6 +52,13 @@ const PROBE_WAIT: Duration = Duration::from_millis(500);
 /// request is over (it is told to stop only then: a FastCGI program may
 /// end a request it is serving when it gets SIGTERM).
 const IDLE_CHECK: Duration = Duration::from_millis(20);
+/// How often a pool whose size follows demand is looked at: whether
+/// requests wait, and which processes are idle.
+const SCALE_CHECK: Duration = Duration::from_millis(20);
+/// New processes for waiting requests start one at a time (the next once
+/// the last is ready) and at least this far apart, so that a burst does
+/// not fork a pool's maximum at once.
+const SCALE_UP_GAP: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -84,6 +91,10 @@ struct Proc {
     probe: Option<Probe>,
     /// A program process told to drain: SIGTERM once its requests are over.
     term_when_idle: bool,
+    /// Since when it has had no request (as last looked at), and its count
+    /// of requests then: a pool that scales stops processes idle too long.
+    idle_since: Option<Instant>,
+    last_served: u64,
 }
 
 /// The question a new program process is asked: how many requests it
@@ -155,6 +166,11 @@ struct Pool {
     failures: u32,
     /// No new process before this (backoff).
     next_start: Instant,
+    /// The processes it runs now: `processes` for a static pool; between
+    /// `min_processes` and `processes` for one that scales.
+    wanted: usize,
+    /// When it last grew for waiting requests.
+    grown_at: Instant,
 }
 
 struct Supervisor {
@@ -231,6 +247,9 @@ impl Supervisor {
                 deadline = deadline.min(now + IDLE_CHECK);
             }
         }
+        if self.pools.iter().any(|p| p.spec.scales()) {
+            deadline = deadline.min(now + SCALE_CHECK);
+        }
         let timeout = deadline.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32;
 
         let mut fds: Vec<libc::pollfd> = Vec::new();
@@ -282,6 +301,7 @@ impl Supervisor {
         }
         let now = Instant::now();
         self.check_programs(now);
+        self.scale(now);
         if now >= self.next_tick {
             self.next_tick = now + TICK;
             self.tick();
@@ -362,7 +382,8 @@ impl Supervisor {
             match self.pools.iter_mut().find(|p| p.spec.name == spec.name) {
                 Some(pool) if pool.spec == *spec => {}
                 Some(pool) => {
-                    let rolling = pool.spec.processes != spec.processes && same_except_count(&pool.spec, spec);
+                    let rolling = same_except_count(&pool.spec, spec);
+                    pool.wanted = if spec.scales() { pool.wanted.clamp(spec.min_processes as usize, spec.processes as usize) } else { spec.processes as usize };
                     pool.spec = spec.clone();
                     pool.failures = 0;
                     if !rolling {
@@ -386,6 +407,8 @@ impl Supervisor {
                         broken: false,
                         failures: 0,
                         next_start: Instant::now(),
+                        wanted: spec.min_processes as usize,
+                        grown_at: Instant::now(),
                     });
                 }
             }
@@ -426,7 +449,7 @@ impl Supervisor {
         for i in 0..self.pools.len() {
             let (name, generation, want) = {
                 let pool = &self.pools[i];
-                (pool.spec.name.clone(), pool.generation, pool.spec.processes as usize)
+                (pool.spec.name.clone(), pool.generation, pool.wanted)
             };
             let current = |p: &Proc| p.pool == name && p.generation == generation && p.retire.is_none() && p.phase != Phase::Draining;
             let live: Vec<&Proc> = self.procs.iter().filter(|p| current(p)).collect();
@@ -514,6 +537,8 @@ impl Supervisor {
                     partial: Vec::new(),
                     probe,
                     term_when_idle: false,
+                    idle_since: None,
+                    last_served: 0,
                 });
                 if program && self.procs.last().is_some_and(|p| p.probe.is_none()) {
                     self.program_ready(child.pid, 1);
@@ -586,6 +611,82 @@ impl Supervisor {
             proc.retire = Some("stuck".into());
             // SAFETY: our own child's process group.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Pools whose size follows demand: one more process while requests
+    /// wait (one at a time, [`SCALE_UP_GAP`] apart), and one fewer when a
+    /// process beyond `min_processes` has been idle for `idle_timeout`.
+    /// A request waits in nginx's worker for a program (whose processes
+    /// take a fixed number) or for a pool with no ready process, and in the
+    /// process for a Python thread: both count.
+    fn scale(&mut self, now: Instant) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for proc in &mut self.procs {
+            let slot = &self.table.slots[proc.slot];
+            let (active, served) = (slot.active.load(Relaxed), slot.served.load(Relaxed));
+            if active > 0 {
+                proc.idle_since = None;
+            } else if served != proc.last_served || proc.idle_since.is_none() {
+                proc.idle_since = Some(now);
+            }
+            proc.last_served = served;
+        }
+        for i in 0..self.pools.len() {
+            let pool = &self.pools[i];
+            let spec = &pool.spec;
+            let entry = &self.table.pools[pool.index];
+            entry.min.store(spec.min_processes, Relaxed);
+            entry.max.store(spec.processes, Relaxed);
+            entry.wanted.store(pool.wanted as u32, Relaxed);
+            if !spec.scales() || self.channel.is_none() {
+                continue;
+            }
+            let mine = |p: &&Proc| p.pool == spec.name && p.phase != Phase::Draining && p.retire.is_none();
+            let starting = self.procs.iter().filter(mine).any(|p| p.phase == Phase::Starting);
+            let in_processes: usize = if spec.program.is_some() {
+                0
+            } else {
+                self.procs
+                    .iter()
+                    .filter(mine)
+                    .map(|p| (self.table.slots[p.slot].active.load(Relaxed) as usize).saturating_sub(spec.threads as usize))
+                    .sum()
+            };
+            let waiting = entry.waiting.load(Relaxed) as usize + in_processes;
+            if waiting > 0 && pool.wanted < spec.processes as usize && !starting && pool.failures == 0 && now >= pool.grown_at + SCALE_UP_GAP {
+                let pool = &mut self.pools[i];
+                pool.wanted += 1;
+                pool.grown_at = now;
+                entry.scale_ups.fetch_add(1, Relaxed);
+                self.log.write(
+                    Level::Info,
+                    &format!("rust_pool \"{}\": {waiting} request(s) waiting; growing to {} of {} processes", pool.spec.name, pool.wanted, pool.spec.processes),
+                );
+                continue;
+            }
+            if pool.wanted <= spec.min_processes as usize || waiting > 0 {
+                continue;
+            }
+            let idle_for = Duration::from_millis(spec.idle_timeout_ms);
+            let longest = self
+                .procs
+                .iter()
+                .filter(mine)
+                .filter(|p| p.phase == Phase::Ready)
+                .filter_map(|p| Some((p.idle_since?, p.pid)))
+                .filter(|(since, _)| now.saturating_duration_since(*since) >= idle_for)
+                .min();
+            if let Some((_, pid)) = longest {
+                let pool = &mut self.pools[i];
+                pool.wanted -= 1;
+                entry.idle_stops.fetch_add(1, Relaxed);
+                self.log.write(
+                    Level::Info,
+                    &format!("rust_pool \"{}\": process {pid} was idle for {} ms; shrinking to {} processes", pool.spec.name, pool.spec.idle_timeout_ms, pool.wanted),
+                );
+                self.drain(pid, None);
+            }
         }
     }
 
@@ -868,9 +969,13 @@ fn code_mtime(spec: &PoolSpec) -> Option<SystemTime> {
     }
 }
 
+/// Whether only the pool's size changed (which starts or stops processes,
+/// and replaces none).
 fn same_except_count(a: &PoolSpec, b: &PoolSpec) -> bool {
     let mut a = a.clone();
     a.processes = b.processes;
+    a.min_processes = b.min_processes;
+    a.idle_timeout_ms = b.idle_timeout_ms;
     a == *b
 }
 

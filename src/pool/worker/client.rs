@@ -192,7 +192,8 @@ struct PoolRequest {
     /// A request to a program: its params, encoded (see
     /// [`write_program_params`]).
     program_params: Option<Vec<u8>>,
-    /// In this worker's queue for a place in a program process.
+    /// Counted in its pool's `waiting`: no process could take it yet (and,
+    /// for a program, in this worker's line for a place).
     queued: bool,
     /// It passed the timeout in a program process: the process is stuck,
     /// and its place stays taken until the supervisor replaces it.
@@ -258,15 +259,23 @@ impl PoolRequest {
                     Err(_) => continue,
                 },
             };
+            self.leave_queue(table, pool);
             self.attach(conn, Dispatched { index, serial, pid });
             return;
         }
         if table.pools[pool].failing.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            self.leave_queue(table, pool);
             let events = self.fail(
                 503,
                 format!("rust_pool \"{name}\" is in a crash loop: its processes die before they are ready (see the error log)"),
             );
             return self.post(events);
+        }
+        // No ready process: counted as waiting, which makes a pool that
+        // scales start one (and one with min_processes=0 its first).
+        if !self.queued {
+            self.queued = true;
+            table.pools[pool].waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.wait();
     }
@@ -636,11 +645,11 @@ impl Source for PoolRequest {
                 }
             });
         }
+        let table = slots::table();
+        if let Some((table, pool)) = table.and_then(|t| Some((t, t.pool_index(self.target.name.as_bytes())?))).filter(|_| self.queued) {
+            self.leave_queue(table, pool);
+        }
         if self.target.program {
-            let table = slots::table();
-            if let Some((table, pool)) = table.and_then(|t| Some((t, t.pool_index(self.target.name.as_bytes())?))) {
-                self.leave_queue(table, pool);
-            }
             if let (Some(table), Some(slot)) = (table, &slot) {
                 let s = &table.slots[slot.index];
                 // A reused slot is another process's: its places are not ours.

@@ -25,6 +25,18 @@ struct PoolStatus {
     /// Requests waiting in nginx's workers for a place in a process (a
     /// program pool's processes take a fixed number at once).
     waiting: u32,
+    /// Scaling: the processes the supervisor wants now, between `min` and
+    /// `max` (equal for a static pool); how many run (ready or draining),
+    /// how many of those have requests and how many none; processes
+    /// started for waiting requests, and stopped for being idle.
+    wanted: u32,
+    min: u32,
+    max: u32,
+    running: u32,
+    busy: u32,
+    idle: u32,
+    scale_ups: u64,
+    idle_stops: u64,
     processes: Vec<ProcessStatus>,
 }
 
@@ -50,7 +62,7 @@ fn snapshot(table: &Table) -> Vec<PoolStatus> {
     let mut pools: Vec<PoolStatus> = Vec::new();
     for (index, entry) in table.pools.iter().enumerate() {
         let Some(name) = entry.name() else { continue };
-        let processes = table
+        let processes: Vec<ProcessStatus> = table
             .slots
             .iter()
             .filter(|s| s.state() != State::Empty && s.pool.load(Relaxed) as usize == index)
@@ -69,12 +81,22 @@ fn snapshot(table: &Table) -> Vec<PoolStatus> {
                 }
             })
             .collect();
+        let serving: Vec<&ProcessStatus> = processes.iter().filter(|p: &&ProcessStatus| p.state == "ready" || p.state == "draining").collect();
+        let busy = serving.iter().filter(|p| p.active > 0).count() as u32;
         pools.push(PoolStatus {
             name: String::from_utf8_lossy(&name).into_owned(),
             threads: Some(entry.threads.load(Relaxed)).filter(|&t| t > 0),
             failing: entry.failing.load(Relaxed) != 0,
             restarts: entry.restarts.load(Relaxed),
             waiting: entry.waiting.load(Relaxed),
+            wanted: entry.wanted.load(Relaxed),
+            min: entry.min.load(Relaxed),
+            max: entry.max.load(Relaxed),
+            running: serving.len() as u32,
+            busy,
+            idle: serving.len() as u32 - busy,
+            scale_ups: entry.scale_ups.load(Relaxed),
+            idle_stops: entry.idle_stops.load(Relaxed),
             processes,
         });
     }
@@ -83,10 +105,15 @@ fn snapshot(table: &Table) -> Vec<PoolStatus> {
 
 fn prometheus(pools: &[PoolStatus]) -> String {
     let mut out = String::new();
-    let metrics: [(&str, &str, &str); 7] = [
+    let metrics: [(&str, &str, &str); 12] = [
         ("rust_pool_restarts_total", "counter", "Processes restarted after they died or were recycled."),
         ("rust_pool_failing", "gauge", "1 while the pool is in a crash loop."),
         ("rust_pool_waiting_requests", "gauge", "Requests waiting for a place in a process."),
+        ("rust_pool_processes_wanted", "gauge", "Processes the supervisor wants now, between the pool's min and max."),
+        ("rust_pool_processes_busy", "gauge", "Running processes that have requests."),
+        ("rust_pool_processes_idle", "gauge", "Running processes that have none."),
+        ("rust_pool_scale_ups_total", "counter", "Processes started because requests waited."),
+        ("rust_pool_idle_stops_total", "counter", "Processes stopped because they were idle."),
         ("rust_pool_process_requests_total", "counter", "Requests a process has served."),
         ("rust_pool_process_active_requests", "gauge", "Requests a process is serving now."),
         ("rust_pool_process_resident_memory_bytes", "gauge", "Resident memory of a process."),
@@ -103,8 +130,17 @@ fn prometheus(pools: &[PoolStatus]) -> String {
                 "rust_pool_failing" => {
                     let _ = writeln!(out, "{name}{{pool=\"{p}\"}} {}", u8::from(pool.failing));
                 }
-                "rust_pool_waiting_requests" => {
-                    let _ = writeln!(out, "{name}{{pool=\"{p}\"}} {}", pool.waiting);
+                "rust_pool_waiting_requests" | "rust_pool_processes_wanted" | "rust_pool_processes_busy" | "rust_pool_processes_idle"
+                | "rust_pool_scale_ups_total" | "rust_pool_idle_stops_total" => {
+                    let value = match name {
+                        "rust_pool_waiting_requests" => u64::from(pool.waiting),
+                        "rust_pool_processes_wanted" => u64::from(pool.wanted),
+                        "rust_pool_processes_busy" => u64::from(pool.busy),
+                        "rust_pool_processes_idle" => u64::from(pool.idle),
+                        "rust_pool_scale_ups_total" => pool.scale_ups,
+                        _ => pool.idle_stops,
+                    };
+                    let _ = writeln!(out, "{name}{{pool=\"{p}\"}} {value}");
                 }
                 _ => {
                     for proc in &pool.processes {
