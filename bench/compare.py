@@ -18,6 +18,7 @@ import sys
 OURS = {
     "rust_wsgi": ["granian", "mod_wsgi", "uwsgi", "gunicorn"],
     "rust_pool": ["uwsgi", "gunicorn"],
+    "rust_pool-php": ["php-fpm"],
     "rust_cgi": ["fcgiwrap"],
     "rust_asgi": ["uvicorn-alone", "granian-asgi-alone", "uvicorn", "granian-asgi"],
 }

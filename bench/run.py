@@ -3,7 +3,7 @@
 
 Run through ci/bench.sh, which installs the peers first. Every peer gets the
 same budget of 2 worker processes and serves the same bytes (bench/apps,
-bench/cgi-bin). Rounds interleave the peers, each measurement after a
+bench/cgi-bin, bench/php). Rounds interleave the peers, each measurement after a
 warm-up; the tables report medians, ratios to nginx's own `return 200` (or
 the same bytes as a static file) and to the classic pairing measured in the
 same round, round wins, p50 and p99 latency, and each peer's memory.
@@ -13,6 +13,7 @@ ratios first and the absolute numbers second.
 """
 import argparse
 import datetime
+import glob
 import json
 import os
 import platform
@@ -47,6 +48,21 @@ ASGI_WORKLOADS = [
     ("ws-echo", "/ws", "wsbench", None),
 ]
 WSBENCH = os.path.join(BENCH, "wsbench/target/release/wsbench")
+# PHP peers: php-cgi in a program pool against php-fpm, 2 PHP processes each.
+PHP_WORKLOADS = [
+    ("php-hello", "/hello.php", None, "nginx return 200"),
+    ("php-64k", "/64k.php", None, "nginx static file"),
+]
+# What each response must be, checked once before measuring.
+EXPECTED = {"/hello": HELLO, "/64k": b"x" * 65536, "/upload": b"1048576", "/hello.php": HELLO, "/64k.php": b"x" * 65536}
+# Every peer and the kind of workload it serves; a run starts only the
+# peers of its workloads' kinds.
+PEERS = {
+    "rust_wsgi": "wsgi", "rust_pool": "wsgi", "uwsgi": "wsgi", "gunicorn": "wsgi", "granian": "wsgi", "mod_wsgi": "wsgi",
+    "fcgiwrap": "cgi", "rust_cgi": "cgi",
+    "rust_asgi": "asgi", "uvicorn": "asgi", "granian-asgi": "asgi", "uvicorn-alone": "asgi", "granian-asgi-alone": "asgi",
+    "rust_pool-php": "php", "php-fpm": "php",
+}
 
 
 def started(pid):
@@ -161,6 +177,7 @@ class Bench:
         # Outside the checkout: worker processes run as nobody.
         shutil.copytree(os.path.join(BENCH, "apps"), self.path("apps"))
         shutil.copytree(os.path.join(BENCH, "cgi-bin"), self.path("cgi-bin"))
+        shutil.copytree(os.path.join(BENCH, "php"), self.path("php"))
         os.makedirs(self.path("html"))
         os.makedirs(self.path("tmp"))
         with open(os.path.join(self.work, "html/64k"), "wb") as f:
@@ -224,8 +241,10 @@ http {
         add(self.nginx("nginx", "baseline", """
         location = /hello { return 200 "Hello, world!"; }
         location = /64k { root %s; }
+        location = /hello.php { return 200 "Hello, world!"; }
+        location = /64k.php { alias %s/64k; }
         %s
-        """ % (self.path("html"), read_body_location("/upload", self.path("html")))))
+        """ % (self.path("html"), self.path("html"), read_body_location("/upload", self.path("html")))))
         if "rust_wsgi" in want:
             add(self.nginx("rust_wsgi", "wsgi", "location / { rust_wsgi %s/bench.py; }" % apps))
         if "rust_pool" in want:
@@ -305,8 +324,36 @@ http {
             add(peer)
         if "rust_cgi" in want:
             add(self.nginx("rust_cgi", "cgi", "location /cgi-bin/ { root %s; rust_cgi; }" % self.work))
+        # PHP: 2 php-cgi processes in a program pool, against nginx ->
+        # php-fpm with 2 children (pm = static), as Debian ships both and
+        # as their docs configure them.
+        php = self.path("php")
+        if "rust_pool-php" in want and os.path.exists("/usr/bin/php-cgi"):
+            # rust_fastcgi.conf includes rust_fastcgi_params by a path
+            # relative to nginx.conf's directory: both go beside it.
+            os.makedirs(self.path("rust_pool-php"), exist_ok=True)
+            for f in ("rust_fastcgi.conf", "rust_fastcgi_params"):
+                shutil.copy(os.path.join(ROOT, "nginx-conf", f), self.path("rust_pool-php", f))
+            add(self.nginx("rust_pool-php", "php", r"""location ~ \.php$ {
+                root %s; include rust_fastcgi.conf; rust_fastcgi_pass php; }""" % php,
+                           http="rust_pool php program=/usr/bin/php-cgi processes=2 env=PHP_FCGI_MAX_REQUESTS=0;"))
+        if "php-fpm" in want and php_fpm():
+            s = os.path.join(sock, "php-fpm.sock")
+            peer = self.nginx("php-fpm", "php", r"""location ~ \.php$ {
+                root %s; include %s; fastcgi_pass unix:%s; }""" % (php, fastcgi_conf(), s))
+            d = self.path("php-fpm")
+            conf = os.path.join(d, "php-fpm.conf")
+            with open(conf, "w") as f:
+                f.write(PHP_FPM_CONF % {"d": d, "sock": s, "user": (
+                    "user = nobody\ngroup = nogroup\nlisten.owner = nobody\nlisten.group = nogroup" if self.user else "")})
+            # Its own master in the foreground, with Debian's php.ini and
+            # conf.d for php-fpm (as php-cgi gets its own, the same files),
+            # never Debian's service or its pool.d.
+            peer.spawn([php_fpm(), "--nodaemonize", "--fpm-config", conf], os.path.join(d, "stderr.log"))
+            add(peer)
         self.peers = started
-        for sockname in ("uwsgi.sock", "gunicorn.sock", "fcgiwrap.sock", "uvicorn.sock", "granian-asgi.sock"):
+        for sockname in ("uwsgi.sock", "gunicorn.sock", "fcgiwrap.sock", "uvicorn.sock", "granian-asgi.sock",
+                         "php-fpm.sock"):
             deadline = time.time() + 10
             while any(p.name == sockname.rsplit(".", 1)[0] for p in started) and not os.path.exists(os.path.join(sock, sockname)):
                 if time.time() > deadline:
@@ -368,7 +415,7 @@ WSGIScriptAlias / %(apps)s/bench.py
             argv[1:1] = ["--data-binary", "@-"]
         out = subprocess.run(argv, input=b"a" * 1048576 if post else None, capture_output=True).stdout
         body, code = out[:-3], out[-3:]
-        expected = {"/hello": HELLO, "/64k": b"x" * 65536, "/upload": b"1048576"}.get(path, HELLO)
+        expected = EXPECTED.get(path, HELLO)
         if code != b"200" or body != expected:
             sys.exit("%s answered %s %r to %s, not the expected bytes (logs in %s)" % (
                 peer.name, code.decode(), body[:60], path, self.work))
@@ -416,6 +463,9 @@ WSGIScriptAlias / %(apps)s/bench.py
             if name in a.workloads:
                 kinds = ("baseline", "asgi") if script is None else ("asgi",)
                 plans.append((name, path, script, [p for p in self.peers if p.kind in kinds]))
+        for name, path, script, _ in PHP_WORKLOADS:
+            if name in a.workloads:
+                plans.append((name, path, script, [p for p in self.peers if p.kind in ("baseline", "php")]))
         for name, path, script, peers in plans:
             for peer in peers:
                 if script != "wsbench":
@@ -497,6 +547,43 @@ def uwsgi_params():
     return write_params("uwsgi_params", "uwsgi_param")
 
 
+def fastcgi_conf():
+    """nginx's fastcgi.conf: fastcgi_params plus SCRIPT_FILENAME, as PHP
+    sites include it."""
+    for path in ("/etc/nginx/fastcgi.conf", os.path.join(ROOT, "target/nginx/conf/fastcgi.conf")):
+        if os.path.exists(path):
+            return path
+    path = write_params("fastcgi.conf", "fastcgi_param")
+    with open(path, "a") as f:
+        f.write("fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n"
+                "fastcgi_param REDIRECT_STATUS 200;\n")
+    return path
+
+
+def php_fpm():
+    """Debian's php-fpm binary (php-fpm8.2 on bookworm), or None."""
+    found = sorted(glob.glob("/usr/sbin/php-fpm[0-9]*"))
+    return found[-1] if found else shutil.which("php-fpm")
+
+
+# php-fpm's master and one static pool of 2 children on a unix socket in the
+# work directory; the rest as Debian's www.conf leaves it (no access log,
+# pm.max_requests 0, clear_env yes).
+PHP_FPM_CONF = """[global]
+pid = %(d)s/php-fpm.pid
+error_log = %(d)s/error.log
+log_level = warning
+daemonize = no
+
+[bench]
+%(user)s
+listen = %(sock)s
+listen.mode = 0660
+pm = static
+pm.max_children = 2
+"""
+
+
 def fastcgi_params():
     for path in ("/etc/nginx/fastcgi_params",):
         if os.path.exists(path):
@@ -521,9 +608,10 @@ def summarize(results, memory, workers, args):
     """The tables (Markdown) and the machine-readable summary."""
     md, summary = [], {}
     for name, by_conns in results.items():
-        classic, base = {"cgi": ("fcgiwrap", None), "asgi": ("uvicorn", "nginx"), "ws": ("uvicorn", None)}.get(
+        classic, base = {"cgi": ("fcgiwrap", None), "asgi": ("uvicorn", "nginx"), "ws": ("uvicorn", None),
+                         "php": ("php-fpm", "nginx")}.get(
             name.split("-")[0], ("uwsgi", "nginx"))
-        baseline_what = next((w[3] for w in WSGI_WORKLOADS + ASGI_WORKLOADS if w[0] == name), None)
+        baseline_what = next((w[3] for w in WSGI_WORKLOADS + ASGI_WORKLOADS + PHP_WORKLOADS if w[0] == name), None)
         for conns, by_peer in by_conns.items():
             rounds = len(next(iter(by_peer.values())))
             best = [max(by_peer, key=lambda p: by_peer[p][i]["rps"] if p != base else -1) for i in range(rounds)]
@@ -593,19 +681,20 @@ def main():
     p.add_argument("--conns", type=lambda s: [int(c) for c in s.split(",")], default=[32, 1])
     p.add_argument("--workloads", type=lambda s: s.split(","),
                    default=["hello", "64k", "upload", "cgi-sh", "cgi-py", "asgi-hello", "asgi-64k", "asgi-upload",
-                            "ws-echo"])
-    p.add_argument("--peers", type=lambda s: s.split(","),
-                   default=["rust_wsgi", "rust_pool", "uwsgi", "gunicorn", "granian", "mod_wsgi", "fcgiwrap", "rust_cgi",
-                            "rust_asgi", "uvicorn", "granian-asgi", "uvicorn-alone", "granian-asgi-alone"])
+                            "ws-echo", "php-hello", "php-64k"])
+    p.add_argument("--peers", type=lambda s: s.split(","), default=list(PEERS))
     p.add_argument("--venv", default=os.environ.get("RGW_BENCH_VENV", "/tmp/ngx-rust-gateway-bench-venv"))
-    p.add_argument("--out", default=os.path.join(BENCH, "results"))
+    p.add_argument("--out", default=os.path.join(BENCH, "results"), help="the directory the tables go to")
+    p.add_argument("--name", default="latest", help="their file names there: NAME.md and NAME.json (default latest)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
     args = p.parse_args()
     if args.rounds < 3:
         print("note: fewer than 3 rounds; medians are rough", file=sys.stderr)
     bench = Bench(args)
     try:
-        bench.start_peers(set(args.peers))
+        kinds = {kind for ws, kind in ((WSGI_WORKLOADS, "wsgi"), (CGI_WORKLOADS, "cgi"), (ASGI_WORKLOADS, "asgi"),
+                                        (PHP_WORKLOADS, "php")) for w in ws if w[0] in args.workloads}
+        bench.start_peers({p for p in args.peers if PEERS.get(p) in kinds})
         print("peers: " + ", ".join("%s (port %d)" % (p.name, p.port) for p in bench.peers), flush=True)
         results, memory, workers = bench.run()
     finally:
@@ -618,9 +707,9 @@ def main():
               "noisy and wrk shares its cores: read the ratios first, the absolute numbers second.\n\n"
               % (stamp, machine(), "ci/bench.sh " + " ".join(sys.argv[1:]), args.rounds, args.duration, args.warmup))
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "latest.md"), "w") as f:
+    with open(os.path.join(args.out, args.name + ".md"), "w") as f:
         f.write(header + table)
-    with open(os.path.join(args.out, "latest.json"), "w") as f:
+    with open(os.path.join(args.out, args.name + ".json"), "w") as f:
         json.dump({"date": stamp, "machine": machine(), "args": vars(args), "summary": summary, "raw": results}, f, indent=1)
     print("\n" + header + table)
     if not args.keep:

@@ -77,6 +77,12 @@ pub struct PoolSpec {
     /// `program=`: the processes run this FastCGI program, not Python.
     #[serde(default)]
     pub program: Option<Program>,
+    /// `listen=`: where the pool also takes FastCGI connections (a stock
+    /// nginx's `fastcgi_pass`), and `allow=`: from whom.
+    #[serde(default)]
+    pub listen: Option<crate::pool::listen::Address>,
+    #[serde(default)]
+    pub allow: crate::pool::listen::AllowList,
 }
 
 /// A FastCGI program, started the way FastCGI says: its listening socket
@@ -133,6 +139,8 @@ impl PoolSpec {
             user: None,
             reload: Reload::Script,
             program: None,
+            listen: None,
+            allow: Default::default(),
         }
     }
 
@@ -353,6 +361,8 @@ pub fn parse_options(name: &str, options: &[String], resolve: impl Fn(&str) -> P
                 spec.program = Some(Program { path, args: Vec::new(), cwd: PathBuf::from("/") });
             }
             "arg" => args.push(value.to_owned()),
+            "listen" => spec.listen = Some(crate::pool::listen::Address::parse(value).map_err(|e| format!("listen={e}"))?),
+            "allow" => spec.allow.add(value).map_err(|e| format!("allow={e}"))?,
             "cwd" => {
                 let dir = resolve(value);
                 if !dir.is_dir() {
@@ -421,8 +431,8 @@ pub fn parse_options(name: &str, options: &[String], resolve: impl Fn(&str) -> P
                 program.cwd = cwd;
             }
         }
-        None if !args.is_empty() || cwd.is_some() => {
-            return Err("arg= and cwd= are for program pools; add program=/path/to/fastcgi-program".into());
+        None if !args.is_empty() || cwd.is_some() || spec.listen.is_some() => {
+            return Err("arg=, cwd= and listen= are for program pools; add program=/path/to/fastcgi-program".into());
         }
         None => {}
     }
@@ -436,6 +446,9 @@ pub fn parse_options(name: &str, options: &[String], resolve: impl Fn(&str) -> P
         Some(min) => min,
         None => spec.processes,
     };
+    if spec.allow != Default::default() && !spec.listen.as_ref().is_some_and(|l| !l.is_unix()) {
+        return Err("allow= is for a pool that listens on a TCP address (listen=); a unix socket is guarded by its file's permissions".into());
+    }
     if spec.max_requests_jitter > 0 && spec.max_requests == 0 {
         return Err("max_requests_jitter needs max_requests".into());
     }
@@ -503,6 +516,14 @@ pub(crate) unsafe extern "C" fn rust_pool(cf: *mut ngx_conf_t, cmd: *mut ngx_com
     // Room for every pool to replace its processes one at a time.
     if (total as usize) * 2 > crate::pool::slots::MAX_SLOTS {
         return conf_error(cf, &format!("\"rust_pool {name}\": more than {} pool processes in all", crate::pool::slots::MAX_SLOTS / 2));
+    }
+    if let Some(address) = &spec.listen {
+        // Opened by nginx like its own listen sockets: kept across reloads,
+        // passed on to a new binary.
+        // SAFETY: `cf` is the configuration being parsed.
+        if let Err(problem) = unsafe { crate::pool::worker::listener::add_listening(cf, &spec, address) } {
+            return conf_error(cf, &format!("\"rust_pool {name}\": listen={address}: {problem}"));
+        }
     }
     pools.pools.push(spec);
     CONF_OK

@@ -305,19 +305,10 @@ was killed by signal 9
 
 
 === TEST 5: a process gets one request at a time: the next waits in line, and the status answers meanwhile
---- user_files
->>> www/gate.php
-<?php
-// Holds the request until the test creates the file (30 s at most).
-$f = $_GET['f']; $n = 0;
-while (!file_exists($f) && $n++ < 600) { usleep(50000); }
-echo "released ", getmypid(), "\n";
->>> www/quick.php
-<?php echo "quick ", getmypid(), "\n";
 --- http_config
 rust_pool one program=/usr/bin/php-cgi processes=1 env=PHP_FCGI_MAX_REQUESTS=0;
 --- config
-root $TEST_NGINX_HTML_DIR/www;
+root $TEST_NGINX_APPS/php;
 location ~ \.php$ {
     include rust_fastcgi.conf;
     rust_fastcgi_pass one;
@@ -344,18 +335,10 @@ is(main::pool_status('one')->{waiting}, 0, 'nothing waits any more');
 
 
 === TEST 6: with two processes, a request goes to the free one while the other is busy
---- user_files
->>> www/gate.php
-<?php
-$f = $_GET['f']; $n = 0;
-while (!file_exists($f) && $n++ < 600) { usleep(50000); }
-echo "released ", getmypid(), "\n";
->>> www/quick.php
-<?php echo "quick ", getmypid(), "\n";
 --- http_config
 rust_pool two program=/usr/bin/php-cgi processes=2 env=PHP_FCGI_MAX_REQUESTS=0;
 --- config
-root $TEST_NGINX_HTML_DIR/www;
+root $TEST_NGINX_APPS/php;
 location ~ \.php$ {
     include rust_fastcgi.conf;
     rust_fastcgi_pass two;
@@ -509,16 +492,10 @@ kill 'KILL', @workers;
 
 
 === TEST 15: a pool that scales: a burst grows it to its maximum and no further, idle processes stop, and the status shows each step
---- user_files
->>> www/gate.php
-<?php
-$f = $_GET['f']; $n = 0;
-while (!file_exists($f) && $n++ < 600) { usleep(50000); }
-echo "released ", getmypid(), "\n";
 --- http_config
 rust_pool php program=/usr/bin/php-cgi processes=3 min_processes=1 idle_timeout=1s env=PHP_FCGI_MAX_REQUESTS=0;
 --- config
-root $TEST_NGINX_HTML_DIR/www;
+root $TEST_NGINX_APPS/php;
 location ~ \.php$ {
     include rust_fastcgi.conf;
     rust_fastcgi_pass php;

@@ -150,10 +150,67 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
     unsafe { engine::handle::<PoolPass>(r) }
 }
 
-struct Dispatched {
-    index: usize,
-    serial: u32,
-    pid: u32,
+/// The process a request went to.
+pub(super) struct Dispatched {
+    pub index: usize,
+    pub serial: u32,
+    pub pid: u32,
+}
+
+/// A place in the ready program process of pool `pool` with the fewest
+/// requests, and a new connection to it; None when every place is taken.
+pub(super) fn take_place(table: &'static slots::Table, pool: usize, log: Log) -> Option<(Conn, Dispatched)> {
+    let mut candidates: Vec<(u32, usize)> = table
+        .claimed()
+        .filter(|(_, s)| {
+            s.state() == State::Ready
+                && s.pool.load(std::sync::atomic::Ordering::Relaxed) as usize == pool
+                && s.capacity.load(std::sync::atomic::Ordering::Relaxed) > s.active.load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .map(|(i, s)| (s.active.load(std::sync::atomic::Ordering::Relaxed), i))
+        .collect();
+    candidates.sort_unstable();
+    for (_, index) in candidates {
+        let slot = &table.slots[index];
+        if !slot.reserve() {
+            continue;
+        }
+        let serial = slot.serial.load(std::sync::atomic::Ordering::Acquire);
+        let pid = slot.pid.load(std::sync::atomic::Ordering::Relaxed);
+        match connect(table.supervisor.load(std::sync::atomic::Ordering::Relaxed), index, serial, true, log) {
+            Ok(conn) => {
+                let _ = slot.busy_since_ms.compare_exchange(0, slots::unix_ms(), std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed);
+                return Some((conn, Dispatched { index, serial, pid }));
+            }
+            Err(_) => slot.release(),
+        }
+    }
+    None
+}
+
+/// Gives back the place [`take_place`] took (`served`: its request was
+/// answered), unless the slot went to another process meanwhile.
+pub(super) fn give_back(table: &slots::Table, place: &Dispatched, served: bool) {
+    let s = &table.slots[place.index];
+    if s.serial.load(std::sync::atomic::Ordering::Acquire) != place.serial {
+        return;
+    }
+    if served {
+        s.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    s.busy_since_ms.store(0, std::sync::atomic::Ordering::Relaxed);
+    s.release();
+}
+
+/// A request to it passed the pool's timeout: it takes no more requests,
+/// and the supervisor kills it.
+pub(super) fn mark_stuck(table: &slots::Table, place: &Dispatched) -> bool {
+    let s = &table.slots[place.index];
+    if s.serial.load(std::sync::atomic::Ordering::Acquire) != place.serial {
+        return false;
+    }
+    s.stuck.store(1, std::sync::atomic::Ordering::Relaxed);
+    true
 }
 
 struct PoolRequest {
@@ -286,35 +343,13 @@ impl PoolRequest {
     fn dispatch_program(&mut self, table: &'static slots::Table, pool: usize) {
         let first_in_line = QUEUE.with_borrow(|q| q.iter().find(|(name, _)| *name == self.target.name).is_none_or(|(_, r)| std::ptr::eq(*r, self)));
         if first_in_line {
-            let mut candidates: Vec<(u32, usize)> = table
-                .claimed()
-                .filter(|(_, s)| {
-                    s.state() == State::Ready
-                        && s.pool.load(std::sync::atomic::Ordering::Relaxed) as usize == pool
-                        && s.capacity.load(std::sync::atomic::Ordering::Relaxed) > s.active.load(std::sync::atomic::Ordering::Relaxed)
-                })
-                .map(|(i, s)| (s.active.load(std::sync::atomic::Ordering::Relaxed), i))
-                .collect();
-            candidates.sort_unstable();
-            for (_, index) in candidates {
-                let slot = &table.slots[index];
-                if !slot.reserve() {
-                    continue;
-                }
-                let serial = slot.serial.load(std::sync::atomic::Ordering::Acquire);
-                let pid = slot.pid.load(std::sync::atomic::Ordering::Relaxed);
-                match connect(table.supervisor.load(std::sync::atomic::Ordering::Relaxed), index, serial, true, self.req.log()) {
-                    Ok(conn) => {
-                        let _ = slot.busy_since_ms.compare_exchange(0, slots::unix_ms(), std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed);
-                        slot.set_uri(self.req.unparsed_uri());
-                        self.leave_queue(table, pool);
-                        self.attach(conn, Dispatched { index, serial, pid });
-                        // Places may have come free for the next in line too.
-                        wake_first(&self.target.name);
-                        return;
-                    }
-                    Err(_) => slot.release(),
-                }
+            if let Some((conn, place)) = take_place(table, pool, self.req.log()) {
+                table.slots[place.index].set_uri(self.req.unparsed_uri());
+                self.leave_queue(table, pool);
+                self.attach(conn, place);
+                // Places may have come free for the next in line too.
+                wake_first(&self.target.name);
+                return;
             }
         }
         if table.pools[pool].failing.load(std::sync::atomic::Ordering::Relaxed) != 0 {
@@ -651,14 +686,9 @@ impl Source for PoolRequest {
         }
         if self.target.program {
             if let (Some(table), Some(slot)) = (table, &slot) {
-                let s = &table.slots[slot.index];
-                // A reused slot is another process's: its places are not ours.
-                if s.serial.load(std::sync::atomic::Ordering::Acquire) == slot.serial && !self.stuck {
-                    if ending == Ending::Done && self.complete {
-                        s.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    s.busy_since_ms.store(0, std::sync::atomic::Ordering::Relaxed);
-                    s.release();
+                // A stuck process keeps the place until it is killed.
+                if !self.stuck {
+                    give_back(table, slot, ending == Ending::Done && self.complete);
                     wake_first(&self.target.name);
                 }
             }
@@ -788,11 +818,7 @@ unsafe extern "C" fn on_deadline(ev: *mut ngx_event_t) {
             // The program cannot say it is stuck: its process takes no more
             // requests, and the supervisor kills it. Its place stays taken.
             if let (Some(table), Some(slot)) = (slots::table(), &request.slot) {
-                let s = &table.slots[slot.index];
-                if s.serial.load(std::sync::atomic::Ordering::Acquire) == slot.serial {
-                    s.stuck.store(1, std::sync::atomic::Ordering::Relaxed);
-                    request.stuck = true;
-                }
+                request.stuck = mark_stuck(table, slot);
             }
             format!(
                 "rust_fastcgi_pass: the program did not finish within the timeout= of rust_pool \"{}\" ({} ms); answering 504 (process {} is killed and replaced)",

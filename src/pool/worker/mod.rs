@@ -5,4 +5,5 @@
 //! Runs in nginx's workers.
 
 pub mod client;
+pub mod listener;
 pub mod status;

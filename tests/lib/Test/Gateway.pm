@@ -80,7 +80,7 @@ my $APPS = "$ROOT/tests/apps";
 my $VENV = $ENV{TEST_NGINX_VENV} // '/tmp/ngx-rust-gateway-test-venv';
 
 # State of the running block.
-my ($PORT, $SERVROOT, $NGINX_PID);
+my ($PORT, $PORT2, $SERVROOT, $NGINX_PID);
 
 sub server_port { $PORT }
 sub nginx_binary { $BINARY }
@@ -152,6 +152,9 @@ sub run_block {
     copy($_, "$SERVROOT/conf/") or die "copy $_: $!" for glob "$ROOT/nginx-conf/rust_fastcgi*";
     write_user_files($block->{user_files}) if defined $block->{user_files};
     $PORT = free_port();
+    # A second one, for a block that needs another listening socket.
+    $PORT2 = free_port();
+    $PORT2 = free_port() while $PORT2 == $PORT;
     write_file("$SERVROOT/conf/nginx.conf", nginx_conf($block));
     if (defined $block->{setup}) {
         run_perl($block, 'setup') or return;
@@ -295,6 +298,7 @@ CONF
 sub expand {
     my ($text) = @_;
     $text =~ s/\$TEST_NGINX_SERVER_PORT\b/$PORT/g;
+    $text =~ s/\$TEST_NGINX_PORT2\b/$PORT2/g;
     $text =~ s/\$TEST_NGINX_HTML_DIR\b/$SERVROOT\/html/g;
     $text =~ s/\$TEST_NGINX_SERVROOT\b/$SERVROOT/g;
     $text =~ s/\$TEST_NGINX_APPS\b/$SERVROOT\/apps/g;
