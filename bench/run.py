@@ -14,6 +14,7 @@ ratios first and the absolute numbers second.
 import argparse
 import datetime
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -668,6 +669,19 @@ def summarize(results, memory, workers, args):
     return "\n".join(md) + "\n", summary
 
 
+def snapshot_build(bench):
+    """Runs a copy of nginx and the module taken now, so that a rebuild
+    during the run (ci/build.sh in another shell) cannot mix two builds in
+    one table; says which module was measured."""
+    global NGINX, MODULE
+    d = bench.path("build")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    NGINX, MODULE = shutil.copy2(NGINX, d), shutil.copy2(MODULE, d)
+    with open(MODULE, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:12]
+
+
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
     return "%d cores (%s), Linux %s" % (os.cpu_count(), cpu, platform.release())
@@ -691,6 +705,7 @@ def main():
     if args.rounds < 3:
         print("note: fewer than 3 rounds; medians are rough", file=sys.stderr)
     bench = Bench(args)
+    build = snapshot_build(bench)
     try:
         kinds = {kind for ws, kind in ((WSGI_WORKLOADS, "wsgi"), (CGI_WORKLOADS, "cgi"), (ASGI_WORKLOADS, "asgi"),
                                         (PHP_WORKLOADS, "php")) for w in ws if w[0] in args.workloads}
@@ -702,15 +717,15 @@ def main():
             peer.stop()
     table, summary = summarize(results, memory, workers, args)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = ("Measured %s on %s with `%s`.\nwrk -t1 --latency; %d rounds of %d s after %d s of warm-up, peers interleaved; "
+    header = ("Measured %s on %s with `%s` (module sha256 %s...).\nwrk -t1 --latency; %d rounds of %d s after %d s of warm-up, peers interleaved; "
               "every peer has 2 worker processes. Ratios are per round, then the median. The machine is shared and "
               "noisy and wrk shares its cores: read the ratios first, the absolute numbers second.\n\n"
-              % (stamp, machine(), "ci/bench.sh " + " ".join(sys.argv[1:]), args.rounds, args.duration, args.warmup))
+              % (stamp, machine(), "ci/bench.sh " + " ".join(sys.argv[1:]), build, args.rounds, args.duration, args.warmup))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, args.name + ".md"), "w") as f:
         f.write(header + table)
     with open(os.path.join(args.out, args.name + ".json"), "w") as f:
-        json.dump({"date": stamp, "machine": machine(), "args": vars(args), "summary": summary, "raw": results}, f, indent=1)
+        json.dump({"date": stamp, "machine": machine(), "module_sha256": build, "args": vars(args), "summary": summary, "raw": results}, f, indent=1)
     print("\n" + header + table)
     if not args.keep:
         shutil.rmtree(bench.work, ignore_errors=True)

@@ -568,3 +568,58 @@ is($pool->{scale_ups}, 1, 'the status counts it');
 open my $fh, '>', $gate or die; close $fh;
 is_deeply([map { http_finish($_)->{status} } @held], [200, 200], 'both are served');
 ok(wait_for(sub { main::pool_status('py')->{running} == 1 }, 30), 'and the idle one stops again');
+
+
+=== TEST 18: a program that cannot start is a crash loop: 503 at once, and the log says why
+--- http_config
+rust_pool broken program=/bin/false processes=1;
+--- config
+location / { rust_fastcgi_pass broken; }
+--- perl
+ok(wait_for(sub { error_log_text() =~ /rust_pool "broken": crash loop: process \d+ exited with code 1/ }, 60), 'the supervisor names the crash loop');
+my $r = http_get('/');
+is($r->{status}, 503, 'requests get 503 instead of waiting');
+like(error_log_text(), qr/rust_pool "broken" is in a crash loop/, 'and the request\'s log line says why');
+--- error_log
+crash loop
+
+
+=== TEST 19: a program whose file changes is replaced one process at a time (reload=script), with no request lost
+--- user_files
+>>> app.pl
+use strict;
+use FCGI;
+my $request = FCGI::Request();
+while ($request->Accept() >= 0) {
+    print "Content-Type: text/plain\r\n\r\nversion VERSION pid=$$\n";
+}
+--- setup
+my $dir = servroot() . '/html';
+system('cp', '/usr/bin/perl', "$dir/perl") == 0 or die;
+--- http_config
+rust_pool perl program=$TEST_NGINX_HTML_DIR/perl arg=$TEST_NGINX_HTML_DIR/app.pl processes=2;
+--- config
+location / {
+    include rust_fastcgi_params;
+    rust_fastcgi_pass perl;
+}
+--- perl
+my $r = http_get('/');
+like($r->{body}, qr/^version VERSION pid=\d+$/, 'the program serves');
+my %old = map { $_ => 1 } Test::Gateway::pool_pids();
+my $program = servroot() . '/html/perl';
+my $bad = 0;
+# A new file in place, as a package upgrade puts it (cp to a temp name, rename).
+system('cp', $program, "$program.new") == 0 or die;
+rename "$program.new", $program or die;
+utime undef, undef, $program;
+ok(wait_for(sub {
+    my $r = http_get('/');
+    $bad++ unless $r->{status} == 200;
+    my @now = Test::Gateway::pool_pids();
+    @now == 2 && !(grep { $old{$_} } @now);
+}, 60), 'both processes were replaced');
+is($bad, 0, 'every request meanwhile was served');
+like(error_log_text(), qr/rust_pool "perl": its code changed; replacing its processes one by one/, 'the log says why');
+--- no_error_log
+[error]

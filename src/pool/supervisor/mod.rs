@@ -100,7 +100,10 @@ struct Proc {
 /// The question a new program process is asked: how many requests it
 /// takes at once. Its answer (or its silence) makes it ready.
 struct Probe {
-    conn: OwnedFd,
+    /// None once the program closed it without answering: it is then
+    /// taken as ready at `until` if it still runs (a program that exits at
+    /// once must not look ready: that would hide a crash loop).
+    conn: Option<OwnedFd>,
     until: Instant,
     answer: crate::pool::fastcgi::Decoder,
 }
@@ -127,25 +130,31 @@ impl Probe {
         fcgi::push_get_values(&mut question, &[fcgi::MAX_CONNS, fcgi::MAX_REQS, fcgi::MPXS_CONNS]);
         // A few dozen bytes into an empty socket buffer.
         os::send(conn.as_raw_fd(), &question)?;
-        Ok(Probe { conn, until: Instant::now() + PROBE_WAIT, answer: crate::pool::fastcgi::Decoder::new() })
+        Ok(Probe { conn: Some(conn), until: Instant::now() + PROBE_WAIT, answer: crate::pool::fastcgi::Decoder::new() })
     }
 
-    /// Reads what arrived: Some(capacity) once answered, or once the
-    /// process closed the connection or broke the protocol (then 1).
+    /// Reads what arrived: Some(capacity) once answered; a connection
+    /// closed or broken without an answer is let go (see `conn`).
     fn read(&mut self) -> Option<u32> {
         use crate::pool::fastcgi as fcgi;
-        match self.answer.read_from(self.conn.as_raw_fd()) {
-            Ok(0) => return Some(1),
-            Ok(_) => {}
+        let fd = self.conn.as_ref()?.as_raw_fd();
+        match self.answer.read_from(fd) {
+            Ok(1..) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
-            Err(_) => return Some(1),
+            Ok(0) | Err(_) => {
+                self.conn = None;
+                return None;
+            }
         }
         loop {
             match self.answer.next_record() {
                 Ok(Some(record)) if record.kind == fcgi::GET_VALUES_RESULT => return Some(fcgi::capacity_of(&record.content)),
                 Ok(Some(_)) => {}
                 Ok(None) => return None,
-                Err(_) => return Some(1),
+                Err(_) => {
+                    self.conn = None;
+                    return None;
+                }
             }
         }
     }
@@ -264,7 +273,7 @@ impl Supervisor {
             fds.push(poll(proc.pidfd.as_raw_fd()));
             fds.push(poll(proc.output.as_ref().map_or(-1, |f| f.as_raw_fd())));
             fds.push(poll(proc.control.as_ref().map_or(-1, |f| f.as_raw_fd())));
-            fds.push(poll(proc.probe.as_ref().map_or(-1, |p| p.conn.as_raw_fd())));
+            fds.push(poll(proc.probe.as_ref().and_then(|p| p.conn.as_ref()).map_or(-1, |c| c.as_raw_fd())));
         }
         // Negative fds are skipped.
         if crate::os::poll(&mut fds, timeout).is_err() {
