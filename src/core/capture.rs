@@ -142,6 +142,11 @@ impl Body {
         body
     }
 
+    /// More of it comes later (see [`Body::streaming`]).
+    pub fn reader_more_to_come(&self) -> bool {
+        self.more
+    }
+
     /// The start of an unbuffered body, whose rest nginx reads later.
     pub fn streaming(mut self) -> Body {
         self.more = true;

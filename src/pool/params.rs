@@ -19,6 +19,9 @@ use crate::core::meta::{header, http_vars, split_script_name};
 pub const APP: &[u8] = b"RUST_APP";
 pub const QUEUED_AT: &[u8] = b"RUST_QUEUED_AT";
 pub const ERRORS_LEVEL: &[u8] = b"RUST_ERRORS_LEVEL";
+/// The body comes as STDIN records after the request starts
+/// (`rust_asgi_request_buffering off`): the app gets it as it arrives.
+pub const STREAMING: &[u8] = b"RUST_BODY_STREAMING";
 
 /// What a request carries beyond its head.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +32,9 @@ pub struct Extras {
     /// The body's length (CONTENT_LENGTH when the request has a body): how
     /// much room the pool process makes for it.
     pub content_length: u64,
+    /// See [`STREAMING`]; then `content_length` is only the client's
+    /// Content-Length, if it sent one.
+    pub streaming: bool,
 }
 
 /// Hands `put` each param for `head`, whose body is
@@ -56,7 +62,12 @@ pub fn write_params(head: &RequestHead, extras: &Extras, mut put: impl FnMut(&[u
     if let Some(content_type) = header(&head.headers, "content-type") {
         put(b"CONTENT_TYPE", content_type);
     }
-    if head.has_body {
+    if extras.streaming {
+        put(STREAMING, b"1");
+        if let Some(length) = header(&head.headers, "content-length") {
+            put(b"CONTENT_LENGTH", length);
+        }
+    } else if head.has_body {
         put(b"CONTENT_LENGTH", extras.content_length.to_string().as_bytes());
     }
     if let Some((user, scheme)) = &head.user {
@@ -126,6 +137,10 @@ pub fn from_params(params: Vec<(&[u8], &[u8])>) -> Result<(RequestHead, Extras),
             APP => extras.app = String::from_utf8_lossy(value).into_owned(),
             QUEUED_AT => extras.queued_at_us = number("RUST_QUEUED_AT", value)?,
             ERRORS_LEVEL => extras.errors_level = String::from_utf8_lossy(value).into_owned(),
+            STREAMING => {
+                extras.streaming = true;
+                head.has_body = true;
+            }
             b"REMOTE_USER" => head.user.get_or_insert_with(Default::default).0 = value.to_vec(),
             b"AUTH_TYPE" => head.user.get_or_insert_with(Default::default).1 = value.to_vec(),
             _ => {
@@ -187,7 +202,7 @@ mod tests {
             user: Some((b"alice".to_vec(), b"Basic".to_vec())),
             params: vec![h("SSL_CLIENT_S_DN", "CN=alice"), h("SERVER_NAME", "public.example")],
         };
-        let extras = Extras { app: "/a.py:application".into(), queued_at_us: 42, errors_level: "warn".into(), content_length: 3 };
+        let extras = Extras { app: "/a.py:application".into(), queued_at_us: 42, errors_level: "warn".into(), content_length: 3, streaming: false };
         let params = to_params(&head, 3, &extras);
         assert!(params.contains(&h("CONTENT_LENGTH", "3")));
         assert!(params.contains(&h("HTTP_COOKIE", "a=1; b=2")));
@@ -236,6 +251,19 @@ mod tests {
                 h("FROM_RUST_PARAM", "1"),
             ]
         );
+    }
+
+    #[test]
+    fn a_streamed_body_says_so_and_keeps_the_clients_length() {
+        let head = RequestHead { method: b"POST".to_vec(), has_body: true, headers: vec![h("Content-Length", "20")], ..Default::default() };
+        let extras = Extras { streaming: true, ..Default::default() };
+        let params = to_params(&head, 0, &extras);
+        assert!(params.contains(&h("RUST_BODY_STREAMING", "1")));
+        assert!(params.contains(&h("CONTENT_LENGTH", "20")), "the client's length, not the 0 bytes nginx has read");
+        let (back, extras_back) = from_params(borrow(&params)).unwrap();
+        assert!(extras_back.streaming && back.has_body);
+        let chunked = RequestHead { method: b"POST".to_vec(), has_body: true, ..Default::default() };
+        assert!(!to_params(&chunked, 0, &extras).iter().any(|(n, _)| n == b"CONTENT_LENGTH"), "none for a chunked body");
     }
 
     #[test]

@@ -562,3 +562,55 @@ for my $case (['--http2-prior-knowledge', ''], ['--http2-prior-knowledge', '?slo
     is($got, $want, "$how$query: the whole body, in order") or diag($out);
     cmp_ok($events // 0, '>=', 512, "in many events ($events)");
 }
+
+
+=== TEST 20: rust_asgi_request_buffering off in a pool location: the app in the pool process gets the body as it arrives, and a large one is held back, not buffered
+--- http_config
+rust_pool ap processes=1 threads=2;
+--- config
+client_max_body_size 100m;
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiraw.py:app pool=ap;
+    rust_asgi_request_buffering off;
+}
+--- perl
+use IO::Select;
+# Sends $first, waits (up to 30 s: only a guard) for $expect in the
+# response, then sends $rest.
+my $exchange = sub {
+    my ($headers, $first, $rest, $expect) = @_;
+    my $s = http_start("POST /progressive HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n$headers\r\n$first");
+    my ($early, $sel) = ('', IO::Select->new($s));
+    my $deadline = time + 30;
+    while (time < $deadline && $early !~ $expect && $sel->can_read(1)) {
+        sysread($s, my $buf, 4096) or last;
+        $early .= $buf;
+    }
+    print $s $rest;
+    my $all = $early;
+    while ($sel->can_read(10)) { sysread($s, my $buf, 4096) or last; $all .= $buf }
+    close $s;
+    return ($early, $all);
+};
+my ($early, $all) = $exchange->("Content-Length: 20\r\n", '0123456789', 'abcdefghij', qr/got 10\b/);
+like($early, qr/got 10\b/, 'the app in the pool answered the first 10 bytes before the rest was sent');
+like($all, qr/got 20\b.*done 20/s, 'then the rest');
+($early, $all) = $exchange->("Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n", "6\r\n world\r\n0\r\n\r\n", qr/got 5\b/);
+like($early, qr/got 5\b/, 'a chunked body, piece by piece');
+like($all, qr/done 11/, 'all of it');
+
+my ($pool_pid) = pool_pids();
+my ($worker) = worker_pids();
+my ($worker_before, $pool_before) = (vm_hwm($worker), vm_hwm($pool_pid));
+my $size = 64 << 20;
+my $s = http_start("POST /slowread?1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: $size\r\n\r\n");
+my $piece = 'u' x (1 << 20);
+print $s $piece for 1 .. 64;
+my $r = http_finish($s, timeout => 60);
+is($r->{body}, $size, 'all 64 MiB reached the app, which read nothing for a second');
+my $worker_growth = (vm_hwm($worker) - $worker_before) / 1024;
+my $pool_growth = (vm_hwm($pool_pid) - $pool_before) / 1024;
+cmp_ok($worker_growth, '<', 32, sprintf('nginx worker peak RSS grew %.1f MiB', $worker_growth));
+cmp_ok($pool_growth, '<', 32, sprintf('pool process peak RSS grew %.1f MiB', $pool_growth));
+--- no_error_log
+[error]

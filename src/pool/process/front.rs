@@ -138,7 +138,11 @@ impl<'a> Front<'a> {
             let keys: Vec<u64> = self.conns.keys().copied().collect();
             for key in &keys {
                 let conn = &self.conns[key];
-                let events = if conn.out_at < conn.out.len() { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
+                // Not read while the app has no room for more of a streamed
+                // body: nginx's sends then block, and nginx stops reading
+                // the client.
+                let input = if conn.request.as_ref().is_none_or(Active::wants_input) { libc::POLLIN } else { 0 };
+                let events = if conn.out_at < conn.out.len() { input | libc::POLLOUT } else { input };
                 fds.push(pollfd(conn.fd.as_raw_fd(), events));
             }
             // While requests run, look at their age four times a second.
@@ -302,6 +306,7 @@ impl<'a> Front<'a> {
         let Some(active) = conn.request.as_mut() else { return };
         let Some((head, extras)) = active.head.take() else { return };
         let body = match active.spilled.take() {
+            _ if active.streaming => Body::default().streaming(),
             Some((file, len)) => Body::from_file(file, len),
             None => Body::from_pieces(std::mem::take(&mut active.body)),
         };

@@ -48,6 +48,11 @@ pub struct Active {
     pub uri: Vec<u8>,
     /// An ASGI request: what the loop is told of it.
     pub asgi: Option<asgi::Request>,
+    /// Its body comes after it started (`rust_asgi_request_buffering
+    /// off`), each STDIN record straight to the app; `body_done` once the
+    /// empty one came.
+    pub streaming: bool,
+    pub body_done: bool,
 }
 
 impl Active {
@@ -66,12 +71,22 @@ impl Active {
             started_ms: 0,
             uri: Vec::new(),
             asgi: None,
+            streaming: false,
+            body_done: false,
         }
     }
 
-    /// Running in a host: its start and URI, for the watchdog.
+    /// Whether the front should read the connection now: not while the app
+    /// has no room for more of a streamed body (it says when it has).
+    pub fn wants_input(&self) -> bool {
+        !self.streaming || self.body_done || self.asgi.as_ref().is_none_or(asgi::Request::body_room)
+    }
+
+    /// Running in a host: its start and URI, for the watchdog. A streamed
+    /// body's transfer is not the app's time (as nginx's worker counts
+    /// `timeout=` from the body's end): it counts from then.
     pub fn running(&self) -> Option<(u64, &[u8])> {
-        self.exchange.is_some().then_some((self.started_ms, self.uri.as_slice()))
+        (self.exchange.is_some() && (!self.streaming || self.body_done)).then_some((self.started_ms, self.uri.as_slice()))
     }
 
     /// The request is over here: an ASGI app's receive() may be waiting.
@@ -130,8 +145,13 @@ pub fn on_record(conn: &mut Conn, record: Record) -> Next {
                         }
                     }
                     active.uri = parsed.0.raw_uri.clone();
+                    active.streaming = parsed.1.streaming;
                     active.head = Some(parsed);
                     active.params = Vec::new();
+                    if active.streaming {
+                        // The app starts now and gets the body as it comes.
+                        return Next::Start;
+                    }
                     Next::Nothing
                 }
                 Err(e) => {
@@ -139,6 +159,21 @@ pub fn on_record(conn: &mut Conn, record: Record) -> Next {
                     Next::Close
                 }
             }
+        }
+        fcgi::STDIN if conn.request.as_ref().is_some_and(|a| a.streaming && a.id == record.request_id) => {
+            let Some(active) = conn.request.as_mut() else { return Next::Nothing };
+            if active.body_done {
+                return Next::Nothing;
+            }
+            let last = record.content.is_empty();
+            active.body_done = last;
+            if last {
+                active.started_ms = crate::pool::slots::unix_ms();
+            }
+            if let Some(request) = &active.asgi {
+                request.more_body(record.content.to_vec(), last);
+            }
+            Next::Nothing
         }
         fcgi::STDIN => {
             let Some(active) = conn.request.as_mut().filter(|a| a.id == record.request_id && a.head.is_some()) else {

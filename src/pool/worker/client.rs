@@ -49,6 +49,9 @@ const WAIT_STEP_MS: ngx_msec_t = 20;
 /// How long a broken connection waits for the supervisor to say how its
 /// process ended, so the log line can name it.
 const EXIT_WAIT_STEPS: u32 = 25;
+/// Bytes of an unbuffered body held here, waiting for the pool process's
+/// socket, before nginx stops reading the client (see `body_room`).
+const BODY_HELD_MAX: usize = 256 * 1024;
 /// Idle connections kept per process in each worker.
 const IDLE_PER_SLOT: usize = 16;
 const REQUEST_ID: u16 = 1;
@@ -64,6 +67,12 @@ impl Adapter for PoolPass {
         app_conf::LOC.of(r).map_or(AppLocConf::DEFAULT_READ_TIMEOUT, |c| c.read_timeout)
     }
 
+
+    /// `rust_asgi_request_buffering off` in an ASGI pool location: the body
+    /// goes to the pool process, and on to the app, as it arrives.
+    fn unbuffered_body(r: HttpRequest) -> bool {
+        target(r).is_some_and(|t| t.asgi) && crate::asgi::conf::LOC.of(r).is_some_and(|c| c.request_buffering == 0)
+    }
 
     fn label(target: &&'static PoolTarget) -> Label {
         Label { app: Some(Text::Static(&target.label)), pool: Some(&target.name) }
@@ -95,7 +104,13 @@ impl Adapter for PoolPass {
             write_program_params(&fastcgi, &head, |name, value| fcgi::encode_pair(&mut params, name, value));
             params
         });
+        let streaming = body.reader_more_to_come();
         let mut request = Box::new(PoolRequest {
+            streaming,
+            more: std::collections::VecDeque::new(),
+            more_len: 0,
+            more_last: false,
+            body_held: false,
             req: r,
             target,
             slot: None,
@@ -255,6 +270,16 @@ struct PoolRequest {
     /// It passed the timeout in a program process: the process is stuck,
     /// and its place stays taken until the supervisor replaces it.
     stuck: bool,
+    /// An unbuffered body: `body` is empty, and the body comes through
+    /// `more_body` into `more`, to be sent as STDIN records as it comes.
+    streaming: bool,
+    more: std::collections::VecDeque<Vec<u8>>,
+    more_len: usize,
+    /// The last of it arrived.
+    more_last: bool,
+    /// nginx stopped reading the client for us (`body_room` said no): it
+    /// is told to read on once `more` has gone out.
+    body_held: bool,
 }
 
 thread_local! {
@@ -399,7 +424,15 @@ impl PoolRequest {
     /// the engine's own call into us.
     fn post(&mut self, events: Vec<Event>) {
         self.broken = None;
-        self.pending = Some(events);
+        self.post_events(events);
+    }
+
+    /// As `post`, beside events already waiting.
+    fn post_events(&mut self, events: Vec<Event>) {
+        match self.pending.as_mut() {
+            Some(pending) => pending.extend(events),
+            None => self.pending = Some(events),
+        }
         if let Some(timer) = self.timer.as_mut() {
             timer.arm(0);
         }
@@ -415,6 +448,7 @@ impl PoolRequest {
             queued_at_us: monotonic_us(),
             errors_level: crate::pool::log::name(self.errors_level).into(),
             content_length: self.body_len,
+            streaming: self.streaming,
         };
         if let Some(params) = self.program_params.take() {
             // One request per connection: a program that keeps a connection
@@ -455,6 +489,10 @@ impl PoolRequest {
                 if let Err(e) = self.next_stdin_record() {
                     let events = self.fail(500, format!("rust_pool: cannot read the request body: {e}"));
                     return self.post(events);
+                }
+                if self.out.is_empty() && self.stdin_borrowed == 0 {
+                    // An unbuffered body that has not come yet.
+                    return;
                 }
             }
             let head = &self.out[self.out_at..];
@@ -499,6 +537,10 @@ impl PoolRequest {
             return Ok(());
         }
         let len = self.body.read_len(Some(STDIN_STEP));
+        if len == 0 && self.streaming {
+            self.next_streamed_record();
+            return Ok(());
+        }
         if len == 0 {
             fcgi::push_stream_end(&mut self.out, fcgi::STDIN, REQUEST_ID);
             self.body_sent = true;
@@ -509,6 +551,27 @@ impl PoolRequest {
         // unless it fails, and `len` is within what is left.
         unsafe { fcgi::push_stream_with(&mut self.out, fcgi::STDIN, REQUEST_ID, len, |out| body.fill(out).map(|()| out.len())) }
             .map(drop)
+    }
+
+    /// An unbuffered body: the next chunk nginx read into `more` as a
+    /// STDIN record, or the end, or nothing yet (`more_body` sends on).
+    fn next_streamed_record(&mut self) {
+        match self.more.pop_front() {
+            Some(chunk) => {
+                self.more_len -= chunk.len();
+                fcgi::push_stream(&mut self.out, fcgi::STDIN, REQUEST_ID, &chunk);
+            }
+            None if self.more_last => {
+                fcgi::push_stream_end(&mut self.out, fcgi::STDIN, REQUEST_ID);
+                self.body_sent = true;
+            }
+            None => {}
+        }
+        if self.body_held && self.more_len < BODY_HELD_MAX / 2 {
+            // Room again: nginx reads the client on.
+            self.body_held = false;
+            self.post_events(vec![Event::ResumeBody]);
+        }
     }
 
     /// Reads records up to the window; returns events for the engine.
@@ -659,6 +722,23 @@ impl PoolRequest {
 impl Source for PoolRequest {
     fn pid(&self) -> Option<u32> {
         self.pid
+    }
+
+    fn more_body(&mut self, chunk: Vec<u8>, last: bool) {
+        if !chunk.is_empty() {
+            self.more_len += chunk.len();
+            self.more.push_back(chunk);
+        }
+        self.more_last |= last;
+        if self.conn.is_some() && !self.body_sent {
+            self.send_records();
+        }
+    }
+
+    fn body_room(&mut self) -> bool {
+        let room = self.more_len < BODY_HELD_MAX;
+        self.body_held |= !room;
+        room
     }
 
     fn ack(&mut self, bytes: usize) {
