@@ -34,6 +34,10 @@ pub const URI_MAX: usize = 120;
 /// Recent exits remembered, for nginx workers to name why a connection
 /// broke.
 pub const EXITS: usize = 64;
+/// nginx workers that can be woken when a place in a program process comes
+/// free (see [`crate::pool::worker::wake`]); more than this fall back to
+/// looking again every wait step.
+pub const WAKERS: usize = 64;
 
 /// A slot's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +168,23 @@ pub struct Table {
     /// instead of all 512 (each on its own cache lines). Last, so that
     /// the fields before it keep their places.
     in_use: AtomicU32,
+    /// nginx workers with requests waiting for a place in a program
+    /// process, to wake when one comes free.
+    pub wakers: [Waker; WAKERS],
+}
+
+/// An nginx worker that has (or had) requests waiting in line.
+#[repr(C)]
+pub struct Waker {
+    /// The worker's pid; 0: free.
+    pub pid: AtomicU32,
+    /// Bit i: it has requests of pool i waiting.
+    pub pools: AtomicU32,
+}
+
+/// Where a waker listens: an abstract datagram socket named by its pid.
+pub fn wake_name(pid: u32) -> Vec<u8> {
+    format!("\0ngx-rust-gateway/wake/{pid}").into_bytes()
 }
 
 const MAGIC: u64 = 0x7267_772d_706f_6f6c; // "rgw-pool"

@@ -623,3 +623,85 @@ is($bad, 0, 'every request meanwhile was served');
 like(error_log_text(), qr/rust_pool "perl": its code changed; replacing its processes one by one/, 'the log says why');
 --- no_error_log
 [error]
+
+
+=== TEST 20: nginx -s stop leaves no program process behind, even one in the middle of a request
+--- user_files
+>>> app.pl
+use strict;
+use FCGI;
+my $request = FCGI::Request();
+while ($request->Accept() >= 0) {
+    print "Content-Type: text/plain\r\n\r\nperl\n";
+}
+--- http_config
+rust_pool php program=/usr/bin/php-cgi processes=2 env=PHP_FCGI_MAX_REQUESTS=0;
+rust_pool perl program=/usr/bin/perl arg=$TEST_NGINX_HTML_DIR/app.pl processes=1;
+--- config
+root $TEST_NGINX_APPS/php;
+location ~ \.php$ {
+    include rust_fastcgi.conf;
+    rust_fastcgi_pass php;
+}
+location /perl { include rust_fastcgi_params; rust_fastcgi_pass perl; }
+location = /status { rust_pool_status; }
+--- perl
+is(http_get('/perl')->{body}, "perl\n", 'the Perl program serves');
+my @programs = (main::programs('php-cgi'), main::programs('perl'));
+is(scalar @programs, 3, 'three program processes run');
+my ($sup) = supervisor_pids();
+# A php-cgi is held in a request (its gate never opens) while nginx stops.
+my $held = http_start(build_request('GET /gate.php?f=/nonexistent/never'));
+ok(wait_for(sub { main::pool_status('php')->{busy} == 1 }, 30), 'a request runs');
+kill 'TERM', nginx_pid();
+ok(nginx_wait_exit(60), 'nginx -s stop: nginx exits');
+ok(wait_for(sub { !main::alive(@programs, $sup) }, 30), 'the supervisor and every program process are gone');
+close $held;
+
+
+=== TEST 21: nginx -s quit leaves no program process behind
+--- http_config
+rust_pool php program=/usr/bin/php-cgi processes=2 env=PHP_FCGI_MAX_REQUESTS=0;
+rust_pool cgi program=/usr/sbin/fcgiwrap processes=1;
+--- config
+root $TEST_NGINX_APPS/php;
+location ~ \.php$ {
+    include rust_fastcgi.conf;
+    rust_fastcgi_pass php;
+}
+--- perl
+like(http_get('/quick.php')->{body}, qr/^quick \d+$/, 'the pool serves');
+my @programs = (main::programs('php-cgi'), main::programs('fcgiwrap'));
+is(scalar @programs, 3, 'three program processes run');
+my ($sup) = supervisor_pids();
+kill 'QUIT', nginx_pid();
+ok(nginx_wait_exit(60), 'nginx -s quit: nginx exits');
+ok(wait_for(sub { !main::alive(@programs, $sup) }, 30), 'the supervisor and every program process are gone');
+ok(!-e "/tmp/ngx-rust-gateway.$sup", 'and so is the sockets\' directory');
+
+
+=== TEST 22: with two nginx workers sharing one php-cgi process, every request waiting in either worker is served, one at a time
+--- workers: 2
+--- http_config
+rust_pool one program=/usr/bin/php-cgi processes=1 env=PHP_FCGI_MAX_REQUESTS=0;
+--- config
+root $TEST_NGINX_APPS/php;
+location ~ \.php$ {
+    include rust_fastcgi.conf;
+    rust_fastcgi_pass one;
+}
+location = /status { rust_pool_status; }
+--- perl
+my $gate = servroot() . '/tmp/gate-open';
+my $held = http_start(build_request("GET /gate.php?f=$gate"));
+ok(wait_for(sub { main::pool_status('one')->{busy} == 1 }, 30), 'the only process is held');
+my @waiting = map { http_start(build_request("GET /quick.php?n=$_")) } 1 .. 16;
+ok(wait_for(sub { main::pool_status('one')->{waiting} == 16 }, 30), 'sixteen requests wait, in both workers');
+open my $fh, '>', $gate or die; close $fh;
+like(http_finish($held)->{body}, qr/^released \d+$/, 'the held request finishes');
+my @done = map { http_finish($_) } @waiting;
+is_deeply([map { $_->{status} } @done], [(200) x 16], 'then every waiting request is served');
+is(main::pool_status('one')->{waiting}, 0, 'and none waits any more');
+is(main::pool_status('one')->{processes}[0]{requests}, 17, 'all by the one process');
+--- no_error_log
+[error]

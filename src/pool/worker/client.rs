@@ -367,7 +367,11 @@ impl PoolRequest {
     /// requests), on a new connection, or waits in line for one.
     fn dispatch_program(&mut self, table: &'static slots::Table, pool: usize) {
         let first_in_line = QUEUE.with_borrow(|q| q.iter().find(|(name, _)| *name == self.target.name).is_none_or(|(_, r)| std::ptr::eq(*r, self)));
-        if first_in_line {
+        // A newcomer goes behind requests already waiting in other workers
+        // (they are woken when a place comes free) instead of taking the
+        // place before them.
+        let others_first = !self.queued && table.pools[pool].waiting.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        if first_in_line && !others_first {
             if let Some((conn, place)) = take_place(table, pool, self.req.log()) {
                 table.slots[place.index].set_uri(self.req.unparsed_uri());
                 self.leave_queue(table, pool);
@@ -389,8 +393,15 @@ impl PoolRequest {
         if !self.queued {
             self.queued = true;
             let me = self as *mut PoolRequest;
-            QUEUE.with_borrow_mut(|q| q.push_back((&self.target.name, me)));
+            let first = QUEUE.with_borrow_mut(|q| {
+                let first = !q.iter().any(|(name, _)| *name == self.target.name);
+                q.push_back((&self.target.name, me));
+                first
+            });
             table.pools[pool].waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if first {
+                super::wake::set_waiting(table, pool, true);
+            }
         }
         self.wait();
     }
@@ -402,8 +413,16 @@ impl PoolRequest {
             return;
         }
         let me = self as *mut PoolRequest;
-        QUEUE.with_borrow_mut(|q| q.retain(|(_, r)| !std::ptr::eq(*r, me)));
+        let name = &self.target.name;
+        let (was_in_line, none_left) = QUEUE.with_borrow_mut(|q| {
+            let before = q.len();
+            q.retain(|(_, r)| !std::ptr::eq(*r, me));
+            (q.len() < before, !q.iter().any(|(n, _)| *n == name))
+        });
         let _ = table.pools[pool].waiting.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |n| n.checked_sub(1));
+        if was_in_line && none_left {
+            super::wake::set_waiting(table, pool, false);
+        }
     }
 
     fn wait(&mut self) {
@@ -769,7 +788,7 @@ impl Source for PoolRequest {
                 // A stuck process keeps the place until it is killed.
                 if !self.stuck {
                     give_back(table, slot, ending == Ending::Done && self.complete);
-                    wake_first(&self.target.name);
+                    place_free(table, &self.target.name);
                 }
             }
             if let Some(conn) = self.conn.take() {
@@ -841,6 +860,33 @@ fn wake_first(pool: &str) {
         if let Some(timer) = unsafe { (*request).timer.as_mut() } {
             timer.arm(0);
         }
+    }
+}
+
+/// A place in pool `name` came free: the first request waiting for one in
+/// this worker looks again now, and so does that of every other worker
+/// with requests of the pool waiting.
+pub(super) fn place_free(table: &slots::Table, name: &str) {
+    wake_first(name);
+    if let Some(pool) = table.pool_index(name.as_bytes()) {
+        super::wake::wake_others(table, pool);
+    }
+}
+
+/// Another worker gave a place back: the first waiting request of each
+/// pool looks again.
+pub(super) fn wake_all_first() {
+    let pools: Vec<&'static str> = QUEUE.with_borrow(|q| {
+        let mut pools: Vec<&'static str> = Vec::new();
+        for (name, _) in q.iter() {
+            if !pools.contains(name) {
+                pools.push(name);
+            }
+        }
+        pools
+    });
+    for pool in pools {
+        wake_first(pool);
     }
 }
 

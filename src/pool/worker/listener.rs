@@ -28,7 +28,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use nginx_sys::{ngx_conf_t, ngx_connection_t, ngx_event_t, ngx_msec_t};
 
-use super::client::{give_back, mark_stuck, take_place, Dispatched};
+use super::client::{give_back, mark_stuck, place_free, take_place, Dispatched};
 use crate::core::catch_panic;
 use crate::nginx::event::{Conn, Timer};
 use crate::nginx::log::{Level, Log};
@@ -498,6 +498,7 @@ impl Relay {
         if let (Some(table), Some(place)) = (slots::table(), self.place.take()) {
             if served {
                 give_back(table, &place, true);
+                place_free(table, &self.pool);
             }
         }
         self.drop_program();
@@ -531,6 +532,7 @@ impl Relay {
         if let (Some(table), Some(place)) = (slots::table(), self.place.take()) {
             if !self.stuck {
                 give_back(table, &place, false);
+                place_free(table, &self.pool);
             }
         }
     }

@@ -7,3 +7,4 @@
 pub mod client;
 pub mod listener;
 pub mod status;
+pub mod wake;
