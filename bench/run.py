@@ -59,10 +59,10 @@ EXPECTED = {"/hello": HELLO, "/64k": b"x" * 65536, "/upload": b"1048576", "/hell
 # Every peer and the kind of workload it serves; a run starts only the
 # peers of its workloads' kinds.
 PEERS = {
-    "rust_wsgi": "wsgi", "rust_pool": "wsgi", "uwsgi": "wsgi", "gunicorn": "wsgi", "granian": "wsgi", "mod_wsgi": "wsgi",
+    "rust_wsgi": "wsgi", "rust_pool": "wsgi", "rust_pool-scaling": "wsgi", "uwsgi": "wsgi", "gunicorn": "wsgi", "granian": "wsgi", "mod_wsgi": "wsgi",
     "fcgiwrap": "cgi", "rust_cgi": "cgi",
     "rust_asgi": "asgi", "uvicorn": "asgi", "granian-asgi": "asgi", "uvicorn-alone": "asgi", "granian-asgi-alone": "asgi",
-    "rust_pool-php": "php", "php-fpm": "php",
+    "rust_pool-php": "php", "rust_pool-php-children": "php", "php-fpm": "php",
 }
 
 
@@ -253,6 +253,11 @@ http {
             # and as the other peers' processes), reached over FastCGI.
             add(self.nginx("rust_pool", "wsgi", "location / { rust_wsgi %s/bench.py pool=bench; }" % apps,
                            http="rust_pool bench processes=2 threads=8;"))
+        if "rust_pool-scaling" in want:
+            # The same with scaling on: one process when idle (it shrinks
+            # while the other peers are measured), two under load.
+            add(self.nginx("rust_pool-scaling", "wsgi", "location / { rust_wsgi %s/bench.py pool=bench; }" % apps,
+                           http="rust_pool bench processes=2 min_processes=1 idle_timeout=2s threads=8;"))
         if "uwsgi" in want and shutil.which("uwsgi"):
             s = os.path.join(sock, "uwsgi.sock")
             peer = self.nginx("uwsgi", "wsgi", "location / { include %s; uwsgi_pass unix:%s; }" % (uwsgi_params(), s))
@@ -338,6 +343,17 @@ http {
             add(self.nginx("rust_pool-php", "php", r"""location ~ \.php$ {
                 root %s; include rust_fastcgi.conf; rust_fastcgi_pass php; }""" % php,
                            http="rust_pool php program=/usr/bin/php-cgi processes=2 env=PHP_FCGI_MAX_REQUESTS=0;"))
+        if "rust_pool-php-children" in want and os.path.exists("/usr/bin/php-cgi"):
+            # The same 2 PHP processes as children of one php-cgi
+            # (PHP_FCGI_CHILDREN=2), which forks them after PHP started,
+            # as php-fpm forks its children: they share its pages. It
+            # answers FCGI_GET_VALUES with 2, and gets 2 requests at once.
+            os.makedirs(self.path("rust_pool-php-children"), exist_ok=True)
+            for f in ("rust_fastcgi.conf", "rust_fastcgi_params"):
+                shutil.copy(os.path.join(ROOT, "nginx-conf", f), self.path("rust_pool-php-children", f))
+            add(self.nginx("rust_pool-php-children", "php", r"""location ~ \.php$ {
+                root %s; include rust_fastcgi.conf; rust_fastcgi_pass php; }""" % php,
+                           http="rust_pool php program=/usr/bin/php-cgi processes=1 env=PHP_FCGI_CHILDREN=2 env=PHP_FCGI_MAX_REQUESTS=0;"))
         if "php-fpm" in want and php_fpm():
             s = os.path.join(sock, "php-fpm.sock")
             peer = self.nginx("php-fpm", "php", r"""location ~ \.php$ {
