@@ -705,3 +705,27 @@ is(main::pool_status('one')->{waiting}, 0, 'and none waits any more');
 is(main::pool_status('one')->{processes}[0]{requests}, 17, 'all by the one process');
 --- no_error_log
 [error]
+
+
+=== TEST 23: a request that finds no free place within queue_timeout gets 503, and the held one is still served
+--- http_config
+rust_pool one program=/usr/bin/php-cgi processes=1 queue_timeout=1s env=PHP_FCGI_MAX_REQUESTS=0;
+--- config
+root $TEST_NGINX_APPS/php;
+location ~ \.php$ {
+    include rust_fastcgi.conf;
+    rust_fastcgi_pass one;
+}
+location = /status { rust_pool_status; }
+--- perl
+my $gate = servroot() . '/tmp/gate-open';
+my $held = http_start(build_request("GET /gate.php?f=$gate"));
+ok(wait_for(sub { main::pool_status('one')->{busy} == 1 }, 30), 'the only process is held');
+my $r = http_get('/quick.php');
+is($r->{status}, 503, 'a request that waits past queue_timeout gets 503');
+is(main::pool_status('one')->{waiting}, 0, 'and is out of the line');
+open my $fh, '>', $gate or die; close $fh;
+like(http_finish($held)->{body}, qr/^released \d+$/, 'the held request is served');
+like(http_get('/quick.php')->{body}, qr/^quick \d+$/, 'and the next one');
+--- error_log
+no process was ready within queue_timeout

@@ -25,6 +25,7 @@ use crate::pool::conf::PoolTarget;
 use crate::pool::fastcgi::{self as fcgi, Decoder};
 use crate::pool::log::split_level;
 use crate::pool::params::{write_params, write_program_params, Extras};
+use super::line;
 use crate::os::monotonic_us;
 use crate::python::app_conf::{self, AppLocConf};
 use crate::pool::slots::{self, ExitCause, State};
@@ -129,6 +130,7 @@ impl Adapter for PoolPass {
             window: Window::default(),
             timer: None,
             waited: 0,
+            waiting_since: None,
             broken: None,
             pending: None,
             pid: None,
@@ -251,8 +253,11 @@ struct PoolRequest {
     complete: bool,
     window: Window,
     timer: Option<Timer>,
-    /// Steps waited for a ready process (or for an exit status).
+    /// Steps waited for an exit status.
     waited: u32,
+    /// Since when it waits for a process (CLOCK_MONOTONIC ms): the queue
+    /// timeout counts from here, however often it is woken meanwhile.
+    waiting_since: Option<u64>,
     /// The connection broke mid-request: what to say once the exit is known.
     broken: Option<String>,
     /// Events for the next timer run (see [`PoolRequest::post`]).
@@ -283,12 +288,6 @@ struct PoolRequest {
 }
 
 thread_local! {
-    /// This worker's requests waiting for a place in a program process of
-    /// their pool, oldest first. A request leaves it when it gets a place
-    /// or goes; a place given back here wakes the first of its pool at
-    /// once (places given back by other workers are found at the next
-    /// wait step).
-    static QUEUE: RefCell<std::collections::VecDeque<(&'static str, *mut PoolRequest)>> = RefCell::new(std::collections::VecDeque::new());
     /// Kept-alive connections of this worker, by slot.
     static IDLE: RefCell<FxHashMap<usize, Vec<(u32, Conn)>>> = RefCell::new(FxHashMap::default());
     /// This worker's requests sent to each slot and not yet over.
@@ -366,18 +365,14 @@ impl PoolRequest {
     /// request goes to one with a free place (the one with the fewest
     /// requests), on a new connection, or waits in line for one.
     fn dispatch_program(&mut self, table: &'static slots::Table, pool: usize) {
-        let first_in_line = QUEUE.with_borrow(|q| q.iter().find(|(name, _)| *name == self.target.name).is_none_or(|(_, r)| std::ptr::eq(*r, self)));
-        // A newcomer goes behind requests already waiting in other workers
-        // (they are woken when a place comes free) instead of taking the
-        // place before them.
-        let others_first = !self.queued && table.pools[pool].waiting.load(std::sync::atomic::Ordering::Relaxed) > 0;
-        if first_in_line && !others_first {
+        let key = self as *const PoolRequest as *const ();
+        if line::may_try(table, pool, key, self.queued) {
             if let Some((conn, place)) = take_place(table, pool, self.req.log()) {
                 table.slots[place.index].set_uri(self.req.unparsed_uri());
                 self.leave_queue(table, pool);
                 self.attach(conn, place);
                 // Places may have come free for the next in line too.
-                wake_first(&self.target.name);
+                line::wake_first(pool);
                 return;
             }
         }
@@ -392,16 +387,7 @@ impl PoolRequest {
         }
         if !self.queued {
             self.queued = true;
-            let me = self as *mut PoolRequest;
-            let first = QUEUE.with_borrow_mut(|q| {
-                let first = !q.iter().any(|(name, _)| *name == self.target.name);
-                q.push_back((&self.target.name, me));
-                first
-            });
-            table.pools[pool].waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if first {
-                super::wake::set_waiting(table, pool, true);
-            }
+            line::join(table, pool, line::Waiter { key, wake: wake_request });
         }
         self.wait();
     }
@@ -412,22 +398,18 @@ impl PoolRequest {
         if !std::mem::take(&mut self.queued) {
             return;
         }
-        let me = self as *mut PoolRequest;
-        let name = &self.target.name;
-        let (was_in_line, none_left) = QUEUE.with_borrow_mut(|q| {
-            let before = q.len();
-            q.retain(|(_, r)| !std::ptr::eq(*r, me));
-            (q.len() < before, !q.iter().any(|(n, _)| *n == name))
-        });
-        let _ = table.pools[pool].waiting.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |n| n.checked_sub(1));
-        if was_in_line && none_left {
-            super::wake::set_waiting(table, pool, false);
+        if self.target.program {
+            line::leave(table, pool, self as *const PoolRequest as *const ());
+        } else {
+            // A Python request waits for a ready process, out of line.
+            let _ = table.pools[pool].waiting.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |n| n.checked_sub(1));
         }
     }
 
     fn wait(&mut self) {
-        self.waited += 1;
-        if u64::from(self.waited) * WAIT_STEP_MS as u64 > self.target.queue_timeout_ms {
+        let now = crate::os::monotonic_ms();
+        let since = *self.waiting_since.get_or_insert(now);
+        if now.saturating_sub(since) > self.target.queue_timeout_ms {
             if let Some((table, pool)) = slots::table().and_then(|t| Some((t, t.pool_index(self.target.name.as_bytes())?))) {
                 self.leave_queue(table, pool);
             }
@@ -788,7 +770,9 @@ impl Source for PoolRequest {
                 // A stuck process keeps the place until it is killed.
                 if !self.stuck {
                     give_back(table, slot, ending == Ending::Done && self.complete);
-                    place_free(table, &self.target.name);
+                    if let Some(pool) = table.pool_index(self.target.name.as_bytes()) {
+                        line::place_free(table, pool);
+                    }
                 }
             }
             if let Some(conn) = self.conn.take() {
@@ -852,41 +836,14 @@ pub fn close_idle() {
     all.into_iter().for_each(Conn::close);
 }
 
-/// Wakes the first request of `pool` waiting in this worker's line.
-fn wake_first(pool: &str) {
-    let first = QUEUE.with_borrow(|q| q.iter().find(|(name, _)| *name == pool).map(|(_, r)| *r));
-    if let Some(request) = first {
-        // SAFETY: a request leaves the line (in abandon) before it goes.
-        if let Some(timer) = unsafe { (*request).timer.as_mut() } {
-            timer.arm(0);
-        }
-    }
-}
-
-/// A place in pool `name` came free: the first request waiting for one in
-/// this worker looks again now, and so does that of every other worker
-/// with requests of the pool waiting.
-pub(super) fn place_free(table: &slots::Table, name: &str) {
-    wake_first(name);
-    if let Some(pool) = table.pool_index(name.as_bytes()) {
-        super::wake::wake_others(table, pool);
-    }
-}
-
-/// Another worker gave a place back: the first waiting request of each
-/// pool looks again.
-pub(super) fn wake_all_first() {
-    let pools: Vec<&'static str> = QUEUE.with_borrow(|q| {
-        let mut pools: Vec<&'static str> = Vec::new();
-        for (name, _) in q.iter() {
-            if !pools.contains(name) {
-                pools.push(name);
-            }
-        }
-        pools
-    });
-    for pool in pools {
-        wake_first(pool);
+/// A request in the line looks again (see [`line::Waiter`]).
+///
+/// # Safety
+/// `key` is a PoolRequest in the line (it leaves before it goes).
+unsafe fn wake_request(key: *const ()) {
+    // SAFETY: see above; nginx's thread only.
+    if let Some(timer) = unsafe { (*(key as *mut PoolRequest)).timer.as_mut() } {
+        timer.arm(0);
     }
 }
 

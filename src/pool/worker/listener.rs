@@ -28,7 +28,8 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use nginx_sys::{ngx_conf_t, ngx_connection_t, ngx_event_t, ngx_msec_t};
 
-use super::client::{give_back, mark_stuck, place_free, take_place, Dispatched};
+use super::client::{give_back, mark_stuck, take_place, Dispatched};
+use super::line;
 use crate::core::catch_panic;
 use crate::nginx::event::{Conn, Timer};
 use crate::nginx::log::{Level, Log};
@@ -209,7 +210,8 @@ struct Relay {
     answered: bool,
     timer: Option<Timer>,
     deadline: Option<Timer>,
-    waited: u32,
+    /// Since when the request waits for a place (CLOCK_MONOTONIC ms).
+    waiting_since: Option<u64>,
     queued: bool,
     stuck: bool,
     /// Closed: freed once the event that closed it returns (see
@@ -249,7 +251,7 @@ impl Relay {
             answered: false,
             timer: None,
             deadline: None,
-            waited: 0,
+            waiting_since: None,
             queued: false,
             stuck: false,
             done: false,
@@ -337,14 +339,20 @@ impl Relay {
             return self.refuse(503, "the pool is not running");
         };
         let log = Log::cycle();
-        if let Some((conn, place)) = take_place(table, pool, log) {
-            self.leave_queue(table, pool);
-            let data = self as *mut Relay as *mut c_void;
-            conn.rebind(data, Some(on_program_read), Some(on_program_write));
-            let _ = conn.want_read();
-            self.program = Some(conn);
-            self.place = Some(place);
-            return;
+        let key = self as *const Relay as *const ();
+        if line::may_try(table, pool, key, self.queued) {
+            if let Some((conn, place)) = take_place(table, pool, log) {
+                self.leave_queue(table, pool);
+                self.waiting_since = None;
+                let data = self as *mut Relay as *mut c_void;
+                conn.rebind(data, Some(on_program_read), Some(on_program_write));
+                let _ = conn.want_read();
+                self.program = Some(conn);
+                self.place = Some(place);
+                // Places may have come free for the next in line too.
+                line::wake_first(pool);
+                return;
+            }
         }
         if table.pools[pool].failing.load(std::sync::atomic::Ordering::Relaxed) != 0 {
             self.leave_queue(table, pool);
@@ -352,10 +360,11 @@ impl Relay {
         }
         if !self.queued {
             self.queued = true;
-            table.pools[pool].waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            line::join(table, pool, line::Waiter { key, wake: wake_relay });
         }
-        self.waited += 1;
-        if u64::from(self.waited) * WAIT_STEP_MS as u64 > self.queue_timeout_ms {
+        let now = crate::os::monotonic_ms();
+        let since = *self.waiting_since.get_or_insert(now);
+        if now.saturating_sub(since) > self.queue_timeout_ms {
             self.leave_queue(table, pool);
             return self.refuse(503, "no process could take the request within queue_timeout");
         }
@@ -366,7 +375,14 @@ impl Relay {
 
     fn leave_queue(&mut self, table: &slots::Table, pool: usize) {
         if std::mem::take(&mut self.queued) {
-            let _ = table.pools[pool].waiting.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |n| n.checked_sub(1));
+            line::leave(table, pool, self as *const Relay as *const ());
+        }
+    }
+
+    /// A place this relay held came free.
+    fn place_free(&self, table: &slots::Table) {
+        if let Some(pool) = self.pool_index {
+            line::place_free(table, pool);
         }
     }
 
@@ -498,7 +514,7 @@ impl Relay {
         if let (Some(table), Some(place)) = (slots::table(), self.place.take()) {
             if served {
                 give_back(table, &place, true);
-                place_free(table, &self.pool);
+                self.place_free(table);
             }
         }
         self.drop_program();
@@ -532,7 +548,7 @@ impl Relay {
         if let (Some(table), Some(place)) = (slots::table(), self.place.take()) {
             if !self.stuck {
                 give_back(table, &place, false);
-                place_free(table, &self.pool);
+                self.place_free(table);
             }
         }
     }
@@ -676,6 +692,17 @@ unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
                 r.pump_up();
             }
         })
+    }
+}
+
+/// A relay in the line looks again (see [`line::Waiter`]).
+///
+/// # Safety
+/// `key` is a relay in the line (it leaves before it goes).
+unsafe fn wake_relay(key: *const ()) {
+    // SAFETY: see above; nginx's thread only.
+    if let Some(timer) = unsafe { (*(key as *mut Relay)).timer.as_mut() } {
+        timer.arm(0);
     }
 }
 

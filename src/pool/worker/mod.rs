@@ -5,6 +5,7 @@
 //! Runs in nginx's workers.
 
 pub mod client;
+pub mod line;
 pub mod listener;
 pub mod status;
 pub mod wake;

@@ -139,7 +139,7 @@ unsafe extern "C" fn on_wake(_ev: *mut ngx_event_t) {
                 w.watch.rearm();
             }
         });
-        super::client::wake_all_first();
+        super::line::wake_all_first();
     });
 }
 
