@@ -159,6 +159,7 @@ unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
         crate::core::watch::stop();
         crate::cgi::stop();
         crate::pool::worker::client::close_idle();
+        crate::pool::worker::listener::close_all();
         crate::pool::worker::wake::close();
         crate::wsgi::stop();
         crate::asgi::stop();

@@ -171,6 +171,9 @@ pub struct Table {
     /// nginx workers with requests waiting for a place in a program
     /// process, to wake when one comes free.
     pub wakers: [Waker; WAKERS],
+    /// The random part of the program sockets' directory's name (see
+    /// [`program_dir`]); 0 until the supervisor made it.
+    pub program_token: AtomicU64,
 }
 
 /// An nginx worker that has (or had) requests waiting in line.
@@ -397,10 +400,14 @@ pub fn socket_name(supervisor: u32, slot: usize, pid: u32) -> Vec<u8> {
 
 /// The directory of a supervisor's program sockets: a FastCGI program
 /// cannot check who connects (SO_PEERCRED is ours), so its socket is a
-/// file that only nginx's worker user may open, in a directory only it may
-/// enter.
+/// file that only nginx's workers may open. The supervisor makes the
+/// directory under a name nobody can guess (so nobody can make it first)
+/// and, as root, owns it and its sockets itself (so that nobody, not even
+/// a program running as nginx's worker user, can put anything in it): the
+/// workers' group may enter it and open the sockets, no more.
 pub fn program_dir(supervisor: u32) -> std::path::PathBuf {
-    std::path::PathBuf::from(format!("/tmp/ngx-rust-gateway.{supervisor}"))
+    let token = table().map_or(0, |t| t.program_token.load(Ordering::Acquire));
+    std::path::PathBuf::from(format!("/tmp/ngx-rust-gateway.{supervisor}.{token:016x}"))
 }
 
 /// The socket a program process listens on, as bytes for [`sockaddr`].

@@ -105,13 +105,24 @@ for my $pid (@php) {
     is($uid, (getpwnam('nobody'))[2], 'it runs as nginx\'s worker user') if $> == 0;
 }
 my ($sup) = supervisor_pids();
-my $dir = "/tmp/ngx-rust-gateway.$sup";
-my @st = stat $dir;
-is($st[2] & 07777, 0700, 'the sockets\' directory is private') if @st;
+my @dirs = glob "/tmp/ngx-rust-gateway.$sup.*";
+is(scalar @dirs, 1, 'the sockets\' directory has a name nobody could guess beforehand');
+my $dir = $dirs[0];
 my @sockets = glob "$dir/*";
 is(scalar @sockets, 2, 'one socket file per process');
-is((stat $_)[2] & 0777, 0600, "$_ is for its owner only") for @sockets;
-is((stat $_)[4], (getpwnam('nobody'))[2], "$_ belongs to nginx's worker user") for grep { $> == 0 } @sockets;
+my $group = (getpwnam('nobody'))[3];
+if ($> == 0) {
+    my @st = lstat $dir;
+    is($st[2] & 07777, 0710, 'the directory: only its owner may write in it, nginx\'s workers\' group may enter');
+    is("$st[4]:$st[5]", "0:$group", 'and the owner is root (a program running as the workers\' user cannot put anything there)');
+    for (@sockets) {
+        my @s = lstat $_;
+        is($s[2] & 0777, 0660, "$_ is for root and the workers' group");
+        is("$s[4]:$s[5]", "0:$group", 'whose group it is');
+    }
+} else {
+    is((lstat $dir)[2] & 07777, 0700, 'the directory is private');
+}
 
 my $pool = main::pool_status('php');
 is($pool->{threads}, undef, 'the status has no Python threads for a program pool');
@@ -487,7 +498,7 @@ my @workers = worker_pids();
 kill 'KILL', nginx_pid();
 ok(nginx_wait_exit(30), 'the master is gone');
 ok(wait_for(sub { !main::alive(@programs, $sup) }, 30), 'the supervisor and every program process followed it');
-ok(wait_for(sub { !-e "/tmp/ngx-rust-gateway.$sup" }, 30), 'and the sockets\' directory is gone');
+ok(wait_for(sub { !(my @left = glob "/tmp/ngx-rust-gateway.$sup.*") }, 30), 'and the sockets\' directory is gone');
 kill 'KILL', @workers;
 
 
@@ -677,7 +688,7 @@ my ($sup) = supervisor_pids();
 kill 'QUIT', nginx_pid();
 ok(nginx_wait_exit(60), 'nginx -s quit: nginx exits');
 ok(wait_for(sub { !main::alive(@programs, $sup) }, 30), 'the supervisor and every program process are gone');
-ok(!-e "/tmp/ngx-rust-gateway.$sup", 'and so is the sockets\' directory');
+ok(!(my @left = glob("/tmp/ngx-rust-gateway.$sup.*")), 'and so is the sockets\' directory');
 
 
 === TEST 22: with two nginx workers sharing one php-cgi process, every request waiting in either worker is served, one at a time

@@ -208,6 +208,7 @@ pub fn run(table: &'static Table, channel: OwnedFd, nginx: Option<OwnedFd>, plan
     let me = unsafe { libc::getpid() } as u32;
     table.supervisor.store(me, std::sync::atomic::Ordering::Release);
     spawn::remove_program_dirs(me);
+    table.program_token.store(0, std::sync::atomic::Ordering::Release);
     let mut sup = Supervisor {
         table,
         channel: Some(channel),
@@ -510,7 +511,7 @@ impl Supervisor {
         let serial = self.table.slots[slot].serial.load(std::sync::atomic::Ordering::Relaxed);
         let program = pool.spec.program.is_some();
         if program {
-            if let Err(e) = spawn::make_program_dir(me, plan.nginx_uid, plan.nginx_gid) {
+            if let Err(e) = spawn::make_program_dir(self.table, me, plan.nginx_gid) {
                 self.log.write(Level::Alert, &format!("rust_pool \"{}\": cannot make {}: {e}", pool.spec.name, slots::program_dir(me).display()));
             }
         }

@@ -116,33 +116,65 @@ pub struct Launch<'a> {
 }
 
 /// Makes the directory of the supervisor's program sockets (see
-/// [`crate::pool::slots::program_dir`]), owned by nginx's worker user.
-pub fn make_program_dir(supervisor: u32, nginx_uid: u32, nginx_gid: u32) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = crate::pool::slots::program_dir(supervisor);
-    if dir.is_dir() {
+/// [`crate::pool::slots::program_dir`]), once: a new directory under a
+/// random name (mkdir fails on anything already there, a link too), 0710
+/// root:nginx-group when we are root, else 0700.
+pub fn make_program_dir(table: &crate::pool::slots::Table, supervisor: u32, nginx_gid: u32) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::sync::atomic::Ordering;
+    if table.program_token.load(Ordering::Acquire) != 0 {
         return Ok(());
     }
-    // A file or a link in the way is not ours to trust.
-    let _ = std::fs::remove_file(&dir);
-    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-    // SAFETY: plain syscall; only root may (and needs to) give it away.
-    if unsafe { libc::geteuid() } == 0 {
-        std::os::unix::fs::chown(&dir, Some(nginx_uid), Some(nginx_gid))?;
+    // SAFETY: plain syscall.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
+    for _ in 0..16 {
+        let mut token = [0u8; 8];
+        // SAFETY: getrandom writes at most the buffer's length.
+        if unsafe { libc::getrandom(token.as_mut_ptr().cast(), token.len(), 0) } != token.len() as isize {
+            return Err(io::Error::last_os_error());
+        }
+        let token = u64::from_ne_bytes(token) | 1;
+        let dir = std::path::PathBuf::from(format!("/tmp/ngx-rust-gateway.{supervisor}.{token:016x}"));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {
+                if root {
+                    // Ours alone (in sticky /tmp nobody can swap it): the
+                    // group may enter, nobody else may write.
+                    std::os::unix::fs::lchown(&dir, Some(0), Some(nginx_gid))?;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o710))?;
+                }
+                table.program_token.store(token, Ordering::Release);
+                return Ok(());
+            }
+            Err(e) => last = e,
+        }
     }
-    Ok(())
+    Err(last)
 }
 
 /// Removes the program sockets' directories of supervisors that no longer
-/// run (one killed with SIGKILL cannot clean up after itself), and ours.
+/// run (one killed with SIGKILL cannot clean up after itself), and ours:
+/// only directories we own.
 pub fn remove_program_dirs(supervisor: u32) {
+    use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir("/tmp") else { return };
+    // SAFETY: plain syscall.
+    let me = unsafe { libc::geteuid() };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("ngx-rust-gateway.")).and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("ngx-rust-gateway."))
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
         // SAFETY: signal 0 only checks that the process exists.
         let gone = pid as u32 == supervisor || unsafe { libc::kill(pid, 0) != 0 && *libc::__errno_location() == libc::ESRCH };
-        if gone && entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let ours = std::fs::symlink_metadata(entry.path()).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if gone && ours {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -350,20 +382,27 @@ fn set_environment(nginx: &[(String, String)], pool: &[(String, String)]) {
     }
 }
 
-/// A listening socket at `name`; a program's (a file) is for nginx's
-/// worker user alone.
-fn listen(name: &[u8], nginx_uid: u32, nginx_gid: u32) -> io::Result<OwnedFd> {
+/// A listening socket at `name`; a program's (a file, in the directory
+/// only we may write in) is for nginx's workers alone: made 0660 (the
+/// umask applies to bind), then given to their group when we are root.
+fn listen(name: &[u8], _nginx_uid: u32, nginx_gid: u32) -> io::Result<OwnedFd> {
     let path = (name.first() != Some(&0)).then(|| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name)));
     if let Some(path) = &path {
         let _ = std::fs::remove_file(path);
     }
-    let sock = bind_and_listen(name)?;
+    // SAFETY: plain syscalls; the supervisor is single-threaded, so the
+    // umask changes for this bind alone.
+    let old = path.as_ref().map(|_| unsafe { libc::umask(0o117) });
+    let sock = bind_and_listen(name);
+    if let Some(old) = old {
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+    }
+    let sock = sock?;
     if let Some(path) = &path {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         // SAFETY: plain syscall.
         if unsafe { libc::geteuid() } == 0 {
-            std::os::unix::fs::chown(path, Some(nginx_uid), Some(nginx_gid))?;
+            std::os::unix::fs::lchown(path, Some(0), Some(nginx_gid))?;
         }
     }
     Ok(sock)

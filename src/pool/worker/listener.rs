@@ -22,6 +22,7 @@
 //! answering, 504 past `timeout=` (the process is then killed and
 //! replaced, as for this nginx's requests).
 
+use std::cell::RefCell;
 use std::ffi::c_void;
 use std::net::IpAddr;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -217,6 +218,9 @@ struct Relay {
     /// Closed: freed once the event that closed it returns (see
     /// [`with_relay`]).
     done: bool,
+    /// The relay answered the request itself (see `refuse`): it is not
+    /// dispatched again.
+    refused: bool,
     /// Reading stopped at the window (not at EAGAIN): the side is read
     /// again, by a posted event, once there is room.
     client_paused: bool,
@@ -255,20 +259,21 @@ impl Relay {
             queued: false,
             stuck: false,
             done: false,
+            refused: false,
             client_paused: false,
             program_paused: false,
         }));
+        RELAYS.with_borrow_mut(|all| all.push(relay));
         // SAFETY: just made; freed only by `finish`, which closes the
         // connections and disarms the timers that point at it first.
         let r = unsafe { &mut *relay };
-        r.timer = Some(Timer::new(on_timer, relay.cast(), log, true));
+        r.timer = Some(Timer::new(on_timer, relay.cast(), log, false));
         match Conn::register(fd, log, relay.cast(), Some(on_client_read), Some(on_client_write)) {
             Ok(conn) => r.client = Some(conn),
             Err(e) => {
                 log.write(Level::Error, &format!("rust_pool \"{}\": cannot take a FastCGI connection: {e}", r.pool));
                 r.finish();
-                // SAFETY: as above; nothing else points at it.
-                drop(unsafe { Box::from_raw(relay) });
+                free(relay);
             }
         }
     }
@@ -287,24 +292,32 @@ impl Relay {
         self.take_records();
     }
 
-    /// Moves whole records of the current request from `inbox` to `up`.
+    /// Takes the current request's records in, asks for a place for it,
+    /// and sends what the process may take.
     fn take_records(&mut self) {
         if self.done {
             return;
         }
-        loop {
-            if self.in_request && self.input_done {
-                break;
-            }
-            let Some(header) = self.inbox.get(..fcgi::HEADER_LEN) else { break };
+        self.move_records();
+        if self.in_request && !self.refused && self.program.is_none() && self.place.is_none() {
+            self.dispatch();
+        }
+        self.pump_up();
+    }
+
+    /// Moves whole records of the current request from `inbox` to `up`, as
+    /// long as `up` holds less than the window (the rest waits in `inbox`,
+    /// itself bounded by the window). Whether it moved any.
+    fn move_records(&mut self) -> bool {
+        let mut at = 0;
+        while !(self.in_request && self.input_done) && self.up.len() - self.up_at < WINDOW {
+            let Some(header) = self.inbox.get(at..at + fcgi::HEADER_LEN) else { break };
             let kind = header[1];
             let id = u16::from_be_bytes([header[2], header[3]]);
             let content = usize::from(u16::from_be_bytes([header[4], header[5]]));
             let total = fcgi::HEADER_LEN + content + usize::from(header[6]);
-            if self.inbox.len() < total {
-                break;
-            }
-            let record: Vec<u8> = self.inbox.drain(..total).collect();
+            let Some(record) = self.inbox.get(at..at + total) else { break };
+            at += total;
             match kind {
                 // Management records (id 0): nginx sends none; nothing to
                 // relay them to.
@@ -315,20 +328,20 @@ impl Relay {
                     self.answered = false;
                     self.request_id = id;
                     self.keep_conn = record.get(fcgi::HEADER_LEN + 2).is_some_and(|f| f & fcgi::KEEP_CONN != 0);
-                    self.up.extend_from_slice(&record);
+                    self.up.extend_from_slice(record);
                 }
-                _ if !self.in_request => {}
+                // Not of the current request (FastCGI: nginx multiplexes
+                // nothing): dropped.
+                _ if !self.in_request || id != self.request_id => {}
                 fcgi::STDIN if content == 0 => {
                     self.input_done = true;
-                    self.up.extend_from_slice(&record);
+                    self.up.extend_from_slice(record);
                 }
-                _ => self.up.extend_from_slice(&record),
+                _ => self.up.extend_from_slice(record),
             }
         }
-        if self.in_request && self.program.is_none() && self.place.is_none() {
-            self.dispatch();
-        }
-        self.pump_up();
+        self.inbox.drain(..at);
+        at > 0
     }
 
     fn dispatch(&mut self) {
@@ -389,6 +402,10 @@ impl Relay {
     /// Answers the client's request itself (FastCGI STDOUT and
     /// END_REQUEST), logs why, and closes the connection once it is sent.
     fn refuse(&mut self, status: u16, why: &str) {
+        self.refused = true;
+        if let Some(mut deadline) = self.deadline.take() {
+            deadline.disarm();
+        }
         Log::cycle().write(Level::Error, &format!("rust_pool \"{}\": answering {status} to a FastCGI client: {why}", self.pool));
         let reason = match status {
             502 => "Bad Gateway",
@@ -411,25 +428,31 @@ impl Relay {
     /// Sends what the process may take.
     fn pump_up(&mut self) {
         let Some(fd) = self.program.as_ref().map(Conn::fd) else { return };
-        while self.up_at < self.up.len() {
-            match crate::os::send(fd, &self.up[self.up_at..]) {
-                Ok(n) => self.up_at += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if let Some(p) = self.program.as_ref() {
-                        let _ = p.want_write();
+        loop {
+            while self.up_at < self.up.len() {
+                match crate::os::send(fd, &self.up[self.up_at..]) {
+                    Ok(n) => self.up_at += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if let Some(p) = self.program.as_ref() {
+                            let _ = p.want_write();
+                        }
+                        return;
                     }
-                    return;
-                }
-                // The process is gone; reading says so.
-                Err(_) => {
-                    self.up.clear();
-                    self.up_at = 0;
-                    return;
+                    // The process is gone; reading says so.
+                    Err(_) => {
+                        self.up.clear();
+                        self.up_at = 0;
+                        return;
+                    }
                 }
             }
+            self.up.clear();
+            self.up_at = 0;
+            // More of the request that waited for room.
+            if !self.move_records() {
+                break;
+            }
         }
-        self.up.clear();
-        self.up_at = 0;
         if self.input_done && self.deadline.is_none() && self.timeout_ms > 0 {
             let mut deadline = Timer::new(on_deadline, self as *mut Relay as *mut c_void, Log::cycle(), false);
             deadline.arm(self.timeout_ms as ngx_msec_t);
@@ -656,10 +679,34 @@ unsafe fn with_relay(data: *mut c_void, what: &str, f: impl FnOnce(&mut Relay)) 
             (*relay).finish();
         }
         if (*relay).done {
-            // It came from Box::into_raw in `start`; its connections are
-            // closed and its timers disarmed, so no event points at it.
-            drop(Box::from_raw(relay));
+            free(relay);
         }
+    }
+}
+
+thread_local! {
+    /// The live relays, for the worker's exit.
+    static RELAYS: RefCell<Vec<*mut Relay>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Frees a finished relay.
+fn free(relay: *mut Relay) {
+    RELAYS.with_borrow_mut(|all| all.retain(|r| *r != relay));
+    // SAFETY: it came from Box::into_raw in `start`, once; `finish` closed
+    // its connections and disarmed its timers, so no event points at it.
+    drop(unsafe { Box::from_raw(relay) });
+}
+
+/// The worker exits: every relay lets go of its place and its line now (a
+/// relay waiting, or sending a body, has no timer that would keep the
+/// worker until it is over; the counts in the shared table outlive it).
+pub fn close_all() {
+    let all: Vec<*mut Relay> = RELAYS.with_borrow_mut(std::mem::take);
+    for relay in all {
+        // SAFETY: a live relay (the list holds only those).
+        unsafe { (*relay).finish() };
+        // SAFETY: as in `free`; it is out of the list already.
+        drop(unsafe { Box::from_raw(relay) });
     }
 }
 
@@ -687,7 +734,7 @@ unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
     // SAFETY: the timer's data is its relay; `finish` disarms it.
     unsafe {
         with_relay(Timer::data_of(ev), "rust_pool listen timer", |r| {
-            if r.in_request && r.program.is_none() && r.place.is_none() {
+            if r.in_request && !r.refused && r.program.is_none() && r.place.is_none() {
                 r.dispatch();
                 r.pump_up();
             }
