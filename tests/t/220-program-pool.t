@@ -89,8 +89,8 @@ is(http_get('/')->{body}, "index.php for /\n", 'the directory index is index.php
 is(http_get('/missing.php')->{status}, 404, 'a missing script is a 404 from nginx (try_files)');
 is(http_get('/static.txt')->{body}, "static file\n", 'static files are nginx\'s');
 
-my @php = main::programs('php-cgi');
-is(scalar @php, 2, 'two php-cgi processes, children of the supervisor');
+my @php;
+ok(wait_for(sub { @php = main::programs('php-cgi'); @php == 2 }, 30), 'two php-cgi processes, children of the supervisor');
 for my $pid (@php) {
     like(readlink("/proc/$pid/fd/0") // '', qr/^socket:/, "php-cgi $pid has its listening socket on fd 0");
     # php-cgi opens its own (a Zend semaphore file): none is a socket or
@@ -388,8 +388,8 @@ location ~ \.php$ {
     rust_fastcgi_pass php;
 }
 --- perl
-my ($old) = main::programs('php-cgi');
-ok($old, "php-cgi runs ($old)");
+my $old;
+ok(wait_for(sub { ($old) = main::programs('php-cgi'); $old }, 30), 'php-cgi runs');
 my $r = http_get('/stuck.php');
 is($r->{status}, 504, 'the stuck request gets 504');
 ok(wait_for(sub { !main::alive($old) }, 30), 'the stuck process is killed');
@@ -491,8 +491,8 @@ rust_pool cgi program=/usr/sbin/fcgiwrap processes=1;
 --- config
 location / { rust_fastcgi_pass php; }
 --- perl
-my @programs = (main::programs('php-cgi'), main::programs('fcgiwrap'));
-is(scalar @programs, 3, 'three program processes run');
+my @programs;
+ok(wait_for(sub { @programs = (main::programs('php-cgi'), main::programs('fcgiwrap')); @programs == 3 }, 30), 'three program processes run');
 my ($sup) = supervisor_pids();
 my @workers = worker_pids();
 kill 'KILL', nginx_pid();
@@ -617,7 +617,9 @@ location / {
 --- perl
 my $r = http_get('/');
 like($r->{body}, qr/^version VERSION pid=\d+$/, 'the program serves');
-my %old = map { $_ => 1 } Test::Gateway::pool_pids();
+my @first;
+ok(wait_for(sub { @first = Test::Gateway::pool_pids(); @first == 2 }, 30), 'both processes run');
+my %old = map { $_ => 1 } @first;
 my $program = servroot() . '/html/perl';
 my $bad = 0;
 # A new file in place, as a package upgrade puts it (cp to a temp name, rename).
@@ -658,8 +660,8 @@ location /perl { include rust_fastcgi_params; rust_fastcgi_pass perl; }
 location = /status { rust_pool_status; }
 --- perl
 is(http_get('/perl')->{body}, "perl\n", 'the Perl program serves');
-my @programs = (main::programs('php-cgi'), main::programs('perl'));
-is(scalar @programs, 3, 'three program processes run');
+my @programs;
+ok(wait_for(sub { @programs = (main::programs('php-cgi'), main::programs('perl')); @programs == 3 }, 30), 'three program processes run');
 my ($sup) = supervisor_pids();
 # A php-cgi is held in a request (its gate never opens) while nginx stops.
 my $held = http_start(build_request('GET /gate.php?f=/nonexistent/never'));
@@ -682,8 +684,8 @@ location ~ \.php$ {
 }
 --- perl
 like(http_get('/quick.php')->{body}, qr/^quick \d+$/, 'the pool serves');
-my @programs = (main::programs('php-cgi'), main::programs('fcgiwrap'));
-is(scalar @programs, 3, 'three program processes run');
+my @programs;
+ok(wait_for(sub { @programs = (main::programs('php-cgi'), main::programs('fcgiwrap')); @programs == 3 }, 30), 'three program processes run');
 my ($sup) = supervisor_pids();
 kill 'QUIT', nginx_pid();
 ok(nginx_wait_exit(60), 'nginx -s quit: nginx exits');
