@@ -356,6 +356,7 @@ location ~ \.php$ {
 }
 location = /status { rust_pool_status; }
 --- perl
+ok(wait_for(sub { main::pool_status('two')->{running} == 2 }, 30), 'both processes are ready');
 my $gate = servroot() . '/tmp/gate-open';
 my $held = http_start(build_request("GET /gate.php?f=$gate"));
 ok(wait_for(sub { grep { $_->{active} == 1 } @{ main::pool_status('two')->{processes} } }, 30), 'one process is busy');
