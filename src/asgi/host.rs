@@ -44,6 +44,16 @@ impl Host {
         Request { id, inbox: Arc::clone(&self.inbox), credit, flow }
     }
 
+    /// A WebSocket for the app at `app` whose client nginx's worker holds
+    /// in another process (a pool's): the app's messages come back through
+    /// `sink`'s exchange, the client's go through the handle.
+    pub fn submit_websocket(&self, app: usize, head: RequestHead, sink: ResponseSink) -> RemoteWebSocket {
+        let id = sink.exchange().id();
+        let credit = Credit::default();
+        self.inbox.push(Inbound::WsStart(Box::new(serving::WsStart { id, app, head, sink, credit: credit.clone() })));
+        RemoteWebSocket { id, inbox: Arc::clone(&self.inbox), credit }
+    }
+
     /// For the WebSocket side of this room, which speaks to the loop
     /// directly.
     pub(super) fn inbox(&self) -> &Arc<Inbox<Inbound>> {
@@ -65,6 +75,34 @@ pub struct Request {
     inbox: Arc<Inbox<Inbound>>,
     credit: Credit,
     flow: BodyFlow,
+}
+
+/// A WebSocket of [`Host::submit_websocket`]: what its client sends, and
+/// room in its window.
+pub struct RemoteWebSocket {
+    id: u64,
+    inbox: Arc<Inbox<Inbound>>,
+    credit: Credit,
+}
+
+impl RemoteWebSocket {
+    pub fn text(&self, text: String) {
+        self.inbox.push(Inbound::WsEvent(self.id, serving::WsEvent::Text(text.into())));
+    }
+
+    pub fn bytes(&self, bytes: Vec<u8>) {
+        self.inbox.push(Inbound::WsEvent(self.id, serving::WsEvent::Bytes(bytes.into())));
+    }
+
+    pub fn disconnect(&self, code: u16, reason: String) {
+        self.inbox.push(Inbound::WsEvent(self.id, serving::WsEvent::Disconnect(code, reason)));
+    }
+
+    /// The app's messages are written (call after [`Exchange::ack`]): a
+    /// send() waiting for room may go on.
+    pub fn acked(&self, exchange: &Exchange) {
+        self.credit.after_ack(exchange, &self.inbox);
+    }
 }
 
 impl Request {

@@ -89,11 +89,66 @@ enum Phase {
     Over,
 }
 
-pub struct Session {
-    conn: Takeover,
+/// Where the app is: on this worker's loop ([`LocalLink`]) or in a pool
+/// process (the pool's link, through [`start_linked`]).
+pub trait AppLink {
+    /// Something for the app's receive().
+    fn event(&mut self, event: WsEvent);
+    /// What the app sent is in the client's socket, `cost` of its window.
+    fn written(&mut self, cost: usize);
+    /// The connection is over: let the app go.
+    fn release(&mut self);
+}
+
+/// The app on this worker's loop.
+struct LocalLink {
     exchange: Arc<Exchange>,
     inbox: Arc<Inbox<Inbound>>,
     credit: Credit,
+}
+
+impl AppLink for LocalLink {
+    fn event(&mut self, event: WsEvent) {
+        self.inbox.push(Inbound::WsEvent(self.exchange.id(), event));
+    }
+
+    fn written(&mut self, cost: usize) {
+        self.exchange.ack(cost);
+        self.credit.after_ack(&self.exchange, &self.inbox);
+    }
+
+    fn release(&mut self) {
+        self.exchange.abandon();
+        threaded::detach(self.exchange.id());
+    }
+}
+
+/// Not linked yet (a session being made).
+struct NoLink;
+
+impl AppLink for NoLink {
+    fn event(&mut self, _event: WsEvent) {}
+    fn written(&mut self, _cost: usize) {}
+    fn release(&mut self) {}
+}
+
+/// Hands a linked app's events to its session (see [`start_linked`]).
+#[derive(Clone)]
+pub struct Deliver(std::rc::Weak<RefCell<Session>>);
+
+impl Deliver {
+    /// The app's events, as its exchange would deliver them; never from
+    /// inside a call of the session into the link.
+    pub fn deliver(&self, events: Vec<Event>) {
+        if let Some(session) = self.0.upgrade() {
+            on_events(&session, events);
+        }
+    }
+}
+
+pub struct Session {
+    conn: Takeover,
+    link: Box<dyn AppLink>,
     key: Vec<u8>,
     ws: Option<WebSocket<Pipe>>,
     phase: Phase,
@@ -129,10 +184,9 @@ thread_local! {
     static SESSIONS: RefCell<std::collections::HashMap<usize, Shared>> = RefCell::new(std::collections::HashMap::new());
 }
 
-/// Starts a WebSocket handshake for `req` (the content handler saw an
-/// upgrade request). Returns what the content handler returns.
-pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: ngx_msec_t, max_message: usize, compression: bool) -> ngx_int_t {
-    let Some(bridge) = runtime::bridge() else { return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t };
+/// What a handshake needs from the request: the key, the deflate offer,
+/// the close wait; or the status to answer.
+fn handshake(req: &HttpRequest, compression: bool) -> Result<(Vec<u8>, Option<(Agreed, String)>, ngx_msec_t), ngx_int_t> {
     let keys: Vec<&[u8]> = req.headers_in().filter(|(n, _)| n.eq_ignore_ascii_case(b"sec-websocket-key")).map(|(_, v)| v).collect();
     let version_ok = req.headers_in().any(|(n, v)| n.eq_ignore_ascii_case(b"sec-websocket-version") && v.trim_ascii() == b"13");
     let key = match keys[..] {
@@ -142,7 +196,7 @@ pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: 
                 Level::Info,
                 "rust_asgi: a WebSocket handshake without version 13 or without one Sec-WebSocket-Key of base64 of 16 bytes (RFC 6455, 4.2.1)",
             );
-            return nginx_sys::NGX_HTTP_BAD_REQUEST as ngx_int_t;
+            return Err(nginx_sys::NGX_HTTP_BAD_REQUEST as ngx_int_t);
         }
     };
     let deflate = if compression {
@@ -150,17 +204,20 @@ pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: 
     } else {
         None
     };
-    let close_wait_ms = req.core_lingering_timeout();
-    let head = RequestHead::capture(&req);
-    let exchange = Exchange::new(bridge);
-    let id = exchange.id();
-    let credit = Credit::default();
+    Ok((key, deflate, req.core_lingering_timeout()))
+}
+
+/// A session for `req`, linked to its app by `link`, held open past the
+/// content handler; NGX_DONE, or what to answer.
+fn open(req: HttpRequest, idle_ms: ngx_msec_t, max_message: usize, compression: bool, link: impl FnOnce(Deliver) -> Result<Box<dyn AppLink>, ngx_int_t>) -> ngx_int_t {
+    let (key, deflate, close_wait_ms) = match handshake(&req, compression) {
+        Ok(parts) => parts,
+        Err(rc) => return rc,
+    };
     let conn = Takeover::of(req);
     let session = Rc::new(RefCell::new(Session {
         conn,
-        exchange: Arc::clone(&exchange),
-        inbox: Arc::clone(&inbox),
-        credit: credit.clone(),
+        link: Box::new(NoLink),
         key,
         ws: None,
         phase: Phase::Handshake,
@@ -175,19 +232,50 @@ pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: 
         inflater: None,
         raw: Vec::new(),
     }));
-    let handler_session = Rc::clone(&session);
-    threaded::attach_handler(&exchange, Rc::new(move |events| on_events(&handler_session, events)));
+    match link(Deliver(Rc::downgrade(&session))) {
+        Ok(link) => session.borrow_mut().link = link,
+        Err(rc) => return rc,
+    }
     if req.add_cleanup(on_cleanup, req.as_ptr().cast()).is_err() {
-        threaded::detach(id);
+        session.borrow_mut().link.release();
         return NGX_ERROR as ngx_int_t;
     }
     SESSIONS.with_borrow_mut(|s| s.insert(req.as_ptr() as usize, Rc::clone(&session)));
     conn.hold();
     // Until the app answers, a client that leaves is noticed as usual.
     req.set_event_handlers(on_handshake_write);
-    let sink = crate::core::exchange::ResponseSink::new(exchange);
-    inbox.push(Inbound::WsStart(Box::new(WsStart { id, app, head, sink, credit })));
     NGX_DONE as ngx_int_t
+}
+
+/// Starts a WebSocket handshake for `req` (the content handler saw an
+/// upgrade request), for an app on this worker's loop. Returns what the
+/// content handler returns.
+pub fn start(req: HttpRequest, app: usize, inbox: Arc<Inbox<Inbound>>, idle_ms: ngx_msec_t, max_message: usize, compression: bool) -> ngx_int_t {
+    let Some(bridge) = runtime::bridge() else { return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t };
+    let head = RequestHead::capture(&req);
+    open(req, idle_ms, max_message, compression, move |deliver| {
+        let exchange = Exchange::new(bridge);
+        let id = exchange.id();
+        let credit = Credit::default();
+        threaded::attach_handler(&exchange, Rc::new(move |events| deliver.deliver(events)));
+        let sink = crate::core::exchange::ResponseSink::new(Arc::clone(&exchange));
+        inbox.push(Inbound::WsStart(Box::new(WsStart { id, app, head, sink, credit: credit.clone() })));
+        Ok(Box::new(LocalLink { exchange, inbox, credit }))
+    })
+}
+
+/// Starts a WebSocket handshake for `req` whose app runs elsewhere (in a
+/// pool process): `link` gets the request's head and the way to hand the
+/// app's events back, and returns the link, or the status to answer.
+pub fn start_linked(
+    req: HttpRequest,
+    idle_ms: ngx_msec_t,
+    max_message: usize,
+    compression: bool,
+    link: impl FnOnce(RequestHead, Deliver) -> Result<Box<dyn AppLink>, ngx_int_t>,
+) -> ngx_int_t {
+    let head = RequestHead::capture(&req);
+    open(req, idle_ms, max_message, compression, move |deliver| link(head, deliver))
 }
 
 /// RFC 6455, 4.2.1: the key is base64 of 16 bytes (canonical, as every
@@ -279,15 +367,14 @@ impl Session {
     /// reason) stands.
     fn tell_disconnect(&mut self, code: u16, reason: &str) {
         if !std::mem::replace(&mut self.told, true) {
-            self.inbox.push(Inbound::WsEvent(self.exchange.id(), WsEvent::Disconnect(code, reason.to_owned())));
+            self.link.event(WsEvent::Disconnect(code, reason.to_owned()));
         }
     }
 
-    /// Tells the app (once) and lets go of the exchange.
+    /// Tells the app (once) and lets go of it.
     fn release(&mut self, code: u16) {
         self.tell_disconnect(code, "");
-        self.exchange.abandon();
-        threaded::detach(self.exchange.id());
+        self.link.release();
     }
 
     fn apply(&mut self, events: Vec<Event>) -> Option<ngx_int_t> {
@@ -469,8 +556,8 @@ impl Session {
             pipe.sent = 0;
         }
         if drained && self.written_cost > 0 {
-            self.exchange.ack(std::mem::take(&mut self.written_cost));
-            self.credit.after_ack(&self.exchange, &self.inbox);
+            let cost = std::mem::take(&mut self.written_cost);
+            self.link.written(cost);
         }
         if drained && self.hang_up {
             return Some(self.conn.linger());
@@ -548,7 +635,6 @@ impl Session {
 
     /// Decodes what was read into messages for the app.
     fn frames(&mut self) -> Option<ngx_int_t> {
-        let id = self.exchange.id();
         loop {
             if self.hang_up {
                 return None;
@@ -559,12 +645,12 @@ impl Session {
                     // Counted as protocol.py counts it: len() of the str.
                     self.unconsumed += text.as_str().chars().count();
                     self.conn.restart_idle_timer(self.idle_ms);
-                    self.inbox.push(Inbound::WsEvent(id, WsEvent::Text(text)));
+                    self.link.event(WsEvent::Text(text));
                 }
                 Ok(Message::Binary(bytes)) => {
                     self.unconsumed += bytes.len();
                     self.conn.restart_idle_timer(self.idle_ms);
-                    self.inbox.push(Inbound::WsEvent(id, WsEvent::Bytes(bytes)));
+                    self.link.event(WsEvent::Bytes(bytes));
                 }
                 Ok(Message::Close(frame)) => {
                     // tungstenite queued the reply; the app hears the code.

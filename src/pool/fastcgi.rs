@@ -37,6 +37,9 @@ pub const UNKNOWN_TYPE: u8 = 11;
 /// the request, at the CLOCK_MONOTONIC millisecond in its 8 content bytes
 /// (little-endian), for `$rust_queue_time`.
 pub const RUST_STARTED: u8 = 100;
+/// Our own record type, for a WebSocket's messages (see
+/// [`crate::pool::ws_wire`]).
+pub const RUST_WS: u8 = 101;
 
 pub const RESPONDER: u16 = 1;
 

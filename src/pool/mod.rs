@@ -11,7 +11,7 @@
 //! | the supervisor | [`supervisor`] (starts, watches, recycles and stops pool processes), [`supervisor::spawn`] (its own clean start, and forking pool processes cleanly), [`log`] |
 //! | a pool process | [`process`] (Python and the apps, through the same hosts as a worker), [`process::front`] (its FastCGI server loop, with [`process::request`], [`process::dispatch`], [`process::reply`] and [`process::watchdog`]), [`log`] |
 //! | an nginx worker | [`worker::client`] (the engine adapter speaking FastCGI), [`worker::listener`] (a program pool's `listen=`: FastCGI connections from another nginx, relayed to its processes), [`worker::line`] (this worker's line of requests waiting for a place in a program process), [`worker::wake`] (waking the other workers' lines), [`worker::status`] (`rust_pool_status`), [`log`] (the levels of a pool process's STDERR lines and of `RUST_ERRORS_LEVEL`) |
-//! | nginx workers and pool processes | [`fastcgi`] and [`params`] (the wire format, both ends of it) |
+//! | nginx workers and pool processes | [`fastcgi`], [`params`] and [`ws_wire`] (the wire format, both ends of it) |
 //! | nginx's master and workers | [`listen`] (`listen=` and `allow=` as data) |
 //! | all of them | [`slots`] (the table they share, and how a process ended) |
 //!
@@ -29,3 +29,4 @@ pub mod process;
 pub mod slots;
 pub mod supervisor;
 pub mod worker;
+pub mod ws_wire;

@@ -22,6 +22,9 @@ pub const ERRORS_LEVEL: &[u8] = b"RUST_ERRORS_LEVEL";
 /// The body comes as STDIN records after the request starts
 /// (`rust_asgi_request_buffering off`): the app gets it as it arrives.
 pub const STREAMING: &[u8] = b"RUST_BODY_STREAMING";
+/// The request is a WebSocket handshake: the connection then carries its
+/// messages (see [`crate::pool::ws_wire`]).
+pub const WEBSOCKET: &[u8] = b"RUST_WEBSOCKET";
 
 /// What a request carries beyond its head.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,6 +38,8 @@ pub struct Extras {
     /// See [`STREAMING`]; then `content_length` is only the client's
     /// Content-Length, if it sent one.
     pub streaming: bool,
+    /// See [`WEBSOCKET`].
+    pub websocket: bool,
 }
 
 /// Hands `put` each param for `head`, whose body is
@@ -61,6 +66,9 @@ pub fn write_params(head: &RequestHead, extras: &Extras, mut put: impl FnMut(&[u
     }
     if let Some(content_type) = header(&head.headers, "content-type") {
         put(b"CONTENT_TYPE", content_type);
+    }
+    if extras.websocket {
+        put(WEBSOCKET, b"1");
     }
     if extras.streaming {
         put(STREAMING, b"1");
@@ -137,6 +145,7 @@ pub fn from_params(params: Vec<(&[u8], &[u8])>) -> Result<(RequestHead, Extras),
             APP => extras.app = String::from_utf8_lossy(value).into_owned(),
             QUEUED_AT => extras.queued_at_us = number("RUST_QUEUED_AT", value)?,
             ERRORS_LEVEL => extras.errors_level = String::from_utf8_lossy(value).into_owned(),
+            WEBSOCKET => extras.websocket = true,
             STREAMING => {
                 extras.streaming = true;
                 head.has_body = true;
@@ -202,7 +211,7 @@ mod tests {
             user: Some((b"alice".to_vec(), b"Basic".to_vec())),
             params: vec![h("SSL_CLIENT_S_DN", "CN=alice"), h("SERVER_NAME", "public.example")],
         };
-        let extras = Extras { app: "/a.py:application".into(), queued_at_us: 42, errors_level: "warn".into(), content_length: 3, streaming: false };
+        let extras = Extras { app: "/a.py:application".into(), queued_at_us: 42, errors_level: "warn".into(), content_length: 3, streaming: false, websocket: false };
         let params = to_params(&head, 3, &extras);
         assert!(params.contains(&h("CONTENT_LENGTH", "3")));
         assert!(params.contains(&h("HTTP_COOKIE", "a=1; b=2")));

@@ -388,7 +388,7 @@ isnt($r->{headers}{'x-pid'}[0], $old_pid, 'by a fresh worker');
 like(main::marks('shutdown'), qr/^$old_pid$/m, 'the old worker ran the lifespan shutdown');
 
 
-=== TEST 15: rust_asgi ... pool=: the same apps from a pool's processes, lifespan there too; a WebSocket there is refused with 501
+=== TEST 15: rust_asgi ... pool=: the same apps from a pool's processes, lifespan there too
 --- http_config
 rust_python_env MARKS $TEST_NGINX_SERVROOT/tmp;
 rust_pool ap processes=1 home=$TEST_NGINX_VENV env=MARKS=$TEST_NGINX_SERVROOT/tmp;
@@ -418,15 +418,10 @@ is(length http_request(Test::Gateway::build_request("POST /raw/echo\n$body"))->{
 my $j = decode_json(http_get('/star/items/3')->{body});
 is($j->{greeting}, 'hello from lifespan', "the lifespan ran in the pool process and its state reaches requests");
 like(main::marks('startup'), qr/^started $pool[0]$/m, 'in that process');
-my $ws = http_request("GET /raw/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-is($ws->{status}, 501, 'a WebSocket to a pool location: 501');
 my $s2 = http_start("GET /raw/forever HTTP/1.1\r\nHost: localhost\r\n\r\n");
 sysread($s2, my $buf, 4096);
 close $s2;
 ok(wait_for(sub { main::marks('forever') =~ /send raised ClientDisconnected|cancelled/ }, 5), 'a client that leaves reaches the app in the pool: ' . main::marks('forever'));
---- error_log eval
-qr/WebSockets are not available through a pool/
 
 
 === TEST 16: rust_asgi_request_buffering off: the app gets the body as it arrives, chunked too; buffered, it waits for all of it

@@ -266,3 +266,69 @@ is($r->{rsv1}, 1002, 'RSV1 set: 1002');
 $r = main::ws('deflate-client');
 is($r->{extensions}, undef, 'the websockets package gets no extension');
 ok($r->{big_ok} && $r->{many_ok}, 'and echoes');
+
+
+=== TEST 13: a WebSocket to an ASGI app in a pool: the same echo, push, close codes, denied and broken handshakes, a client that vanishes, and the app runs in the pool process
+--- http_config
+rust_pool ws processes=1 env=MARKS=$TEST_NGINX_SERVROOT/tmp;
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py pool=ws;
+}
+location = /status { rust_pool_status; }
+--- perl
+# A handshake that finds no ready process gets 503 (it does not wait).
+ok(wait_for(sub { decode_json(http_get('/status')->{body})->{pools}[0]{running} == 1 }, 30), 'the pool process is ready');
+my $r = main::ws('echo');
+is($r->{subprotocol}, 'superchat', 'the subprotocol the app chose');
+is($r->{x_accepted}, 'yes', 'the header the app added to the 101');
+is($r->{text}, 'hello', 'text echoed');
+is_deeply($r->{bytes}, [0, 1, 255], 'bytes echoed');
+ok($r->{big_ok}, 'a 1 MB message echoed');
+ok($r->{pong}, 'a ping answered by nginx');
+is($r->{close_code}, 4000, 'the app closed with its code');
+is($r->{close_reason}, 'as asked', 'and its reason') or diag(explain($r));
+is(main::ws('client-close')->{text}, 'hello', 'a connection the client closes with a code and reason');
+ok(wait_for(sub { main::marks('echo') =~ /disconnect 4321 client says bye/ }, 30), 'the app in the pool got websocket.disconnect with both: ' . main::marks('echo'));
+$r = main::ws('push', 20);
+is(scalar @{ $r->{messages} // [] }, 20, 'server push: twenty messages') or diag(explain($r));
+is($r->{close_code}, 4001, 'then its close code');
+is(main::ws('status', '/deny')->{status}, 403, 'websocket.close before accept: 403');
+is(main::ws('status', '/noaccept')->{status}, 500, 'returning without accepting: 500');
+is(main::ws('raise')->{close_code}, 1011, 'an exception after accept: close 1011');
+is(main::ws('leave')->{text}, 'one', 'a client that talked first');
+ok(wait_for(sub { main::marks('echo') =~ /disconnect 1006/ }, 30), 'then vanished: the app got websocket.disconnect 1006: ' . main::marks('echo'));
+is(main::ws('too-big', 17 * 1024 * 1024)->{close_code}, 1009, 'a message over the limit: 1009');
+my @pool = pool_pids();
+ok(main::marks('connect') ne '', 'the app ran');
+is(scalar @pool, 1, 'in the one pool process');
+--- error_log eval
+[
+  qr/the app returned without accepting or closing the WebSocket/,
+  qr/ValueError: broken websocket handler/,
+]
+
+
+=== TEST 14: the pool process of an open WebSocket dies: the client gets a close frame with 1011 at once, and the next WebSocket is served by its successor
+--- http_config
+rust_pool ws processes=1;
+--- config
+location / {
+    rust_asgi $TEST_NGINX_APPS/asgiws.py pool=ws;
+}
+location = /status { rust_pool_status; }
+--- perl
+ok(wait_for(sub { decode_json(http_get('/status')->{body})->{pools}[0]{running} == 1 }, 30), 'the pool process is ready');
+my $s = http_start("GET /idle HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+my $data = '';
+while ($data !~ /\r\n\r\n/ && sysread($s, my $buf, 4096)) { $data .= $buf }
+like($data, qr{^HTTP/1.1 101 Switching Protocols\r\n}, 'the handshake is answered by the app in the pool');
+my ($pid) = pool_pids();
+kill 'KILL', $pid;
+while (sysread($s, my $buf, 4096)) { $data .= $buf }
+like($data, qr{\x88\x10\x03\xf3internal error$}, 'the client gets a close frame, 1011 "internal error"');
+ok(wait_for(sub { my $r = main::ws('echo'); ($r->{text} // '') eq 'hello' }, 30), 'a new WebSocket is served by the next process');
+ok(!(grep { $_ == $pid } pool_pids()), 'which is another one');
+--- error_log eval
+qr/closed the WebSocket's connection/

@@ -39,6 +39,19 @@ pub struct AsgiApps<'a> {
 }
 
 impl Apps<'_> {
+    /// Hands a WebSocket handshake to the ASGI app it names; anything else
+    /// answers 500.
+    pub fn submit_websocket(&self, head: RequestHead, extras: &Extras, sink: ResponseSink) -> Option<asgi::RemoteWebSocket> {
+        let name = if extras.app.is_empty() { self.default_app.as_deref().unwrap_or_default() } else { extras.app.as_str() };
+        match &self.asgi {
+            Some(AsgiApps { keys, host }) if keys.contains_key(name) => Some(host.submit_websocket(keys[name], head, sink)),
+            _ => {
+                sink.fail(500, vec![format!("rust_pool: this pool has no ASGI app \"{name}\" for a WebSocket; reload nginx")]);
+                None
+            }
+        }
+    }
+
     /// Hands the request to the host of its app. An ASGI request comes
     /// back as the handle the front tells the loop about (window
     /// acknowledged, request gone); an unknown app answers 500.

@@ -319,6 +319,10 @@ impl<'a> Front<'a> {
         // process, the supervisor reads how many requests died with it.
         self.setup.table.slots[self.setup.slot].active.fetch_add(1, Ordering::Relaxed);
         let sink = ResponseSink::new(Arc::clone(&exchange));
+        if active.websocket {
+            active.ws = self.setup.apps.submit_websocket(head, &extras, sink);
+            return;
+        }
         active.asgi = self.setup.apps.submit(head, &extras, body, sink);
     }
 
@@ -375,6 +379,9 @@ impl<'a> Front<'a> {
                     exchange.ack(std::mem::take(&mut conn.unacked));
                     if let Some(request) = &active.asgi {
                         request.acked(exchange);
+                    }
+                    if let Some(ws) = &active.ws {
+                        ws.acked(exchange);
                     }
                 }
             }

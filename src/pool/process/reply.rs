@@ -68,7 +68,14 @@ pub fn write_events(conn: &mut Conn, events: Vec<Event>) {
             Event::Log(level, message) => push_log(&mut conn.out, id, level, &message),
             // The pool process buffers request bodies.
             Event::ResumeBody => {}
-            Event::RawHead | Event::Redirect { .. } | Event::Other { .. } => {
+            Event::Other { cost, message } => match message.downcast::<crate::asgi::ws::Upgraded>() {
+                Ok(message) => {
+                    conn.unacked += cost;
+                    crate::pool::ws_wire::push_from_app(&mut conn.out, id, &message);
+                }
+                Err(_) => push_log(&mut conn.out, id, Level::Error, "rust_pool: unsupported response event"),
+            },
+            Event::RawHead | Event::Redirect { .. } => {
                 push_log(&mut conn.out, id, Level::Error, "rust_pool: unsupported response event");
                 end_request(&mut conn.out, id, 502);
                 active.ended = true;

@@ -53,6 +53,10 @@ pub struct Active {
     /// empty one came.
     pub streaming: bool,
     pub body_done: bool,
+    /// A WebSocket: the app's handle, and the messages nginx sends for it.
+    pub websocket: bool,
+    pub ws: Option<asgi::RemoteWebSocket>,
+    ws_in: crate::pool::ws_wire::Messages,
 }
 
 impl Active {
@@ -73,6 +77,9 @@ impl Active {
             asgi: None,
             streaming: false,
             body_done: false,
+            websocket: false,
+            ws: None,
+            ws_in: Default::default(),
         }
     }
 
@@ -86,13 +93,17 @@ impl Active {
     /// body's transfer is not the app's time (as nginx's worker counts
     /// `timeout=` from the body's end): it counts from then.
     pub fn running(&self) -> Option<(u64, &[u8])> {
-        (self.exchange.is_some() && (!self.streaming || self.body_done)).then_some((self.started_ms, self.uri.as_slice()))
+        // A WebSocket lives as long as its client wants: not timed.
+        (self.exchange.is_some() && !self.websocket && (!self.streaming || self.body_done)).then_some((self.started_ms, self.uri.as_slice()))
     }
 
     /// The request is over here: an ASGI app's receive() may be waiting.
     pub fn gone(&self) {
         if let Some(request) = &self.asgi {
             request.gone();
+        }
+        if let Some(ws) = &self.ws {
+            ws.disconnect(1006, String::new());
         }
     }
 }
@@ -146,9 +157,10 @@ pub fn on_record(conn: &mut Conn, record: Record) -> Next {
                     }
                     active.uri = parsed.0.raw_uri.clone();
                     active.streaming = parsed.1.streaming;
+                    active.websocket = parsed.1.websocket;
                     active.head = Some(parsed);
                     active.params = Vec::new();
-                    if active.streaming {
+                    if active.streaming || active.websocket {
                         // The app starts now and gets the body as it comes.
                         return Next::Start;
                     }
@@ -192,6 +204,23 @@ pub fn on_record(conn: &mut Conn, record: Record) -> Next {
                     Next::Close
                 }
             }
+        }
+        fcgi::RUST_WS => {
+            let Some(active) = conn.request.as_mut().filter(|a| a.websocket && a.id == record.request_id) else { return Next::Nothing };
+            active.ws_in.feed(&record.content);
+            while let Some(message) = active.ws_in.next_to_app() {
+                let Some(ws) = &active.ws else { continue };
+                match message {
+                    Ok(crate::pool::ws_wire::ToApp::Text(text)) => ws.text(text),
+                    Ok(crate::pool::ws_wire::ToApp::Bytes(bytes)) => ws.bytes(bytes),
+                    Ok(crate::pool::ws_wire::ToApp::Disconnect(code, reason)) => ws.disconnect(code, reason),
+                    Err(e) => {
+                        say(Level::Error, &format!("nginx sent a WebSocket message this process cannot read ({e})"));
+                        return Next::Close;
+                    }
+                }
+            }
+            Next::Nothing
         }
         fcgi::ABORT_REQUEST => {
             if let Some(exchange) = conn.request.as_ref().and_then(|a| a.exchange.clone()) {

@@ -158,10 +158,10 @@ fn target(r: HttpRequest) -> Option<&'static PoolTarget> {
 pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls content handlers with the live request.
     let Some(req) = (unsafe { HttpRequest::from_raw(r) }) else { return nginx_sys::NGX_ERROR as ngx_int_t };
-    if target(req).is_some_and(|t| t.asgi) && crate::nginx::takeover::is_websocket_request(&req) {
-        // FastCGI has no upgrade: the connection cannot reach the pool.
-        req.log().write(Level::Error, "rust_asgi: WebSockets are not available through a pool; serve this location embedded (without pool=)");
-        return nginx_sys::NGX_HTTP_NOT_IMPLEMENTED as ngx_int_t;
+    if let Some(target) = target(req).filter(|t| t.asgi) {
+        if crate::nginx::takeover::is_websocket_request(&req) {
+            return super::websocket::start(req, target);
+        }
     }
     // SAFETY: as above.
     unsafe { engine::handle::<PoolPass>(r) }
@@ -172,6 +172,34 @@ pub(super) struct Dispatched {
     pub index: usize,
     pub serial: u32,
     pub pid: u32,
+}
+
+/// A connection to the ready Python process of pool `pool` with the fewest
+/// requests (its own count, or this worker's requests on their way to it),
+/// kept alive from an earlier request when `reuse` allows.
+pub(super) fn connect_ready(table: &'static slots::Table, pool: usize, reuse: bool, log: Log) -> Option<(Conn, Dispatched)> {
+    let busy = |i: usize| SENT.with_borrow(|s| s.get(&i).copied().unwrap_or(0));
+    let mut candidates: Vec<(u32, usize)> = table
+        .claimed()
+        .filter(|(_, s)| s.state() == State::Ready && s.pool.load(std::sync::atomic::Ordering::Relaxed) as usize == pool)
+        .map(|(i, s)| (s.active.load(std::sync::atomic::Ordering::Relaxed).max(busy(i)), i))
+        .collect();
+    candidates.sort_unstable();
+    for (_, index) in candidates {
+        let slot = &table.slots[index];
+        let serial = slot.serial.load(std::sync::atomic::Ordering::Acquire);
+        let pid = slot.pid.load(std::sync::atomic::Ordering::Relaxed);
+        let conn = match reuse.then(|| take_idle(index, serial)).flatten() {
+            Some(conn) => conn,
+            None => match connect(table.supervisor.load(std::sync::atomic::Ordering::Relaxed), index, serial, false, log) {
+                Ok(conn) => conn,
+                // Gone, or its backlog is full: the next one.
+                Err(_) => continue,
+            },
+        };
+        return Some((conn, Dispatched { index, serial, pid }));
+    }
+    None
 }
 
 /// A place in the ready program process of pool `pool` with the fewest
@@ -321,27 +349,9 @@ impl PoolRequest {
         if self.target.program {
             return self.dispatch_program(table, pool);
         }
-        let busy = |i: usize| SENT.with_borrow(|s| s.get(&i).copied().unwrap_or(0));
-        let mut candidates: Vec<(u32, usize)> = table
-            .claimed()
-            .filter(|(_, s)| s.state() == State::Ready && s.pool.load(std::sync::atomic::Ordering::Relaxed) as usize == pool)
-            .map(|(i, s)| (s.active.load(std::sync::atomic::Ordering::Relaxed).max(busy(i)), i))
-            .collect();
-        candidates.sort_unstable();
-        for (_, index) in candidates {
-            let slot = &table.slots[index];
-            let serial = slot.serial.load(std::sync::atomic::Ordering::Acquire);
-            let pid = slot.pid.load(std::sync::atomic::Ordering::Relaxed);
-            let conn = match take_idle(index, serial) {
-                Some(conn) => conn,
-                None => match connect(table.supervisor.load(std::sync::atomic::Ordering::Relaxed), index, serial, false, self.req.log()) {
-                    Ok(conn) => conn,
-                    // Gone, or its backlog is full: the next one.
-                    Err(_) => continue,
-                },
-            };
+        if let Some((conn, place)) = connect_ready(table, pool, true, self.req.log()) {
             self.leave_queue(table, pool);
-            self.attach(conn, Dispatched { index, serial, pid });
+            self.attach(conn, place);
             return;
         }
         if table.pools[pool].failing.load(std::sync::atomic::Ordering::Relaxed) != 0 {
@@ -450,6 +460,7 @@ impl PoolRequest {
             errors_level: crate::pool::log::name(self.errors_level).into(),
             content_length: self.body_len,
             streaming: self.streaming,
+            websocket: false,
         };
         if let Some(params) = self.program_params.take() {
             // One request per connection: a program that keeps a connection

@@ -9,3 +9,4 @@ pub mod line;
 pub mod listener;
 pub mod status;
 pub mod wake;
+pub mod websocket;
