@@ -34,9 +34,9 @@ GROUPS = {
 }
 
 
-def start_rust_asgi(work, python_home, extra):
+def start_rust_asgi(work, python_home, extra, pool=False):
     """nginx with the module on a free port, one worker, serving the echo
-    app at /ws."""
+    app at /ws (from a pool process with `pool`)."""
     port = free_port()
     prefix = os.path.join(work, "rust_asgi")
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
@@ -47,6 +47,8 @@ def start_rust_asgi(work, python_home, extra):
     shutil.copy(MODULE, module)
     user = "user root root;" if os.geteuid() == 0 else ""
     home = "rust_python_home %s;" % python_home if python_home else ""
+    if pool:
+        home += " rust_pool autobahn processes=1;"
     with open(conf, "w") as f:
         f.write("""
 load_module %(module)s;
@@ -67,12 +69,12 @@ http {
     server {
         listen 127.0.0.1:%(port)d;
         location / {
-            rust_asgi %(app)s;
+            rust_asgi %(app)s%(pool)s;
             %(extra)s
         }
     }
 }
-""" % {"module": module, "user": user, "port": port, "home": home, "app": APP, "extra": extra})
+""" % {"module": module, "user": user, "port": port, "home": home, "app": APP, "extra": extra, "pool": " pool=autobahn" if pool else ""})
     proc = subprocess.Popen([nginx, "-p", prefix + "/", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     return proc, port, os.path.join(prefix, "logs/error.log")
 
@@ -153,6 +155,25 @@ def table(index, agents):
     return "\n".join(lines)
 
 
+def wait_handshake(port, seconds=60):
+    """Until a WebSocket handshake succeeds (a pool answers 503 until its
+    process is ready)."""
+    import socket
+    import time
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 101"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--wstest", required=True, help="the suite's wstest")
@@ -163,6 +184,7 @@ def main():
     p.add_argument("--venv", default="", help="a Python 3 venv with uvicorn (and uvloop) for --peers uvicorn; "
                                               "rust_asgi then runs in it too (rust_python_home)")
     p.add_argument("--location", default="", help="extra directives for rust_asgi's location")
+    p.add_argument("--pool", action="store_true", help="serve the app from a rust_pool process (nginx's worker relays the messages)")
     args = p.parse_args()
 
     peers = [x for x in args.peers.split(",") if x]
@@ -173,7 +195,7 @@ def main():
     try:
         for peer in peers:
             if peer == "rust_asgi":
-                proc, port, log = start_rust_asgi(args.work, args.venv, args.location)
+                proc, port, log = start_rust_asgi(args.work, args.venv, args.location, args.pool)
             elif peer == "uvicorn":
                 if not args.venv:
                     sys.exit("--peers uvicorn needs --venv")
@@ -182,7 +204,7 @@ def main():
                 sys.exit("unknown peer %r" % peer)
             procs.append(proc)
             logs[peer] = log
-            if not wait_port(port):
+            if not wait_port(port) or (args.pool and peer == "rust_asgi" and not wait_handshake(port)):
                 sys.exit("%s did not start; see %s" % (peer, log))
             servers.append({"agent": peer, "url": "ws://127.0.0.1:%d/ws" % port})
         spec = {

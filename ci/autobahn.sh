@@ -11,6 +11,7 @@
 #   ci/autobahn.sh --cases '12.*,13.*'
 #   ci/autobahn.sh --peers rust_asgi,uvicorn      (side by side with uvicorn)
 #   ci/autobahn.sh --location 'rust_asgi_websocket_compression off;'
+#   ci/autobahn.sh --pool                         (the app in a rust_pool process)
 # The whole run takes about 4 minutes on 2 cores; it is not part of
 # ci/test.sh.
 set -euo pipefail

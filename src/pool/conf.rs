@@ -431,8 +431,11 @@ pub fn parse_options(name: &str, options: &[String], resolve: impl Fn(&str) -> P
                 program.cwd = cwd;
             }
         }
-        None if !args.is_empty() || cwd.is_some() || spec.listen.is_some() => {
-            return Err("arg=, cwd= and listen= are for program pools; add program=/path/to/fastcgi-program".into());
+        None if !args.is_empty() || cwd.is_some() => {
+            return Err("arg= and cwd= are for program pools; add program=/path/to/fastcgi-program".into());
+        }
+        None if spec.listen.is_some() && !spec.has_own_app => {
+            return Err("listen= on a Python pool serves its own app=; give it one (requests from another nginx name no app)".into());
         }
         None => {}
     }

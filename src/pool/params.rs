@@ -40,6 +40,10 @@ pub struct Extras {
     pub streaming: bool,
     /// See [`WEBSOCKET`].
     pub websocket: bool,
+    /// Sent by another web server (a stock nginx through `listen=`), not
+    /// by this module's workers (their requests carry `RUST_QUEUED_AT`):
+    /// the answer must be plain FastCGI, none of our own records.
+    pub plain: bool,
 }
 
 /// Hands `put` each param for `head`, whose body is
@@ -167,6 +171,7 @@ pub fn from_params(params: Vec<(&[u8], &[u8])>) -> Result<(RequestHead, Extras),
     if head.method.is_empty() {
         return Err("no REQUEST_METHOD".into());
     }
+    extras.plain = extras.queued_at_us == 0;
     head.location = (!script_name.is_empty()).then(|| script_name.clone());
     script_name.extend_from_slice(&path_info);
     head.path = script_name;
@@ -211,7 +216,7 @@ mod tests {
             user: Some((b"alice".to_vec(), b"Basic".to_vec())),
             params: vec![h("SSL_CLIENT_S_DN", "CN=alice"), h("SERVER_NAME", "public.example")],
         };
-        let extras = Extras { app: "/a.py:application".into(), queued_at_us: 42, errors_level: "warn".into(), content_length: 3, streaming: false, websocket: false };
+        let extras = Extras { app: "/a.py:application".into(), queued_at_us: 42, errors_level: "warn".into(), content_length: 3, streaming: false, websocket: false, plain: false };
         let params = to_params(&head, 3, &extras);
         assert!(params.contains(&h("CONTENT_LENGTH", "3")));
         assert!(params.contains(&h("HTTP_COOKIE", "a=1; b=2")));

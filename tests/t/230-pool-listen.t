@@ -185,12 +185,12 @@ main::stop_stock();
 [error]
 
 
-=== TEST 3: listen= is for program pools, and allow= needs a TCP listen=
+=== TEST 3: listen= on a Python pool needs its own app=
 --- http_config
 rust_pool py processes=1 listen=127.0.0.1:$TEST_NGINX_PORT2;
 --- must_die
 --- error_log eval
-qr{"rust_pool py": arg=, cwd= and listen= are for program pools; add program=/path/to/fastcgi-program in .*nginx.conf:\d+}
+qr{"rust_pool py": listen= on a Python pool serves its own app=; give it one \(requests from another nginx name no app\) in .*nginx.conf:\d+}
 
 
 === TEST 4: a bad allow= fails nginx -t

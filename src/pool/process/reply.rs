@@ -34,6 +34,8 @@ pub fn write_events(conn: &mut Conn, events: Vec<Event>) {
             break;
         }
         match event {
+            // Another web server knows no record of ours.
+            Event::Started { .. } if active.plain => {}
             Event::Started { at_ms } => fcgi::push_stream(&mut conn.out, fcgi::RUST_STARTED, id, &at_ms.to_le_bytes()),
             Event::Head(mut head) => {
                 // A file response (file wrapper, pathsend) reaches nginx
@@ -42,6 +44,7 @@ pub fn write_events(conn: &mut Conn, events: Vec<Event>) {
                 if matches!(events.peek(), Some(Event::File { .. })) && !head.has_header("accept-ranges") {
                     head.push_header("Accept-Ranges", "bytes".into());
                 }
+                active.head_sent = true;
                 fcgi::push_stream(&mut conn.out, fcgi::STDOUT, id, &cgi_head(&head))
             }
             Event::Body(bytes) => {
@@ -61,6 +64,12 @@ pub fn write_events(conn: &mut Conn, events: Vec<Event>) {
             Event::Fail { status, lines } => {
                 for line in lines {
                     push_log(&mut conn.out, id, Level::Error, &line);
+                }
+                if active.plain && !active.head_sent {
+                    // Another web server takes its status from a head, not
+                    // from appStatus.
+                    let head = format!("Status: {status}\r\nContent-Type: text/plain\r\n\r\n{status}\n");
+                    fcgi::push_stream(&mut conn.out, fcgi::STDOUT, id, head.as_bytes());
                 }
                 end_request(&mut conn.out, id, u32::from(status.max(1)));
                 active.ended = true;

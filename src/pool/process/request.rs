@@ -44,6 +44,10 @@ pub struct Active {
     pub end_after_file: bool,
     /// The response is complete in `out` (END_REQUEST written).
     pub ended: bool,
+    /// From another web server (see [`Extras::plain`]).
+    pub plain: bool,
+    /// The response's head went out.
+    pub head_sent: bool,
     pub started_ms: u64,
     pub uri: Vec<u8>,
     /// An ASGI request: what the loop is told of it.
@@ -78,6 +82,8 @@ impl Active {
             streaming: false,
             body_done: false,
             websocket: false,
+            plain: false,
+            head_sent: false,
             ws: None,
             ws_in: Default::default(),
         }
@@ -158,6 +164,7 @@ pub fn on_record(conn: &mut Conn, record: Record) -> Next {
                     active.uri = parsed.0.raw_uri.clone();
                     active.streaming = parsed.1.streaming;
                     active.websocket = parsed.1.websocket;
+                    active.plain = parsed.1.plain;
                     active.head = Some(parsed);
                     active.params = Vec::new();
                     if active.streaming || active.websocket {

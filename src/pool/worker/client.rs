@@ -461,6 +461,7 @@ impl PoolRequest {
             content_length: self.body_len,
             streaming: self.streaming,
             websocket: false,
+            plain: false,
         };
         if let Some(params) = self.program_params.take() {
             // One request per connection: a program that keeps a connection

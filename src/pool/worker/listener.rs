@@ -29,7 +29,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use nginx_sys::{ngx_conf_t, ngx_connection_t, ngx_event_t, ngx_msec_t};
 
-use super::client::{give_back, mark_stuck, take_place, Dispatched};
+use super::client::{connect_ready, give_back, mark_stuck, take_place, Dispatched};
 use super::line;
 use crate::core::catch_panic;
 use crate::nginx::event::{Conn, Timer};
@@ -48,6 +48,8 @@ const WAIT_STEP_MS: ngx_msec_t = 20;
 /// What a listening socket serves: kept in the configuration's pool.
 struct ListenTarget {
     pool: String,
+    /// A program pool (places to take), else a Python pool's own app=.
+    program: bool,
     allow: AllowList,
     timeout_ms: u64,
     queue_timeout_ms: u64,
@@ -79,6 +81,7 @@ pub unsafe fn add_listening(cf: *mut ngx_conf_t, spec: &PoolSpec, address: &Addr
         }
         let target = Box::new(ListenTarget {
             pool: spec.name.clone(),
+            program: spec.program.is_some(),
             allow: spec.allow.clone(),
             timeout_ms: spec.timeout_ms,
             queue_timeout_ms: spec.queue_timeout_ms,
@@ -183,6 +186,8 @@ unsafe extern "C" fn on_accept(c: *mut ngx_connection_t) {
 /// One client connection and, while a request runs, its process's.
 struct Relay {
     pool: String,
+    /// See [`ListenTarget::program`].
+    is_program: bool,
     pool_index: Option<usize>,
     timeout_ms: u64,
     queue_timeout_ms: u64,
@@ -235,6 +240,7 @@ impl Relay {
         let (timeout_ms, queue_timeout_ms) = (target.timeout_ms, target.queue_timeout_ms);
         let relay = Box::into_raw(Box::new(Relay {
             pool: target.pool.clone(),
+            is_program: target.program,
             pool_index,
             timeout_ms,
             queue_timeout_ms,
@@ -354,7 +360,10 @@ impl Relay {
         let log = Log::cycle();
         let key = self as *const Relay as *const ();
         if line::may_try(table, pool, key, self.queued) {
-            if let Some((conn, place)) = take_place(table, pool, log) {
+            // A Python process queues what its threads cannot take yet:
+            // no place to take, only a ready process.
+            let got = if self.is_program { take_place(table, pool, log) } else { connect_ready(table, pool, false, log) };
+            if let Some((conn, place)) = got {
                 self.leave_queue(table, pool);
                 self.waiting_since = None;
                 let data = self as *mut Relay as *mut c_void;
@@ -535,7 +544,7 @@ impl Relay {
     fn request_done(&mut self) {
         let served = !self.stuck;
         if let (Some(table), Some(place)) = (slots::table(), self.place.take()) {
-            if served {
+            if served && self.is_program {
                 give_back(table, &place, true);
                 self.place_free(table);
             }
@@ -569,7 +578,7 @@ impl Relay {
             conn.close();
         }
         if let (Some(table), Some(place)) = (slots::table(), self.place.take()) {
-            if !self.stuck {
+            if !self.stuck && self.is_program {
                 give_back(table, &place, false);
                 self.place_free(table);
             }
@@ -580,7 +589,9 @@ impl Relay {
     fn timed_out(&mut self) {
         self.deadline = None;
         let pid = self.place.as_ref().map_or(0, |p| p.pid);
-        if let (Some(table), Some(place)) = (slots::table(), self.place.as_ref()) {
+        // A Python process replaces itself (its watchdog); a program is
+        // killed by the supervisor.
+        if let (Some(table), Some(place), true) = (slots::table(), self.place.as_ref(), self.is_program) {
             self.stuck = mark_stuck(table, place);
         }
         if self.answered {
