@@ -475,6 +475,11 @@ impl PoolRequest {
             fcgi::push_begin_request(&mut self.out, REQUEST_ID, fcgi::RESPONDER, fcgi::KEEP_CONN);
             fcgi::push_params(&mut self.out, REQUEST_ID, &params);
         }
+        if !self.streaming && self.body.remaining() == 0 {
+            // No body: its end goes with the params, in the same send.
+            fcgi::push_stream_end(&mut self.out, fcgi::STDIN, REQUEST_ID);
+            self.body_sent = true;
+        }
         self.pid = Some(slot.pid);
         self.slot = Some(slot);
         self.conn = Some(conn);

@@ -37,6 +37,8 @@ struct Wake {
 
 thread_local! {
     static WAKE: RefCell<Option<Wake>> = const { RefCell::new(None) };
+    /// This worker's pid (getpid is a system call each time).
+    static PID: u32 = std::process::id();
 }
 
 /// Says whether this worker has requests of pool `pool` waiting (setting
@@ -56,7 +58,7 @@ pub fn set_waiting(table: &Table, pool: usize, waiting: bool) {
 /// requests of it waiting.
 pub fn wake_others(table: &Table, pool: usize) {
     let bit = 1u32 << (pool % 32);
-    let me = std::process::id();
+    let me = PID.with(|p| *p);
     let targets: Vec<u32> = table
         .wakers
         .iter()
