@@ -334,26 +334,25 @@ http {
         # php-fpm with 2 children (pm = static), as Debian ships both and
         # as their docs configure them.
         php = self.path("php")
-        if "rust_pool-php" in want and os.path.exists("/usr/bin/php-cgi"):
+        # The same 2 PHP processes as children of one php-cgi
+        # (PHP_FCGI_CHILDREN=2), which forks them after PHP started, as
+        # php-fpm forks its children: they share its pages. It answers
+        # FCGI_GET_VALUES with 2, and gets 2 requests at once.
+        php_pools = [
+            ("rust_pool-php", "processes=2 env=PHP_FCGI_MAX_REQUESTS=0"),
+            ("rust_pool-php-children", "processes=1 env=PHP_FCGI_CHILDREN=2 env=PHP_FCGI_MAX_REQUESTS=0"),
+        ]
+        for name, options in php_pools:
+            if name not in want or not os.path.exists("/usr/bin/php-cgi"):
+                continue
             # rust_fastcgi.conf includes rust_fastcgi_params by a path
             # relative to nginx.conf's directory: both go beside it.
-            os.makedirs(self.path("rust_pool-php"), exist_ok=True)
+            os.makedirs(self.path(name), exist_ok=True)
             for f in ("rust_fastcgi.conf", "rust_fastcgi_params"):
-                shutil.copy(os.path.join(ROOT, "nginx-conf", f), self.path("rust_pool-php", f))
-            add(self.nginx("rust_pool-php", "php", r"""location ~ \.php$ {
+                shutil.copy(os.path.join(ROOT, "nginx-conf", f), self.path(name, f))
+            add(self.nginx(name, "php", r"""location ~ \.php$ {
                 root %s; include rust_fastcgi.conf; rust_fastcgi_pass php; }""" % php,
-                           http="rust_pool php program=/usr/bin/php-cgi processes=2 env=PHP_FCGI_MAX_REQUESTS=0;"))
-        if "rust_pool-php-children" in want and os.path.exists("/usr/bin/php-cgi"):
-            # The same 2 PHP processes as children of one php-cgi
-            # (PHP_FCGI_CHILDREN=2), which forks them after PHP started,
-            # as php-fpm forks its children: they share its pages. It
-            # answers FCGI_GET_VALUES with 2, and gets 2 requests at once.
-            os.makedirs(self.path("rust_pool-php-children"), exist_ok=True)
-            for f in ("rust_fastcgi.conf", "rust_fastcgi_params"):
-                shutil.copy(os.path.join(ROOT, "nginx-conf", f), self.path("rust_pool-php-children", f))
-            add(self.nginx("rust_pool-php-children", "php", r"""location ~ \.php$ {
-                root %s; include rust_fastcgi.conf; rust_fastcgi_pass php; }""" % php,
-                           http="rust_pool php program=/usr/bin/php-cgi processes=1 env=PHP_FCGI_CHILDREN=2 env=PHP_FCGI_MAX_REQUESTS=0;"))
+                           http="rust_pool php program=/usr/bin/php-cgi %s;" % options))
         if "php-fpm" in want and php_fpm():
             s = os.path.join(sock, "php-fpm.sock")
             peer = self.nginx("php-fpm", "php", r"""location ~ \.php$ {

@@ -461,6 +461,26 @@ pub fn sockaddr(name: &[u8]) -> std::io::Result<(libc::sockaddr_un, libc::sockle
     Ok((addr, len as libc::socklen_t))
 }
 
+/// A non-blocking stream connection to the unix socket `name` (see
+/// [`sockaddr`]): a unix socket connects at once or fails (EAGAIN: its
+/// backlog is full).
+pub fn connect(name: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let (addr, len) = sockaddr(name)?;
+    // SAFETY: plain syscalls on a socket we own; the address is valid.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(owned)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,32 +7,14 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::Gateway;
-use File::Path qw(make_path);
 use JSON::PP;
 
-# Starts a stock nginx (no load_module) serving $server on port $port, with
-# the module's pool at 127.0.0.1:$upstream_port behind fastcgi_pass.
+# Starts a stock nginx (no load_module) serving $locations on port $port,
+# with the module's pool at 127.0.0.1:$upstream_port behind fastcgi_pass.
 sub start_stock {
     my ($port, $upstream_port, $locations, $root) = @_;
-    my $dir = servroot() . '/stock';
-    make_path("$dir/conf", "$dir/logs");
-    chmod 0755, $dir;
     $root //= servroot() . '/html/www';
-    open my $fh, '>', "$dir/conf/nginx.conf" or die;
-    print $fh <<"CONF";
-daemon on;
-master_process on;
-worker_processes 1;
-error_log logs/error.log info;
-pid logs/nginx.pid;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path client_body_temp;
-    fastcgi_temp_path fastcgi_temp;
-    proxy_temp_path proxy_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
+    stock_nginx_start(<<"HTTP");
     client_max_body_size 20m;
     upstream apphosts {
         server 127.0.0.1:$upstream_port;
@@ -52,20 +34,7 @@ http {
         fastcgi_param REDIRECT_STATUS 200;
 $locations
     }
-}
-CONF
-    close $fh;
-    my $out = `'${\ nginx_binary()}' -p '$dir/' -c conf/nginx.conf 2>&1`;
-    die "stock nginx did not start: $out" if $?;
-    wait_for(sub { -s "$dir/logs/nginx.pid" }, 30) or die 'no pid file';
-}
-
-sub stop_stock {
-    my $dir = servroot() . '/stock';
-    my $pid = Test::Gateway::slurp("$dir/logs/nginx.pid") or return;
-    chomp $pid;
-    kill 'QUIT', $pid;
-    wait_for(sub { !kill 0, $pid }, 30);
+HTTP
 }
 
 sub stock_get {
@@ -146,7 +115,7 @@ $r = main::stock_get($port, '/refused/x');
 is($r->{status}, 502, 'from 127.0.0.2, not in allow=, the connection is refused (the stock nginx answers 502)');
 ok(wait_for(sub { error_log_text() =~ /refused a FastCGI connection from 127\.0\.0\.2: not in allow= \(127\.0\.0\.1\/32\)/ }, 30),
     'and the module logs whom it refused');
-main::stop_stock();
+stock_nginx_stop();
 --- error_log
 refused a FastCGI connection from 127.0.0.2
 
@@ -180,7 +149,7 @@ for my $s (@held) {
     like($raw, qr{^HTTP/1\.1 200.*released \d+}s, 'each is served once the gate opens');
 }
 is(main::status()->{pools}[0]{waiting}, 0, 'nothing waits any more');
-main::stop_stock();
+stock_nginx_stop();
 --- no_error_log
 [error]
 

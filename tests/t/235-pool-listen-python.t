@@ -6,7 +6,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::Gateway;
-use File::Path qw(make_path);
 use JSON::PP;
 
 run_tests();
@@ -19,25 +18,9 @@ rust_pool py app=$TEST_NGINX_APPS/environ.py processes=1 listen=127.0.0.1:$TEST_
 --- config
 location = /status { rust_pool_status; }
 --- perl
-my $dir = servroot() . '/stock';
-make_path("$dir/conf", "$dir/logs");
 my $port = Test::Gateway::free_port();
 my $upstream = expand('$TEST_NGINX_PORT2');
-open my $fh, '>', "$dir/conf/nginx.conf" or die;
-print $fh <<"CONF";
-daemon on;
-master_process on;
-worker_processes 1;
-error_log logs/error.log info;
-pid logs/nginx.pid;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path client_body_temp;
-    fastcgi_temp_path fastcgi_temp;
-    proxy_temp_path proxy_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
+ok(eval { stock_nginx_start(<<"HTTP"); 1 }, 'a stock nginx starts') or diag($@);
     server {
         listen 127.0.0.1:$port;
         location / {
@@ -57,11 +40,7 @@ http {
             fastcgi_pass 127.0.0.1:$upstream;
         }
     }
-}
-CONF
-close $fh;
-my $out = `'${\ nginx_binary()}' -p '$dir/' -c conf/nginx.conf 2>&1`;
-is($?, 0, 'a stock nginx starts') or diag($out);
+HTTP
 ok(wait_for(sub { decode_json(http_get('/status')->{body})->{pools}[0]{running} == 1 }, 60), 'the pool process is ready');
 my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die;
 print $s "POST /a/b?x=1 HTTP/1.1\r\nHost: stock\r\nX-Trace: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
@@ -77,9 +56,6 @@ is($env->{REQUEST_METHOD}, "POST", "REQUEST_METHOD") or diag(explain($env));
 is($env->{HTTP_X_TRACE}, 't', 'the request headers');
 my ($pool) = pool_pids();
 is($env->{pid} // $pool, $pool, 'from the pool process') if exists $env->{pid};
-my $pid = Test::Gateway::slurp("$dir/logs/nginx.pid");
-chomp $pid;
-kill 'QUIT', $pid;
-wait_for(sub { !kill 0, $pid }, 30);
+stock_nginx_stop();
 --- no_error_log
 [error]

@@ -17,6 +17,19 @@ sub ws {
     return $json ? decode_json((split /\n/, $json)[-1]) : { error => $out };
 }
 
+# The echo scenario and what it must show, embedded or through a pool.
+sub echo_checks {
+    my $r = ws('echo');
+    is($r->{subprotocol}, 'superchat', 'the subprotocol the app chose');
+    is($r->{x_accepted}, 'yes', 'the header the app added to the 101');
+    is($r->{text}, 'hello', 'text echoed');
+    is_deeply($r->{bytes}, [0, 1, 255], 'bytes echoed');
+    ok($r->{big_ok}, 'a 1 MB message echoed');
+    ok($r->{pong}, 'a ping answered by nginx');
+    is($r->{close_code}, 4000, 'the app closed with its code');
+    is($r->{close_reason}, 'as asked', 'and its reason') or diag(explain($r));
+}
+
 sub marks { my ($name) = @_; return Test::Gateway::slurp(servroot() . "/tmp/$name") // '' }
 
 run_tests();
@@ -31,15 +44,7 @@ location / {
     rust_asgi $TEST_NGINX_APPS/asgiws.py;
 }
 --- perl
-my $r = main::ws('echo');
-is($r->{subprotocol}, 'superchat', 'the subprotocol the app chose');
-is($r->{x_accepted}, 'yes', 'the header the app added to the 101');
-is($r->{text}, 'hello', 'text echoed');
-is_deeply($r->{bytes}, [0, 1, 255], 'bytes echoed');
-ok($r->{big_ok}, 'a 1 MB message echoed');
-ok($r->{pong}, 'a ping answered by nginx');
-is($r->{close_code}, 4000, 'the app closed with its code');
-is($r->{close_reason}, 'as asked', 'and its reason') or diag(explain($r));
+main::echo_checks();
 is(http_get('/echo')->{body}, 'plain http', 'plain HTTP on the same location');
 is(main::ws('client-close')->{text}, 'hello', 'another connection, which the client closes with a code and reason');
 ok(wait_for(sub { main::marks('echo') =~ /disconnect 4321 client says bye/ }, 30), 'the app got websocket.disconnect with both (ASGI spec 2.5): ' . main::marks('echo'));
@@ -279,18 +284,10 @@ location = /status { rust_pool_status; }
 --- perl
 # A handshake that finds no ready process gets 503 (it does not wait).
 ok(wait_for(sub { decode_json(http_get('/status')->{body})->{pools}[0]{running} == 1 }, 30), 'the pool process is ready');
-my $r = main::ws('echo');
-is($r->{subprotocol}, 'superchat', 'the subprotocol the app chose');
-is($r->{x_accepted}, 'yes', 'the header the app added to the 101');
-is($r->{text}, 'hello', 'text echoed');
-is_deeply($r->{bytes}, [0, 1, 255], 'bytes echoed');
-ok($r->{big_ok}, 'a 1 MB message echoed');
-ok($r->{pong}, 'a ping answered by nginx');
-is($r->{close_code}, 4000, 'the app closed with its code');
-is($r->{close_reason}, 'as asked', 'and its reason') or diag(explain($r));
+main::echo_checks();
 is(main::ws('client-close')->{text}, 'hello', 'a connection the client closes with a code and reason');
 ok(wait_for(sub { main::marks('echo') =~ /disconnect 4321 client says bye/ }, 30), 'the app in the pool got websocket.disconnect with both: ' . main::marks('echo'));
-$r = main::ws('push', 20);
+my $r = main::ws('push', 20);
 is(scalar @{ $r->{messages} // [] }, 20, 'server push: twenty messages') or diag(explain($r));
 is($r->{close_code}, 4001, 'then its close code');
 is(main::ws('status', '/deny')->{status}, 403, 'websocket.close before accept: 403');

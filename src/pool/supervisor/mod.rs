@@ -113,19 +113,7 @@ impl Probe {
     /// supervisor made the socket) and asks.
     fn start(address: &[u8]) -> std::io::Result<Probe> {
         use crate::pool::fastcgi as fcgi;
-        let (addr, len) = slots::sockaddr(address)?;
-        // SAFETY: plain syscalls on a socket we own; the address is valid.
-        let conn = unsafe {
-            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let conn = <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
-            if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            conn
-        };
+        let conn = slots::connect(address)?;
         let mut question = Vec::new();
         fcgi::push_get_values(&mut question, &[fcgi::MAX_CONNS, fcgi::MAX_REQS, fcgi::MPXS_CONNS]);
         // A few dozen bytes into an empty socket buffer.

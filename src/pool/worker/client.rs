@@ -16,7 +16,6 @@
 use std::cell::RefCell;
 use std::ffi::c_void;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
 
 use nginx_sys::{ngx_event_t, ngx_http_request_t, ngx_int_t, ngx_msec_t};
 use rustc_hash::FxHashMap;
@@ -29,7 +28,7 @@ use super::line;
 use crate::os::monotonic_us;
 use crate::python::app_conf::{self, AppLocConf};
 use crate::pool::slots::{self, ExitCause, State};
-use crate::pool::slots::{describe, sockaddr};
+use crate::pool::slots::describe;
 use crate::core::upstream::{self, HeadReader, Headed, Window};
 use crate::core::capture::{Body, BodyReader, RequestHead};
 use crate::core::served::{Label, Text};
@@ -202,6 +201,15 @@ pub(super) fn connect_ready(table: &'static slots::Table, pool: usize, reuse: bo
     None
 }
 
+/// A pool process's STDERR content as log events, each line at the level
+/// its `<N>` prefix says.
+pub(super) fn log_lines(content: &[u8], events: &mut Vec<Event>) {
+    for line in String::from_utf8_lossy(content).lines() {
+        let (level, text) = split_level(line);
+        events.push(Event::Log(level, text.to_string()));
+    }
+}
+
 /// A place in the ready program process of pool `pool` with the fewest
 /// requests, and a new connection to it; None when every place is taken.
 pub(super) fn take_place(table: &'static slots::Table, pool: usize, log: Log) -> Option<(Conn, Dispatched)> {
@@ -354,13 +362,8 @@ impl PoolRequest {
             self.attach(conn, place);
             return;
         }
-        if table.pools[pool].failing.load(std::sync::atomic::Ordering::Relaxed) != 0 {
-            self.leave_queue(table, pool);
-            let events = self.fail(
-                503,
-                format!("rust_pool \"{name}\" is in a crash loop: its processes die before they are ready (see the error log)"),
-            );
-            return self.post(events);
+        if self.crash_loop(table, pool) {
+            return;
         }
         // No ready process: counted as waiting, which makes a pool that
         // scales start one (and one with min_processes=0 its first).
@@ -386,20 +389,27 @@ impl PoolRequest {
                 return;
             }
         }
-        if table.pools[pool].failing.load(std::sync::atomic::Ordering::Relaxed) != 0 {
-            self.leave_queue(table, pool);
-            let name = &self.target.name;
-            let events = self.fail(
-                503,
-                format!("rust_pool \"{name}\" is in a crash loop: its processes die before they are ready (see the error log)"),
-            );
-            return self.post(events);
+        if self.crash_loop(table, pool) {
+            return;
         }
         if !self.queued {
             self.queued = true;
             line::join(table, pool, line::Waiter { key, wake: wake_request });
         }
         self.wait();
+    }
+
+    /// A pool in a crash loop answers 503 at once instead of keeping the
+    /// request waiting; whether it did.
+    fn crash_loop(&mut self, table: &slots::Table, pool: usize) -> bool {
+        if table.pools[pool].failing.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return false;
+        }
+        self.leave_queue(table, pool);
+        let name = &self.target.name;
+        let events = self.fail(503, format!("rust_pool \"{name}\" is in a crash loop: its processes die before they are ready (see the error log)"));
+        self.post(events);
+        true
     }
 
     /// Out of this worker's line (and of the pool's count of waiting
@@ -643,12 +653,7 @@ impl PoolRequest {
                         events.push(Event::Log(Level::Error, format!("rust_fastcgi_pass \"{}\" sent in stderr: \"{line}\"", self.target.name)));
                     }
                 }
-                fcgi::STDERR => {
-                    for line in String::from_utf8_lossy(&record.content).lines() {
-                        let (level, text) = split_level(line);
-                        events.push(Event::Log(level, text.to_string()));
-                    }
-                }
+                fcgi::STDERR => log_lines(&record.content, events),
                 fcgi::END_REQUEST => {
                     // A program's appStatus is its exit status, which nginx
                     // ignores too; ours is the status to answer.
@@ -865,22 +870,9 @@ unsafe fn wake_request(key: *const ()) {
 }
 
 fn connect(supervisor: u32, index: usize, serial: u32, program: bool, log: Log) -> io::Result<Conn> {
-    let name = slots::address(supervisor, index, serial, program);
-    let (addr, len) = sockaddr(&name)?;
-    // SAFETY: plain syscalls on a socket we own; the address is valid.
-    unsafe {
-        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let owned = OwnedFd::from_raw_fd(fd);
-        // A unix socket connects at once or fails (EAGAIN: backlog full).
-        if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Handlers are set by `attach` before any event can run.
-        Conn::register(owned, log, std::ptr::null_mut(), None, Some(on_idle_write)).map_err(io::Error::other)
-    }
+    let owned = slots::connect(&slots::address(supervisor, index, serial, program))?;
+    // Handlers are set by `attach` before any event can run.
+    Conn::register(owned, log, std::ptr::null_mut(), None, Some(on_idle_write)).map_err(io::Error::other)
 }
 
 /// The connection's handlers ([`upstream::on_read`] and

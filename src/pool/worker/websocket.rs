@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use nginx_sys::{ngx_event_t, ngx_int_t};
 
-use super::client::connect_ready;
+use super::client::{connect_ready, log_lines};
 use crate::asgi::serving::WsEvent;
 use crate::asgi::upgrade::{self, AppLink, Deliver};
 use crate::asgi::ws::Upgraded;
@@ -31,7 +31,6 @@ use crate::nginx::log::{Level, Log};
 use crate::nginx::request::HttpRequest;
 use crate::pool::conf::PoolTarget;
 use crate::pool::fastcgi::{self as fcgi, Decoder};
-use crate::pool::log::split_level;
 use crate::pool::params::{write_params, Extras};
 use crate::pool::slots;
 use crate::pool::ws_wire::{self, Messages, ToApp};
@@ -235,12 +234,7 @@ impl Inner {
                         }
                     }
                 }
-                fcgi::STDERR => {
-                    for line in String::from_utf8_lossy(&record.content).lines() {
-                        let (level, text) = split_level(line);
-                        events.push(Event::Log(level, text.to_string()));
-                    }
-                }
+                fcgi::STDERR => log_lines(&record.content, events),
                 fcgi::END_REQUEST => {
                     self.ended = true;
                     events.push(match fcgi::parse_end_request(&record.content).map_or(502, |e| e.app_status) {

@@ -70,6 +70,7 @@ our @EXPORT = qw(
     nginx_reload nginx_pid worker_pids supervisor_pids pool_pids children_of server_port servroot error_log_text
     nginx_command nginx_wait_exit nginx_binary nginx_module venv expand
     wait_for multipart changed_under_load vm_hwm write_atomically write_wsgi_app build_request
+    stock_nginx_start stock_nginx_stop
 );
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../../..');
@@ -511,6 +512,44 @@ sub changed_under_load {
         last if defined $new_after && time - $changed_at > $new_after + 1;
     }
     return ($bad, \%seen, $new_after // 0);
+}
+
+# Starts a second, stock nginx (no load_module) in servroot/stock, daemonized,
+# with $http inside its http block (temp paths and access_log set): the
+# other host a pool's listen= serves. Dies if it does not start.
+sub stock_nginx_start {
+    my ($http) = @_;
+    my $dir = "$SERVROOT/stock";
+    make_path("$dir/conf", "$dir/logs");
+    chmod 0755, $dir;
+    write_file("$dir/conf/nginx.conf", <<"CONF");
+daemon on;
+master_process on;
+worker_processes 1;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path client_body_temp;
+    fastcgi_temp_path fastcgi_temp;
+    proxy_temp_path proxy_temp;
+    uwsgi_temp_path uwsgi_temp;
+    scgi_temp_path scgi_temp;
+$http
+}
+CONF
+    my $out = `'$BINARY' -p '$dir/' -c conf/nginx.conf 2>&1`;
+    die "stock nginx did not start: $out" if $?;
+    wait_for(sub { -s "$dir/logs/nginx.pid" }, 30) or die 'no pid file';
+}
+
+# Stops the stock nginx (QUIT) and waits for it.
+sub stock_nginx_stop {
+    my $pid = slurp("$SERVROOT/stock/logs/nginx.pid") or return;
+    chomp $pid;
+    kill 'QUIT', $pid;
+    wait_for(sub { !kill 0, $pid }, 30);
 }
 
 sub children_of {
