@@ -743,3 +743,32 @@ like(http_finish($held)->{body}, qr/^released \d+$/, 'the held request is served
 like(http_get('/quick.php')->{body}, qr/^quick \d+$/, 'and the next one');
 --- error_log
 no process was ready within queue_timeout
+
+
+=== TEST 24: a program pool's answers as a subrequest (an SSI include) and behind nginx's filters (gzip)
+--- user_files
+>>> page.html
+<p>before</p><!--# include virtual="/quick.php" --><p>after</p>
+--- http_config
+rust_pool one program=/usr/bin/php-cgi processes=1 env=PHP_FCGI_MAX_REQUESTS=0;
+--- config
+location = /page.html { ssi on; root $TEST_NGINX_HTML_DIR; }
+location ~ \.php$ {
+    root $TEST_NGINX_APPS/php;
+    include rust_fastcgi.conf;
+    gzip on;
+    gzip_min_length 1;
+    gzip_types text/html;
+    rust_fastcgi_pass one;
+}
+--- perl
+my $r = http_get('/page.html');
+is($r->{status}, 200, 'the page with an include is served');
+like($r->{body}, qr{^<p>before</p>quick \d+\n<p>after</p>$}, 'with the program\'s answer in its place');
+$r = http_request(build_request('GET /quick.php', 'Accept-Encoding: gzip'));
+is($r->{headers}{'content-encoding'}[0], 'gzip', 'gzip compresses the program\'s answer');
+use IO::Uncompress::Gunzip qw(gunzip);
+gunzip(\$r->{body} => \my $plain);
+like($plain, qr/^quick \d+$/, 'which is intact');
+--- no_error_log
+[error]
