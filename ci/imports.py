@@ -22,7 +22,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 # The layout's one direction: each folder may name only those on lower
 # levels, never a sibling (cgi/, wsgi/ and asgi/ share a level).
-LEVELS = [["os.rs"], ["nginx"], ["core"], ["python"], ["cgi", "wsgi", "asgi"], ["pool"], ["conf.rs"], ["module.rs"]]
+LEVELS = [["os.rs"], ["nginx"], ["core"], ["python"], ["cgi", "wsgi", "asgi"], ["pool"], ["status"], ["conf.rs"], ["module.rs"]]
 LEVEL = {name: i for i, names in enumerate(LEVELS) for name in names}
 
 

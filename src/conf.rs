@@ -285,7 +285,7 @@ const fn directive(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 const NO_POST: *mut c_void = std::ptr::null_mut();
 
-pub static mut COMMANDS: [ngx_command_t; 36] = [
+pub static mut COMMANDS: [ngx_command_t; 37] = [
     // rust_wsgi*
     directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_wsgi_pool"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, rust_wsgi_pool, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
@@ -359,7 +359,8 @@ pub static mut COMMANDS: [ngx_command_t; 36] = [
     directive(ngx_string!("rust_pool"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, pool::rust_pool, NGX_HTTP_MAIN_CONF_OFFSET, offset_of!(MainConf, pool), NO_POST),
     directive(ngx_string!("rust_fastcgi_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, rust_fastcgi_pass, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_fastcgi_param"), ANY_LEVEL | NGX_CONF_TAKE23, pool::rust_fastcgi_param, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, pool), NO_POST),
-    directive(ngx_string!("rust_pool_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, pool::rust_pool_status, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, pool), NO_POST),
+    directive(ngx_string!("rust_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, crate::status::rust_status, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, pool), NO_POST),
+    directive(ngx_string!("rust_pool_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, crate::status::rust_status, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, pool), NO_POST),
     // rust_cgi*
     directive(ngx_string!("rust_cgi"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, rust_cgi, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, cgi), NO_POST),
     directive(ngx_string!("rust_cgi_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, rust_cgi_pass, NGX_HTTP_LOC_CONF_OFFSET, offset_of!(LocConf, cgi), NO_POST),

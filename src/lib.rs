@@ -20,6 +20,7 @@
 //!   and [`asgi`] (each Python one with its app host, which a pool process
 //!   runs too).
 //! - [`pool`]: the worker pool (supervisor, pool processes, FastCGI).
+//! - [`status`]: `rust_status`, the status page of all of them.
 //! - [`conf`] and [`module`]: the configuration structures and directive
 //!   table, and the module registration and worker lifecycle.
 
@@ -32,6 +33,7 @@ pub mod nginx;
 pub mod os;
 pub mod pool;
 pub mod python;
+pub mod status;
 pub mod wsgi;
 
 // Unit tests link as an executable, where nginx's symbols do not exist;

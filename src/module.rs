@@ -87,6 +87,11 @@ unsafe extern "C" fn preconfiguration(cf: *mut nginx_sys::ngx_conf_t) -> ngx_int
 /// `nginx -t` and `nginx -s`, where it does nothing): hands the pools to
 /// their supervisor.
 unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // Before any worker is forked, and kept across reloads: the counters
+    // of `rust_status` (see crate::core::metrics).
+    if let Err(e) = crate::core::metrics::create() {
+        Log::cycle().write(Level::Alert, &format!("rust_status: cannot map its shared counters: {e}"));
+    }
     // SAFETY: nginx passes the cycle being initialised.
     let Some(mcf) = Module::main_conf(unsafe { &*cycle }) else {
         return NGX_OK as ngx_int_t;
@@ -111,6 +116,7 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         return NGX_OK as ngx_int_t;
     };
     catch_panic(log, "init_process", || {
+        crate::core::metrics::claim_worker();
         if mcf.runs_python() || mcf.runs_programs() {
             process::restore_default_sigchld();
         }
@@ -165,5 +171,6 @@ unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
         crate::asgi::stop();
         crate::python::stop();
         runtime::stop();
+        crate::core::metrics::release_worker();
     });
 }

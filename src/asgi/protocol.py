@@ -268,6 +268,18 @@ class Serving:
         self.lifespans = {}
         self.requests = set()
 
+    def start_ticks(self, report, every):
+        """Every `every` seconds, reports the loop's tasks and how late the
+        tick ran (the loop's lag) to the status page (core/metrics.rs)."""
+
+        def tick(due):
+            now = self.loop.time()
+            report(len(asyncio.all_tasks(self.loop)), now - due)
+            self.loop.call_at(now + every, tick, now + every)
+
+        first = self.loop.time() + every
+        self.loop.call_at(first, tick, first)
+
     def lifespan(self, index, app):
         current = self.lifespans.get(index)
         if current is not None and current.app is app:

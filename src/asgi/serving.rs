@@ -106,6 +106,11 @@ fn serve(py: Python<'_>, inbox: Arc<Inbox<Inbound>>, apps: Vec<Arc<App>>, logger
         Server { inbox, apps, live: HashMap::new(), serving: serving.clone().unbind(), event_loop: event_loop.clone().unbind(), logger },
     )?;
     event_loop.call_method1("add_reader", (fd, server.getattr(py, "drain")?))?;
+    if crate::core::metrics::mine().is_some() {
+        // In nginx's workers (a pool process reports through its own table).
+        crate::core::metrics::loop_tick(0, 0.0);
+        serving.call_method1("start_ticks", (Py::new(py, TickFn)?, crate::core::metrics::TICK_S))?;
+    }
     server.bind(py).borrow().preload(py);
     event_loop.call_method0("run_forever")?;
     event_loop.call_method0("close")?;
@@ -125,6 +130,17 @@ fn refuse_all(inbox: &Inbox<Inbound>, why: &str) {
                 _ => {}
             }
         }
+    }
+}
+
+/// `report(tasks, late_s)` from protocol.py's tick.
+#[pyclass(module = "rust_asgi")]
+struct TickFn;
+
+#[pymethods]
+impl TickFn {
+    fn __call__(&self, tasks: usize, late_s: f64) {
+        crate::core::metrics::loop_tick(tasks, late_s);
     }
 }
 

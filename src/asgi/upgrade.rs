@@ -26,6 +26,7 @@ use crate::core::capture::RequestHead;
 use super::ws::Upgraded;
 use crate::core::exchange::{cost, Event, Exchange};
 use crate::core::inbox::Inbox;
+use crate::core::metrics;
 use crate::core::{catch_panic, runtime, threaded};
 use crate::nginx::log::{Level, Log};
 use crate::nginx::request::HttpRequest;
@@ -175,6 +176,8 @@ pub struct Session {
     /// rewritten yet (a partial frame).
     inflater: Option<Inflater>,
     raw: Vec<u8>,
+    /// Counted among the worker's open WebSockets from the 101 on.
+    counted: Option<metrics::OpenWebSocket>,
 }
 
 type Shared = Rc<RefCell<Session>>;
@@ -231,6 +234,7 @@ fn open(req: HttpRequest, idle_ms: ngx_msec_t, max_message: usize, compression: 
         deflate,
         inflater: None,
         raw: Vec::new(),
+        counted: None,
     }));
     match link(Deliver(Rc::downgrade(&session))) {
         Ok(link) => session.borrow_mut().link = link,
@@ -498,6 +502,7 @@ impl Session {
         }
         self.ws = Some(WebSocket::from_partially_read(Pipe::default(), pipelined, Role::Server, Some(config)));
         self.phase = Phase::Open;
+        self.counted = metrics::OpenWebSocket::start();
         self.conn.restart_idle_timer(self.idle_ms);
         self.on_read()
     }

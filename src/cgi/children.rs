@@ -56,11 +56,12 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering::Relaxed;
 
 use nginx_sys::{ngx_event_t, ngx_msec_t};
 
 use super::spawn::{self, Command};
-use crate::core::catch_panic;
+use crate::core::{catch_panic, metrics};
 use crate::nginx::event::{Conn, Timer};
 use crate::nginx::log::{Level, Log};
 use crate::nginx::request::HttpRequest;
@@ -111,6 +112,9 @@ struct Child {
     stderr: Option<Conn>,
     partial: Vec<u8>,
     timer: Option<Timer>,
+    /// Counted among the running programs of `rust_status` (until its exit
+    /// is seen, or it is forgotten).
+    counted: bool,
 }
 
 thread_local! {
@@ -162,7 +166,13 @@ pub fn spawn(cmd: &Command, stderr: OwnedFd, settings: Settings, req: HttpReques
         stderr: None,
         partial: Vec::new(),
         timer: None,
+        counted: false,
     });
+    if let Some(cgi) = metrics::cgi() {
+        cgi.spawned.fetch_add(1, Relaxed);
+        cgi.running.fetch_add(1, Relaxed);
+        child.counted = true;
+    }
     // The Box does not move once made, so its address can be the events'
     // data.
     let data = &mut *child as *mut Child as *mut c_void;
@@ -307,13 +317,26 @@ impl Child {
         self.log().write(level, &format!("rust_cgi: \"{}\" {why} (rust_cgi_kill_grace {} ms)", self.script, self.grace));
         if next == libc::SIGKILL {
             self.state = State::Done;
+            if let Some(cgi) = metrics::cgi() {
+                cgi.killed_groups.fetch_add(1, Relaxed);
+            }
         } else {
             self.state = State::Terminating;
             self.arm(self.grace);
         }
     }
 
+    /// No longer running, for `rust_status`.
+    fn uncount(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            if let Some(cgi) = metrics::cgi() {
+                cgi.running.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+
     fn close(&mut self) {
+        self.uncount();
         for conn in [self.pidfd.take(), self.stderr.take()].into_iter().flatten() {
             conn.close();
         }
@@ -359,6 +382,7 @@ impl Child {
     fn exited(&mut self) {
         let Some(exit) = peek_exit(self.pid) else { return };
         self.exit = Some(exit);
+        self.uncount();
         // Someone else reaped it: it anchors nothing.
         self.reaped = matches!(exit, Exit::Unknown);
         if let Some(conn) = self.pidfd.take() {

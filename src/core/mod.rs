@@ -25,6 +25,7 @@
 //! - [`conf`], [`headers`]: what every location shares with nginx's
 //!   upstreams: hidden and passed headers, `X-Accel-*`, `rust_param`.
 //! - [`served`], [`vars`]: what the `$rust_*` variables report.
+//! - [`metrics`]: the shared counters and gauges `rust_status` reports.
 //! - [`runtime`]: the per-worker-process state that ties these together.
 //! - [`watch`]: source trees watched with inotify, to recycle the worker.
 
@@ -38,6 +39,7 @@ pub mod head;
 pub mod headers;
 pub mod inbox;
 pub mod jobs;
+pub mod metrics;
 pub mod meta;
 pub mod respond;
 pub mod runtime;

@@ -116,6 +116,7 @@ impl RequestCtx {
     pub fn finish(&mut self, ending: Ending) {
         self.finished = true;
         self.served.end();
+        self.served.count(self.name);
         if let Some((timer, _)) = self.deadline.as_mut() {
             timer.disarm();
         }
@@ -464,6 +465,7 @@ impl RequestCtx {
                 status = if self.header_sent { "by closing the connection" } else { "504" },
             ),
         );
+        self.served.timed_out = true;
         self.served.failed(NGX_HTTP_GATEWAY_TIME_OUT as u16);
         Next::Finalize(self.failure_rc(NGX_HTTP_GATEWAY_TIME_OUT as u16))
     }
@@ -481,6 +483,7 @@ impl RequestCtx {
                 if self.header_sent { "by closing the connection" } else { "504" },
             ),
         );
+        self.served.timed_out = true;
         self.served.failed(NGX_HTTP_GATEWAY_TIME_OUT as u16);
         Next::Finalize(self.failure_rc(NGX_HTTP_GATEWAY_TIME_OUT as u16))
     }

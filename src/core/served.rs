@@ -54,6 +54,8 @@ pub struct Served {
     status: u16,
     /// The app's headers as it sent them, hidden ones too (`$rust_http_*`).
     headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// It ran past its read timeout or its total time.
+    pub timed_out: bool,
 }
 
 /// A time after `started`, in ms.
@@ -120,6 +122,19 @@ impl Served {
 
     pub fn end(&mut self) {
         self.ended_at.set(self.started, now());
+    }
+
+    /// Counts the ended request in the status page's tables: under its
+    /// app, served through `directive`. The time in the app leaves out the
+    /// wait for a thread or process.
+    pub fn count(&self, directive: &'static str) {
+        let Some(app) = self.label.app.as_ref().map(Text::as_str).or(self.label.pool) else { return };
+        let Some(entry) = super::metrics::app_of(app, directive, self.label.pool.unwrap_or("")) else { return };
+        let in_app = match self.queue_ms() {
+            Some(queued) => self.app_ms().unwrap_or(0).saturating_sub(queued),
+            None => 0,
+        };
+        entry.served(self.status, in_app as u64, self.timed_out);
     }
 
     pub fn status(&self) -> Option<u16> {

@@ -31,7 +31,7 @@ use nginx_sys::{ngx_command_t, ngx_conf_t};
 use serde::{Deserialize, Serialize};
 
 use crate::core::conf::{param_args, push_param, Param};
-use crate::nginx::conf::{args, conf_error, conf_warn, field_of, full_path, set_content_handler, ConfResult, LocSlot, CONF_OK};
+use crate::nginx::conf::{args, conf_error, conf_warn, field_of, full_path, ConfResult, LocSlot, CONF_OK};
 use crate::python::apps::{AppSpec, Reload};
 use crate::python::config::{Home, PythonSettings};
 
@@ -544,22 +544,6 @@ pub(crate) unsafe extern "C" fn rust_fastcgi_param(cf: *mut ngx_conf_t, cmd: *mu
         }
         Err(e) => e,
     }
-}
-
-/// `rust_pool_status [json|prometheus];`
-pub(crate) unsafe extern "C" fn rust_pool_status(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> ConfResult {
-    // SAFETY: nginx passes the configuration being parsed, this module's
-    // location conf and our command, whose offset is that of its
-    // PoolLocConf.
-    let (cf_ref, lcf) = unsafe { (&*cf, field_of::<PoolLocConf>(conf, cmd)) };
-    match args(cf_ref).get(1).map(|a| a.as_bytes()) {
-        None | Some(b"json") => {}
-        Some(b"prometheus") => lcf.status_prometheus = true,
-        Some(other) => {
-            return conf_error(cf, &format!("\"rust_pool_status {}\": give json or prometheus", String::from_utf8_lossy(other)))
-        }
-    }
-    set_content_handler(cf, Some(crate::pool::worker::status::content_handler))
 }
 
 #[cfg(test)]

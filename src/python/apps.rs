@@ -356,10 +356,12 @@ impl App {
                 *self.current() = Some(Loaded { callable: callable.clone().unbind(), mtime });
                 let directive = self.interface.directive();
                 (self.log)(Level::Notice, format!("{directive}: reloaded \"{}\" after it changed", self.spec.path.display()));
+                crate::core::metrics::reloaded(&self.label, directive, true);
                 Some(callable)
             }
             Err(err) => {
                 *last_failure = Some(Failure::of(py, &self.spec.path, &err));
+                crate::core::metrics::reloaded(&self.label, self.interface.directive(), false);
                 for line in self.report(py, "cannot reload (the previous version keeps serving)", &err) {
                     (self.log)(Level::Error, line);
                 }

@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use super::serving::NotAfter;
+use std::sync::atomic::Ordering::Relaxed;
+
 use super::serving::{self, Job, Request};
 use crate::core::bridge::Bridge;
+use crate::core::metrics;
 use crate::core::capture::{Body, RequestHead};
 use crate::core::exchange::ResponseSink;
 use crate::core::workers::Workers;
@@ -18,6 +21,7 @@ use crate::python::apps::App;
 
 pub struct Host {
     threads: Workers<Job>,
+    count: u32,
 }
 
 impl Host {
@@ -25,7 +29,10 @@ impl Host {
     /// sleep (Python is started already).
     pub fn start(name: &str, count: usize, spin: Duration) -> Result<Host, String> {
         let threads = Workers::start(name, count, spin, serving::run_thread).map_err(|e| format!("cannot start the {name} threads: {e}"))?;
-        Ok(Host { threads })
+        if let Some(worker) = metrics::mine() {
+            worker.threads.fetch_add(count as u32, Relaxed);
+        }
+        Ok(Host { threads, count: count as u32 })
     }
 
     /// Imports `apps` now, one after the other on one thread, so the first
@@ -40,6 +47,9 @@ impl Host {
     /// thread after `not_after` gets 503 instead of running.
     pub fn submit(&self, app: Arc<App>, head: RequestHead, body: Body, sink: ResponseSink, errors_level: Level, not_after: Option<NotAfter>) {
         let job = Job::Request(Request { app, head, body, sink, errors_level, not_after });
+        if let Some(worker) = metrics::mine() {
+            worker.enqueued(crate::os::monotonic_ms());
+        }
         // A refused job (the host is stopping) drops its sink, which
         // answers 500.
         let _ = self.threads.submit(job);
@@ -48,6 +58,9 @@ impl Host {
     /// Waits up to `grace` for threads inside app code; the rest are left
     /// to die with the process.
     pub fn stop(self, grace: Duration) {
+        if let Some(worker) = metrics::mine() {
+            worker.threads.fetch_sub(self.count, Relaxed);
+        }
         self.threads.shutdown(grace);
     }
 }

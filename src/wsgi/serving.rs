@@ -16,6 +16,7 @@ use crate::core::bridge::Bridge;
 use crate::core::capture::{Body, RequestHead};
 use crate::core::exchange::ResponseSink;
 use crate::core::jobs::JobQueue;
+use crate::core::metrics;
 use crate::nginx::log::Level;
 use crate::python::apps::{App, LoadError};
 use crate::python::{errors, interpreter, stdio};
@@ -85,6 +86,7 @@ pub fn run_thread(jobs: &JobQueue<Job>) {
 
 fn fail_unstarted(job: Job) {
     if let Job::Request(request) = job {
+        let _busy = metrics::Busy::start();
         request
             .sink
             .fail(500, vec!["rust_wsgi: Python failed to start in this worker (see the error logged at start-up)".into()]);
@@ -101,6 +103,7 @@ fn run_job(py: Python<'_>, job: Job) {
             }
         }
         Job::Request(request) => {
+            let _busy = metrics::Busy::start();
             if request.sink.is_abandoned() {
                 // The client left while the request waited for a thread.
                 return request.sink.cancel();

@@ -1,6 +1,6 @@
 //! The pool as nginx's workers see it: the engine adapter that sends a
 //! location's requests to a pool process ([`client`]) and
-//! `rust_pool_status` ([`status`]).
+//! the pools' part of `rust_status` ([`status`]).
 //!
 //! Runs in nginx's workers.
 

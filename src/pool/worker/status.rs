@@ -1,21 +1,18 @@
-//! `rust_pool_status;`: every pool and its processes, from the shared
-//! table, as JSON (default) or in the Prometheus text format
-//! (`rust_pool_status prometheus;`, or `?format=prometheus`).
+//! The pools' part of the status page (`rust_status`, see
+//! [`crate::status`]): every pool and its processes, from the shared
+//! table, for JSON and for the Prometheus text format.
 //!
 //! Runs in nginx's workers.
 
 use std::fmt::Write;
 
-use nginx_sys::{ngx_http_request_t, ngx_int_t};
 use serde::Serialize;
 
+use crate::core::metrics::escape_label;
 use crate::pool::slots::{self, State, Table};
-use crate::core::catch_panic;
-use crate::nginx::output::send_small;
-use crate::nginx::request::HttpRequest;
 
 #[derive(Serialize)]
-struct PoolStatus {
+pub struct PoolStatus {
     name: String,
     /// Python threads per process; None for a program pool.
     threads: Option<u32>,
@@ -54,6 +51,11 @@ struct ProcessStatus {
     current_request_age_ms: Option<u64>,
     rss_bytes: u64,
     uptime_ms: u64,
+}
+
+/// Every pool, now.
+pub fn pools() -> Vec<PoolStatus> {
+    slots::table().map(snapshot).unwrap_or_default()
 }
 
 fn snapshot(table: &Table) -> Vec<PoolStatus> {
@@ -103,13 +105,15 @@ fn snapshot(table: &Table) -> Vec<PoolStatus> {
     pools
 }
 
-fn prometheus(pools: &[PoolStatus]) -> String {
-    let mut out = String::new();
-    let metrics: [(&str, &str, &str); 12] = [
+/// The pools' metrics, appended to `out`.
+pub fn prometheus(pools: &[PoolStatus], out: &mut String) {
+    let metrics: [(&str, &str, &str); 14] = [
         ("rust_pool_restarts_total", "counter", "Processes restarted after they died or were recycled."),
         ("rust_pool_failing", "gauge", "1 while the pool is in a crash loop."),
         ("rust_pool_waiting_requests", "gauge", "Requests waiting for a place in a process."),
         ("rust_pool_processes_wanted", "gauge", "Processes the supervisor wants now, between the pool's min and max."),
+        ("rust_pool_processes_min", "gauge", "The fewest processes the pool keeps (min_processes=)."),
+        ("rust_pool_processes_max", "gauge", "The most processes the pool may run (processes=)."),
         ("rust_pool_processes_busy", "gauge", "Running processes that have requests."),
         ("rust_pool_processes_idle", "gauge", "Running processes that have none."),
         ("rust_pool_scale_ups_total", "counter", "Processes started because requests waited."),
@@ -122,7 +126,7 @@ fn prometheus(pools: &[PoolStatus]) -> String {
     for (name, kind, help) in metrics {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for pool in pools {
-            let p = escape(&pool.name);
+            let p = escape_label(&pool.name);
             match name {
                 "rust_pool_restarts_total" => {
                     let _ = writeln!(out, "{name}{{pool=\"{p}\"}} {}", pool.restarts);
@@ -130,11 +134,14 @@ fn prometheus(pools: &[PoolStatus]) -> String {
                 "rust_pool_failing" => {
                     let _ = writeln!(out, "{name}{{pool=\"{p}\"}} {}", u8::from(pool.failing));
                 }
-                "rust_pool_waiting_requests" | "rust_pool_processes_wanted" | "rust_pool_processes_busy" | "rust_pool_processes_idle"
+                "rust_pool_waiting_requests" | "rust_pool_processes_wanted" | "rust_pool_processes_min" | "rust_pool_processes_max"
+                | "rust_pool_processes_busy" | "rust_pool_processes_idle"
                 | "rust_pool_scale_ups_total" | "rust_pool_idle_stops_total" => {
                     let value = match name {
                         "rust_pool_waiting_requests" => u64::from(pool.waiting),
                         "rust_pool_processes_wanted" => u64::from(pool.wanted),
+                        "rust_pool_processes_min" => u64::from(pool.min),
+                        "rust_pool_processes_max" => u64::from(pool.max),
                         "rust_pool_processes_busy" => u64::from(pool.busy),
                         "rust_pool_processes_idle" => u64::from(pool.idle),
                         "rust_pool_scale_ups_total" => pool.scale_ups,
@@ -156,32 +163,4 @@ fn prometheus(pools: &[PoolStatus]) -> String {
             }
         }
     }
-    out
-}
-
-fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-/// The content handler of `rust_pool_status`.
-///
-/// # Safety
-/// Only nginx calls it, with a live request.
-pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: nginx calls content handlers with the live request.
-    let Some(req) = (unsafe { HttpRequest::from_raw(r) }) else {
-        return nginx_sys::NGX_ERROR as ngx_int_t;
-    };
-    catch_panic(req.log(), "rust_pool_status", || {
-        let pools = slots::table().map(snapshot).unwrap_or_default();
-        let asked = req.args().split(|&c| c == b'&').any(|a| a == b"format=prometheus");
-        let configured = crate::pool::conf::LOC.of(req).is_some_and(|c| c.status_prometheus);
-        if asked || configured {
-            send_small(req, 200, b"text/plain; version=0.0.4", prometheus(&pools).as_bytes())
-        } else {
-            let body = serde_json::to_vec_pretty(&serde_json::json!({ "pools": pools })).unwrap_or_default();
-            send_small(req, 200, b"application/json", &body)
-        }
-    })
-    .unwrap_or(nginx_sys::NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
 }
