@@ -277,8 +277,7 @@ class Serving:
             report(len(asyncio.all_tasks(self.loop)), now - due)
             self.loop.call_at(now + every, tick, now + every)
 
-        first = self.loop.time() + every
-        self.loop.call_at(first, tick, first)
+        self.loop.call_soon(tick, self.loop.time())
 
     def lifespan(self, index, app):
         current = self.lifespans.get(index)

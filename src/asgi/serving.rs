@@ -108,7 +108,6 @@ fn serve(py: Python<'_>, inbox: Arc<Inbox<Inbound>>, apps: Vec<Arc<App>>, logger
     event_loop.call_method1("add_reader", (fd, server.getattr(py, "drain")?))?;
     if crate::core::metrics::mine().is_some() {
         // In nginx's workers (a pool process reports through its own table).
-        crate::core::metrics::loop_tick(0, 0.0);
         serving.call_method1("start_ticks", (Py::new(py, TickFn)?, crate::core::metrics::TICK_S))?;
     }
     server.bind(py).borrow().preload(py);

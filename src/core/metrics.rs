@@ -73,6 +73,8 @@ pub struct Worker {
     /// due (a loop that is stuck is late by at least now minus that).
     pub lag_us: AtomicU64,
     pub tick_due_ms: AtomicU64,
+    /// Ticks so far: a reader can wait for a reading newer than an event.
+    pub ticks: AtomicU64,
 }
 
 #[repr(C)]
@@ -183,7 +185,7 @@ impl Worker {
         for gauge in [&self.threads, &self.busy, &self.loop_running, &self.tasks, &self.websockets] {
             gauge.store(0, Relaxed);
         }
-        for counter in [&self.queued, &self.taken, &self.lag_us, &self.tick_due_ms] {
+        for counter in [&self.queued, &self.taken, &self.lag_us, &self.tick_due_ms, &self.ticks] {
             counter.store(0, Relaxed);
         }
     }
@@ -266,8 +268,8 @@ impl Drop for OpenWebSocket {
     }
 }
 
-/// The ASGI loop's tick (every [`TICK_S`]): its tasks, and how late the
-/// tick ran.
+/// The ASGI loop's tick (at its start, then every [`TICK_S`]): its
+/// tasks, and how late the tick ran.
 pub const TICK_S: f64 = 1.0;
 
 pub fn loop_tick(tasks: usize, late_s: f64) {
@@ -276,6 +278,7 @@ pub fn loop_tick(tasks: usize, late_s: f64) {
         worker.lag_us.store((late_s.max(0.0) * 1e6) as u64, Relaxed);
         worker.tick_due_ms.store(crate::os::monotonic_ms() + (TICK_S * 1000.0) as u64, Relaxed);
         worker.loop_running.store(1, Relaxed);
+        worker.ticks.fetch_add(1, Release);
     }
 }
 

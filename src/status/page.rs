@@ -3,7 +3,7 @@
 //! them).
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 use serde::Serialize;
 
@@ -40,6 +40,8 @@ struct Threads {
 
 #[derive(Serialize)]
 struct Loop {
+    /// Readings so far (one per second).
+    ticks: u64,
     tasks: u32,
     websockets: u32,
     lag_ms: f64,
@@ -98,6 +100,7 @@ impl Page {
                 uptime_ms: now.saturating_sub(w.started_ms.load(Relaxed)),
                 python_threads: (total > 0).then_some(Threads { total, busy, idle: total - busy, queued, longest_wait_ms: wait }),
                 asgi_loop: (w.loop_running.load(Relaxed) != 0).then(|| Loop {
+                    ticks: w.ticks.load(Acquire),
                     tasks: w.tasks.load(Relaxed),
                     websockets: w.websockets.load(Relaxed),
                     lag_ms: w.loop_lag_ms(now),
