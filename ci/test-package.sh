@@ -310,7 +310,9 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 master=$(cat "$tmp/logs/nginx.pid" 2>/dev/null || true)
-[ -n "$master" ] && kill -0 "$master" 2>/dev/null || die "nginx wrote its pid file within 60 s"
+if [ -z "$master" ] || ! kill -0 "$master" 2>/dev/null; then
+    die "nginx wrote its pid file within 60 s"
+fi
 processes=$(tree_of "$master")
 status=""
 for _ in $(seq 600); do
