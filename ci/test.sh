@@ -30,4 +30,7 @@ TEST_NGINX_BINARY=/usr/sbin/nginx \
 TEST_NGINX_MODULE="$ROOT/target/debian/modules/ngx_http_rust_gateway_module.so" \
     prove -r tests/t
 
+log "the Debian package"
+ci/test-package.sh
+
 log "all tests passed"
