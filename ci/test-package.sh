@@ -298,6 +298,9 @@ http {
         location = /pool-status {
             rust_pool_status;
         }
+        location = /metrics {
+            rust_status prometheus;
+        }
     }
 }
 EOF
@@ -375,6 +378,14 @@ if get '/index.php?x=1'; then
     else
         not_ok "the php-cgi pool answers 'php /index.php x=1 pid=N' (got '$body')"
     fi
+fi
+
+if get /metrics; then
+    check "rust_status counts the CGI program it ran" grep -qx 'rust_cgi_spawned_total 1' <<<"$body"
+    check "... the embedded WSGI app's request" \
+        grep -qE '^rust_app_requests_total\{app="[^"]*/hello\.py",interface="wsgi",pool=""\} 1$' <<<"$body"
+    check "... the pooled one's" grep -qE '^rust_app_requests_total\{app="[^"]*/hello\.py",interface="wsgi",pool="py"\} 1$' <<<"$body"
+    check "... and PHP's" grep -qE '^rust_app_requests_total\{app="/usr/bin/php-cgi",interface="fastcgi",pool="php"\} 1$' <<<"$body"
 fi
 
 log "stopping nginx"

@@ -198,6 +198,32 @@ mod tests {
 }
 
 /// CLOCK_MONOTONIC in µs: the same clock in every process of the machine.
+/// Zeroed memory for a `T` that this process and every process it forks
+/// later share (an anonymous `MAP_SHARED` mapping), never unmapped.
+///
+/// # Safety
+/// All-zero bytes must be a valid `T`, and `T` must be safe to share
+/// between processes (atomics only: the other writers are processes).
+pub unsafe fn shared_zeroed<T>() -> io::Result<&'static T> {
+    // SAFETY: a fresh anonymous mapping, asked of the kernel.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            std::mem::size_of::<T>(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: mapped for a T, zeroed by the kernel (valid, as the caller
+    // promised), and never unmapped.
+    Ok(unsafe { &*(ptr as *const T) })
+}
+
 pub fn monotonic_us() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes the struct we pass.

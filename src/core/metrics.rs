@@ -3,9 +3,9 @@
 //! up all workers (as nginx's `stub_status` does) and answers from memory,
 //! never from an app's queue.
 //!
-//! Like the pools' table ([`crate::os`]-level `mmap`, see
-//! `pool::slots`), it is one anonymous `MAP_SHARED` mapping made in nginx's
-//! master before it forks anything, so it outlives reloads: counters keep
+//! Like the pools' table (`pool::slots`), it is one anonymous `MAP_SHARED`
+//! mapping ([`crate::os::shared_zeroed`]) made in nginx's master before it
+//! forks anything, so it outlives reloads: counters keep
 //! counting across generations of workers, as Prometheus expects of them.
 //! Every field is an atomic: the writers are other processes and threads.
 //!
@@ -122,24 +122,9 @@ pub fn create() -> std::io::Result<&'static Table> {
     if let Some(table) = table() {
         return Ok(table);
     }
-    // SAFETY: a fresh anonymous mapping; zeroed memory is a valid Table
-    // (atomics of zero).
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            std::mem::size_of::<Table>(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error());
-    }
-    TABLE.store(ptr.cast(), Release);
-    // SAFETY: just mapped, and never unmapped.
-    let table = unsafe { &*(ptr as *const Table) };
+    // SAFETY: the Table is atomics only, and zeroed atomics are valid.
+    let table: &'static Table = unsafe { crate::os::shared_zeroed()? };
+    TABLE.store(table as *const Table as *mut Table, Release);
     table.magic.store(MAGIC, Release);
     Ok(table)
 }

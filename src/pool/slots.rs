@@ -206,24 +206,9 @@ pub fn create() -> std::io::Result<&'static Table> {
     if let Some(table) = table() {
         return Ok(table);
     }
-    // SAFETY: a fresh anonymous mapping; zeroed memory is a valid Table
-    // (atomics of zero).
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            std::mem::size_of::<Table>(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error());
-    }
-    TABLE.store(ptr.cast(), Ordering::Release);
-    // SAFETY: just mapped, and never unmapped.
-    let table = unsafe { &*(ptr as *const Table) };
+    // SAFETY: the Table is atomics only, and zeroed atomics are valid.
+    let table: &'static Table = unsafe { crate::os::shared_zeroed()? };
+    TABLE.store(table as *const Table as *mut Table, Ordering::Release);
     table.magic.store(MAGIC, Ordering::Release);
     Ok(table)
 }

@@ -79,7 +79,9 @@ impl Adapter for PoolPass {
     }
 
     fn names(target: &&'static PoolTarget) -> (&'static str, &'static str) {
-        if target.asgi {
+        if target.program {
+            ("rust_fastcgi_pass", "rust_wsgi_read_timeout")
+        } else if target.asgi {
             ("rust_asgi", "rust_asgi_read_timeout")
         } else {
             ("rust_wsgi", "rust_wsgi_read_timeout")

@@ -1,6 +1,6 @@
-//! The pools' part of the status page (`rust_status`, see
-//! [`crate::status`]): every pool and its processes, from the shared
-//! table, for JSON and for the Prometheus text format.
+//! The pools' part of the status page (`rust_status`, which the status
+//! folder serves): every pool and its processes, from the shared table,
+//! for JSON and for the Prometheus text format.
 //!
 //! Runs in nginx's workers.
 
