@@ -48,7 +48,8 @@ impl Host {
     pub fn submit(&self, app: Arc<App>, head: RequestHead, body: Body, sink: ResponseSink, errors_level: Level, not_after: Option<NotAfter>) {
         let job = Job::Request(Request { app, head, body, sink, errors_level, not_after });
         if let Some(worker) = metrics::mine() {
-            worker.enqueued(crate::os::monotonic_ms());
+            // nginx's cached clock: this runs on its thread.
+            worker.enqueued(crate::core::served::now() as u64);
         }
         // A refused job (the host is stopping) drops its sink, which
         // answers 500.

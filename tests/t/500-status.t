@@ -377,7 +377,34 @@ is(main::sample($m, 'rust_app_duration_seconds_count', interface => 'fastcgi', p
 is(main::sample($m, 'rust_pool_process_requests_total', pool => 'php'), 3, 'Prometheus: the process served 3');
 
 
-=== TEST 7: a bad format fails nginx -t, naming the directive and the fix
+=== TEST 7: counters keep counting across nginx -s reload; the old workers leave the list, the new ones join it
+--- workers: 2
+--- config
+location / {
+    rust_wsgi $TEST_NGINX_APPS/status_wsgi.py;
+}
+location = /status {
+    rust_status;
+}
+location = /metrics {
+    rust_status prometheus;
+}
+--- perl
+is(http_get('/')->{status}, 200, 'served') for 1 .. 5;
+my @old = sort { $a <=> $b } worker_pids();
+is_deeply([sort { $a <=> $b } map { $_->{pid} } @{ main::status()->{workers} }], \@old, 'the workers listed');
+nginx_reload();
+my %old = map { $_ => 1 } @old;
+ok(wait_for(sub { my @w = worker_pids(); @w == 2 && !grep { $old{$_} } @w }, 60), 'new workers, the old ones gone');
+my @new = sort { $a <=> $b } worker_pids();
+ok(wait_for(sub { join(' ', sort { $a <=> $b } map { $_->{pid} } @{ main::status()->{workers} }) eq "@new" }, 60),
+   'the new workers are listed, the old ones not');
+is(http_get('/')->{status}, 200, 'served after the reload') for 1 .. 5;
+is(main::app_named(main::status(), qr{/status_wsgi\.py$})->{requests}, 10, 'JSON: 10 requests, across the reload');
+is(main::sample(main::metrics(), 'rust_app_requests_total', app => '.*/status_wsgi\.py'), 10, 'Prometheus: 10');
+
+
+=== TEST 8: a bad format fails nginx -t, naming the directive and the fix
 --- config
 location = /status {
     rust_status yaml;
