@@ -9,8 +9,9 @@ cd "$ROOT"
 
 # perl for prove; curl, git, man2html and strace for the tests that drive them;
 # php-cgi, fcgiwrap and libfcgi-perl, the FastCGI programs of the program
-# pool tests; dokuwiki, the PHP application 225-program-pool-dokuwiki.t runs.
-ensure_packages perl curl git man2html strace php-cgi fcgiwrap libfcgi-perl dokuwiki
+# pool tests; dokuwiki, the PHP application 225-program-pool-dokuwiki.t runs;
+# prometheus for its promtool, which checks rust_status's page (500-status.t).
+ensure_packages perl curl git man2html strace php-cgi fcgiwrap libfcgi-perl dokuwiki prometheus
 ci/build.sh
 TEST_NGINX_VENV="$(ci/test-venv.sh)"
 export TEST_NGINX_VENV

@@ -374,8 +374,10 @@ impl Table {
 
 thread_local! {
     /// Entries this thread found already, by their key's hash: a request
-    /// finds its app without allocating or scanning the table (the entry
-    /// found is still checked against the key).
+    /// finds its app without allocating, scanning the table or comparing
+    /// its label byte by byte in shared memory. An entry once made is never
+    /// reused for another app, so what was found stays right; only two
+    /// labels with one 64-bit hash would share an entry (and its counts).
     static FOUND: RefCell<FxHashMap<u64, usize>> = RefCell::new(FxHashMap::default());
 }
 
@@ -390,7 +392,7 @@ pub fn app(key: &AppKey<'_>) -> Option<&'static App> {
         key.hash(&mut hasher);
         hasher.finish()
     };
-    let found = FOUND.with(|f| f.borrow().get(&hash).copied()).filter(|&i| i == MAX_APPS - 1 || table.apps[i].is(key));
+    let found = FOUND.with(|f| f.borrow().get(&hash).copied());
     let i = found.unwrap_or_else(|| {
         let i = table.app_index(key);
         FOUND.with(|f| f.borrow_mut().insert(hash, i));

@@ -404,7 +404,43 @@ is(main::app_named(main::status(), qr{/status_wsgi\.py$})->{requests}, 10, 'JSON
 is(main::sample(main::metrics(), 'rust_app_requests_total', app => '.*/status_wsgi\.py'), 10, 'Prometheus: 10');
 
 
-=== TEST 8: a bad format fails nginx -t, naming the directive and the fix
+=== TEST 8: Prometheus' own promtool accepts the page with every mode in it: the text format, and its naming rules
+--- http_config
+rust_pool st processes=1 threads=2;
+--- config
+root $TEST_NGINX_SERVROOT;
+location /wsgi {
+    rust_wsgi $TEST_NGINX_APPS/status_wsgi.py;
+}
+location /asgi {
+    rust_asgi $TEST_NGINX_APPS/status_asgi.py:app;
+}
+location /pool {
+    rust_wsgi $TEST_NGINX_APPS/status_wsgi.py pool=st;
+}
+location /cgi-bin/ {
+    rust_cgi;
+}
+location = /metrics {
+    rust_status prometheus;
+}
+--- perl
+ok(wait_for(sub { http_get('/pool')->{status} == 200 }, 60), 'the pool answers');
+is(http_get($_)->{status}, 200, "$_ answers") for qw(/wsgi /asgi /cgi-bin/hello.sh);
+is(http_get("/wsgi?status=404")->{status}, 404, "a 404");
+ok(wait_for(sub { defined main::sample(main::metrics(), 'rust_asgi_loop_tasks') }, 30), 'the loop reported');
+my $page = http_get('/metrics')->{body};
+for my $family (qw(rust_python_threads rust_asgi_loop_lag_seconds rust_app_duration_seconds_bucket rust_cgi_spawned_total rust_pool_processes_busy)) {
+    like($page, qr/^$family[{ ]/m, "$family is on the page");
+}
+my $file = servroot() . '/tmp/metrics.txt';
+Test::Gateway::write_file($file, $page);
+my $out = `promtool check metrics < '$file' 2>&1`;
+is($?, 0, 'promtool check metrics passes') or diag($out);
+is($out, '', 'and has nothing to say about the names') or diag($out);
+
+
+=== TEST 9: a bad format fails nginx -t, naming the directive and the fix
 --- config
 location = /status {
     rust_status yaml;
