@@ -204,7 +204,8 @@ pub struct PoolLocConf {
     /// `rust_wsgi ... pool=NAME`, `rust_asgi ... pool=NAME` or
     /// `rust_wsgi_pool NAME`: the location is served by that pool.
     pub target: Option<PoolTarget>,
-    /// `rust_pool_status prometheus;` (else JSON).
+    /// `rust_status prometheus;` (else JSON); here because the page began
+    /// as the pools' `rust_pool_status`, whose conf this was.
     pub status_prometheus: bool,
     /// `rust_fastcgi_param`s; inherited only by levels that set none, like
     /// `fastcgi_param`.
