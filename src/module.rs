@@ -116,7 +116,9 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         return NGX_OK as ngx_int_t;
     };
     catch_panic(log, "init_process", || {
-        crate::core::metrics::claim_worker();
+        if !crate::core::metrics::claim_worker() {
+            log.write(Level::Warn, &format!("rust_status: more than {} workers at once; this one counts its requests but is not listed", crate::core::metrics::MAX_WORKERS));
+        }
         if mcf.runs_python() || mcf.runs_programs() {
             process::restore_default_sigchld();
         }

@@ -197,7 +197,6 @@ mod tests {
     }
 }
 
-/// CLOCK_MONOTONIC in µs: the same clock in every process of the machine.
 /// Zeroed memory for a `T` that this process and every process it forks
 /// later share (an anonymous `MAP_SHARED` mapping), never unmapped.
 ///
@@ -224,6 +223,25 @@ pub unsafe fn shared_zeroed<T>() -> io::Result<&'static T> {
     Ok(unsafe { &*(ptr as *const T) })
 }
 
+/// Whether no process `pid` exists (signal 0: ESRCH). A process that
+/// exists but is not ours to signal (EPERM) is not gone.
+pub fn pid_gone(pid: u32) -> bool {
+    // SAFETY: signal 0 only asks whether the process exists.
+    pid == 0 || unsafe { libc::kill(pid as libc::pid_t, 0) != 0 && *libc::__errno_location() == libc::ESRCH }
+}
+
+/// When process `pid` started (clock ticks after boot, `/proc/PID/stat`'s
+/// field 22): with its pid, what tells a process from a later one that got
+/// the same pid. None if there is no such process.
+pub fn process_started(pid: u32) -> Option<u64> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
+    let field = rest.split(|&b| b == b' ').filter(|f| !f.is_empty()).nth(19)?;
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// CLOCK_MONOTONIC in µs: the same clock in every process of the machine.
 pub fn monotonic_us() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes the struct we pass.

@@ -106,11 +106,12 @@ fn serve(py: Python<'_>, inbox: Arc<Inbox<Inbound>>, apps: Vec<Arc<App>>, logger
         Server { inbox, apps, live: HashMap::new(), serving: serving.clone().unbind(), event_loop: event_loop.clone().unbind(), logger },
     )?;
     event_loop.call_method1("add_reader", (fd, server.getattr(py, "drain")?))?;
+    server.bind(py).borrow().preload(py);
     if crate::core::metrics::mine().is_some() {
-        // In nginx's workers (a pool process reports through its own table).
+        // In nginx's workers (a pool process reports through its own
+        // table); after the imports, which are not the loop's lag.
         serving.call_method1("start_ticks", (Py::new(py, TickFn)?, crate::core::metrics::TICK_S))?;
     }
-    server.bind(py).borrow().preload(py);
     event_loop.call_method0("run_forever")?;
     event_loop.call_method0("close")?;
     Ok(())

@@ -177,7 +177,7 @@ pub struct Session {
     inflater: Option<Inflater>,
     raw: Vec<u8>,
     /// Counted among the worker's open WebSockets from the 101 on.
-    counted: Option<metrics::OpenWebSocket>,
+    counted: Option<metrics::Held>,
 }
 
 type Shared = Rc<RefCell<Session>>;
@@ -502,7 +502,7 @@ impl Session {
         }
         self.ws = Some(WebSocket::from_partially_read(Pipe::default(), pipelined, Role::Server, Some(config)));
         self.phase = Phase::Open;
-        self.counted = metrics::OpenWebSocket::start();
+        self.counted = metrics::Held::websocket();
         self.conn.restart_idle_timer(self.idle_ms);
         self.on_read()
     }

@@ -112,9 +112,9 @@ struct Child {
     stderr: Option<Conn>,
     partial: Vec<u8>,
     timer: Option<Timer>,
-    /// Counted among the running programs of `rust_status` (until its exit
-    /// is seen, or it is forgotten).
-    counted: bool,
+    /// Counted among this worker's running programs for `rust_status`,
+    /// until its exit is seen (or it is forgotten).
+    running: Option<metrics::Held>,
 }
 
 thread_local! {
@@ -166,12 +166,12 @@ pub fn spawn(cmd: &Command, stderr: OwnedFd, settings: Settings, req: HttpReques
         stderr: None,
         partial: Vec::new(),
         timer: None,
-        counted: false,
+        running: metrics::Held::cgi_program(),
     });
-    if let Some(cgi) = metrics::cgi() {
-        cgi.spawned.fetch_add(1, Relaxed);
-        cgi.running.fetch_add(1, Relaxed);
-        child.counted = true;
+    if exec_failed.is_none() {
+        if let Some(cgi) = metrics::cgi() {
+            cgi.spawned.fetch_add(1, Relaxed);
+        }
     }
     // The Box does not move once made, so its address can be the events'
     // data.
@@ -326,17 +326,8 @@ impl Child {
         }
     }
 
-    /// No longer running, for `rust_status`.
-    fn uncount(&mut self) {
-        if std::mem::take(&mut self.counted) {
-            if let Some(cgi) = metrics::cgi() {
-                cgi.running.fetch_sub(1, Relaxed);
-            }
-        }
-    }
-
     fn close(&mut self) {
-        self.uncount();
+        self.running = None;
         for conn in [self.pidfd.take(), self.stderr.take()].into_iter().flatten() {
             conn.close();
         }
@@ -382,7 +373,7 @@ impl Child {
     fn exited(&mut self) {
         let Some(exit) = peek_exit(self.pid) else { return };
         self.exit = Some(exit);
-        self.uncount();
+        self.running = None;
         // Someone else reaped it: it anchors nothing.
         self.reaped = matches!(exit, Exit::Unknown);
         if let Some(conn) = self.pidfd.take() {

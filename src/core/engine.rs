@@ -167,7 +167,11 @@ fn start<A: Adapter>(req: HttpRequest) -> Result<(), ngx_int_t> {
         unsafe { (*ctx.as_ptr()).deadline = Some((deadline, total)) };
     }
 
-    let source = A::start(job, req, head, body).map_err(refused)?;
+    let source = A::start(job, req, head, body).map_err(|refusal| {
+        // SAFETY: as above; the request's status, for rust_status.
+        unsafe { (*ctx.as_ptr()).served.failed(refusal.status) };
+        refused(refusal)
+    })?;
     // SAFETY: as above; `start` does not call back into the engine.
     unsafe {
         (*ctx.as_ptr()).source = Some(source);

@@ -22,18 +22,20 @@
 
 use std::cell::RefCell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 
 use rustc_hash::FxHashMap;
 
-/// nginx workers at once (both generations, during a reload).
-pub const MAX_WORKERS: usize = 64;
+/// nginx workers at once (every generation still running, during
+/// reloads); a worker beyond them still counts its requests, but is not
+/// listed.
+pub const MAX_WORKERS: usize = 256;
 /// Distinct app labels; more share the last entry, labelled "(other)".
 pub const MAX_APPS: usize = 128;
 const LABEL_MAX: usize = 240;
 const SHORT_MAX: usize = 64;
 /// Enqueue times kept per worker, to tell the oldest queued job's wait.
-const RING: usize = 512;
+const RING: usize = 256;
 /// Upper bounds of the time-in-app histogram's buckets, in ms (Prometheus'
 /// default buckets, and 30 s); a last one counts everything.
 pub const BUCKETS_MS: [u64; 12] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
@@ -53,6 +55,9 @@ pub struct Table {
 pub struct Worker {
     /// 0: free.
     pub pid: AtomicU32,
+    /// When the process started (see [`crate::os::process_started`]): a
+    /// later process with the same pid is not this worker.
+    process_started: AtomicU64,
     pub started_ms: AtomicU64,
     /// WSGI's Python threads in this worker, and those running a request.
     pub threads: AtomicU32,
@@ -75,6 +80,9 @@ pub struct Worker {
     pub tick_due_ms: AtomicU64,
     /// Ticks so far: a reader can wait for a reading newer than an event.
     pub ticks: AtomicU64,
+    /// CGI programs this worker runs (a gauge per worker, so that a worker
+    /// that dies takes its count with it).
+    pub cgi_running: AtomicU32,
 }
 
 #[repr(C)]
@@ -100,7 +108,7 @@ pub struct App {
 
 #[repr(C)]
 pub struct Cgi {
-    pub running: AtomicI64,
+    /// Programs whose exec succeeded.
     pub spawned: AtomicU64,
     /// Process groups that outlived their grace and got SIGKILL.
     pub killed_groups: AtomicU64,
@@ -109,6 +117,9 @@ pub struct Cgi {
 static TABLE: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
 /// This process's worker entry (nginx workers only).
 static MINE: AtomicPtr<Worker> = AtomicPtr::new(std::ptr::null_mut());
+/// This process is an nginx worker: it counts requests (even without an
+/// entry of its own, when every entry is taken).
+static COUNTING: AtomicBool = AtomicBool::new(false);
 
 /// The table, once [`create`] ran in this process or an ancestor.
 pub fn table() -> Option<&'static Table> {
@@ -135,25 +146,32 @@ pub fn mine() -> Option<&'static Worker> {
     NonNull::new(MINE.load(Acquire)).map(|p| unsafe { &*p.as_ptr() })
 }
 
-fn alive(pid: u32) -> bool {
-    // SAFETY: plain syscall; signal 0 only asks whether the pid exists.
-    pid != 0 && (unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
-}
-
 /// Takes a worker entry for this process (an nginx worker starting): a
-/// free one, or one whose worker died without giving it back (kill -9).
-pub fn claim_worker() {
-    let Some(table) = table() else { return };
+/// free one, or one whose worker died without giving it back (kill -9),
+/// found by its pid and start time. False if every entry is taken (the
+/// worker still counts its requests; it is not listed).
+pub fn claim_worker() -> bool {
+    COUNTING.store(true, Release);
+    let Some(table) = table() else { return true };
     let pid = std::process::id();
+    let started = crate::os::process_started(pid).unwrap_or(0);
     for entry in &table.workers {
         let old = entry.pid.load(Acquire);
-        if (old == 0 || !alive(old)) && entry.pid.compare_exchange(old, pid, AcqRel, Acquire).is_ok() {
+        // CLAIMING while the start time is written: a worker starting at
+        // the same moment must not take the entry for a dead one meanwhile.
+        if old != CLAIMING && (old == 0 || !entry.alive(old)) && entry.pid.compare_exchange(old, CLAIMING, AcqRel, Acquire).is_ok() {
             entry.reset();
+            entry.process_started.store(started, Release);
+            entry.pid.store(pid, Release);
             MINE.store(entry as *const Worker as *mut Worker, Release);
-            return;
+            return true;
         }
     }
+    false
 }
+
+/// A worker entry's pid while it is being claimed.
+const CLAIMING: u32 = u32::MAX;
 
 /// Gives this worker's entry back (its exit).
 pub fn release_worker() {
@@ -165,9 +183,15 @@ pub fn release_worker() {
 }
 
 impl Worker {
+    /// Whether the process holding it (`pid`) is the worker that claimed
+    /// it, and runs.
+    fn alive(&self, pid: u32) -> bool {
+        pid != 0 && pid != CLAIMING && crate::os::process_started(pid).is_some_and(|s| s == self.process_started.load(Acquire))
+    }
+
     fn reset(&self) {
         self.started_ms.store(crate::os::monotonic_ms(), Relaxed);
-        for gauge in [&self.threads, &self.busy, &self.loop_running, &self.tasks, &self.websockets] {
+        for gauge in [&self.threads, &self.busy, &self.loop_running, &self.tasks, &self.websockets, &self.cgi_running] {
             gauge.store(0, Relaxed);
         }
         for counter in [&self.queued, &self.taken, &self.lag_us, &self.tick_due_ms, &self.ticks] {
@@ -213,43 +237,47 @@ impl Worker {
     }
 }
 
-/// A Python thread runs a request (WSGI), from taking it off the queue
-/// to its end; a no-op outside nginx's workers.
-pub struct Busy(Option<&'static Worker>);
-
-impl Busy {
-    pub fn start() -> Busy {
-        let worker = mine();
-        if let Some(w) = worker {
-            w.dequeued();
-            w.busy.fetch_add(1, Relaxed);
-        }
-        Busy(worker)
-    }
+/// One unit of a gauge of this worker's entry, held until dropped. If the
+/// worker gave its entry back meanwhile (a thread still in app code at
+/// exit), the entry may be another worker's: the drop leaves it alone.
+pub struct Held {
+    worker: &'static Worker,
+    pid: u32,
+    gauge: fn(&Worker) -> &AtomicU32,
 }
 
-impl Drop for Busy {
-    fn drop(&mut self) {
-        if let Some(w) = self.0 {
-            w.busy.fetch_sub(1, Relaxed);
-        }
-    }
-}
-
-/// An open WebSocket of this worker, counted until it is dropped.
-pub struct OpenWebSocket(&'static Worker);
-
-impl OpenWebSocket {
-    pub fn start() -> Option<OpenWebSocket> {
+impl Held {
+    fn take(gauge: fn(&Worker) -> &AtomicU32) -> Option<Held> {
         let worker = mine()?;
-        worker.websockets.fetch_add(1, Relaxed);
-        Some(OpenWebSocket(worker))
+        gauge(worker).fetch_add(1, Relaxed);
+        Some(Held { worker, pid: std::process::id(), gauge })
+    }
+
+    /// A Python thread runs a request (WSGI), from taking it off the
+    /// queue to its end.
+    pub fn busy_thread() -> Option<Held> {
+        if let Some(worker) = mine() {
+            worker.dequeued();
+        }
+        Held::take(|w| &w.busy)
+    }
+
+    /// An open WebSocket, from its 101 on.
+    pub fn websocket() -> Option<Held> {
+        Held::take(|w| &w.websockets)
+    }
+
+    /// A CGI program, until its exit is seen.
+    pub fn cgi_program() -> Option<Held> {
+        Held::take(|w| &w.cgi_running)
     }
 }
 
-impl Drop for OpenWebSocket {
+impl Drop for Held {
     fn drop(&mut self) {
-        self.0.websockets.fetch_sub(1, Relaxed);
+        if self.worker.pid.load(Acquire) == self.pid {
+            (self.gauge)(self.worker).fetch_sub(1, Relaxed);
+        }
     }
 }
 
@@ -269,7 +297,7 @@ pub fn loop_tick(tasks: usize, late_s: f64) {
 
 /// The live workers' entries.
 pub fn workers(table: &Table) -> impl Iterator<Item = &Worker> {
-    table.workers.iter().filter(|w| alive(w.pid.load(Acquire)))
+    table.workers.iter().filter(|w| w.alive(w.pid.load(Acquire)))
 }
 
 fn write_bytes(len: &AtomicU32, buf: &[AtomicU8], bytes: &[u8]) {
@@ -287,7 +315,7 @@ fn read_text(len: &AtomicU32, buf: &[AtomicU8]) -> String {
 }
 
 fn same(len: &AtomicU32, buf: &[AtomicU8], text: &str) -> bool {
-    let bytes = &text.as_bytes()[..text.len().min(buf.len())];
+    let bytes = text.as_bytes();
     len.load(Acquire) as usize == bytes.len() && buf.iter().zip(bytes).all(|(c, &b)| c.load(Relaxed) == b)
 }
 
@@ -314,8 +342,9 @@ impl App {
         })
     }
 
-    /// A response with `status` after `app_ms` in the app.
-    pub fn served(&self, status: u16, app_ms: u64, timed_out: bool) {
+    /// A response with `status`, after `app_ms` in the app (None: it
+    /// never reached the app, and the histogram leaves it out).
+    pub fn served(&self, status: u16, app_ms: Option<u64>, timed_out: bool) {
         self.requests.fetch_add(1, Relaxed);
         if let Some(class) = self.classes.get((status / 100).wrapping_sub(1) as usize) {
             class.fetch_add(1, Relaxed);
@@ -323,27 +352,35 @@ impl App {
         if timed_out {
             self.timeouts.fetch_add(1, Relaxed);
         }
-        let bucket = BUCKETS_MS.iter().position(|&le| app_ms <= le).unwrap_or(BUCKETS_MS.len());
-        self.buckets[bucket].fetch_add(1, Relaxed);
-        self.sum_ms.fetch_add(app_ms, Relaxed);
+        if let Some(ms) = app_ms {
+            let bucket = BUCKETS_MS.iter().position(|&le| ms <= le).unwrap_or(BUCKETS_MS.len());
+            self.buckets[bucket].fetch_add(1, Relaxed);
+            self.sum_ms.fetch_add(ms, Relaxed);
+        }
     }
 }
 
 impl Table {
     /// The entry for `key`, made if new. Makers take turns (a brief lock,
-    /// held by pid, broken if its holder died), so two workers cannot make
-    /// two entries for one app.
-    fn app_index(&self, key: &AppKey<'_>) -> usize {
+    /// held by pid, broken if its holder is gone), so two workers cannot
+    /// make two entries for one app. None if the lock stays taken (its
+    /// holder stopped): nginx's thread does not wait for it, and that
+    /// request goes uncounted.
+    fn app_index(&self, key: &AppKey<'_>) -> Option<usize> {
         if let Some(i) = self.apps.iter().position(|a| a.is(key)) {
-            return i;
+            return Some(i);
         }
         let pid = std::process::id();
+        let mut tries = 0;
         loop {
             let holder = self.claiming.load(Acquire);
-            if (holder == 0 || (holder != pid && !alive(holder))) && self.claiming.compare_exchange(holder, pid, AcqRel, Acquire).is_ok() {
+            if (holder == 0 || (holder != pid && crate::os::pid_gone(holder))) && self.claiming.compare_exchange(holder, pid, AcqRel, Acquire).is_ok() {
                 break;
             }
-            std::hint::spin_loop();
+            tries += 1;
+            if tries > 1000 {
+                return None;
+            }
             std::thread::yield_now();
         }
         let index = match self.apps.iter().position(|a| a.is(key)) {
@@ -368,7 +405,7 @@ impl Table {
             },
         };
         self.claiming.store(0, Release);
-        index
+        Some(index)
     }
 }
 
@@ -384,8 +421,11 @@ thread_local! {
 /// The entry of `key`, in an nginx worker (None elsewhere: see the
 /// module's doc).
 pub fn app(key: &AppKey<'_>) -> Option<&'static App> {
-    mine()?;
+    if !COUNTING.load(Relaxed) {
+        return None;
+    }
     let table = table()?;
+    let key = &AppKey { label: cut(key.label, LABEL_MAX), interface: cut(key.interface, SHORT_MAX), pool: cut(key.pool, SHORT_MAX) };
     let hash = {
         use std::hash::{Hash, Hasher};
         let mut hasher = rustc_hash::FxHasher::default();
@@ -393,11 +433,14 @@ pub fn app(key: &AppKey<'_>) -> Option<&'static App> {
         hasher.finish()
     };
     let found = FOUND.with(|f| f.borrow().get(&hash).copied());
-    let i = found.unwrap_or_else(|| {
-        let i = table.app_index(key);
-        FOUND.with(|f| f.borrow_mut().insert(hash, i));
-        i
-    });
+    let i = match found {
+        Some(i) => i,
+        None => {
+            let i = table.app_index(key)?;
+            FOUND.with(|f| f.borrow_mut().insert(hash, i));
+            i
+        }
+    };
     Some(&table.apps[i])
 }
 
@@ -431,13 +474,28 @@ pub fn escape_label(value: &str) -> String {
 
 /// CGI's counters, in an nginx worker.
 pub fn cgi() -> Option<&'static Cgi> {
-    mine()?;
-    table().map(|t| &t.cgi)
+    COUNTING.load(Relaxed).then(table).flatten().map(|t| &t.cgi)
+}
+
+/// `text`, cut to at most `max` bytes at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_cut_between_characters() {
+        assert_eq!(cut("abc", 2), "ab");
+        assert_eq!(cut("aé", 2), "a");
+        assert_eq!(cut("aé", 3), "aé");
+    }
 
     #[test]
     fn the_queue_and_its_oldest_wait() {
@@ -458,19 +516,20 @@ mod tests {
     fn apps_are_found_by_name_and_bucketed() {
         let table = create().expect("mmap");
         let key = AppKey { label: "/srv/a.py", interface: "wsgi", pool: "" };
-        let i = table.app_index(&key);
-        assert_eq!(table.app_index(&key), i);
+        let i = table.app_index(&key).expect("made");
+        assert_eq!(table.app_index(&key), Some(i));
         let other = AppKey { label: "/srv/a.py", interface: "asgi", pool: "" };
-        assert_ne!(table.app_index(&other), i);
+        assert_ne!(table.app_index(&other), Some(i));
         let app = &table.apps[i];
-        app.served(200, 3, false);
-        app.served(503, 7000, true);
-        app.served(404, 100_000, false);
-        assert_eq!(app.requests.load(Relaxed), 3);
+        app.served(200, Some(3), false);
+        app.served(503, Some(7000), true);
+        app.served(404, Some(100_000), false);
+        app.served(504, None, true);
+        assert_eq!(app.requests.load(Relaxed), 4);
         assert_eq!(app.classes[1].load(Relaxed), 1);
         assert_eq!(app.classes[3].load(Relaxed), 1);
-        assert_eq!(app.classes[4].load(Relaxed), 1);
-        assert_eq!(app.timeouts.load(Relaxed), 1);
+        assert_eq!(app.classes[4].load(Relaxed), 2);
+        assert_eq!(app.timeouts.load(Relaxed), 2);
         assert_eq!(app.buckets[0].load(Relaxed), 1);
         assert_eq!(app.buckets[10].load(Relaxed), 1);
         assert_eq!(app.buckets[12].load(Relaxed), 1);

@@ -130,11 +130,10 @@ impl Served {
     pub fn count(&self, directive: &'static str) {
         let Some(app) = self.label.app.as_ref().map(Text::as_str).or(self.label.pool) else { return };
         let Some(entry) = super::metrics::app_of(app, directive, self.label.pool.unwrap_or("")) else { return };
-        let in_app = match self.queue_ms() {
-            Some(queued) => self.app_ms().unwrap_or(0).saturating_sub(queued),
-            None => 0,
-        };
-        entry.served(self.status, in_app as u64, self.timed_out);
+        // None: it never left the queue (a timeout, a full queue, a client
+        // that left), and has no time in the app.
+        let in_app = self.queue_ms().map(|queued| self.app_ms().unwrap_or(queued).saturating_sub(queued) as u64);
+        entry.served(self.status, in_app, self.timed_out);
     }
 
     pub fn status(&self) -> Option<u16> {

@@ -26,6 +26,10 @@ struct WorkerStatus {
     python_threads: Option<Threads>,
     /// The ASGI event loop; None where the worker runs none.
     asgi_loop: Option<Loop>,
+    /// WebSockets open through this worker: to its own loop or to a pool.
+    websockets: u32,
+    /// CGI programs this worker runs.
+    cgi_running: u32,
 }
 
 #[derive(Serialize)]
@@ -43,7 +47,6 @@ struct Loop {
     /// Readings so far (one per second).
     ticks: u64,
     tasks: u32,
-    websockets: u32,
     lag_ms: f64,
 }
 
@@ -70,7 +73,8 @@ struct AppStatus {
 
 #[derive(Serialize, Default)]
 struct CgiStatus {
-    running: i64,
+    /// Over the live workers.
+    running: u64,
     spawned: u64,
     /// CGI requests that ran past their timeout (summed over the CGI apps).
     timed_out: u64,
@@ -102,9 +106,10 @@ impl Page {
                 asgi_loop: (w.loop_running.load(Relaxed) != 0).then(|| Loop {
                     ticks: w.ticks.load(Acquire),
                     tasks: w.tasks.load(Relaxed),
-                    websockets: w.websockets.load(Relaxed),
                     lag_ms: w.loop_lag_ms(now),
                 }),
+                websockets: w.websockets.load(Relaxed),
+                cgi_running: w.cgi_running.load(Relaxed),
             });
         }
         page.workers.sort_by_key(|w| w.pid);
@@ -138,7 +143,7 @@ impl Page {
                 reload_failures: app.reload_failures.load(Relaxed),
             });
         }
-        page.cgi.running = table.cgi.running.load(Relaxed).max(0);
+        page.cgi.running = page.workers.iter().map(|w| u64::from(w.cgi_running)).sum();
         page.cgi.spawned = table.cgi.spawned.load(Relaxed);
         page.cgi.killed_groups = table.cgi.killed_groups.load(Relaxed);
         page
@@ -172,9 +177,9 @@ impl Page {
         for (w, l) in &loops {
             let _ = writeln!(out, "rust_asgi_loop_tasks{{pid=\"{}\"}} {}", w.pid, l.tasks);
         }
-        family(&mut out, "rust_asgi_open_websockets", "gauge", "WebSockets open through an nginx worker.");
-        for (w, l) in &loops {
-            let _ = writeln!(out, "rust_asgi_open_websockets{{pid=\"{}\"}} {}", w.pid, l.websockets);
+        family(&mut out, "rust_asgi_open_websockets", "gauge", "WebSockets open through an nginx worker (to its loop or to a pool).");
+        for w in &self.workers {
+            let _ = writeln!(out, "rust_asgi_open_websockets{{pid=\"{}\"}} {}", w.pid, w.websockets);
         }
         family(&mut out, "rust_asgi_loop_lag_seconds", "gauge", "How late the event loop ran its last timer (more while it is overdue).");
         for (w, l) in &loops {

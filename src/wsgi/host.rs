@@ -47,13 +47,19 @@ impl Host {
     /// thread after `not_after` gets 503 instead of running.
     pub fn submit(&self, app: Arc<App>, head: RequestHead, body: Body, sink: ResponseSink, errors_level: Level, not_after: Option<NotAfter>) {
         let job = Job::Request(Request { app, head, body, sink, errors_level, not_after });
-        if let Some(worker) = metrics::mine() {
-            // nginx's cached clock: this runs on its thread.
+        let worker = metrics::mine();
+        if let Some(worker) = worker {
+            // nginx's cached clock: this runs on its thread. Counted before
+            // a thread can take it.
             worker.enqueued(crate::core::served::now() as u64);
         }
         // A refused job (the host is stopping) drops its sink, which
-        // answers 500.
-        let _ = self.threads.submit(job);
+        // answers 500; it left the queue at once.
+        if self.threads.submit(job).is_err() {
+            if let Some(worker) = worker {
+                worker.dequeued();
+            }
+        }
     }
 
     /// Waits up to `grace` for threads inside app code; the rest are left

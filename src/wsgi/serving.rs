@@ -86,7 +86,7 @@ pub fn run_thread(jobs: &JobQueue<Job>) {
 
 fn fail_unstarted(job: Job) {
     if let Job::Request(request) = job {
-        let _busy = metrics::Busy::start();
+        let _busy = metrics::Held::busy_thread();
         request
             .sink
             .fail(500, vec!["rust_wsgi: Python failed to start in this worker (see the error logged at start-up)".into()]);
@@ -103,7 +103,7 @@ fn run_job(py: Python<'_>, job: Job) {
             }
         }
         Job::Request(request) => {
-            let _busy = metrics::Busy::start();
+            let _busy = metrics::Held::busy_thread();
             if request.sink.is_abandoned() {
                 // The client left while the request waited for a thread.
                 return request.sink.cancel();

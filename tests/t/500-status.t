@@ -8,6 +8,7 @@ use lib "$FindBin::Bin/../lib";
 use Test::Gateway;
 use JSON::PP;
 use Time::HiRes ();
+use File::Copy ();
 
 # The JSON page, and the Prometheus page as { 'name{labels}' => value }.
 sub status { return decode_json(http_get('/status')->{body}) }
@@ -18,6 +19,7 @@ sub metrics {
     for (split /\n/, $r->{body}) {
         next if /^#/;
         my ($series, $value) = /^(\S+) (\S+)$/ or die "not a sample line: $_";
+        die "a series twice: $series" if exists $m{$series};
         $m{$series} = $value;
     }
     return \%m;
@@ -45,7 +47,8 @@ sub app_named {
 }
 
 sub threads { my ($s) = @_; return (grep { $_->{python_threads} } @{ $s->{workers} })[0]{python_threads} }
-sub asgi_loop { my ($s) = @_; return (grep { $_->{asgi_loop} } @{ $s->{workers} })[0]{asgi_loop} }
+sub asgi_worker { my ($s) = @_; return (grep { $_->{asgi_loop} } @{ $s->{workers} })[0] }
+sub asgi_loop { my ($s) = @_; return asgi_worker($s)->{asgi_loop} }
 
 run_tests();
 
@@ -90,7 +93,10 @@ is($bucket{'0.1'}, 0, 'JSON: none took 100 ms or less (each slept 120 ms)');
 is($bucket{'+Inf'}, 10, 'JSON: all in +Inf');
 cmp_ok($app->{duration_sum_s}, '>=', 1.2, "JSON: the sum is at least 10 x 120 ms ($app->{duration_sum_s})");
 is($app->{timeouts}, 0, 'JSON: no timeout yet');
-my $t = main::threads($s);
+# A thread is busy until it has let go of the request, a moment after the
+# response went out.
+ok(wait_for(sub { main::threads(main::status())->{busy} == 0 }, 30), 'no thread busy');
+my $t = main::threads(main::status());
 is_deeply([@$t{qw(total busy idle queued longest_wait_ms)}], [2, 0, 2, 0, 0], 'JSON: 2 idle threads, nothing queued');
 
 my $m = main::metrics();
@@ -164,6 +170,10 @@ for (1 .. 20) {
     my $r = http_get('/');
     is($r->{body}, 'one', 'served') or diag($r->{raw}) if $_ == 1;
 }
+# The other worker may answer /status before the last request's worker
+# has counted it (it counts once the response is out).
+ok(wait_for(sub { main::app_named(main::status(), qr{/reloading\.py$})->{requests} == 20 }, 30), '20 requests counted');
+ok(wait_for(sub { !grep { $_->{python_threads}{busy} } @{ main::status()->{workers} } }, 30), 'no thread busy');
 my $s = main::status();
 is(scalar @{ $s->{workers} }, 2, 'two workers listed');
 is_deeply([sort { $a <=> $b } map { $_->{pid} } @{ $s->{workers} }], [worker_pids()], 'with their pids');
@@ -188,7 +198,8 @@ ok(wait_for(sub { http_get('/'); logged(qr/cannot reload \(the previous version 
 http_get('/') for 1 .. 10;
 my $failures = logged(qr/cannot reload \(the previous version keeps serving\)/);
 is(main::app_named(main::status(), qr{/reloading\.py$})->{reload_failures}, $failures, "JSON: as many failed reloads as logged ($failures)");
-is(http_get('/')->{body}, 'two', 'the previous version keeps serving');
+# A worker that had not served since 'two' keeps 'one'.
+like(http_get('/')->{body}, qr/^(one|two)$/, 'the previous version keeps serving');
 my $m = main::metrics();
 is(main::sample($m, 'rust_app_reloads_total', app => '.*/reloading\.py'), $reloads, 'Prometheus: reloads');
 is(main::sample($m, 'rust_app_reload_failures_total', app => '.*/reloading\.py'), $failures, 'Prometheus: failed reloads');
@@ -228,10 +239,10 @@ my $ws = http_start("GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r
 my $head = '';
 while ($head !~ /\r\n\r\n/) { sysread($ws, $head, 1, length $head) or last }
 like($head, qr{^HTTP/1.1 101}, 'the WebSocket is open');
-is(main::asgi_loop(main::status())->{websockets}, 1, 'JSON: one open WebSocket');
+is(main::asgi_worker(main::status())->{websockets}, 1, 'JSON: one open WebSocket');
 is(main::sample(main::metrics(), 'rust_asgi_open_websockets'), 1, 'Prometheus: one open WebSocket');
 close $ws;
-ok(wait_for(sub { main::asgi_loop(main::status())->{websockets} == 0 }, 30), 'none once it closed');
+ok(wait_for(sub { main::asgi_worker(main::status())->{websockets} == 0 }, 30), 'none once it closed');
 
 # The app blocks the loop: the lag grows while it does, and falls after.
 my $blocked = http_start(build_request("GET /block?gate=$unblock"));
@@ -294,6 +305,10 @@ is(http_get('/cgi-bin/hang.sh')->{status}, 504, 'a timeout');
 is(http_get('/cgi-bin/background.sh?null+ignore')->{status}, 200, 'a program that leaves a child');
 ok(wait_for(sub { main::status()->{cgi}{killed_groups} == 1 }, 30), 'JSON: one group killed');
 ok(wait_for(sub { main::status()->{cgi}{running} == 0 }, 30), 'none running');
+# A program whose exec fails: not spawned, not left running, a 500.
+is(http_get('/cgi-bin/bad-interpreter.sh')->{status}, 500, 'an exec that fails');
+ok(wait_for(sub { main::status()->{cgi}{running} == 0 }, 30), 'none running');
+is(main::app_named(main::status(), qr{/bad-interpreter\.sh$})->{responses}{'5xx'}, 1, 'JSON: its 500 is counted');
 $c = main::status()->{cgi};
 is_deeply([@$c{qw(spawned running timed_out killed_groups)}], [6, 0, 1, 1], 'JSON: 6 spawned, 1 timed out, 1 group killed');
 my $m = main::metrics();
@@ -307,6 +322,7 @@ is(main::app_named(main::status(), qr{/hang\.sh$})->{timeouts}, 1, 'JSON: the ti
 is(main::sample($m, 'rust_app_requests_total', app => '.*/hello\.sh', interface => 'cgi'), 3, 'Prometheus: its requests');
 --- error_log
 sending SIGKILL
+exec: No such file or directory
 
 
 === TEST 5: a pool: its app's requests under the pool's name, and the page answers while every pool thread is blocked
@@ -400,7 +416,7 @@ my @new = sort { $a <=> $b } worker_pids();
 ok(wait_for(sub { join(' ', sort { $a <=> $b } map { $_->{pid} } @{ main::status()->{workers} }) eq "@new" }, 60),
    'the new workers are listed, the old ones not');
 is(http_get('/')->{status}, 200, 'served after the reload') for 1 .. 5;
-is(main::app_named(main::status(), qr{/status_wsgi\.py$})->{requests}, 10, 'JSON: 10 requests, across the reload');
+ok(wait_for(sub { main::app_named(main::status(), qr{/status_wsgi\.py$})->{requests} == 10 }, 30), 'JSON: 10 requests, across the reload');
 is(main::sample(main::metrics(), 'rust_app_requests_total', app => '.*/status_wsgi\.py'), 10, 'Prometheus: 10');
 
 
@@ -424,8 +440,13 @@ location /cgi-bin/ {
 location = /metrics {
     rust_status prometheus;
 }
+--- setup
+# A program whose name needs escaping in a label value.
+File::Copy::copy(servroot() . '/cgi-bin/hello.sh', servroot() . '/cgi-bin/q"x.sh') or die $!;
+chmod 0755, servroot() . '/cgi-bin/q"x.sh';
 --- perl
 ok(wait_for(sub { http_get('/pool')->{status} == 200 }, 60), 'the pool answers');
+is(http_get('/cgi-bin/q%22x.sh')->{status}, 200, 'a program with a quote in its name');
 is(http_get($_)->{status}, 200, "$_ answers") for qw(/wsgi /asgi /cgi-bin/hello.sh);
 is(http_get("/wsgi?status=404")->{status}, 404, "a 404");
 ok(wait_for(sub { defined main::sample(main::metrics(), 'rust_asgi_loop_tasks') }, 30), 'the loop reported');
@@ -433,6 +454,7 @@ my $page = http_get('/metrics')->{body};
 for my $family (qw(rust_python_threads rust_asgi_loop_lag_seconds rust_app_duration_seconds_bucket rust_cgi_spawned_total rust_pool_processes_busy)) {
     like($page, qr/^$family[{ ]/m, "$family is on the page");
 }
+like($page, qr/^rust_app_requests_total\{app="[^"]*\/q\\"x\.sh",interface="cgi",pool=""\} 1$/m, 'its label value, escaped');
 my $file = servroot() . '/tmp/metrics.txt';
 Test::Gateway::write_file($file, $page);
 my $out = `promtool check metrics < '$file' 2>&1`;

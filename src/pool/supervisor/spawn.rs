@@ -171,8 +171,7 @@ pub fn remove_program_dirs(supervisor: u32) {
         else {
             continue;
         };
-        // SAFETY: signal 0 only checks that the process exists.
-        let gone = pid as u32 == supervisor || unsafe { libc::kill(pid, 0) != 0 && *libc::__errno_location() == libc::ESRCH };
+        let gone = pid as u32 == supervisor || crate::os::pid_gone(pid as u32);
         let ours = std::fs::symlink_metadata(entry.path()).is_ok_and(|m| m.is_dir() && m.uid() == me);
         if gone && ours {
             let _ = std::fs::remove_dir_all(entry.path());

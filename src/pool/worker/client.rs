@@ -132,6 +132,7 @@ impl Adapter for PoolPass {
             timer: None,
             waited: 0,
             waiting_since: None,
+            program_started: None,
             broken: None,
             pending: None,
             pid: None,
@@ -296,6 +297,10 @@ struct PoolRequest {
     /// Since when it waits for a process (CLOCK_MONOTONIC ms): the queue
     /// timeout counts from here, however often it is woken meanwhile.
     waiting_since: Option<u64>,
+    /// When a program process got the request (it runs it at once, in the
+    /// place reserved for it), told to the engine with its first answer:
+    /// a program sends no RUST_STARTED of its own.
+    program_started: Option<u64>,
     /// The connection broke mid-request: what to say once the exit is known.
     broken: Option<String>,
     /// Events for the next timer run (see [`PoolRequest::post`]).
@@ -384,6 +389,7 @@ impl PoolRequest {
         if line::may_try(table, pool, key, self.queued) {
             if let Some((conn, place)) = take_place(table, pool, self.req.log()) {
                 table.slots[place.index].set_uri(self.req.unparsed_uri());
+                self.program_started = Some(crate::os::monotonic_ms());
                 self.leave_queue(table, pool);
                 self.attach(conn, place);
                 // Places may have come free for the next in line too.
@@ -630,6 +636,9 @@ impl PoolRequest {
     }
 
     fn records(&mut self, events: &mut Vec<Event>) {
+        if let Some(at_ms) = self.program_started.take() {
+            events.push(Event::Started { at_ms });
+        }
         loop {
             let record = match self.decoder.next_record() {
                 Ok(Some(record)) => record,

@@ -103,8 +103,7 @@ fn ensure(table: &Table) -> Option<usize> {
 fn claim(table: &Table, pid: u32) -> Option<usize> {
     for (i, waker) in table.wakers.iter().enumerate() {
         let holder = waker.pid.load(Ordering::Acquire);
-        // SAFETY: signal 0 only asks whether the process exists.
-        let gone = holder != 0 && unsafe { libc::kill(holder as libc::pid_t, 0) != 0 && *libc::__errno_location() == libc::ESRCH };
+        let gone = holder != 0 && crate::os::pid_gone(holder);
         if (holder == 0 || gone) && waker.pid.compare_exchange(holder, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             waker.pools.store(0, Ordering::SeqCst);
             return Some(i);
