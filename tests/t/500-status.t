@@ -9,6 +9,7 @@ use Test::Gateway;
 use JSON::PP;
 use Time::HiRes ();
 use File::Copy ();
+use POSIX ();
 
 # The JSON page, and the Prometheus page as { 'name{labels}' => value }.
 sub status { return decode_json(http_get('/status')->{body}) }
@@ -183,6 +184,23 @@ is($app->{requests}, 20, 'JSON: 20 requests, whichever worker served them');
 is(main::sample(main::metrics(), 'rust_app_requests_total', app => '.*/reloading\.py'), 20, 'Prometheus: 20');
 is(scalar(grep { /^rust_python_threads\{pid="\d+",state="idle"\} 3$/ } map { "$_ " . main::metrics()->{$_} } keys %{ main::metrics() }), 2,
    'Prometheus: a series per worker');
+
+# Four clients at once, 50 requests each: not one increment lost between
+# the two workers writing the same counters.
+my @kids;
+for my $k (1 .. 4) {
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        my $bad = grep { $_->{status} != 200 } map { http_get('/') } 1 .. 50;
+        POSIX::_exit($bad ? 1 : 0);
+    }
+    push @kids, $pid;
+}
+my $bad = 0;
+for (@kids) { waitpid($_, 0); $bad++ if $? }
+is($bad, 0, 'four concurrent clients, every answer a 200');
+ok(wait_for(sub { main::app_named(main::status(), qr{/reloading\.py$})->{requests} == 220 }, 30), 'JSON: all 220 requests counted');
+is(main::sample(main::metrics(), 'rust_app_duration_seconds_count', app => '.*/reloading\.py'), 220, 'Prometheus: and in the histogram');
 
 # Each worker reloads its own copy when a request finds the file changed:
 # its log says so, once per worker and version.
