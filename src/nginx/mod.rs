@@ -12,6 +12,7 @@ pub mod output;
 pub mod pool;
 pub mod process;
 pub mod request;
+pub mod stat;
 pub mod takeover;
 
 use std::sync::atomic::{AtomicPtr, Ordering};

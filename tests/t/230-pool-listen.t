@@ -77,6 +77,7 @@ __DATA__
 rust_pool php program=/usr/bin/php-cgi processes=2 env=PHP_FCGI_MAX_REQUESTS=0 listen=127.0.0.1:$TEST_NGINX_PORT2 allow=127.0.0.1;
 --- config
 location = /status { rust_pool_status; }
+location = /stub { stub_status; }
 --- perl
 use Digest::SHA qw(sha256_hex);
 my $port = Test::Gateway::free_port();
@@ -116,6 +117,11 @@ is($r->{status}, 502, 'from 127.0.0.2, not in allow=, the connection is refused 
 ok(wait_for(sub { error_log_text() =~ /refused a FastCGI connection from 127\.0\.0\.2: not in allow= \(127\.0\.0\.1\/32\)/ }, 30),
     'and the module logs whom it refused');
 stock_nginx_stop();
+# The relayed connections count among stub_status's active connections
+# while they are open, and no longer once the stock nginx closed them:
+# only this request remains.
+ok(wait_for(sub { http_get('/stub')->{body} =~ /^Active connections: 1 $/m }, 30), 'stub_status: no relayed connection left active')
+    or diag(http_get('/stub')->{body});
 --- error_log
 refused a FastCGI connection from 127.0.0.2
 

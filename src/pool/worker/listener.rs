@@ -34,6 +34,7 @@ use super::line;
 use crate::core::catch_panic;
 use crate::nginx::event::{Conn, Timer};
 use crate::nginx::log::{Level, Log};
+use crate::nginx::stat::Active;
 use crate::pool::fastcgi as fcgi;
 use crate::pool::conf::PoolSpec;
 use crate::pool::listen::{Address, AllowList};
@@ -162,6 +163,9 @@ unsafe extern "C" fn on_accept(c: *mut ngx_connection_t) {
         // closed here, with its pool, as nginx's own handlers close theirs.
         unsafe {
             let target = &*((*(*c).listening).servers as *const ListenTarget);
+            // Off stub_status's active connections when it closes, as
+            // nginx's http and stream modules take theirs off.
+            let active = Active::adopt();
             let peer = peer_ip((*c).sockaddr as *const libc::sockaddr);
             let fd = libc::fcntl((*c).fd, libc::F_DUPFD_CLOEXEC, 0);
             let pool = (*c).pool;
@@ -178,7 +182,7 @@ unsafe extern "C" fn on_accept(c: *mut ngx_connection_t) {
                 );
                 return;
             }
-            Relay::start(target, fd);
+            Relay::start(target, fd, active);
         }
     });
 }
@@ -230,10 +234,12 @@ struct Relay {
     /// again, by a posted event, once there is room.
     client_paused: bool,
     program_paused: bool,
+    /// Counted among stub_status's active connections until freed.
+    _active: Active,
 }
 
 impl Relay {
-    fn start(target: &ListenTarget, fd: OwnedFd) {
+    fn start(target: &ListenTarget, fd: OwnedFd, active: Active) {
         let log = Log::cycle();
         let table = slots::table();
         let pool_index = table.and_then(|t| t.pool_index(target.pool.as_bytes()));
@@ -268,6 +274,7 @@ impl Relay {
             refused: false,
             client_paused: false,
             program_paused: false,
+            _active: active,
         }));
         RELAYS.with_borrow_mut(|all| all.push(relay));
         // SAFETY: just made; freed only by `finish`, which closes the
