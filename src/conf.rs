@@ -285,7 +285,7 @@ const fn directive(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 const NO_POST: *mut c_void = std::ptr::null_mut();
 
-pub static mut COMMANDS: [ngx_command_t; 37] = [
+pub static mut COMMANDS: [ngx_command_t; 38] = [
     // rust_wsgi*
     directive(ngx_string!("rust_wsgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, rust_wsgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(ngx_string!("rust_wsgi_pool"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, rust_wsgi_pool, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
@@ -328,6 +328,16 @@ pub static mut COMMANDS: [ngx_command_t; 37] = [
     directive(ngx_string!("rust_asgi"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12, rust_asgi, NGX_HTTP_LOC_CONF_OFFSET, 0, NO_POST),
     directive(
         ngx_string!("rust_asgi_read_timeout"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        ngx_conf_set_msec_slot,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        offset_of!(LocConf, app.read_timeout),
+        NO_POST,
+    ),
+    // The same setting again, under the name nginx's fastcgi_read_timeout
+    // suggests, for a program pool's locations.
+    directive(
+        ngx_string!("rust_fastcgi_read_timeout"),
         ANY_LEVEL | NGX_CONF_TAKE1,
         ngx_conf_set_msec_slot,
         NGX_HTTP_LOC_CONF_OFFSET,

@@ -27,7 +27,8 @@ pub static LOC: LocSlot<AppLocConf> = LocSlot::new();
 
 /// A location's Python-app settings (`LocConf.app`).
 pub struct AppLocConf {
-    /// `rust_wsgi_read_timeout` / `rust_asgi_read_timeout`.
+    /// `rust_wsgi_read_timeout` / `rust_asgi_read_timeout` /
+    /// `rust_fastcgi_read_timeout`.
     pub read_timeout: ngx_msec_t,
     /// `rust_wsgi_errors_level`; None until set.
     pub errors_level: Option<Level>,

@@ -772,3 +772,28 @@ gunzip(\$r->{body} => \my $plain);
 like($plain, qr/^quick \d+$/, 'which is intact');
 --- no_error_log
 [error]
+
+
+=== TEST 25: rust_fastcgi_read_timeout, as fastcgi_read_timeout: a program silent past it gets 504 and the log names the directive; its process is not stopped and serves the next request once done
+--- http_config
+rust_pool one program=/usr/bin/php-cgi processes=1 env=PHP_FCGI_MAX_REQUESTS=0;
+--- config
+location ~ \.php$ {
+    root $TEST_NGINX_APPS/php;
+    include rust_fastcgi.conf;
+    rust_fastcgi_read_timeout 300ms;
+    rust_fastcgi_pass one;
+}
+--- perl
+my $gate = servroot() . '/tmp/gate';
+my $r = http_get("/gate.php?f=$gate");
+is($r->{status}, 504, 'silent past rust_fastcgi_read_timeout: 504');
+my @pids = Test::Gateway::pool_pids();
+my $next = http_start(build_request('GET /quick.php'));
+Test::Gateway::write_file($gate, '');
+$r = http_finish($next);
+is($r->{status}, 200, 'the next request is served once the program is done');
+like($r->{body}, qr/^quick (\d+)$/, 'by php-cgi');
+is_deeply([Test::Gateway::pool_pids()], \@pids, 'by the same process: a read timeout does not stop it');
+--- error_log
+rust_fastcgi_pass: the app sent nothing for 300 ms; answering 504 (raise rust_fastcgi_read_timeout if it is meant to be slow)

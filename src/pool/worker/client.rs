@@ -80,7 +80,7 @@ impl Adapter for PoolPass {
 
     fn names(target: &&'static PoolTarget) -> (&'static str, &'static str) {
         if target.program {
-            ("rust_fastcgi_pass", "rust_wsgi_read_timeout")
+            ("rust_fastcgi_pass", "rust_fastcgi_read_timeout")
         } else if target.asgi {
             ("rust_asgi", "rust_asgi_read_timeout")
         } else {
