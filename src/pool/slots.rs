@@ -183,6 +183,10 @@ pub struct Waker {
     pub pid: AtomicU32,
     /// Bit i: it has requests of pool i waiting.
     pub pools: AtomicU32,
+    /// Places this worker holds in each slot's process (see
+    /// [`Table::reclaim_places`]): what to give back if it dies holding
+    /// them.
+    pub held: [AtomicU32; MAX_SLOTS],
 }
 
 /// Where a waker listens: an abstract datagram socket named by its pid.
@@ -270,6 +274,10 @@ impl Table {
         slot.capacity.store(0, Ordering::Relaxed);
         slot.stuck.store(0, Ordering::Relaxed);
         slot.started_ms.store(unix_ms(), Ordering::Relaxed);
+        // Places held in the slot's previous process are not this one's.
+        for waker in &self.wakers {
+            waker.held[i].store(0, Ordering::Relaxed);
+        }
         slot.serial.fetch_add(1, Ordering::Relaxed);
         // Before the slot can turn Ready: a reader that sees it Ready has
         // looked this far.
@@ -284,6 +292,34 @@ impl Table {
         self.slots[..n].iter().enumerate()
     }
 
+    /// Gives back the places that nginx workers which died (kill -9, a
+    /// crash) held: nobody else will, and a process whose places are all
+    /// held takes no more requests. Supervisor only (it is also the one
+    /// that reuses slots and clears their counts, so the two cannot
+    /// cross); frees the dead workers' entries. Returns each dead worker's
+    /// pid and how many places it held.
+    pub fn reclaim_places(&self) -> Vec<(u32, u32)> {
+        let mut reclaimed = Vec::new();
+        for waker in &self.wakers {
+            let pid = waker.pid.load(Ordering::Acquire);
+            if pid == 0 || !crate::os::pid_gone(pid) {
+                continue;
+            }
+            let mut places = 0;
+            for (held, slot) in waker.held.iter().zip(&self.slots) {
+                let n = held.swap(0, Ordering::AcqRel);
+                if n > 0 {
+                    let _ = slot.active.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |a| Some(a.saturating_sub(n)));
+                    places += n;
+                }
+            }
+            waker.pools.store(0, Ordering::SeqCst);
+            waker.pid.store(0, Ordering::Release);
+            reclaimed.push((pid, places));
+        }
+        reclaimed
+    }
+
     /// A new supervisor starts: the processes an earlier one had died with
     /// it (the parent-death signal), so every slot is free again.
     pub fn forget_processes(&self) {
@@ -291,6 +327,9 @@ impl Table {
             slot.active.store(0, Ordering::Relaxed);
             slot.serial.fetch_add(1, Ordering::Relaxed);
             slot.set_state(State::Empty);
+        }
+        for waker in &self.wakers {
+            waker.held.iter().for_each(|h| h.store(0, Ordering::Relaxed));
         }
     }
 
@@ -469,6 +508,25 @@ pub fn connect(name: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_workers_places_are_given_back() {
+        let table = create().expect("mmap");
+        let (dead, live) = (&table.wakers[WAKERS - 1], &table.wakers[WAKERS - 2]);
+        let slot = &table.slots[MAX_SLOTS - 1];
+        // Above any pid_max: no such process.
+        dead.pid.store(0x7fff_fff0, Ordering::Relaxed);
+        live.pid.store(std::process::id(), Ordering::Relaxed);
+        dead.held[MAX_SLOTS - 1].store(2, Ordering::Relaxed);
+        live.held[MAX_SLOTS - 1].store(1, Ordering::Relaxed);
+        slot.active.store(3, Ordering::Relaxed);
+        assert_eq!(table.reclaim_places(), vec![(0x7fff_fff0, 2)]);
+        assert_eq!(slot.active.load(Ordering::Relaxed), 1, "the live worker's place stays");
+        assert_eq!(dead.pid.load(Ordering::Relaxed), 0, "the entry is free");
+        assert_eq!(dead.held[MAX_SLOTS - 1].load(Ordering::Relaxed), 0);
+        assert_eq!(live.held[MAX_SLOTS - 1].load(Ordering::Relaxed), 1);
+        live.pid.store(0, Ordering::Relaxed);
+    }
 
     #[test]
     fn pools_slots_and_exits() {

@@ -891,8 +891,17 @@ impl Supervisor {
         }
     }
 
-    /// Changed code, RSS, lifetime and request-count limits.
+    /// Changed code, RSS, lifetime and request-count limits; places that
+    /// dead nginx workers held.
     fn tick(&mut self) {
+        for (pid, places) in self.table.reclaim_places() {
+            if places > 0 {
+                self.log.write(
+                    Level::Warn,
+                    &format!("rust_pool: nginx worker {pid} died holding {places} place(s) in program processes; they are free again"),
+                );
+            }
+        }
         for pool in &mut self.pools {
             let code = code_mtime(&pool.spec);
             if code.is_some() && code != pool.code {

@@ -99,12 +99,11 @@ fn ensure(table: &Table) -> Option<usize> {
     Some(slot)
 }
 
-/// A free entry (or one of a worker that is gone).
+/// A free entry. One whose worker died is freed by the supervisor, which
+/// first gives back the places it held (`Table::reclaim_places`).
 fn claim(table: &Table, pid: u32) -> Option<usize> {
     for (i, waker) in table.wakers.iter().enumerate() {
-        let holder = waker.pid.load(Ordering::Acquire);
-        let gone = holder != 0 && crate::os::pid_gone(holder);
-        if (holder == 0 || gone) && waker.pid.compare_exchange(holder, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if waker.pid.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             waker.pools.store(0, Ordering::SeqCst);
             return Some(i);
         }
@@ -144,12 +143,29 @@ unsafe extern "C" fn on_wake(_ev: *mut ngx_event_t) {
     });
 }
 
+/// This worker took (`held`) or gave back a place in slot `index`'s
+/// process: recorded in its entry, so that the supervisor can give back
+/// what it holds if it dies. Without an entry (more workers than
+/// entries), nothing is recorded.
+pub fn held(table: &Table, index: usize, held: bool) {
+    let Some(entry) = ensure(table) else { return };
+    let count = &table.wakers[entry].held[index];
+    if held {
+        count.fetch_add(1, Ordering::AcqRel);
+    } else {
+        let _ = count.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
+
 /// Worker exit: the entry is free again.
 pub fn close() {
     if let Some(wake) = WAKE.with_borrow_mut(Option::take) {
         if let Some(table) = slots::table() {
             let waker = &table.wakers[wake.slot];
             waker.pools.store(0, Ordering::SeqCst);
+            // Given back by now, or kept by a stuck process until the
+            // supervisor replaces it: not for the entry's next worker.
+            waker.held.iter().for_each(|h| h.store(0, Ordering::Relaxed));
             let _ = waker.pid.compare_exchange(wake.pid, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
         wake.watch.close();
