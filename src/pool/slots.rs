@@ -185,8 +185,39 @@ pub struct Waker {
     pub pools: AtomicU32,
     /// Places this worker holds in each slot's process (see
     /// [`Table::reclaim_places`]): what to give back if it dies holding
-    /// them.
-    pub held: [AtomicU32; MAX_SLOTS],
+    /// them. The slot's serial (high half) and the count (low half): a
+    /// count for an earlier process of the slot is void.
+    pub held: [AtomicU64; MAX_SLOTS],
+}
+
+impl Waker {
+    /// One more place (`held`) or one fewer in the process with `serial`
+    /// in slot `index`. A count for another serial is void: taking starts
+    /// it over, giving back leaves it.
+    pub fn hold(&self, index: usize, serial: u32, held: bool) {
+        let _ = self.held[index].fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            let (s, n) = split_held(v);
+            match (held, s == serial) {
+                (true, true) => Some(join_held(serial, n + 1)),
+                (true, false) => Some(join_held(serial, 1)),
+                (false, true) => Some(join_held(serial, n.saturating_sub(1))),
+                (false, false) => None,
+            }
+        });
+    }
+
+    /// Whether it holds any place (in any process).
+    pub fn holds_any(&self) -> bool {
+        self.held.iter().any(|h| split_held(h.load(Ordering::Acquire)).1 > 0)
+    }
+}
+
+fn split_held(v: u64) -> (u32, u32) {
+    ((v >> 32) as u32, v as u32)
+}
+
+fn join_held(serial: u32, n: u32) -> u64 {
+    (u64::from(serial) << 32) | u64::from(n)
 }
 
 /// Where a waker listens: an abstract datagram socket named by its pid.
@@ -274,10 +305,6 @@ impl Table {
         slot.capacity.store(0, Ordering::Relaxed);
         slot.stuck.store(0, Ordering::Relaxed);
         slot.started_ms.store(unix_ms(), Ordering::Relaxed);
-        // Places held in the slot's previous process are not this one's.
-        for waker in &self.wakers {
-            waker.held[i].store(0, Ordering::Relaxed);
-        }
         slot.serial.fetch_add(1, Ordering::Relaxed);
         // Before the slot can turn Ready: a reader that sees it Ready has
         // looked this far.
@@ -293,11 +320,13 @@ impl Table {
     }
 
     /// Gives back the places that nginx workers which died (kill -9, a
-    /// crash) held: nobody else will, and a process whose places are all
-    /// held takes no more requests. Supervisor only (it is also the one
-    /// that reuses slots and clears their counts, so the two cannot
-    /// cross); frees the dead workers' entries. Returns each dead worker's
-    /// pid and how many places it held.
+    /// crash, a fast shutdown with requests running) held: nobody else
+    /// will, and a process whose places are all held takes no more
+    /// requests. Only counts for a slot's current process are given back
+    /// (its serial), and only the supervisor runs this, which is also the
+    /// one that gives a slot to a new process: the two cannot cross. Frees
+    /// the dead workers' entries. Returns each dead worker's pid and how
+    /// many places it held.
     pub fn reclaim_places(&self) -> Vec<(u32, u32)> {
         let mut reclaimed = Vec::new();
         for waker in &self.wakers {
@@ -307,8 +336,8 @@ impl Table {
             }
             let mut places = 0;
             for (held, slot) in waker.held.iter().zip(&self.slots) {
-                let n = held.swap(0, Ordering::AcqRel);
-                if n > 0 {
+                let (serial, n) = split_held(held.swap(0, Ordering::AcqRel));
+                if n > 0 && serial == slot.serial.load(Ordering::Acquire) {
                     let _ = slot.active.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |a| Some(a.saturating_sub(n)));
                     places += n;
                 }
@@ -327,9 +356,6 @@ impl Table {
             slot.active.store(0, Ordering::Relaxed);
             slot.serial.fetch_add(1, Ordering::Relaxed);
             slot.set_state(State::Empty);
-        }
-        for waker in &self.wakers {
-            waker.held.iter().for_each(|h| h.store(0, Ordering::Relaxed));
         }
     }
 
@@ -517,14 +543,24 @@ mod tests {
         // Above any pid_max: no such process.
         dead.pid.store(0x7fff_fff0, Ordering::Relaxed);
         live.pid.store(std::process::id(), Ordering::Relaxed);
-        dead.held[MAX_SLOTS - 1].store(2, Ordering::Relaxed);
-        live.held[MAX_SLOTS - 1].store(1, Ordering::Relaxed);
+        let serial = slot.serial.load(Ordering::Relaxed);
+        dead.hold(MAX_SLOTS - 1, serial, true);
+        dead.hold(MAX_SLOTS - 1, serial, true);
+        // A place in the slot's earlier process: void now.
+        dead.hold(MAX_SLOTS - 2, table.slots[MAX_SLOTS - 2].serial.load(Ordering::Relaxed).wrapping_sub(1), true);
+        live.hold(MAX_SLOTS - 1, serial, true);
         slot.active.store(3, Ordering::Relaxed);
+        table.slots[MAX_SLOTS - 2].active.store(1, Ordering::Relaxed);
         assert_eq!(table.reclaim_places(), vec![(0x7fff_fff0, 2)]);
         assert_eq!(slot.active.load(Ordering::Relaxed), 1, "the live worker's place stays");
+        assert_eq!(table.slots[MAX_SLOTS - 2].active.load(Ordering::Relaxed), 1, "an earlier process's count is void");
         assert_eq!(dead.pid.load(Ordering::Relaxed), 0, "the entry is free");
-        assert_eq!(dead.held[MAX_SLOTS - 1].load(Ordering::Relaxed), 0);
-        assert_eq!(live.held[MAX_SLOTS - 1].load(Ordering::Relaxed), 1);
+        assert!(!dead.holds_any());
+        assert!(live.holds_any());
+        live.hold(MAX_SLOTS - 1, serial, false);
+        assert!(!live.holds_any());
+        live.hold(MAX_SLOTS - 1, serial.wrapping_add(1), false);
+        assert!(!live.holds_any(), "giving back for another serial leaves it");
         live.pid.store(0, Ordering::Relaxed);
     }
 

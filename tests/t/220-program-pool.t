@@ -799,7 +799,7 @@ is_deeply([Test::Gateway::pool_pids()], \@pids, 'by the same process: a read tim
 rust_fastcgi_pass: the app sent nothing for 300 ms; answering 504 (raise rust_fastcgi_read_timeout if it is meant to be slow)
 
 
-=== TEST 26: an nginx worker killed while it holds a place in a program process: the supervisor gives the place back, and the respawned worker's requests are served
+=== TEST 26: an nginx worker that dies while it holds a place in a program process (SIGKILL; SIGTERM, whose fast exit does not end its requests): the supervisor gives the place back, and the respawned worker's requests are served
 --- http_config
 rust_pool one program=/usr/bin/php-cgi processes=1 queue_timeout=60s env=PHP_FCGI_MAX_REQUESTS=0;
 --- config
@@ -811,21 +811,23 @@ location ~ \.php$ {
 location = /status { rust_status; }
 --- perl
 use JSON::PP;
-my $gate = servroot() . '/tmp/gate';
-my $held = http_start(build_request("GET /gate.php?f=$gate"));
-ok(wait_for(sub { my $p = decode_json(http_get('/status')->{body})->{pools}[0]; $p && $p->{processes}[0]{active} == 1 }, 30),
-   'the one place of the one process is held');
-my ($worker) = worker_pids();
-kill 'KILL', $worker;
-close $held;
-ok(wait_for(sub { my @w = worker_pids(); @w == 1 && $w[0] != $worker }, 30), 'the master started another worker');
-# The program finishes the request it had; its place was the dead worker's.
-Test::Gateway::write_file($gate, '');
-ok(wait_for(sub { error_log_text() =~ /nginx worker $worker died holding 1 place\(s\) in program processes; they are free again/ }, 30),
-   'the supervisor gave the place back');
-my $r = http_get('/quick.php');
-is($r->{status}, 200, 'a request after it is served (it waited behind a leaked place, up to queue_timeout, before)');
-like($r->{body}, qr/^quick \d+$/, 'by php-cgi');
-is(decode_json(http_get('/status')->{body})->{pools}[0]{processes}[0]{active}, 0, 'and no place is held now');
+sub active { my $p = decode_json(http_get('/status')->{body})->{pools}[0]; return $p ? $p->{processes}[0]{active} : -1 }
+for my $signal (qw(KILL TERM)) {
+    my $gate = servroot() . "/tmp/gate-$signal";
+    my $held = http_start(build_request("GET /gate.php?f=$gate"));
+    ok(wait_for(sub { main::active() == 1 }, 30), "$signal: the one place of the one process is held");
+    my ($worker) = worker_pids();
+    kill $signal, $worker;
+    close $held;
+    ok(wait_for(sub { my @w = worker_pids(); @w == 1 && $w[0] != $worker }, 30), "$signal: the master started another worker");
+    # The program finishes the request it had; its place was the dead worker's.
+    Test::Gateway::write_file($gate, '');
+    ok(wait_for(sub { error_log_text() =~ /nginx worker $worker died holding 1 place\(s\) in program processes; they are free again/ }, 30),
+       "$signal: the supervisor gave the place back");
+    my $r = http_get('/quick.php');
+    is($r->{status}, 200, "$signal: a request after it is served (it waited behind a leaked place, up to queue_timeout, before)");
+    like($r->{body}, qr/^quick \d+$/, "$signal: by php-cgi");
+    is(main::active(), 0, "$signal: and no place is held now");
+}
 --- expected_alerts
 exited on signal 9

@@ -236,7 +236,7 @@ pub(super) fn take_place(table: &'static slots::Table, pool: usize, log: Log) ->
         match connect(table.supervisor.load(std::sync::atomic::Ordering::Relaxed), index, serial, true, log) {
             Ok(conn) => {
                 let _ = slot.busy_since_ms.compare_exchange(0, slots::unix_ms(), std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed);
-                super::wake::held(table, index, true);
+                super::wake::held(table, index, serial, true);
                 return Some((conn, Dispatched { index, serial, pid }));
             }
             Err(_) => slot.release(),
@@ -256,7 +256,7 @@ pub(super) fn give_back(table: &slots::Table, place: &Dispatched, served: bool) 
         s.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     s.busy_since_ms.store(0, std::sync::atomic::Ordering::Relaxed);
-    super::wake::held(table, place.index, false);
+    super::wake::held(table, place.index, place.serial, false);
     s.release();
 }
 

@@ -39,6 +39,8 @@ thread_local! {
     static WAKE: RefCell<Option<Wake>> = const { RefCell::new(None) };
     /// This worker's pid (getpid is a system call each time).
     static PID: u32 = std::process::id();
+    /// When making this worker's entry last failed (0: it did not).
+    static FAILED_AT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Says whether this worker has requests of pool `pool` waiting (setting
@@ -84,6 +86,13 @@ fn ensure(table: &Table) -> Option<usize> {
     if let Some(slot) = WAKE.with_borrow(|w| w.as_ref().map(|w| w.slot)) {
         return Some(slot);
     }
+    // Every program request asks: after a failure, try again a second
+    // later, not on each.
+    let now = crate::os::monotonic_ms();
+    if FAILED_AT.get() != 0 && now.saturating_sub(FAILED_AT.get()) < 1000 {
+        return None;
+    }
+    FAILED_AT.set(now);
     let pid = std::process::id();
     let fd = socket(pid).map_err(|e| Log::cycle().write(Level::Warn, &format!("rust_pool: cannot make this worker's wake-up socket ({e}); its waiting requests look again every wait step"))).ok()?;
     let slot = claim(table, pid)?;
@@ -96,6 +105,7 @@ fn ensure(table: &Table) -> Option<usize> {
         }
     };
     WAKE.with_borrow_mut(|w| *w = Some(Wake { watch, slot, pid }));
+    FAILED_AT.set(0);
     Some(slot)
 }
 
@@ -144,17 +154,12 @@ unsafe extern "C" fn on_wake(_ev: *mut ngx_event_t) {
 }
 
 /// This worker took (`held`) or gave back a place in slot `index`'s
-/// process: recorded in its entry, so that the supervisor can give back
-/// what it holds if it dies. Without an entry (more workers than
-/// entries), nothing is recorded.
-pub fn held(table: &Table, index: usize, held: bool) {
+/// process `serial`: recorded in its entry, so that the supervisor can
+/// give back what it holds if it dies. Without an entry (more workers than
+/// entries, or no wake-up socket), nothing is recorded.
+pub fn held(table: &Table, index: usize, serial: u32, held: bool) {
     let Some(entry) = ensure(table) else { return };
-    let count = &table.wakers[entry].held[index];
-    if held {
-        count.fetch_add(1, Ordering::AcqRel);
-    } else {
-        let _ = count.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
-    }
+    table.wakers[entry].hold(index, serial, held);
 }
 
 /// Worker exit: the entry is free again.
@@ -163,10 +168,12 @@ pub fn close() {
         if let Some(table) = slots::table() {
             let waker = &table.wakers[wake.slot];
             waker.pools.store(0, Ordering::SeqCst);
-            // Given back by now, or kept by a stuck process until the
-            // supervisor replaces it: not for the entry's next worker.
-            waker.held.iter().for_each(|h| h.store(0, Ordering::Relaxed));
-            let _ = waker.pid.compare_exchange(wake.pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+            // Places still held (a fast shutdown does not end running
+            // requests) stay recorded under this pid, and the supervisor
+            // gives them back once this process is gone.
+            if !waker.holds_any() {
+                let _ = waker.pid.compare_exchange(wake.pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+            }
         }
         wake.watch.close();
     }
