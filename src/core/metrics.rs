@@ -472,6 +472,17 @@ pub fn escape_label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// One metric family in the Prometheus text format, appended to `out`:
+/// its HELP and TYPE lines, then a sample per (labels, value), the labels
+/// written out already (`pool="a",pid="1"`) or empty.
+pub fn prometheus_family(out: &mut String, name: &str, kind: &str, help: &str, samples: impl IntoIterator<Item = (String, f64)>) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = if labels.is_empty() { writeln!(out, "{name} {value}") } else { writeln!(out, "{name}{{{labels}}} {value}") };
+    }
+}
+
 /// CGI's counters, in an nginx worker.
 pub fn cgi() -> Option<&'static Cgi> {
     COUNTING.load(Relaxed).then(table).flatten().map(|t| &t.cgi)

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 use serde::Serialize;
 
-use crate::core::metrics::{self, escape_label, BUCKETS_MS};
+use crate::core::metrics::{self, escape_label, prometheus_family, BUCKETS_MS};
 use crate::pool::worker::status::{self as pools, PoolStatus};
 
 #[derive(Serialize)]
@@ -154,72 +154,53 @@ impl Page {
     }
 
     pub fn prometheus(&self) -> String {
-        let mut out = String::new();
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
+        let mut text = String::new();
+        let out = &mut text;
+        let pid = |w: &WorkerStatus| format!("pid=\"{}\"", w.pid);
 
-        family(&mut out, "rust_python_threads", "gauge", "WSGI Python threads of an nginx worker, busy with a request or idle.");
-        for (w, t) in self.workers.iter().filter_map(|w| w.python_threads.as_ref().map(|t| (w, t))) {
-            let _ = writeln!(out, "rust_python_threads{{pid=\"{}\",state=\"busy\"}} {}", w.pid, t.busy);
-            let _ = writeln!(out, "rust_python_threads{{pid=\"{}\",state=\"idle\"}} {}", w.pid, t.idle);
-        }
-        family(&mut out, "rust_python_queued_requests", "gauge", "Requests waiting for a WSGI Python thread of an nginx worker.");
-        for (w, t) in self.workers.iter().filter_map(|w| w.python_threads.as_ref().map(|t| (w, t))) {
-            let _ = writeln!(out, "rust_python_queued_requests{{pid=\"{}\"}} {}", w.pid, t.queued);
-        }
-        family(&mut out, "rust_python_queue_oldest_wait_seconds", "gauge", "How long the oldest waiting request has waited for a thread.");
-        for (w, t) in self.workers.iter().filter_map(|w| w.python_threads.as_ref().map(|t| (w, t))) {
-            let _ = writeln!(out, "rust_python_queue_oldest_wait_seconds{{pid=\"{}\"}} {}", w.pid, t.longest_wait_ms as f64 / 1000.0);
-        }
-        let loops: Vec<(&WorkerStatus, &Loop)> = self.workers.iter().filter_map(|w| w.asgi_loop.as_ref().map(|l| (w, l))).collect();
-        family(&mut out, "rust_asgi_loop_tasks", "gauge", "asyncio tasks on an nginx worker's ASGI event loop.");
-        for (w, l) in &loops {
-            let _ = writeln!(out, "rust_asgi_loop_tasks{{pid=\"{}\"}} {}", w.pid, l.tasks);
-        }
-        family(&mut out, "rust_asgi_open_websockets", "gauge", "WebSockets open through an nginx worker (to its loop or to a pool).");
-        for w in &self.workers {
-            let _ = writeln!(out, "rust_asgi_open_websockets{{pid=\"{}\"}} {}", w.pid, w.websockets);
-        }
-        family(&mut out, "rust_asgi_loop_lag_seconds", "gauge", "How late the event loop ran its last timer (more while it is overdue).");
-        for (w, l) in &loops {
-            let _ = writeln!(out, "rust_asgi_loop_lag_seconds{{pid=\"{}\"}} {}", w.pid, l.lag_ms / 1000.0);
-        }
+        let threads: Vec<(String, &Threads)> = self.workers.iter().filter_map(|w| Some((pid(w), w.python_threads.as_ref()?))).collect();
+        let help = "WSGI Python threads of an nginx worker, busy with a request or idle.";
+        let samples = threads.iter().flat_map(|(l, t)| [(format!("{l},state=\"busy\""), f64::from(t.busy)), (format!("{l},state=\"idle\""), f64::from(t.idle))]);
+        prometheus_family(out, "rust_python_threads", "gauge", help, samples);
+        let help = "Requests waiting for a WSGI Python thread of an nginx worker.";
+        prometheus_family(out, "rust_python_queued_requests", "gauge", help, threads.iter().map(|(l, t)| (l.clone(), t.queued as f64)));
+        let help = "How long the oldest waiting request has waited for a thread.";
+        let samples = threads.iter().map(|(l, t)| (l.clone(), t.longest_wait_ms as f64 / 1000.0));
+        prometheus_family(out, "rust_python_queue_oldest_wait_seconds", "gauge", help, samples);
 
-        let labels = |a: &AppStatus| {
-            format!("app=\"{}\",interface=\"{}\",pool=\"{}\"", escape_label(&a.app), escape_label(&a.interface), escape_label(&a.pool))
-        };
-        family(&mut out, "rust_app_requests_total", "counter", "Requests an app served (ended), over all nginx workers.");
-        for a in &self.apps {
-            let _ = writeln!(out, "rust_app_requests_total{{{}}} {}", labels(a), a.requests);
-        }
-        family(&mut out, "rust_app_responses_total", "counter", "Responses by status class.");
-        for a in &self.apps {
-            for (class, n) in &a.responses {
-                let _ = writeln!(out, "rust_app_responses_total{{{},class=\"{class}\"}} {n}", labels(a));
-            }
-        }
-        family(&mut out, "rust_app_timeouts_total", "counter", "Requests that ran past their read timeout or total time.");
-        for a in &self.apps {
-            let _ = writeln!(out, "rust_app_timeouts_total{{{}}} {}", labels(a), a.timeouts);
-        }
-        family(&mut out, "rust_app_duration_seconds", "histogram", "Time in the app: from a thread or process taking the request to its end.");
-        for a in &self.apps {
-            let l = labels(a);
+        let loops: Vec<(String, &Loop)> = self.workers.iter().filter_map(|w| Some((pid(w), w.asgi_loop.as_ref()?))).collect();
+        let help = "asyncio tasks on an nginx worker's ASGI event loop.";
+        prometheus_family(out, "rust_asgi_loop_tasks", "gauge", help, loops.iter().map(|(l, lp)| (l.clone(), f64::from(lp.tasks))));
+        let help = "WebSockets open through an nginx worker (to its loop or to a pool).";
+        prometheus_family(out, "rust_asgi_open_websockets", "gauge", help, self.workers.iter().map(|w| (pid(w), f64::from(w.websockets))));
+        let help = "How late the event loop ran its last timer (more while it is overdue).";
+        prometheus_family(out, "rust_asgi_loop_lag_seconds", "gauge", help, loops.iter().map(|(l, lp)| (l.clone(), lp.lag_ms / 1000.0)));
+
+        // Each app's labels, escaped once for all its families.
+        let apps: Vec<(String, &AppStatus)> = self
+            .apps
+            .iter()
+            .map(|a| (format!("app=\"{}\",interface=\"{}\",pool=\"{}\"", escape_label(&a.app), escape_label(&a.interface), escape_label(&a.pool)), a))
+            .collect();
+        let help = "Requests an app served (ended), over all nginx workers.";
+        prometheus_family(out, "rust_app_requests_total", "counter", help, apps.iter().map(|(l, a)| (l.clone(), a.requests as f64)));
+        let samples = apps.iter().flat_map(|(l, a)| a.responses.iter().map(move |(class, n)| (format!("{l},class=\"{class}\""), *n as f64)));
+        prometheus_family(out, "rust_app_responses_total", "counter", "Responses by status class.", samples);
+        let help = "Requests that ran past their read timeout or total time.";
+        prometheus_family(out, "rust_app_timeouts_total", "counter", help, apps.iter().map(|(l, a)| (l.clone(), a.timeouts as f64)));
+        let help = "Time in the app: from a thread or process taking the request to its end.";
+        prometheus_family(out, "rust_app_duration_seconds", "histogram", help, []);
+        for (l, a) in &apps {
             for (le, n) in &a.duration_buckets {
                 let _ = writeln!(out, "rust_app_duration_seconds_bucket{{{l},le=\"{le}\"}} {n}");
             }
             let _ = writeln!(out, "rust_app_duration_seconds_sum{{{l}}} {}", a.duration_sum_s);
             let _ = writeln!(out, "rust_app_duration_seconds_count{{{l}}} {}", a.duration_count);
         }
-        family(&mut out, "rust_app_reloads_total", "counter", "Reloads after the app's code changed.");
-        for a in &self.apps {
-            let _ = writeln!(out, "rust_app_reloads_total{{{}}} {}", labels(a), a.reloads);
-        }
-        family(&mut out, "rust_app_reload_failures_total", "counter", "Reloads that failed (the previous version kept serving).");
-        for a in &self.apps {
-            let _ = writeln!(out, "rust_app_reload_failures_total{{{}}} {}", labels(a), a.reload_failures);
-        }
+        let help = "Reloads after the app's code changed.";
+        prometheus_family(out, "rust_app_reloads_total", "counter", help, apps.iter().map(|(l, a)| (l.clone(), a.reloads as f64)));
+        let help = "Reloads that failed (the previous version kept serving).";
+        prometheus_family(out, "rust_app_reload_failures_total", "counter", help, apps.iter().map(|(l, a)| (l.clone(), a.reload_failures as f64)));
 
         let cgi: [(&str, &str, &str, f64); 4] = [
             ("rust_cgi_programs_running", "gauge", "CGI programs running now.", self.cgi.running as f64),
@@ -228,11 +209,10 @@ impl Page {
             ("rust_cgi_killed_groups_total", "counter", "CGI process groups that outlived their grace and got SIGKILL.", self.cgi.killed_groups as f64),
         ];
         for (name, kind, help, value) in cgi {
-            family(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
+            prometheus_family(out, name, kind, help, [(String::new(), value)]);
         }
 
-        pools::prometheus(&self.pools, &mut out);
-        out
+        pools::prometheus(&self.pools, out);
+        text
     }
 }

@@ -4,11 +4,9 @@
 //!
 //! Runs in nginx's workers.
 
-use std::fmt::Write;
-
 use serde::Serialize;
 
-use crate::core::metrics::escape_label;
+use crate::core::metrics::{escape_label, prometheus_family};
 use crate::pool::slots::{self, State, Table};
 
 #[derive(Serialize)]
@@ -107,60 +105,34 @@ fn snapshot(table: &Table) -> Vec<PoolStatus> {
 
 /// The pools' metrics, appended to `out`.
 pub fn prometheus(pools: &[PoolStatus], out: &mut String) {
-    let metrics: [(&str, &str, &str); 14] = [
-        ("rust_pool_restarts_total", "counter", "Processes restarted after they died or were recycled."),
-        ("rust_pool_failing", "gauge", "1 while the pool is in a crash loop."),
-        ("rust_pool_waiting_requests", "gauge", "Requests waiting for a place in a process."),
-        ("rust_pool_processes_wanted", "gauge", "Processes the supervisor wants now, between the pool's min and max."),
-        ("rust_pool_processes_min", "gauge", "The fewest processes the pool keeps (min_processes=)."),
-        ("rust_pool_processes_max", "gauge", "The most processes the pool may run (processes=)."),
-        ("rust_pool_processes_busy", "gauge", "Running processes that have requests."),
-        ("rust_pool_processes_idle", "gauge", "Running processes that have none."),
-        ("rust_pool_scale_ups_total", "counter", "Processes started because requests waited."),
-        ("rust_pool_idle_stops_total", "counter", "Processes stopped because they were idle."),
-        ("rust_pool_process_requests_total", "counter", "Requests a process has served."),
-        ("rust_pool_process_active_requests", "gauge", "Requests a process is serving now."),
-        ("rust_pool_process_resident_memory_bytes", "gauge", "Resident memory of a process."),
-        ("rust_pool_process_oldest_request_age_seconds", "gauge", "Age of a process's oldest running request."),
+    let labels: Vec<String> = pools.iter().map(|p| format!("pool=\"{}\"", escape_label(&p.name))).collect();
+    let per_pool: [(&str, &str, &str, fn(&PoolStatus) -> f64); 10] = [
+        ("rust_pool_restarts_total", "counter", "Processes restarted after they died or were recycled.", |p| p.restarts as f64),
+        ("rust_pool_failing", "gauge", "1 while the pool is in a crash loop.", |p| f64::from(u8::from(p.failing))),
+        ("rust_pool_waiting_requests", "gauge", "Requests waiting for a place in a process.", |p| f64::from(p.waiting)),
+        ("rust_pool_processes_wanted", "gauge", "Processes the supervisor wants now, between the pool's min and max.", |p| f64::from(p.wanted)),
+        ("rust_pool_processes_min", "gauge", "The fewest processes the pool keeps (min_processes=).", |p| f64::from(p.min)),
+        ("rust_pool_processes_max", "gauge", "The most processes the pool may run (processes=).", |p| f64::from(p.max)),
+        ("rust_pool_processes_busy", "gauge", "Running processes that have requests.", |p| f64::from(p.busy)),
+        ("rust_pool_processes_idle", "gauge", "Running processes that have none.", |p| f64::from(p.idle)),
+        ("rust_pool_scale_ups_total", "counter", "Processes started because requests waited.", |p| p.scale_ups as f64),
+        ("rust_pool_idle_stops_total", "counter", "Processes stopped because they were idle.", |p| p.idle_stops as f64),
     ];
-    for (name, kind, help) in metrics {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for pool in pools {
-            let p = escape_label(&pool.name);
-            match name {
-                "rust_pool_restarts_total" => {
-                    let _ = writeln!(out, "{name}{{pool=\"{p}\"}} {}", pool.restarts);
-                }
-                "rust_pool_failing" => {
-                    let _ = writeln!(out, "{name}{{pool=\"{p}\"}} {}", u8::from(pool.failing));
-                }
-                "rust_pool_waiting_requests" | "rust_pool_processes_wanted" | "rust_pool_processes_min" | "rust_pool_processes_max"
-                | "rust_pool_processes_busy" | "rust_pool_processes_idle"
-                | "rust_pool_scale_ups_total" | "rust_pool_idle_stops_total" => {
-                    let value = match name {
-                        "rust_pool_waiting_requests" => u64::from(pool.waiting),
-                        "rust_pool_processes_wanted" => u64::from(pool.wanted),
-                        "rust_pool_processes_min" => u64::from(pool.min),
-                        "rust_pool_processes_max" => u64::from(pool.max),
-                        "rust_pool_processes_busy" => u64::from(pool.busy),
-                        "rust_pool_processes_idle" => u64::from(pool.idle),
-                        "rust_pool_scale_ups_total" => pool.scale_ups,
-                        _ => pool.idle_stops,
-                    };
-                    let _ = writeln!(out, "{name}{{pool=\"{p}\"}} {value}");
-                }
-                _ => {
-                    for proc in &pool.processes {
-                        let value = match name {
-                            "rust_pool_process_requests_total" => proc.requests as f64,
-                            "rust_pool_process_active_requests" => proc.active as f64,
-                            "rust_pool_process_resident_memory_bytes" => proc.rss_bytes as f64,
-                            _ => proc.current_request_age_ms.unwrap_or(0) as f64 / 1000.0,
-                        };
-                        let _ = writeln!(out, "{name}{{pool=\"{p}\",pid=\"{}\",state=\"{}\"}} {value}", proc.pid, proc.state);
-                    }
-                }
-            }
-        }
+    for (name, kind, help, value) in per_pool {
+        prometheus_family(out, name, kind, help, pools.iter().zip(&labels).map(|(p, l)| (l.clone(), value(p))));
+    }
+    let per_process: [(&str, &str, &str, fn(&ProcessStatus) -> f64); 4] = [
+        ("rust_pool_process_requests_total", "counter", "Requests a process has served.", |p| p.requests as f64),
+        ("rust_pool_process_active_requests", "gauge", "Requests a process is serving now.", |p| f64::from(p.active)),
+        ("rust_pool_process_resident_memory_bytes", "gauge", "Resident memory of a process.", |p| p.rss_bytes as f64),
+        ("rust_pool_process_oldest_request_age_seconds", "gauge", "Age of a process's oldest running request.", |p| {
+            p.current_request_age_ms.unwrap_or(0) as f64 / 1000.0
+        }),
+    ];
+    for (name, kind, help, value) in per_process {
+        let samples = pools.iter().zip(&labels).flat_map(|(pool, l)| {
+            pool.processes.iter().map(move |p| (format!("{l},pid=\"{}\",state=\"{}\"", p.pid, p.state), value(p)))
+        });
+        prometheus_family(out, name, kind, help, samples);
     }
 }
