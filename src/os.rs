@@ -69,12 +69,17 @@ pub fn process_group_runs(pgid: libc::pid_t) -> bool {
     })
 }
 
-/// From a `/proc/PID/stat` line, "pid (comm) state ppid pgrp ...": not a
-/// zombie, and in group `pgid`. `comm` may hold anything, up to the last
-/// parenthesis.
+/// The fields of a `/proc/PID/stat` line, "pid (comm) state ppid pgrp
+/// ...", from `state` (field 3) on. `comm` may hold anything, up to the
+/// last parenthesis.
+fn stat_fields(stat: &[u8]) -> Option<impl Iterator<Item = &[u8]>> {
+    let end = stat.iter().rposition(|&b| b == b')')?;
+    Some(stat[end + 1..].split(|&b| b == b' ').filter(|f| !f.is_empty()))
+}
+
+/// From a `/proc/PID/stat` line: not a zombie, and in group `pgid`.
 fn runs_in_group(stat: &[u8], pgid: libc::pid_t) -> bool {
-    let Some(end) = stat.iter().rposition(|&b| b == b')') else { return false };
-    let mut fields = stat[end + 1..].split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let Some(mut fields) = stat_fields(stat) else { return false };
     let (Some(state), Some(_ppid), Some(pgrp)) = (fields.next(), fields.next(), fields.next()) else { return false };
     let pgrp = std::str::from_utf8(pgrp).ok().and_then(|p| p.parse::<libc::pid_t>().ok());
     !matches!(state, b"Z" | b"X") && pgrp == Some(pgid)
@@ -174,7 +179,7 @@ pub fn take_lines(partial: &mut Vec<u8>, all: bool, longest: usize) -> Vec<Strin
 
 #[cfg(test)]
 mod tests {
-    use super::{runs_in_group, take_lines};
+    use super::{pid_gone, process_started, runs_in_group, take_lines};
 
     #[test]
     fn group_members_are_read_from_stat() {
@@ -183,6 +188,17 @@ mod tests {
         assert!(!runs_in_group(b"4242 (sleep) Z 1 4241 4200 0 -1", 4241), "a zombie does not run");
         assert!(runs_in_group(b"4242 (a) b) 9 (x) R 1 77 4200 0 -1", 77), "comm with parentheses and spaces");
         assert!(!runs_in_group(b"garbage", 77));
+    }
+
+    #[test]
+    fn a_process_is_told_by_its_start_time() {
+        let me = std::process::id();
+        let started = process_started(me).expect("our own stat");
+        assert_eq!(process_started(me), Some(started), "stable");
+        // Above any pid_max: no such process.
+        assert_eq!(process_started(0x7fff_fff0), None);
+        assert!(pid_gone(0x7fff_fff0));
+        assert!(!pid_gone(me));
     }
 
     #[test]
@@ -235,9 +251,8 @@ pub fn pid_gone(pid: u32) -> bool {
 /// the same pid. None if there is no such process.
 pub fn process_started(pid: u32) -> Option<u64> {
     let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces.
-    let rest = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
-    let field = rest.split(|&b| b == b' ').filter(|f| !f.is_empty()).nth(19)?;
+    // Field 22, the 20th from `state`.
+    let field = stat_fields(&stat)?.nth(19)?;
     std::str::from_utf8(field).ok()?.parse().ok()
 }
 

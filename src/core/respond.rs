@@ -465,8 +465,7 @@ impl RequestCtx {
                 status = if self.header_sent { "by closing the connection" } else { "504" },
             ),
         );
-        self.served.timed_out = true;
-        self.served.failed(NGX_HTTP_GATEWAY_TIME_OUT as u16);
+        self.served.timed_out();
         Next::Finalize(self.failure_rc(NGX_HTTP_GATEWAY_TIME_OUT as u16))
     }
 
@@ -483,8 +482,7 @@ impl RequestCtx {
                 if self.header_sent { "by closing the connection" } else { "504" },
             ),
         );
-        self.served.timed_out = true;
-        self.served.failed(NGX_HTTP_GATEWAY_TIME_OUT as u16);
+        self.served.timed_out();
         Next::Finalize(self.failure_rc(NGX_HTTP_GATEWAY_TIME_OUT as u16))
     }
 }

@@ -55,7 +55,7 @@ pub struct Served {
     /// The app's headers as it sent them, hidden ones too (`$rust_http_*`).
     headers: Vec<(Vec<u8>, Vec<u8>)>,
     /// It ran past its read timeout or its total time.
-    pub timed_out: bool,
+    timed_out: bool,
 }
 
 /// A time after `started`, in ms.
@@ -118,6 +118,13 @@ impl Served {
         if self.status == 0 {
             self.status = status;
         }
+    }
+
+    /// It ran past its read timeout or its total time: 504, unless the
+    /// app's own head went first.
+    pub fn timed_out(&mut self) {
+        self.timed_out = true;
+        self.failed(504);
     }
 
     pub fn end(&mut self) {
