@@ -52,8 +52,10 @@ for my $kind (qw(wsgi asgi pool)) {
     ok(!kill(0, $child), "$kind: the child is gone (the parent reaped it)");
     is(http_get("/$kind?wait")->{status}, 200, "$kind: and the next request is served");
 }
-my @lines = error_log_text() =~ /a process the app forked returned into the server/g;
-is(scalar @lines, 6, 'each child said why it exits');
+# A pool process's child says it through the supervisor, which copies
+# the line into the log after the answer may have gone: wait for it.
+my $said = sub { my @lines = error_log_text() =~ /a process the app forked returned into the server/g; scalar @lines };
+ok(wait_for(sub { $said->() == 6 }, 30), 'each child said why it exits') or diag($said->() . ' lines');
 
 === TEST 2: a lingering child holds none of the server's sockets: after nginx quits, the port is free and the pool's connections close
 --- http_config
