@@ -71,10 +71,15 @@ pub fn run_thread(jobs: &JobQueue<Job>) {
             let mut next = Some(job);
             let mut ran = 0;
             while let Some(job) = next.take() {
+                // Counted busy until the job is over, and let go only once a
+                // process the app forked has exited here: the child must
+                // not give back its parent's count.
+                let busy = matches!(job, Job::Request(_)).then(metrics::Held::busy_thread).flatten();
                 // A panic in one job must not take the others with it; the
                 // job's sink answers 500 from its Drop.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(py, job)));
                 crate::os::exit_if_forked();
+                drop(busy);
                 ran += 1;
                 if ran < BATCH {
                     next = jobs.try_next(&mut taker);
@@ -103,7 +108,6 @@ fn run_job(py: Python<'_>, job: Job) {
             }
         }
         Job::Request(request) => {
-            let _busy = metrics::Held::busy_thread();
             if request.sink.is_abandoned() {
                 // The client left while the request waited for a thread.
                 return request.sink.cancel();
